@@ -1,0 +1,365 @@
+//! Wiring a session together: producers (sampler + orchestrator, or a
+//! recording) feed the bus; one consumer folds events into the model and
+//! hands them to the recorder. The TUI and headless front ends drive it.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::bus::{EventSink, Msg};
+use crate::event::{Clock, Event, LogLevel, Nanos, RunOutcome};
+use crate::model::Session;
+use crate::orchestrate::{Control, Orchestrator};
+use crate::plan::LoadedPlan;
+use crate::sample::{HostSampler, SamplerCommand, run_host_sampler};
+use crate::store::{FORMAT_VERSION, Header, HostSpecs, Reader, Recorder};
+
+/// `recordings/<plan>-<UTC time>.vmb`.
+pub fn default_recording_path(plan_name: &str) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace(':', "")
+        .replace('-', "");
+    let safe: String = plan_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    PathBuf::from("recordings").join(format!("{safe}-{}.vmb", stamp.trim_end_matches('Z')))
+}
+
+/// The single consumer of the bus.
+pub struct Consumer {
+    pub session: Session,
+    recorder: Option<Recorder>,
+    pub producer_result: Option<Result<(), String>>,
+    pub failed_runs: usize,
+    pub recorder_error: Option<String>,
+}
+
+impl Consumer {
+    pub fn new(session: Session, recorder: Option<Recorder>) -> Self {
+        Consumer {
+            session,
+            recorder,
+            producer_result: None,
+            failed_runs: 0,
+            recorder_error: None,
+        }
+    }
+
+    pub fn apply(&mut self, event: Event) {
+        if let Event::RunEnded {
+            outcome: RunOutcome::Failed { .. },
+            ..
+        } = &event
+        {
+            self.failed_runs += 1;
+        }
+        self.session.apply(&event);
+        if let Some(recorder) = &self.recorder
+            && self.recorder_error.is_none()
+            && let Err(e) = recorder.record(event)
+        {
+            let text = format!("{e:#}; the session goes on unrecorded");
+            self.recorder_error = Some(text.clone());
+            let t = self.session.now;
+            self.session.apply(&Event::Log {
+                t,
+                level: LogLevel::Error,
+                text,
+            });
+        }
+    }
+
+    /// Takes one message; a terminal event is handed back to the caller.
+    pub fn take(&mut self, msg: Msg) -> Option<ratatui::crossterm::event::Event> {
+        match msg {
+            Msg::Event(event) => self.apply(event),
+            Msg::Terminal(event) => return Some(event),
+            Msg::ProducerDone(result) => self.producer_result = Some(result),
+            Msg::Reset => {
+                let header = self.session.header.clone();
+                self.session = Session::new(header);
+            }
+        }
+        None
+    }
+
+    pub fn finished(&self) -> bool {
+        self.producer_result.is_some()
+    }
+
+    /// Closes the recording: everything queued is written and committed.
+    pub fn close(&mut self) -> Result<()> {
+        match self.recorder.take() {
+            Some(recorder) => {
+                let path = recorder.path().display().to_string();
+                recorder.close().with_context(|| format!("closing {path}"))
+            }
+            None => Ok(()),
+        }
+    }
+
+    pub fn recording_path(&self) -> Option<&Path> {
+        self.recorder.as_ref().map(|r| r.path())
+    }
+}
+
+/// The consumer's end of the bus, and a sender for front-end input.
+pub struct Bus {
+    pub rx: Receiver<Msg>,
+    pub tx: Sender<Msg>,
+}
+
+/// A running live session: what the front end needs to steer it.
+pub struct Live {
+    pub clock: Clock,
+    pub control: UnboundedSender<Control>,
+    sampler: Sender<SamplerCommand>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Live {
+    /// Starts sampling and the plan; returns the bus's receiving end and a
+    /// sender for front-end input.
+    pub fn start(
+        plan: &LoadedPlan,
+        recording: &Path,
+        autostart: bool,
+    ) -> Result<(Live, Consumer, Bus)> {
+        let clock = Clock::start();
+        let started_unix_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let host = HostSpecs::of_this_host();
+        let schedule = plan.plan.schedule(host.logical_cores);
+        let header = Header {
+            format_version: FORMAT_VERSION,
+            vmbench_version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: humantime::format_rfc3339_nanos(
+                UNIX_EPOCH + Duration::from_nanos(started_unix_ns),
+            )
+            .to_string(),
+            started_unix_ns,
+            host,
+            plan_name: plan.plan.name.clone(),
+            plan_origin: plan.origin.clone(),
+            plan_source: plan.source.clone(),
+            interval_ns: plan.plan.interval.get().as_nanos() as Nanos,
+            schedule: schedule.clone(),
+        };
+        let recorder = Recorder::create(recording, &header)?;
+        let (tx, rx) = channel();
+        let sink = EventSink::new(tx.clone());
+        let sampler = HostSampler::new().context("opening /proc for the host sampler")?;
+        let (sampler_tx, sampler_rx) = channel();
+        let interval = plan.plan.interval.get();
+        let sampler_sink = sink.clone();
+        let mut threads = vec![
+            std::thread::Builder::new()
+                .name("sampler".into())
+                .spawn(move || {
+                    run_host_sampler(sampler, clock, interval, sampler_sink, sampler_rx)
+                })?,
+        ];
+        let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
+        let orchestrator = Orchestrator {
+            plan: plan.plan.clone(),
+            schedule,
+            clock,
+            sink: sink.clone(),
+            sampler: sampler_tx.clone(),
+            exe: std::env::current_exe()
+                .context("finding this program's path to launch workloads")?,
+        };
+        let signal_control = control_tx.clone();
+        threads.push(std::thread::Builder::new().name("orchestrator".into()).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return sink.done(Err(format!("starting the runtime: {e}"))),
+            };
+            let result = runtime.block_on(async move {
+                tokio::spawn(async move {
+                    // Ctrl-C and SIGTERM end the plan cleanly, like q.
+                    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                    }
+                    let _ = signal_control.send(Control::Quit);
+                });
+                orchestrator.run(control_rx, autostart).await
+            });
+            sink.done(result.map_err(|e| format!("{e:#}")));
+        })?);
+        let consumer = Consumer::new(Session::new(header), Some(recorder));
+        Ok((
+            Live {
+                clock,
+                control: control_tx,
+                sampler: sampler_tx,
+                threads,
+            },
+            consumer,
+            Bus { rx, tx },
+        ))
+    }
+
+    pub fn note(&self, consumer: &mut Consumer, text: String) {
+        consumer.apply(Event::Note {
+            t: self.clock.now(),
+            text,
+        });
+    }
+
+    /// Stops the sampler after the plan has ended and waits for both threads.
+    pub fn shutdown(self) {
+        let _ = self.control.send(Control::Quit);
+        let _ = self.sampler.send(SamplerCommand::Stop);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Commands to the replay producer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReplayControl {
+    SetPaused(bool),
+    Seek(i64),
+    Speed(f64),
+}
+
+/// Session time read from the recording per query.
+const REPLAY_CHUNK: Nanos = 30 * 1_000_000_000;
+/// How long a still-growing recording is polled for news.
+const FOLLOW_POLL: Duration = Duration::from_millis(250);
+
+pub struct Replay {
+    pub control: Sender<ReplayControl>,
+    pub end: Nanos,
+}
+
+impl Replay {
+    pub fn open(path: &Path, speed: f64) -> Result<(Replay, Consumer, Bus)> {
+        let reader = Reader::open(path)?;
+        let end = reader.end()?;
+        let session = Session::new(reader.header.clone());
+        let (tx, rx) = channel();
+        let (control_tx, control_rx) = channel();
+        let sink = EventSink::new(tx.clone());
+        std::thread::Builder::new()
+            .name("replay".into())
+            .spawn(move || {
+                let result = replay_loop(reader, &sink, control_rx, speed);
+                sink.done(result.map_err(|e| format!("{e:#}")));
+            })?;
+        Ok((
+            Replay {
+                control: control_tx,
+                end,
+            },
+            Consumer::new(session, None),
+            Bus { rx, tx },
+        ))
+    }
+}
+
+/// Paces a recording's events by their session time, scaled by the speed.
+fn replay_loop(
+    mut reader: Reader,
+    sink: &EventSink,
+    control: Receiver<ReplayControl>,
+    mut speed: f64,
+) -> Result<()> {
+    let mut sent_series = reader.series.len();
+    for event in reader.series_events() {
+        sink.send(event);
+    }
+    let mut position: Nanos = 0;
+    let mut paused = false;
+    let mut anchor = (Instant::now(), 0 as Nanos);
+    let mut pending: std::collections::VecDeque<Event> = Default::default();
+    let mut loaded_to: Nanos = 0;
+    let mut ended = false;
+    loop {
+        if pending.is_empty() && !ended {
+            let end = reader.end()?;
+            if loaded_to <= end {
+                reader.refresh_series()?;
+                for def in reader.series.iter().skip(sent_series) {
+                    sink.send(Event::SeriesDefined(def.clone()));
+                }
+                sent_series = reader.series.len();
+                pending.extend(reader.timeline(loaded_to, loaded_to, loaded_to + REPLAY_CHUNK)?);
+                loaded_to += REPLAY_CHUNK;
+            }
+        }
+        let next = pending.front().map(|e| e.t().unwrap_or(position));
+        let wait = match (paused, next) {
+            (true, _) => Duration::from_secs(3600),
+            (false, Some(t)) => {
+                let due = anchor.0
+                    + Duration::from_nanos((t.saturating_sub(anchor.1) as f64 / speed) as u64);
+                due.saturating_duration_since(Instant::now())
+            }
+            (false, None) if ended => Duration::from_secs(3600),
+            (false, None) => FOLLOW_POLL,
+        };
+        match control.recv_timeout(wait) {
+            Ok(ReplayControl::SetPaused(p)) => {
+                paused = p;
+                anchor = (Instant::now(), position);
+            }
+            Ok(ReplayControl::Speed(s)) => {
+                speed = s;
+                anchor = (Instant::now(), position);
+            }
+            Ok(ReplayControl::Seek(delta)) => {
+                let target = position.saturating_add_signed(delta).min(reader.end()?);
+                // The model is rebuilt: every event before the target, and
+                // the samples that its history window can hold.
+                sink.reset();
+                for event in reader.series_events() {
+                    sink.send(event);
+                }
+                sent_series = reader.series.len();
+                let history =
+                    reader.header.interval_ns.max(1) * crate::model::SERIES_HISTORY as Nanos;
+                for event in reader.timeline(0, target.saturating_sub(history), target)? {
+                    sink.send(event);
+                }
+                position = target;
+                loaded_to = target;
+                pending.clear();
+                ended = false;
+                anchor = (Instant::now(), position);
+            }
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(event) = pending.pop_front() {
+                    position = event.t().unwrap_or(position);
+                    if matches!(event, Event::SessionEnded { .. }) {
+                        ended = true;
+                    }
+                    if !sink.send(event) {
+                        return Ok(());
+                    }
+                    if ended && pending.is_empty() {
+                        sink.done(Ok(()));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! The bus: the one channel into the single owner of session state.
+
+use std::sync::mpsc::Sender;
+
+use crate::event::Event;
+
+pub enum Msg {
+    Event(Event),
+    Terminal(ratatui::crossterm::event::Event),
+    /// Start the model afresh (a replay seeking backwards).
+    Reset,
+    /// The producer of the session (orchestrator or replay) has finished.
+    ProducerDone(Result<(), String>),
+}
+
+/// A producer's end of the bus.
+#[derive(Clone)]
+pub struct EventSink(Sender<Msg>);
+
+impl EventSink {
+    pub fn new(tx: Sender<Msg>) -> Self {
+        EventSink(tx)
+    }
+
+    /// False once the consumer has gone, which tells producers to stop.
+    pub fn send(&self, event: Event) -> bool {
+        self.0.send(Msg::Event(event)).is_ok()
+    }
+
+    pub fn reset(&self) {
+        let _ = self.0.send(Msg::Reset);
+    }
+
+    pub fn done(&self, result: Result<(), String>) {
+        let _ = self.0.send(Msg::ProducerDone(result));
+    }
+}

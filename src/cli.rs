@@ -1,0 +1,553 @@
+//! The command line: run (TUI, the default), record (headless), replay,
+//! export, and the hidden `workload` used to launch benchmark copies.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{Consumer, Live, Replay, ReplayControl, default_recording_path};
+use crate::bus::Msg;
+use crate::event::{Event, LogLevel};
+use crate::input::InputError;
+use crate::orchestrate::Control;
+use crate::plan::LoadedPlan;
+use crate::store::csv;
+use crate::ui::keys::Action;
+use crate::ui::terminal::{self, Next, Steer};
+use crate::ui::theme::{Theme, slot_names};
+use crate::ui::{Feed, View, clock, figure, skew_text};
+use crate::workload::builtin;
+
+#[derive(Parser)]
+#[command(
+    name = "vmbench",
+    version,
+    about = "Compare virtualization technologies with numbers: the same benchmarks on 1..N guests at once, against bare metal",
+    after_help = "With no command, runs the embedded default plan (a short bare-metal baseline of this host) in the TUI."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    screen: ScreenArgs,
+    /// Print the colour slot names a theme file sets, then exit.
+    #[arg(long)]
+    list_theme_slots: bool,
+}
+
+#[derive(Args, Clone, Default)]
+struct ScreenArgs {
+    /// Theme: dark, light, mono, or a path to a theme TOML file (NO_COLOR picks mono).
+    #[arg(long, global = true, value_name = "NAME|PATH")]
+    theme: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a plan in the TUI, recording it (default: the embedded plan).
+    Run(RunArgs),
+    /// Run a plan with no screen: progress on stderr, the same recording.
+    Record(RecordArgs),
+    /// Show a recording in the TUI: pause, seek, speed.
+    Replay(ReplayArgs),
+    /// Write a recording's samples and results as CSV files.
+    Export(ExportArgs),
+    #[command(hide = true)]
+    Workload(WorkloadArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The plan (TOML); without it, the embedded default plan.
+    plan: Option<PathBuf>,
+    /// Where to record (default: recordings/<plan>-<UTC time>.vmb).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Start the plan at once instead of waiting for the operator's `s`.
+    #[arg(long)]
+    start: bool,
+}
+
+#[derive(Args)]
+struct RecordArgs {
+    /// The plan (TOML); without it, the embedded default plan.
+    plan: Option<PathBuf>,
+    /// Where to record (default: recordings/<plan>-<UTC time>.vmb).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    recording: PathBuf,
+    /// Playback speed, 0.25 to 64.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    recording: PathBuf,
+    /// Directory to write samples_long.csv, samples_wide.csv, results.csv and phases.csv into.
+    #[arg(long, value_name = "DIR")]
+    csv: PathBuf,
+}
+
+#[derive(Args)]
+struct WorkloadArgs {
+    #[command(subcommand)]
+    kind: WorkloadKind,
+}
+
+#[derive(Args)]
+struct Timed {
+    /// Wait for one byte on stdin (the barrier) before starting.
+    #[arg(long)]
+    gate: bool,
+    #[arg(long, default_value_t = 10_000)]
+    duration_ms: u64,
+}
+
+#[derive(Subcommand)]
+enum WorkloadKind {
+    Cpu(Timed),
+    Disk {
+        #[command(flatten)]
+        timed: Timed,
+        #[arg(long, default_value_t = 256 << 20)]
+        size: u64,
+        #[arg(long, default_value = "/var/tmp")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1 << 20)]
+        block_size: usize,
+    },
+    Net {
+        #[command(flatten)]
+        timed: Timed,
+        #[arg(long)]
+        connect: SocketAddr,
+        #[arg(long, default_value_t = 1 << 20)]
+        buffer: usize,
+    },
+    NetSink {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+/// Exit codes: 0 success, 1 a run or the session failed, 2 bad input.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.list_theme_slots {
+        for name in slot_names() {
+            println!("{name}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let result = match cli.command {
+        None => run_tui(None, None, false, &cli.screen),
+        Some(Command::Run(args)) => run_tui(args.plan, args.output, args.start, &cli.screen),
+        Some(Command::Record(args)) => record(args.plan, args.output),
+        Some(Command::Replay(args)) => replay(&args.recording, args.speed, &cli.screen),
+        Some(Command::Export(args)) => export(&args.recording, &args.csv),
+        Some(Command::Workload(args)) => return ExitCode::from(workload(args.kind) as u8),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vmbench: error: {e:#}");
+            if e.downcast_ref::<InputError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn workload(kind: WorkloadKind) -> i32 {
+    let ms = Duration::from_millis;
+    builtin::run_child(|| match kind {
+        WorkloadKind::Cpu(t) => builtin::run_cpu(ms(t.duration_ms), t.gate),
+        WorkloadKind::Disk {
+            timed,
+            size,
+            dir,
+            block_size,
+        } => builtin::run_disk(ms(timed.duration_ms), timed.gate, size, &dir, block_size),
+        WorkloadKind::Net {
+            timed,
+            connect,
+            buffer,
+        } => builtin::run_net(ms(timed.duration_ms), timed.gate, connect, buffer),
+        WorkloadKind::NetSink { listen } => builtin::run_net_sink(listen),
+    })
+}
+
+fn load_plan(path: Option<&PathBuf>) -> Result<LoadedPlan> {
+    Ok(LoadedPlan::load(path)?)
+}
+
+struct LiveSteer {
+    live: Option<Live>,
+}
+
+impl Steer for LiveSteer {
+    fn act(&mut self, action: Action, view: &mut View, _consumer: &mut Consumer) -> Next {
+        let Some(live) = &self.live else {
+            // The plan is over; the screen stays until q.
+            return if action == Action::Quit {
+                Next::Close
+            } else {
+                Next::Stay
+            };
+        };
+        let control = match action {
+            Action::Start => Control::Start,
+            Action::Skip => Control::Skip,
+            Action::Abort => Control::Abort,
+            Action::Quit => Control::Quit,
+            Action::Pause => {
+                view.display_paused = !view.display_paused;
+                return Next::Stay;
+            }
+            _ => return Next::Stay,
+        };
+        if let Feed::Live { waiting, .. } = &mut view.feed {
+            *waiting = false;
+        }
+        let _ = live.control.send(control);
+        if control == Control::Quit {
+            Next::CloseWhenFinished
+        } else {
+            Next::Stay
+        }
+    }
+
+    fn note(&mut self, text: String, consumer: &mut Consumer) {
+        if let Some(live) = &self.live {
+            live.note(consumer, text);
+        }
+    }
+
+    fn finished(&mut self, view: &mut View, consumer: &mut Consumer) {
+        if let Some(live) = self.live.take() {
+            live.shutdown();
+        }
+        let path = consumer.recording_path().map(|p| p.display().to_string());
+        let text = match consumer.close() {
+            Ok(()) => format!(
+                "plan finished; recording saved to {} (q quits)",
+                path.unwrap_or_default()
+            ),
+            Err(e) => format!("plan finished; the recording could not be closed: {e:#}"),
+        };
+        let t = consumer.session.now;
+        consumer.session.apply(&Event::Log {
+            t,
+            level: LogLevel::Info,
+            text,
+        });
+        view.finished = true;
+    }
+}
+
+fn run_tui(
+    plan: Option<PathBuf>,
+    output: Option<PathBuf>,
+    start: bool,
+    screen: &ScreenArgs,
+) -> Result<ExitCode> {
+    let plan = load_plan(plan.as_ref())?;
+    let theme = Theme::resolve(
+        screen.theme.as_deref(),
+        std::env::var_os("NO_COLOR").is_some(),
+    )?;
+    if !std::io::stdout().is_terminal() {
+        bail!("the TUI needs a terminal; `vmbench record` runs a plan without a screen");
+    }
+    let path = output.unwrap_or_else(|| default_recording_path(&plan.plan.name));
+    let (live, mut consumer, bus) = Live::start(&plan, &path, start)?;
+    let mut view = View::new(Feed::Live {
+        recording: path.display().to_string(),
+        waiting: !start,
+    });
+    let mut steer = LiveSteer { live: Some(live) };
+    let result = terminal::run(
+        &mut consumer,
+        &bus.rx,
+        bus.tx,
+        &theme,
+        &mut view,
+        &mut steer,
+    );
+    if !view.finished {
+        steer.finished(&mut view, &mut consumer);
+    }
+    result?;
+    eprintln!("recording: {}", path.display());
+    report_failures(&consumer)
+}
+
+fn report_failures(consumer: &Consumer) -> Result<ExitCode> {
+    if let Some(Err(e)) = &consumer.producer_result {
+        bail!("the session failed: {e}");
+    }
+    if let Some(e) = &consumer.recorder_error {
+        bail!("{e}");
+    }
+    if consumer.failed_runs > 0 {
+        eprintln!(
+            "vmbench: {} benchmark run(s) failed; see the log in the recording",
+            consumer.failed_runs
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct ReplaySteer {
+    replay: Replay,
+}
+
+impl Steer for ReplaySteer {
+    fn act(&mut self, action: Action, view: &mut View, _consumer: &mut Consumer) -> Next {
+        let Feed::Replay { speed, paused, .. } = &mut view.feed else {
+            return Next::Stay;
+        };
+        let command = match action {
+            Action::Quit => return Next::Close,
+            Action::Pause => {
+                *paused = !*paused;
+                ReplayControl::SetPaused(*paused)
+            }
+            Action::SeekBack => ReplayControl::Seek(-SEEK_STEP),
+            Action::SeekForward => ReplayControl::Seek(SEEK_STEP),
+            Action::Slower | Action::Faster => {
+                let factor = if action == Action::Faster { 2.0 } else { 0.5 };
+                *speed = (*speed * factor).clamp(MIN_SPEED, MAX_SPEED);
+                ReplayControl::Speed(*speed)
+            }
+            _ => return Next::Stay,
+        };
+        let _ = self.replay.control.send(command);
+        Next::Stay
+    }
+
+    fn note(&mut self, _text: String, _consumer: &mut Consumer) {}
+
+    fn finished(&mut self, view: &mut View, _consumer: &mut Consumer) {
+        view.finished = true;
+    }
+}
+
+const SEEK_STEP: i64 = 10_000_000_000;
+const MIN_SPEED: f64 = 0.25;
+const MAX_SPEED: f64 = 64.0;
+
+fn replay(path: &Path, speed: f64, screen: &ScreenArgs) -> Result<ExitCode> {
+    if !(MIN_SPEED..=MAX_SPEED).contains(&speed) {
+        return Err(InputError {
+            file: "--speed".into(),
+            line: 0,
+            column: 0,
+            field: "speed".into(),
+            message: format!("{speed} is outside {MIN_SPEED}..{MAX_SPEED}"),
+        }
+        .into());
+    }
+    let theme = Theme::resolve(
+        screen.theme.as_deref(),
+        std::env::var_os("NO_COLOR").is_some(),
+    )?;
+    if !std::io::stdout().is_terminal() {
+        bail!("the TUI needs a terminal; `vmbench export` reads a recording without a screen");
+    }
+    let (replay, mut consumer, bus) = Replay::open(path, speed)?;
+    let mut view = View::new(Feed::Replay {
+        speed,
+        paused: false,
+        end: replay.end,
+    });
+    let mut steer = ReplaySteer { replay };
+    terminal::run(
+        &mut consumer,
+        &bus.rx,
+        bus.tx,
+        &theme,
+        &mut view,
+        &mut steer,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(recording: &Path, dir: &Path) -> Result<ExitCode> {
+    let done = csv::export(recording, dir)?;
+    eprintln!(
+        "wrote {} samples, {} run results and {} phase aggregates to {}",
+        done.samples,
+        done.results,
+        done.phases,
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How often headless progress is printed when stderr is not a terminal.
+const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
+
+fn record(plan: Option<PathBuf>, output: Option<PathBuf>) -> Result<ExitCode> {
+    let plan = load_plan(plan.as_ref())?;
+    let path = output.unwrap_or_else(|| default_recording_path(&plan.plan.name));
+    let (live, mut consumer, bus) = Live::start(&plan, &path, true)?;
+    drop(bus.tx);
+    let tty = std::io::stderr().is_terminal();
+    eprintln!(
+        "vmbench: recording plan {:?} ({} phases, about {}) to {}",
+        plan.plan.name,
+        consumer.session.header.schedule.len(),
+        clock(consumer.session.remaining()),
+        path.display()
+    );
+    let mut last_progress = Instant::now();
+    while !consumer.finished() {
+        match bus.rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(Msg::Event(event)) => {
+                let echo = headless_echo(&event);
+                let ended = if let Event::PhaseEnded { phase, .. } = &event {
+                    Some(*phase)
+                } else {
+                    None
+                };
+                consumer.apply(event);
+                if let Some(line) = echo {
+                    if tty {
+                        eprint!("\r\x1b[2K");
+                    }
+                    eprintln!("{line}");
+                }
+                if let Some(phase) = ended {
+                    for line in phase_result_lines(&consumer, phase) {
+                        if tty {
+                            eprint!("\r\x1b[2K");
+                        }
+                        eprintln!("{line}");
+                    }
+                }
+            }
+            Ok(msg) => {
+                consumer.take(msg);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let every = if tty {
+            Duration::from_millis(500)
+        } else {
+            PROGRESS_LINE_EVERY
+        };
+        if last_progress.elapsed() >= every {
+            last_progress = Instant::now();
+            let line = progress_line(&consumer, tty);
+            if tty {
+                eprint!("\r\x1b[2K{line}");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    }
+    if tty {
+        eprintln!();
+    }
+    live.shutdown();
+    consumer.close()?;
+    eprintln!("vmbench: recording saved to {}", path.display());
+    report_failures(&consumer)
+}
+
+/// Warnings and errors are echoed as they happen.
+fn headless_echo(event: &Event) -> Option<String> {
+    match event {
+        Event::Log { t, level, text } if *level != LogLevel::Info => {
+            Some(format!("[{}] {:?}: {text}", clock(*t), level).to_lowercase())
+        }
+        _ => None,
+    }
+}
+
+fn phase_result_lines(consumer: &Consumer, phase: u32) -> Vec<String> {
+    let session = &consumer.session;
+    let Some(p) = session.phase(phase) else {
+        return Vec::new();
+    };
+    let Some(summary) = &p.summary else {
+        return Vec::new();
+    };
+    let outcome = p
+        .ended
+        .map(|(_, o)| format!("{o:?}").to_lowercase())
+        .unwrap_or_default();
+    summary
+        .metrics
+        .iter()
+        .map(|m| {
+            format!(
+                "phase {}/{} {} x{} rep {}: {} aggregate {} ({} of {} copies), skew {}, {outcome}",
+                p.id + 1,
+                session.header.schedule.len(),
+                p.benchmark,
+                p.concurrency,
+                p.repetition,
+                m.metric.name,
+                figure(m.aggregate, &m.metric.unit),
+                m.contributing,
+                m.per_copy.len(),
+                skew_text(summary.skew),
+            )
+        })
+        .collect()
+}
+
+fn progress_line(consumer: &Consumer, bar: bool) -> String {
+    let session = &consumer.session;
+    let total: u64 = session
+        .header
+        .schedule
+        .iter()
+        .map(|p| p.duration)
+        .sum::<u64>()
+        .max(1);
+    let left = session.remaining();
+    let done = 1.0 - left as f64 / total as f64;
+    let phase = session
+        .current_phase()
+        .map(|p| {
+            format!(
+                "phase {}/{} {} x{} rep {}",
+                p.id + 1,
+                session.header.schedule.len(),
+                p.benchmark,
+                p.concurrency,
+                p.repetition
+            )
+        })
+        .unwrap_or_else(|| "between phases".into());
+    let gauge = if bar {
+        let filled = (done.clamp(0.0, 1.0) * 24.0).round() as usize;
+        format!("[{}{}] ", "#".repeat(filled), "-".repeat(24 - filled))
+    } else {
+        String::new()
+    };
+    format!(
+        "{gauge}{:>3.0}% {phase}  elapsed {}  left {}",
+        done * 100.0,
+        clock(session.now),
+        clock(left)
+    )
+}

@@ -1,0 +1,218 @@
+//! The one vocabulary of a session: everything that happens is an [`Event`].
+//! Producers (sampler, orchestrator, replay) send them; the model and the
+//! recorder fold them. Nothing else crosses module boundaries at run time.
+
+use serde::{Deserialize, Serialize};
+
+/// Nanoseconds on CLOCK_MONOTONIC since the session started.
+pub type Nanos = u64;
+pub type SeriesId = u32;
+pub type RunId = u32;
+pub type PhaseId = u32;
+
+pub const NANOS_PER_SEC: f64 = 1e9;
+
+/// Whether a series only ever grows (kernel counters, from which rates are
+/// derived) or is a level read as it is (memory in use).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesKind {
+    Counter,
+    Gauge,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SeriesDef {
+    pub id: SeriesId,
+    /// Where the value comes from: `host`, `host/cpu0`, `host/net/eth0`,
+    /// `host/disk/vda`, `run/3` (a benchmark copy's process).
+    pub source: String,
+    pub metric: String,
+    pub unit: String,
+    pub kind: SeriesKind,
+}
+
+/// Raw cumulative counters read at one instant. Rates are derived later.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Sample {
+    pub t: Nanos,
+    pub values: Vec<(SeriesId, u64)>,
+}
+
+/// One figure a workload reports. Progress arrives as a cumulative amount of
+/// work `done` (operations, bytes); its rate in `unit` is `done/s × scale`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct MetricDef {
+    pub name: String,
+    pub unit: String,
+    pub scale: f64,
+    pub higher_is_better: bool,
+}
+
+impl MetricDef {
+    pub fn rate(&self, done_delta: f64, elapsed: Nanos) -> f64 {
+        if elapsed == 0 {
+            return 0.0;
+        }
+        done_delta / (elapsed as f64 / NANOS_PER_SEC) * self.scale
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RunOutcome {
+    Completed,
+    Failed { reason: String },
+    Cancelled,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseOutcome {
+    Completed,
+    /// Some copies failed; the others finished.
+    Partial,
+    Failed,
+    TimedOut,
+    /// The operator moved on to the next phase.
+    Skipped,
+    /// The operator stopped the phase and held the plan.
+    Aborted,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    SeriesDefined(SeriesDef),
+    Sample(Sample),
+    PhaseStarted {
+        t: Nanos,
+        phase: PhaseId,
+        benchmark: String,
+        workload: String,
+        concurrency: u32,
+        repetition: u32,
+        duration: Nanos,
+    },
+    /// A copy of the phase's benchmark exists and waits at the barrier.
+    RunSpawned {
+        t: Nanos,
+        run: RunId,
+        phase: PhaseId,
+        copy: u32,
+        guest: String,
+        technology: String,
+        pid: Option<u32>,
+        metrics: Vec<MetricDef>,
+    },
+    /// The copy's own clock reading of when its measured work began.
+    RunStarted {
+        t: Nanos,
+        run: RunId,
+    },
+    Progress {
+        t: Nanos,
+        run: RunId,
+        metric: u16,
+        done: f64,
+    },
+    /// The figure the benchmark tool itself reports at its end.
+    RunResult {
+        t: Nanos,
+        run: RunId,
+        metric: String,
+        value: f64,
+        unit: String,
+    },
+    RunEnded {
+        t: Nanos,
+        run: RunId,
+        #[serde(flatten)]
+        outcome: RunOutcome,
+    },
+    PhaseEnded {
+        t: Nanos,
+        phase: PhaseId,
+        outcome: PhaseOutcome,
+    },
+    Note {
+        t: Nanos,
+        text: String,
+    },
+    Log {
+        t: Nanos,
+        level: LogLevel,
+        text: String,
+    },
+    SessionEnded {
+        t: Nanos,
+    },
+}
+
+impl Event {
+    /// When the event happened; series definitions carry no time of their own.
+    pub fn t(&self) -> Option<Nanos> {
+        match self {
+            Event::SeriesDefined(_) => None,
+            Event::Sample(s) => Some(s.t),
+            Event::PhaseStarted { t, .. }
+            | Event::RunSpawned { t, .. }
+            | Event::RunStarted { t, .. }
+            | Event::Progress { t, .. }
+            | Event::RunResult { t, .. }
+            | Event::RunEnded { t, .. }
+            | Event::PhaseEnded { t, .. }
+            | Event::Note { t, .. }
+            | Event::Log { t, .. }
+            | Event::SessionEnded { t } => Some(*t),
+        }
+    }
+}
+
+/// Reads CLOCK_MONOTONIC, the one clock of a session. Raw readings are
+/// comparable across processes on the same host, which lets a benchmark copy
+/// stamp its own start instead of the parent stamping the pipe's arrival.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    debug_assert_eq!(rc, 0, "CLOCK_MONOTONIC is always available on Linux");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The session clock: monotonic nanoseconds since the session began.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    origin: u64,
+}
+
+impl Clock {
+    pub fn start() -> Self {
+        Clock {
+            origin: monotonic_ns(),
+        }
+    }
+
+    pub fn now(&self) -> Nanos {
+        self.from_monotonic(monotonic_ns())
+    }
+
+    pub fn from_monotonic(&self, raw: u64) -> Nanos {
+        raw.saturating_sub(self.origin)
+    }
+
+    pub fn to_monotonic(&self, t: Nanos) -> u64 {
+        self.origin + t
+    }
+}

@@ -1,0 +1,17 @@
+//! vmbench: quantitative comparison of virtualization technologies. The same
+//! benchmarks on 1..N guests at once, against the bare-metal baseline.
+//! See DESIGN.md (shared) for the architecture: one event vocabulary, one
+//! model, live and replay through the same code.
+
+pub mod app;
+pub mod bus;
+pub mod cli;
+pub mod event;
+pub mod input;
+pub mod model;
+pub mod orchestrate;
+pub mod plan;
+pub mod sample;
+pub mod store;
+pub mod ui;
+pub mod workload;

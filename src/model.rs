@@ -1,0 +1,541 @@
+//! The session model: the only state. [`Session::apply`] folds events into
+//! series, runs, phases and results; rates are derived here from raw counters,
+//! never stored. Memory stays bounded: series keep a ring of recent points and
+//! a run's progress shrinks to a sparkline once its phase is summarised.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use crate::event::{
+    Event, LogLevel, MetricDef, NANOS_PER_SEC, Nanos, PhaseId, PhaseOutcome, RunId, RunOutcome,
+    SeriesDef, SeriesId, SeriesKind,
+};
+use crate::store::Header;
+
+/// Points of history each series keeps (5 minutes at the default 1 s).
+pub const SERIES_HISTORY: usize = 300;
+/// Progress points a run keeps after its phase has been summarised.
+pub const SPARK_HISTORY: usize = 120;
+const LOG_LINES: usize = 200;
+
+pub struct SeriesState {
+    pub def: SeriesDef,
+    pub points: VecDeque<(Nanos, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    /// Spawned, waiting at the barrier.
+    Waiting,
+    Running,
+    Done(RunOutcome),
+}
+
+pub struct Run {
+    pub id: RunId,
+    pub phase: PhaseId,
+    pub copy: u32,
+    pub guest: String,
+    pub technology: String,
+    pub pid: Option<u32>,
+    pub metrics: Vec<MetricDef>,
+    pub spawned: Nanos,
+    pub started: Option<Nanos>,
+    pub ended: Option<Nanos>,
+    pub state: RunState,
+    /// Cumulative work per metric, as (time, done).
+    pub progress: Vec<Vec<(Nanos, f64)>>,
+    /// The tool's own figures: metric, value, unit.
+    pub tool_results: Vec<(String, f64, String)>,
+}
+
+impl Run {
+    /// The rate of the metric between its last two progress points.
+    pub fn current_rate(&self, metric: usize) -> Option<f64> {
+        let points = self.progress.get(metric)?;
+        let [.., (t0, d0), (t1, d1)] = points.as_slice() else {
+            return None;
+        };
+        Some(self.metrics[metric].rate(d1 - d0, t1 - t0))
+    }
+
+    /// The metric currently moving: the last one that has progress.
+    pub fn active_metric(&self) -> Option<usize> {
+        (0..self.progress.len())
+            .rev()
+            .find(|m| !self.progress[*m].is_empty())
+    }
+
+    pub fn rate_history(&self, metric: usize) -> Vec<f64> {
+        self.progress.get(metric).map_or_else(Vec::new, |points| {
+            points
+                .windows(2)
+                .map(|w| self.metrics[metric].rate(w[1].1 - w[0].1, w[1].0 - w[0].0))
+                .collect()
+        })
+    }
+
+    /// Work done between a and b, interpolated on the progress points.
+    fn done_between(&self, metric: usize, a: Nanos, b: Nanos) -> Option<f64> {
+        let points = self.progress.get(metric)?;
+        Some(interpolate(points, b)? - interpolate(points, a)?)
+    }
+
+    fn active_span(&self, metric: usize) -> Option<(Nanos, Nanos)> {
+        let points = self.progress.get(metric)?;
+        match points.as_slice() {
+            [first, .., last] => Some((first.0, last.0)),
+            _ => None,
+        }
+    }
+}
+
+fn interpolate(points: &[(Nanos, f64)], t: Nanos) -> Option<f64> {
+    let after = points.partition_point(|(pt, _)| *pt < t);
+    if after < points.len() && points[after].0 == t {
+        return Some(points[after].1);
+    }
+    if after == 0 || after == points.len() {
+        return None;
+    }
+    let (t0, d0) = points[after - 1];
+    let (t1, d1) = points[after];
+    Some(d0 + (d1 - d0) * (t - t0) as f64 / (t1 - t0) as f64)
+}
+
+/// A phase's figures for one metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSummary {
+    pub metric: MetricDef,
+    /// The window in which every copy was running this metric.
+    pub window: Option<(Nanos, Nanos)>,
+    /// Sum of the copies' rates over that window.
+    pub aggregate: Option<f64>,
+    pub per_copy: Vec<CopyFigure>,
+    /// Copies that contributed, of those the phase started.
+    pub contributing: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyFigure {
+    pub run: RunId,
+    /// The tool's own figure, or else the copy's whole-run rate.
+    pub value: Option<f64>,
+    /// First and last progress of this metric.
+    pub span: Option<(Nanos, Nanos)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseSummary {
+    /// Spread of the copies' own start times (max − min).
+    pub skew: Option<Nanos>,
+    pub metrics: Vec<MetricSummary>,
+}
+
+pub struct Phase {
+    pub id: PhaseId,
+    pub benchmark: String,
+    pub workload: String,
+    pub concurrency: u32,
+    pub repetition: u32,
+    pub duration: Nanos,
+    pub started: Nanos,
+    pub ended: Option<(Nanos, PhaseOutcome)>,
+    pub runs: Vec<RunId>,
+    pub summary: Option<PhaseSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub t: Nanos,
+    pub level: LogLevel,
+    pub text: String,
+}
+
+/// The share of all CPUs' time in each state over one interval, in percent.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuShares {
+    pub user: f64,
+    pub system: f64,
+    pub iowait: f64,
+    pub steal: f64,
+    pub other: f64,
+}
+
+impl CpuShares {
+    pub fn busy(&self) -> f64 {
+        self.user + self.system + self.iowait + self.steal + self.other
+    }
+}
+
+pub struct Session {
+    pub header: Header,
+    pub now: Nanos,
+    series: Vec<Option<SeriesState>>,
+    by_name: HashMap<(String, String), SeriesId>,
+    pub phases: Vec<Phase>,
+    pub runs: BTreeMap<RunId, Run>,
+    pub notes: Vec<(Nanos, String)>,
+    pub log: VecDeque<LogLine>,
+    pub ended: Option<Nanos>,
+}
+
+impl Session {
+    pub fn new(header: Header) -> Self {
+        Session {
+            header,
+            now: 0,
+            series: Vec::new(),
+            by_name: HashMap::new(),
+            phases: Vec::new(),
+            runs: BTreeMap::new(),
+            notes: Vec::new(),
+            log: VecDeque::new(),
+            ended: None,
+        }
+    }
+
+    pub fn apply(&mut self, event: &Event) {
+        if let Some(t) = event.t() {
+            self.now = self.now.max(t);
+        }
+        match event {
+            Event::SeriesDefined(def) => {
+                let index = def.id as usize;
+                if self.series.len() <= index {
+                    self.series.resize_with(index + 1, || None);
+                }
+                self.by_name
+                    .insert((def.source.clone(), def.metric.clone()), def.id);
+                self.series[index] = Some(SeriesState {
+                    def: def.clone(),
+                    points: VecDeque::with_capacity(SERIES_HISTORY),
+                });
+            }
+            Event::Sample(sample) => {
+                for &(id, value) in &sample.values {
+                    if let Some(Some(series)) = self.series.get_mut(id as usize) {
+                        if series.points.len() == SERIES_HISTORY {
+                            series.points.pop_front();
+                        }
+                        series.points.push_back((sample.t, value));
+                    }
+                }
+            }
+            Event::PhaseStarted {
+                t,
+                phase,
+                benchmark,
+                workload,
+                concurrency,
+                repetition,
+                duration,
+            } => self.phases.push(Phase {
+                id: *phase,
+                benchmark: benchmark.clone(),
+                workload: workload.clone(),
+                concurrency: *concurrency,
+                repetition: *repetition,
+                duration: *duration,
+                started: *t,
+                ended: None,
+                runs: Vec::new(),
+                summary: None,
+            }),
+            Event::RunSpawned {
+                t,
+                run,
+                phase,
+                copy,
+                guest,
+                technology,
+                pid,
+                metrics,
+            } => {
+                if let Some(p) = self.phase_mut(*phase) {
+                    p.runs.push(*run);
+                }
+                self.runs.insert(
+                    *run,
+                    Run {
+                        id: *run,
+                        phase: *phase,
+                        copy: *copy,
+                        guest: guest.clone(),
+                        technology: technology.clone(),
+                        pid: *pid,
+                        metrics: metrics.clone(),
+                        spawned: *t,
+                        started: None,
+                        ended: None,
+                        state: RunState::Waiting,
+                        progress: vec![Vec::new(); metrics.len()],
+                        tool_results: Vec::new(),
+                    },
+                );
+            }
+            Event::RunStarted { t, run } => {
+                if let Some(r) = self.runs.get_mut(run) {
+                    r.started = Some(*t);
+                    r.state = RunState::Running;
+                }
+            }
+            Event::Progress {
+                t,
+                run,
+                metric,
+                done,
+            } => {
+                if let Some(points) = self
+                    .runs
+                    .get_mut(run)
+                    .and_then(|r| r.progress.get_mut(*metric as usize))
+                {
+                    points.push((*t, *done));
+                }
+            }
+            Event::RunResult {
+                run,
+                metric,
+                value,
+                unit,
+                ..
+            } => {
+                if let Some(r) = self.runs.get_mut(run) {
+                    r.tool_results.push((metric.clone(), *value, unit.clone()));
+                }
+            }
+            Event::RunEnded { t, run, outcome } => {
+                if let Some(r) = self.runs.get_mut(run) {
+                    r.ended = Some(*t);
+                    r.state = RunState::Done(outcome.clone());
+                }
+            }
+            Event::PhaseEnded { t, phase, outcome } => {
+                let summary = self.phase(*phase).map(|p| self.summarise(p));
+                if let Some(p) = self.phase_mut(*phase) {
+                    p.ended = Some((*t, *outcome));
+                    p.summary = summary;
+                    let runs = p.runs.clone();
+                    for id in runs {
+                        if let Some(run) = self.runs.get_mut(&id) {
+                            for points in &mut run.progress {
+                                let excess = points.len().saturating_sub(SPARK_HISTORY);
+                                points.drain(..excess);
+                            }
+                        }
+                    }
+                }
+            }
+            Event::Note { t, text } => self.notes.push((*t, text.clone())),
+            Event::Log { t, level, text } => {
+                if self.log.len() == LOG_LINES {
+                    self.log.pop_front();
+                }
+                self.log.push_back(LogLine {
+                    t: *t,
+                    level: *level,
+                    text: text.clone(),
+                });
+            }
+            Event::SessionEnded { t } => self.ended = Some(*t),
+        }
+    }
+
+    pub fn phase(&self, id: PhaseId) -> Option<&Phase> {
+        self.phases.iter().rev().find(|p| p.id == id)
+    }
+
+    fn phase_mut(&mut self, id: PhaseId) -> Option<&mut Phase> {
+        self.phases.iter_mut().rev().find(|p| p.id == id)
+    }
+
+    /// The phase running now, if any.
+    pub fn current_phase(&self) -> Option<&Phase> {
+        self.phases.last().filter(|p| p.ended.is_none())
+    }
+
+    pub fn runs_of<'a>(&'a self, phase: &'a Phase) -> impl Iterator<Item = &'a Run> + 'a {
+        phase.runs.iter().filter_map(|id| self.runs.get(id))
+    }
+
+    fn summarise(&self, phase: &Phase) -> PhaseSummary {
+        let runs: Vec<&Run> = self.runs_of(phase).collect();
+        let starts: Vec<Nanos> = runs.iter().filter_map(|r| r.started).collect();
+        let skew = match (starts.iter().max(), starts.iter().min()) {
+            (Some(max), Some(min)) if starts.len() == runs.len() => Some(max - min),
+            _ => None,
+        };
+        let metric_defs = runs.first().map(|r| r.metrics.clone()).unwrap_or_default();
+        let metrics = metric_defs
+            .into_iter()
+            .enumerate()
+            .map(|(m, def)| {
+                let finished: Vec<&&Run> = runs
+                    .iter()
+                    .filter(|r| matches!(r.state, RunState::Done(RunOutcome::Completed)))
+                    .filter(|r| r.active_span(m).is_some())
+                    .collect();
+                let spans: Vec<(Nanos, Nanos)> =
+                    finished.iter().filter_map(|r| r.active_span(m)).collect();
+                let window = spans
+                    .iter()
+                    .map(|s| s.0)
+                    .max()
+                    .zip(spans.iter().map(|s| s.1).min())
+                    .filter(|(a, b)| a < b);
+                let aggregate = window.and_then(|(a, b)| {
+                    finished
+                        .iter()
+                        .map(|r| r.done_between(m, a, b).map(|d| def.rate(d, b - a)))
+                        .sum::<Option<f64>>()
+                });
+                let per_copy = runs
+                    .iter()
+                    .map(|r| {
+                        let own = r
+                            .tool_results
+                            .iter()
+                            .find(|(name, ..)| *name == def.name)
+                            .map(|(_, v, _)| *v);
+                        let whole = r
+                            .active_span(m)
+                            .filter(|_| matches!(r.state, RunState::Done(RunOutcome::Completed)))
+                            .and_then(|(a, b)| r.done_between(m, a, b).map(|d| def.rate(d, b - a)));
+                        CopyFigure {
+                            run: r.id,
+                            value: own.or(whole),
+                            span: r.active_span(m),
+                        }
+                    })
+                    .collect();
+                MetricSummary {
+                    metric: def,
+                    window,
+                    aggregate,
+                    per_copy,
+                    contributing: finished.len(),
+                }
+            })
+            .collect();
+        PhaseSummary { skew, metrics }
+    }
+
+    pub fn series(&self, id: SeriesId) -> Option<&SeriesState> {
+        self.series.get(id as usize).and_then(Option::as_ref)
+    }
+
+    pub fn series_named(&self, source: &str, metric: &str) -> Option<&SeriesState> {
+        self.by_name
+            .get(&(source.to_string(), metric.to_string()))
+            .and_then(|id| self.series(*id))
+    }
+
+    pub fn all_series(&self) -> impl Iterator<Item = &SeriesState> {
+        self.series.iter().flatten()
+    }
+
+    /// Per-interval rates of a counter (per second), oldest first, at most `n`.
+    pub fn rates(&self, series: &SeriesState, n: usize) -> Vec<(Nanos, f64)> {
+        let points = &series.points;
+        let skip = points.len().saturating_sub(n + 1);
+        let mut out = Vec::with_capacity(n);
+        let mut iter = points.iter().skip(skip);
+        let Some(mut prev) = iter.next() else {
+            return out;
+        };
+        for cur in iter {
+            let dt = cur.0.saturating_sub(prev.0);
+            if dt > 0 {
+                let value = match series.def.kind {
+                    SeriesKind::Counter => {
+                        cur.1.saturating_sub(prev.1) as f64 / (dt as f64 / NANOS_PER_SEC)
+                    }
+                    SeriesKind::Gauge => cur.1 as f64,
+                };
+                out.push((cur.0, value));
+            }
+            prev = cur;
+        }
+        out
+    }
+
+    /// Per-interval rates summed over every series of `metric` whose source
+    /// starts with `prefix` (all network interfaces, all disks).
+    pub fn summed_rates(&self, prefix: &str, metric: &str, n: usize) -> Vec<(Nanos, f64)> {
+        let mut sums: BTreeMap<Nanos, f64> = BTreeMap::new();
+        for s in self.all_series() {
+            if s.def.metric == metric && s.def.source.starts_with(prefix) {
+                for (t, rate) in self.rates(s, n) {
+                    *sums.entry(t).or_default() += rate;
+                }
+            }
+        }
+        let skip = sums.len().saturating_sub(n);
+        sums.into_iter().skip(skip).collect()
+    }
+
+    /// CPU shares of a `host` or `host/cpuN` source, oldest first, at most `n`.
+    pub fn cpu_shares(&self, source: &str, n: usize) -> Vec<CpuShares> {
+        let fields: Vec<Option<&SeriesState>> = crate::sample::CPU_FIELDS
+            .iter()
+            .map(|f| self.series_named(source, f))
+            .collect();
+        let Some(Some(user)) = fields.first() else {
+            return Vec::new();
+        };
+        let len = user.points.len();
+        let take = len.saturating_sub(n + 1);
+        let value = |field: usize, i: usize| -> f64 {
+            fields[field]
+                .and_then(|s| s.points.get(s.points.len().wrapping_sub(len - i)))
+                .map_or(0.0, |p| p.1 as f64)
+        };
+        (take + 1..len)
+            .map(|i| {
+                let d = |f: usize| (value(f, i) - value(f, i - 1)).max(0.0);
+                let deltas: Vec<f64> = (0..fields.len()).map(d).collect();
+                let total: f64 = deltas.iter().sum();
+                if total <= 0.0 {
+                    return CpuShares::default();
+                }
+                let pct = |x: f64| x / total * 100.0;
+                // Fields: user nice system idle iowait irq softirq steal.
+                CpuShares {
+                    user: pct(deltas[0] + deltas[1]),
+                    system: pct(deltas[2]),
+                    iowait: pct(deltas[4]),
+                    steal: pct(deltas[7]),
+                    other: pct(deltas[5] + deltas[6]),
+                }
+            })
+            .collect()
+    }
+
+    /// CPU used by a run's process, in percent of one core, over the last interval.
+    pub fn run_cpu_percent(&self, run: RunId) -> Option<f64> {
+        let source = format!("run/{run}");
+        let ticks = self.header.host.clock_ticks_per_sec.max(1) as f64;
+        let rate = |metric: &str| {
+            self.series_named(&source, metric)
+                .and_then(|s| self.rates(s, 1).last().map(|r| r.1))
+        };
+        Some((rate("cpu.utime")? + rate("cpu.stime").unwrap_or(0.0)) / ticks * 100.0)
+    }
+
+    /// Planned time still to run: the rest of the current phase and every
+    /// phase not yet begun.
+    pub fn remaining(&self) -> Nanos {
+        let schedule = &self.header.schedule;
+        let next = self.phases.last().map_or(0, |p| p.id as usize + 1);
+        let rest: Nanos = schedule.iter().skip(next).map(|p| p.duration).sum();
+        let current = self.current_phase().map_or(0, |p| {
+            p.duration
+                .saturating_sub(self.now.saturating_sub(p.started))
+        });
+        if self.ended.is_some() {
+            0
+        } else {
+            rest + current
+        }
+    }
+}

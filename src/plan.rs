@@ -1,0 +1,434 @@
+//! The TOML plan: guests, benchmarks and the sweep. Parsing errors name the
+//! file, line, column and field; the embedded default plan runs when the user
+//! gives none.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::event::Nanos;
+use crate::input::{InputError, parse_toml};
+use crate::workload::WorkloadSpec;
+
+pub const DEFAULT_PLAN_NAME: &str = "<embedded default plan>";
+pub const DEFAULT_PLAN_SOURCE: &str = include_str!("plans/default.toml");
+
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+pub const MAX_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// How often counters are sampled.
+    #[serde(default = "default_interval")]
+    pub interval: Interval,
+    #[serde(rename = "guest")]
+    pub guests: Vec<Guest>,
+    #[serde(rename = "benchmark")]
+    pub benchmarks: Vec<Benchmark>,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Guest {
+    pub name: toml::Spanned<String>,
+    pub transport: Transport,
+    /// What the comparison groups by: `bare-metal`, `kvm`, `xen-hvm`, ...
+    pub technology: String,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// The host itself: the bare-metal baseline.
+    Local,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Benchmark {
+    pub name: String,
+    pub workload: WorkloadSpec,
+    pub duration: PlanDuration,
+    pub concurrency: Concurrency,
+    #[serde(default = "one")]
+    pub repetitions: Count,
+    /// A phase still running this long after its release is stopped and
+    /// recorded as timed out. Defaults to twice the duration plus 30 s.
+    #[serde(default)]
+    pub timeout: Option<PlanDuration>,
+    /// Guests the copies run on, in order; copy i runs on guest i mod len.
+    /// Defaults to every guest of the plan.
+    #[serde(default)]
+    pub guests: Vec<toml::Spanned<String>>,
+}
+
+impl Benchmark {
+    pub fn timeout(&self) -> Duration {
+        match &self.timeout {
+            Some(t) => t.0,
+            None => self.duration.0 * 2 + Duration::from_secs(30),
+        }
+    }
+}
+
+fn default_interval() -> Interval {
+    Interval(PlanDuration(Duration::from_secs(1)))
+}
+
+fn one() -> Count {
+    Count(1)
+}
+
+/// A human duration such as `10s`, `2m` or `500ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for PlanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let parsed = humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?} ({e}); write it like \"10s\", \"2m\" or \"500ms\""
+            ))
+        })?;
+        if parsed.is_zero() {
+            return Err(serde::de::Error::custom(
+                "a duration must be longer than 0s",
+            ));
+        }
+        Ok(PlanDuration(parsed))
+    }
+}
+
+impl Serialize for PlanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+/// The sampling interval, bounded so that a typo cannot make the sampler
+/// disturb what it measures (too fast) or see nothing (too slow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Interval(pub PlanDuration);
+
+impl Interval {
+    pub fn get(&self) -> Duration {
+        self.0.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let dur = PlanDuration::deserialize(d)?;
+        if dur.0 < MIN_INTERVAL || dur.0 > MAX_INTERVAL {
+            return Err(serde::de::Error::custom(format!(
+                "interval {} is outside 100ms..60s",
+                humantime::format_duration(dur.0)
+            )));
+        }
+        Ok(Interval(dur))
+    }
+}
+
+/// A positive whole number (repetitions, concurrency levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Count(pub u32);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        if !(1..=4096).contains(&n) {
+            return Err(serde::de::Error::custom(format!(
+                "{n} is not a count from 1 to 4096"
+            )));
+        }
+        Ok(Count(n as u32))
+    }
+}
+
+/// Numbers of concurrent copies to sweep: a list such as `[1, 2, 4, 8]`, or
+/// `"up-to-cores"` for 1, 2, 4, ... up to and including this host's core count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Concurrency {
+    List(Vec<Count>),
+    UpToCores,
+}
+
+impl Concurrency {
+    pub fn levels(&self, cores: usize) -> Vec<u32> {
+        match self {
+            Concurrency::List(list) => list.iter().map(|c| c.0).collect(),
+            Concurrency::UpToCores => {
+                let cores = cores.max(1) as u32;
+                let mut levels: Vec<u32> = std::iter::successors(Some(1u32), |n| n.checked_mul(2))
+                    .take_while(|n| *n < cores)
+                    .collect();
+                levels.push(cores);
+                levels
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Concurrency {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            List(Vec<i64>),
+            Word(String),
+        }
+        let bad = || {
+            serde::de::Error::custom(
+                "concurrency must be a non-empty list of counts such as [1, 2, 4] or \"up-to-cores\"",
+            )
+        };
+        match Raw::deserialize(d).map_err(|_| bad())? {
+            Raw::Word(w) if w == "up-to-cores" => Ok(Concurrency::UpToCores),
+            Raw::Word(_) => Err(bad()),
+            Raw::List(list) if list.is_empty() => Err(bad()),
+            Raw::List(list) => list
+                .into_iter()
+                .map(|n| {
+                    if (1..=4096).contains(&n) {
+                        Ok(Count(n as u32))
+                    } else {
+                        Err(serde::de::Error::custom(format!(
+                            "concurrency {n} is not a count from 1 to 4096"
+                        )))
+                    }
+                })
+                .collect::<Result<_, _>>()
+                .map(Concurrency::List),
+        }
+    }
+}
+
+impl Serialize for Concurrency {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Concurrency::List(list) => list.serialize(s),
+            Concurrency::UpToCores => s.serialize_str("up-to-cores"),
+        }
+    }
+}
+
+pub type PlanError = InputError;
+
+/// A plan together with the text it came from, which the recording keeps.
+#[derive(Debug, Clone)]
+pub struct LoadedPlan {
+    pub plan: Plan,
+    pub source: String,
+    pub origin: String,
+}
+
+impl LoadedPlan {
+    pub fn embedded_default() -> Self {
+        Self::parse(DEFAULT_PLAN_SOURCE, DEFAULT_PLAN_NAME)
+            .expect("the embedded default plan is valid (checked by a test)")
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, PlanError> {
+        let origin = path.display().to_string();
+        let source =
+            std::fs::read_to_string(path).map_err(|e| InputError::unreadable(&origin, &e))?;
+        Self::parse(&source, &origin)
+    }
+
+    pub fn load(path: Option<&PathBuf>) -> Result<Self, PlanError> {
+        match path {
+            Some(p) => Self::from_file(p),
+            None => Ok(Self::embedded_default()),
+        }
+    }
+
+    pub fn parse(source: &str, origin: &str) -> Result<Self, PlanError> {
+        let plan: Plan = parse_toml(source, origin)?;
+        validate(&plan).map_err(|(span, field, message)| {
+            InputError::at(source, origin, Some(span), field, message)
+        })?;
+        Ok(LoadedPlan {
+            plan,
+            source: source.to_string(),
+            origin: origin.to_string(),
+        })
+    }
+}
+
+type Invalid = (std::ops::Range<usize>, String, String);
+
+/// Rules that cross fields, which serde cannot see one field at a time.
+fn validate(plan: &Plan) -> Result<(), Invalid> {
+    if plan.guests.is_empty() {
+        return Err((0..0, "guest".into(), "the plan names no guest".into()));
+    }
+    if plan.benchmarks.is_empty() {
+        return Err((
+            0..0,
+            "benchmark".into(),
+            "the plan names no benchmark".into(),
+        ));
+    }
+    for (i, guest) in plan.guests.iter().enumerate() {
+        if plan.guests[..i]
+            .iter()
+            .any(|g| g.name.get_ref() == guest.name.get_ref())
+        {
+            return Err((
+                guest.name.span(),
+                format!("guest[{i}].name"),
+                format!("guest name {:?} is used twice", guest.name.get_ref()),
+            ));
+        }
+    }
+    for (b, bench) in plan.benchmarks.iter().enumerate() {
+        for (g, name) in bench.guests.iter().enumerate() {
+            if !plan
+                .guests
+                .iter()
+                .any(|guest| guest.name.get_ref() == name.get_ref())
+            {
+                return Err((
+                    name.span(),
+                    format!("benchmark[{b}].guests[{g}]"),
+                    format!("no guest is named {:?}", name.get_ref()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One step of the sweep: a benchmark at one concurrency, one repetition.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct PlannedPhase {
+    pub benchmark: usize,
+    pub name: String,
+    pub workload: String,
+    pub concurrency: u32,
+    pub repetition: u32,
+    pub duration: Nanos,
+}
+
+impl Plan {
+    /// Benchmarks in plan order; within each, concurrency levels in order and
+    /// repetitions innermost.
+    pub fn schedule(&self, cores: usize) -> Vec<PlannedPhase> {
+        let mut phases = Vec::new();
+        for (b, bench) in self.benchmarks.iter().enumerate() {
+            for concurrency in bench.concurrency.levels(cores) {
+                for repetition in 1..=bench.repetitions.0 {
+                    phases.push(PlannedPhase {
+                        benchmark: b,
+                        name: bench.name.clone(),
+                        workload: bench.workload.label().to_string(),
+                        concurrency,
+                        repetition,
+                        duration: bench.duration.0.as_nanos() as Nanos,
+                    });
+                }
+            }
+        }
+        phases
+    }
+
+    /// The guests a benchmark's copies run on, in copy order.
+    pub fn guests_of(&self, bench: &Benchmark) -> Vec<&Guest> {
+        if bench.guests.is_empty() {
+            return self.guests.iter().collect();
+        }
+        bench
+            .guests
+            .iter()
+            .filter_map(|name| {
+                self.guests
+                    .iter()
+                    .find(|g| g.name.get_ref() == name.get_ref())
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_plan_parses() {
+        let plan = LoadedPlan::embedded_default().plan;
+        assert_eq!(plan.guests.len(), 1);
+        assert!(plan.benchmarks.len() >= 3);
+    }
+
+    #[test]
+    fn up_to_cores_doubles_and_ends_at_the_core_count() {
+        assert_eq!(Concurrency::UpToCores.levels(1), vec![1]);
+        assert_eq!(Concurrency::UpToCores.levels(2), vec![1, 2]);
+        assert_eq!(Concurrency::UpToCores.levels(6), vec![1, 2, 4, 6]);
+        assert_eq!(Concurrency::UpToCores.levels(8), vec![1, 2, 4, 8]);
+    }
+
+    fn error_of(source: &str) -> PlanError {
+        LoadedPlan::parse(source, "p.toml").expect_err("plan must be rejected")
+    }
+
+    const HEAD: &str = "name = \"t\"\n[[guest]]\nname = \"host\"\ntransport = \"local\"\ntechnology = \"bare-metal\"\n";
+
+    #[test]
+    fn bad_duration_names_line_and_field() {
+        let e = error_of(&format!(
+            "{HEAD}[[benchmark]]\nname = \"c\"\nworkload = {{ type = \"cpu\" }}\nduration = \"ten\"\nconcurrency = [1]\n"
+        ));
+        assert_eq!((e.line, e.field.as_str()), (9, "benchmark[0].duration"));
+        assert!(e.message.contains("invalid duration"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("p.toml:9:12: field `benchmark[0].duration`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn interval_out_of_range_is_rejected() {
+        let e = error_of(&format!("interval = \"10ms\"\n{HEAD}"));
+        assert_eq!((e.line, e.field.as_str()), (1, "interval"));
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let e = error_of(&format!("{HEAD}colour = 3\n"));
+        assert_eq!((e.line, e.field.as_str()), (6, "guest[0].colour"));
+    }
+
+    #[test]
+    fn unknown_guest_reference_is_located() {
+        let e = error_of(&format!(
+            "{HEAD}[[benchmark]]\nname = \"c\"\nworkload = {{ type = \"cpu\" }}\nduration = \"1s\"\nconcurrency = [1]\nguests = [\"nope\"]\n"
+        ));
+        assert_eq!((e.line, e.field.as_str()), (11, "benchmark[0].guests[0]"));
+    }
+
+    #[test]
+    fn schedule_puts_repetitions_innermost() {
+        let plan = LoadedPlan::parse(
+            &format!(
+                "{HEAD}[[benchmark]]\nname = \"c\"\nworkload = {{ type = \"cpu\" }}\nduration = \"1s\"\nconcurrency = [1, 2]\nrepetitions = 2\n"
+            ),
+            "p.toml",
+        )
+        .expect("valid plan")
+        .plan;
+        let order: Vec<(u32, u32)> = plan
+            .schedule(4)
+            .iter()
+            .map(|p| (p.concurrency, p.repetition))
+            .collect();
+        assert_eq!(order, vec![(1, 1), (1, 2), (2, 1), (2, 2)]);
+    }
+}

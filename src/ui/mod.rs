@@ -1,0 +1,959 @@
+//! The screens: a pure function of (model, theme, view state).
+
+pub mod keys;
+pub mod terminal;
+pub mod theme;
+
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Block, BorderType, Borders, Cell, Clear, Gauge, Paragraph, Row, Sparkline, Table, Widget, Wrap,
+};
+
+use crate::event::{LogLevel, Nanos, PhaseOutcome, RunId, RunOutcome};
+use crate::model::{CpuShares, Phase, Run, RunState, Session};
+use keys::bindings_for;
+use theme::Theme;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaneId {
+    Cpu,
+    Net,
+    Disk,
+    Memory,
+    Run(RunId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    None,
+    Help,
+    /// A note being typed.
+    Note(String),
+    Detail(PaneId),
+}
+
+/// Where the session's events come from, as the header tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Feed {
+    Live {
+        recording: String,
+        waiting: bool,
+    },
+    Replay {
+        speed: f64,
+        paused: bool,
+        end: Nanos,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    pub selected: usize,
+    pub overlay: Overlay,
+    pub display_paused: bool,
+    pub feed: Feed,
+    pub finished: bool,
+}
+
+impl View {
+    pub fn new(feed: Feed) -> Self {
+        View {
+            selected: 0,
+            overlay: Overlay::None,
+            display_paused: false,
+            feed,
+            finished: false,
+        }
+    }
+
+    pub fn is_replay(&self) -> bool {
+        matches!(self.feed, Feed::Replay { .. })
+    }
+}
+
+/// The runs whose panes are shown: the current phase's, else the last one's.
+pub fn shown_runs(session: &Session) -> Vec<&Run> {
+    session
+        .phases
+        .last()
+        .map_or_else(Vec::new, |p| session.runs_of(p).collect())
+}
+
+/// Every selectable pane, in Tab order.
+pub fn panes(session: &Session) -> Vec<PaneId> {
+    let mut panes = vec![PaneId::Cpu, PaneId::Net, PaneId::Disk, PaneId::Memory];
+    panes.extend(shown_runs(session).iter().map(|r| PaneId::Run(r.id)));
+    panes
+}
+
+pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View) {
+    let area = frame.area();
+    frame.render_widget(Block::new().style(Style::new().fg(theme.text.0)), area);
+    let results_rows = session
+        .phases
+        .iter()
+        .filter_map(|p| p.summary.as_ref())
+        .map(|s| s.metrics.len().max(1))
+        .sum::<usize>();
+    let results_height = (results_rows as u16 + 3).clamp(4, (area.height / 3).max(4));
+    let [header, aggregates, copies, results, log, keys] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(6),
+        Constraint::Min(3),
+        Constraint::Length(results_height),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let selected = panes(session).get(view.selected).copied();
+    render_header(frame.buffer_mut(), header, session, theme, view);
+    render_aggregates(frame.buffer_mut(), aggregates, session, theme, selected);
+    render_copies(frame.buffer_mut(), copies, session, theme, selected);
+    render_results(frame.buffer_mut(), results, session, theme);
+    render_log(frame.buffer_mut(), log, session, theme);
+    render_key_hints(frame.buffer_mut(), keys, theme, view);
+    match &view.overlay {
+        Overlay::None => {}
+        Overlay::Help => render_help(frame.buffer_mut(), area, theme, view),
+        Overlay::Note(text) => render_note(frame, area, theme, text),
+        Overlay::Detail(pane) => render_detail(frame.buffer_mut(), area, session, theme, *pane),
+    }
+}
+
+pub fn clock(t: Nanos) -> String {
+    let s = t / 1_000_000_000;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{:02}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// A value with an SI prefix and three significant digits: 812, 1.23k, 45.6M.
+pub fn si(value: f64) -> String {
+    let magnitude = value.abs();
+    let (scaled, prefix) = if magnitude >= 1e12 {
+        (value / 1e12, "T")
+    } else if magnitude >= 1e9 {
+        (value / 1e9, "G")
+    } else if magnitude >= 1e6 {
+        (value / 1e6, "M")
+    } else if magnitude >= 1e3 {
+        (value / 1e3, "k")
+    } else {
+        (value, "")
+    };
+    let digits = if scaled.abs() >= 100.0 {
+        0
+    } else if scaled.abs() >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{scaled:.digits$}{prefix}")
+}
+
+pub fn bytes_rate(value: f64) -> String {
+    format!("{}B/s", si(value))
+}
+
+pub fn figure(value: Option<f64>, unit: &str) -> String {
+    value.map_or_else(|| "—".to_string(), |v| format!("{} {unit}", si(v)))
+}
+
+pub fn skew_text(skew: Option<Nanos>) -> String {
+    match skew {
+        Some(ns) if ns < 1_000_000 => format!("{:.0}µs", ns as f64 / 1e3),
+        Some(ns) => format!("{:.1}ms", ns as f64 / 1e6),
+        None => "—".into(),
+    }
+}
+
+fn outcome_text(outcome: PhaseOutcome) -> &'static str {
+    match outcome {
+        PhaseOutcome::Completed => "ok",
+        PhaseOutcome::Partial => "partial",
+        PhaseOutcome::Failed => "failed",
+        PhaseOutcome::TimedOut => "timeout",
+        PhaseOutcome::Skipped => "skipped",
+        PhaseOutcome::Aborted => "aborted",
+    }
+}
+
+fn phase_label(session: &Session, phase: &Phase) -> String {
+    format!(
+        "phase {}/{} {} ×{} rep {}",
+        phase.id + 1,
+        session.header.schedule.len(),
+        phase.benchmark,
+        phase.concurrency,
+        phase.repetition
+    )
+}
+
+fn render_header(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, view: &View) {
+    let state = if let Some(phase) = session.current_phase() {
+        phase_label(session, phase)
+    } else if session.ended.is_some() || view.finished {
+        "finished".to_string()
+    } else if matches!(view.feed, Feed::Live { waiting: true, .. }) && session.phases.is_empty() {
+        "waiting: press s to start".to_string()
+    } else if let Some(last) = session.phases.last() {
+        format!("after {}", phase_label(session, last))
+    } else {
+        "waiting".to_string()
+    };
+    let feed = match &view.feed {
+        Feed::Live { .. } => "LIVE".to_string(),
+        Feed::Replay { speed, paused, end } => format!(
+            "REPLAY {}{} {}/{}",
+            if *paused { "paused " } else { "" },
+            format_speed(*speed),
+            clock(session.now),
+            clock(*end)
+        ),
+    };
+    let mut spans = vec![
+        Span::styled(
+            " vmbench ",
+            Style::new().fg(theme.title.0).add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(
+            session.header.plan_name.clone(),
+            Style::new().fg(theme.accent.0),
+        ),
+        Span::raw("  "),
+        Span::raw(state),
+        Span::raw("  "),
+        Span::styled(
+            format!("{} elapsed", clock(session.now)),
+            Style::new().fg(theme.dim.0),
+        ),
+        Span::raw("  "),
+        Span::styled(
+            format!("{} left", clock(session.remaining())),
+            Style::new().fg(theme.dim.0),
+        ),
+        Span::raw("  "),
+        Span::styled(
+            feed,
+            Style::new().fg(theme.accent.0).add_modifier(Modifier::BOLD),
+        ),
+    ];
+    if view.display_paused {
+        spans.push(Span::styled(
+            " DISPLAY PAUSED",
+            Style::new().fg(theme.warn.0).add_modifier(Modifier::BOLD),
+        ));
+    }
+    Line::from(spans).render(area, buf);
+}
+
+pub fn format_speed(speed: f64) -> String {
+    if speed >= 1.0 {
+        format!("{speed:.0}×")
+    } else {
+        format!("{speed}×")
+    }
+}
+
+fn pane_block<'a>(title: String, theme: &Theme, selected: bool) -> Block<'a> {
+    let (border, kind) = if selected {
+        (
+            Style::new()
+                .fg(theme.border_selected.0)
+                .add_modifier(Modifier::BOLD),
+            BorderType::Thick,
+        )
+    } else {
+        (Style::new().fg(theme.border.0), BorderType::Plain)
+    };
+    let title_style = if selected {
+        Style::new()
+            .fg(theme.border_selected.0)
+            .add_modifier(Modifier::BOLD)
+    } else {
+        Style::new().fg(theme.title.0)
+    };
+    Block::new()
+        .borders(Borders::ALL)
+        .border_type(kind)
+        .border_style(border)
+        .title(Span::styled(title, title_style))
+}
+
+fn render_aggregates(
+    buf: &mut Buffer,
+    area: Rect,
+    session: &Session,
+    theme: &Theme,
+    selected: Option<PaneId>,
+) {
+    let [cpu, net, disk, mem] = Layout::horizontal([Constraint::Ratio(1, 4); 4]).areas(area);
+    render_cpu_pane(buf, cpu, session, theme, selected == Some(PaneId::Cpu));
+    let width = net.width.saturating_sub(2) as usize;
+    render_pair_pane(
+        buf,
+        net,
+        theme,
+        selected == Some(PaneId::Net),
+        "net",
+        [
+            (
+                "rx",
+                session.summed_rates("host/net/", "rx_bytes", width),
+                theme.receive.0,
+            ),
+            (
+                "tx",
+                session.summed_rates("host/net/", "tx_bytes", width),
+                theme.transmit.0,
+            ),
+        ],
+        1.0,
+    );
+    let width = disk.width.saturating_sub(2) as usize;
+    render_pair_pane(
+        buf,
+        disk,
+        theme,
+        selected == Some(PaneId::Disk),
+        "disk",
+        [
+            (
+                "rd",
+                session.summed_rates("host/disk/", "read_sectors", width),
+                theme.read.0,
+            ),
+            (
+                "wr",
+                session.summed_rates("host/disk/", "write_sectors", width),
+                theme.write.0,
+            ),
+        ],
+        512.0,
+    );
+    render_memory_pane(buf, mem, session, theme, selected == Some(PaneId::Memory));
+}
+
+fn render_cpu_pane(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, selected: bool) {
+    let inner_width = area.width.saturating_sub(2) as usize;
+    let shares = session.cpu_shares("host", inner_width);
+    let last = shares.last().copied().unwrap_or_default();
+    let title = format!(" cpu {:.0}% ", last.busy());
+    let block = pane_block(title, theme, selected);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.height == 0 {
+        return;
+    }
+    let [legend, chart] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    Line::from(vec![
+        Span::styled(
+            format!("u{:.0} ", last.user),
+            Style::new().fg(theme.cpu_user.0),
+        ),
+        Span::styled(
+            format!("s{:.0} ", last.system),
+            Style::new().fg(theme.cpu_system.0),
+        ),
+        Span::styled(
+            format!("w{:.0} ", last.iowait),
+            Style::new().fg(theme.cpu_iowait.0),
+        ),
+        Span::styled(
+            format!("st{:.0}", last.steal),
+            Style::new().fg(theme.cpu_steal.0),
+        ),
+    ])
+    .render(legend, buf);
+    StackedCpu {
+        shares: &shares,
+        theme,
+    }
+    .render(chart, buf);
+}
+
+/// CPU time stacked per column: user, system, iowait, steal, other, from the
+/// bottom. Each cell takes the colour of the state that fills most of it.
+struct StackedCpu<'a> {
+    shares: &'a [CpuShares],
+    theme: &'a Theme,
+}
+
+impl Widget for StackedCpu<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        if area.height == 0 || area.width == 0 {
+            return;
+        }
+        const LEVELS: [&str; 9] = [" ", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"];
+        let eighths = f64::from(area.height) * 8.0;
+        let skip = self.shares.len().saturating_sub(area.width as usize);
+        let colours = [
+            self.theme.cpu_user.0,
+            self.theme.cpu_system.0,
+            self.theme.cpu_iowait.0,
+            self.theme.cpu_steal.0,
+            self.theme.cpu_other.0,
+        ];
+        for (x, s) in self.shares.iter().skip(skip).enumerate() {
+            let parts = [s.user, s.system, s.iowait, s.steal, s.other];
+            let mut bounds = [0.0f64; 5];
+            let mut acc = 0.0;
+            for (i, p) in parts.iter().enumerate() {
+                acc += p / 100.0 * eighths;
+                bounds[i] = acc;
+            }
+            let top = acc.round() as i64;
+            for row in 0..area.height {
+                let floor = i64::from(row) * 8;
+                let fill = (top - floor).clamp(0, 8) as usize;
+                if fill == 0 {
+                    continue;
+                }
+                let middle = floor as f64 + fill as f64 / 2.0;
+                let colour = bounds
+                    .iter()
+                    .position(|b| *b >= middle)
+                    .map_or(colours[4], |i| colours[i]);
+                let cell = &mut buf[(area.x + x as u16, area.y + area.height - 1 - row)];
+                cell.set_symbol(LEVELS[fill]).set_fg(colour);
+            }
+        }
+    }
+}
+
+fn sparkline_data(rates: &[(Nanos, f64)], scale: f64) -> Vec<u64> {
+    rates
+        .iter()
+        .map(|(_, r)| (r * scale).max(0.0) as u64)
+        .collect()
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one pane shape used by two panes"
+)]
+fn render_pair_pane(
+    buf: &mut Buffer,
+    area: Rect,
+    theme: &Theme,
+    selected: bool,
+    name: &str,
+    pair: [(&str, Vec<(Nanos, f64)>, Color); 2],
+    scale: f64,
+) {
+    let now = |rates: &Vec<(Nanos, f64)>| rates.last().map_or(0.0, |r| r.1 * scale);
+    let title = format!(" {name} ");
+    let block = pane_block(title, theme, selected);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let rows = Layout::vertical([Constraint::Ratio(1, 2); 2]).split(inner);
+    for ((label, rates, colour), row) in pair.iter().zip(rows.iter()) {
+        if row.height == 0 {
+            continue;
+        }
+        let [text, spark] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(*row);
+        Line::from(Span::styled(
+            format!("{label} {}", bytes_rate(now(rates))),
+            Style::new().fg(*colour),
+        ))
+        .render(text, buf);
+        Sparkline::default()
+            .data(sparkline_data(rates, scale))
+            .style(Style::new().fg(*colour))
+            .render(spark, buf);
+    }
+}
+
+fn render_memory_pane(
+    buf: &mut Buffer,
+    area: Rect,
+    session: &Session,
+    theme: &Theme,
+    selected: bool,
+) {
+    let total = session
+        .series_named("host", "mem.total")
+        .and_then(|s| s.points.back())
+        .map_or(0, |p| p.1);
+    let available = session.series_named("host", "mem.available");
+    let used: Vec<u64> = available
+        .map(|s| s.points.iter().map(|p| total.saturating_sub(p.1)).collect())
+        .unwrap_or_default();
+    let now = used.last().copied().unwrap_or(0);
+    let block = pane_block(" memory ".into(), theme, selected);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if inner.height == 0 {
+        return;
+    }
+    let [gauge, spark] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    let ratio = if total > 0 {
+        now as f64 / total as f64
+    } else {
+        0.0
+    };
+    Gauge::default()
+        .ratio(ratio.clamp(0.0, 1.0))
+        .label(format!("{}B of {}B", si(now as f64), si(total as f64)))
+        .gauge_style(Style::new().fg(theme.memory.0).bg(theme.highlight_bg.0))
+        .render(gauge, buf);
+    let skip = used.len().saturating_sub(spark.width as usize);
+    Sparkline::default()
+        .data(used[skip..].iter().map(|u| u / 1024).collect::<Vec<u64>>())
+        .max(total / 1024)
+        .style(Style::new().fg(theme.memory.0))
+        .render(spark, buf);
+}
+
+fn run_state_text(run: &Run) -> (String, fn(&Theme) -> Color) {
+    match &run.state {
+        RunState::Waiting => ("waiting".into(), |t| t.dim.0),
+        RunState::Running => ("running".into(), |t| t.progress.0),
+        RunState::Done(RunOutcome::Completed) => ("done".into(), |t| t.good.0),
+        RunState::Done(RunOutcome::Cancelled) => ("cancelled".into(), |t| t.warn.0),
+        RunState::Done(RunOutcome::Failed { reason }) => (format!("failed: {reason}"), |t| t.bad.0),
+    }
+}
+
+fn run_metric_text(run: &Run) -> String {
+    match run.active_metric() {
+        Some(m) => format!(
+            "{} {}",
+            run.metrics[m].name,
+            figure(run.current_rate(m), &run.metrics[m].unit)
+        ),
+        None => String::new(),
+    }
+}
+
+fn render_copies(
+    buf: &mut Buffer,
+    area: Rect,
+    session: &Session,
+    theme: &Theme,
+    selected: Option<PaneId>,
+) {
+    let runs = shown_runs(session);
+    if runs.is_empty() {
+        let block = pane_block(" copies ".into(), theme, false);
+        let inner = block.inner(area);
+        block.render(area, buf);
+        Paragraph::new("no benchmark has run yet")
+            .style(Style::new().fg(theme.dim.0))
+            .render(inner, buf);
+        return;
+    }
+    const PANE_HEIGHT: u16 = 4;
+    const MIN_WIDTH: u16 = 26;
+    let columns = (area.width / MIN_WIDTH).clamp(1, 4) as usize;
+    let rows_needed = runs.len().div_ceil(columns);
+    if rows_needed as u16 * PANE_HEIGHT > area.height {
+        return render_copies_compact(buf, area, session, theme, selected, &runs);
+    }
+    let rows = Layout::vertical(vec![Constraint::Length(PANE_HEIGHT); rows_needed]).split(area);
+    for (i, run) in runs.iter().enumerate() {
+        let row = rows[i / columns];
+        let cells =
+            Layout::horizontal(vec![Constraint::Ratio(1, columns as u32); columns]).split(row);
+        render_copy_pane(
+            buf,
+            cells[i % columns],
+            session,
+            theme,
+            run,
+            selected == Some(PaneId::Run(run.id)),
+        );
+    }
+}
+
+fn render_copy_pane(
+    buf: &mut Buffer,
+    area: Rect,
+    session: &Session,
+    theme: &Theme,
+    run: &Run,
+    selected: bool,
+) {
+    let title = format!(" {} #{} · {} ", run.guest, run.copy + 1, run.technology);
+    let block = pane_block(title, theme, selected);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let [status, spark] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    let (state, colour) = run_state_text(run);
+    let cpu = session
+        .run_cpu_percent(run.id)
+        .map(|c| format!(" cpu {c:.0}%"))
+        .unwrap_or_default();
+    Line::from(vec![
+        Span::styled(state, Style::new().fg(colour(theme))),
+        Span::raw(" "),
+        Span::styled(run_metric_text(run), Style::new().fg(theme.accent.0)),
+        Span::styled(cpu, Style::new().fg(theme.dim.0)),
+    ])
+    .render(status, buf);
+    if let Some(m) = run.active_metric() {
+        let history = run.rate_history(m);
+        let skip = history.len().saturating_sub(spark.width as usize);
+        Sparkline::default()
+            .data(
+                history[skip..]
+                    .iter()
+                    .map(|r| (r * 1000.0) as u64)
+                    .collect::<Vec<u64>>(),
+            )
+            .style(Style::new().fg(theme.progress.0))
+            .render(spark, buf);
+    }
+}
+
+fn render_copies_compact(
+    buf: &mut Buffer,
+    area: Rect,
+    session: &Session,
+    theme: &Theme,
+    selected: Option<PaneId>,
+    runs: &[&Run],
+) {
+    let block = pane_block(format!(" copies ({}) ", runs.len()), theme, false);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let visible = inner.height as usize;
+    let chosen = runs
+        .iter()
+        .position(|r| selected == Some(PaneId::Run(r.id)))
+        .unwrap_or(0);
+    let first = chosen.saturating_sub(visible.saturating_sub(1));
+    for (row, run) in runs.iter().skip(first).take(visible).enumerate() {
+        let (state, colour) = run_state_text(run);
+        let cpu = session
+            .run_cpu_percent(run.id)
+            .map(|c| format!(" cpu {c:.0}%"))
+            .unwrap_or_default();
+        let marker = if selected == Some(PaneId::Run(run.id)) {
+            "▶"
+        } else {
+            " "
+        };
+        let line = Line::from(vec![
+            Span::styled(marker, Style::new().fg(theme.border_selected.0)),
+            Span::raw(format!("{} #{:<3} ", run.guest, run.copy + 1)),
+            Span::styled(format!("{state:<9} "), Style::new().fg(colour(theme))),
+            Span::styled(run_metric_text(run), Style::new().fg(theme.accent.0)),
+            Span::styled(cpu, Style::new().fg(theme.dim.0)),
+        ]);
+        line.render(
+            Rect {
+                y: inner.y + row as u16,
+                height: 1,
+                ..inner
+            },
+            buf,
+        );
+    }
+}
+
+/// One results row per phase and metric, newest last.
+pub struct ResultRow<'a> {
+    pub phase: &'a Phase,
+    pub metric: &'a crate::model::MetricSummary,
+    pub skew: Option<Nanos>,
+}
+
+pub fn result_rows(session: &Session) -> Vec<ResultRow<'_>> {
+    session
+        .phases
+        .iter()
+        .filter_map(|p| p.summary.as_ref().map(|s| (p, s)))
+        .flat_map(|(phase, summary)| {
+            summary.metrics.iter().map(move |metric| ResultRow {
+                phase,
+                metric,
+                skew: summary.skew,
+            })
+        })
+        .collect()
+}
+
+fn render_results(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
+    let rows = result_rows(session);
+    let visible = area.height.saturating_sub(3) as usize;
+    let skip = rows.len().saturating_sub(visible);
+    let body: Vec<Row> = rows
+        .iter()
+        .skip(skip)
+        .map(|r| {
+            let copies: Vec<f64> = r.metric.per_copy.iter().filter_map(|c| c.value).collect();
+            let mean =
+                (!copies.is_empty()).then(|| copies.iter().sum::<f64>() / copies.len() as f64);
+            let outcome = r.phase.ended.map_or("", |(_, o)| outcome_text(o));
+            let outcome_colour = match r.phase.ended.map(|e| e.1) {
+                Some(PhaseOutcome::Completed) => theme.good.0,
+                Some(PhaseOutcome::Partial | PhaseOutcome::Skipped | PhaseOutcome::Aborted) => {
+                    theme.warn.0
+                }
+                _ => theme.bad.0,
+            };
+            Row::new(vec![
+                Cell::from(format!("{}", r.phase.id + 1)),
+                Cell::from(r.phase.benchmark.clone()),
+                Cell::from(format!("×{}", r.phase.concurrency)),
+                Cell::from(format!("{}", r.phase.repetition)),
+                Cell::from(r.metric.metric.name.clone()),
+                Cell::from(figure(r.metric.aggregate, &r.metric.metric.unit))
+                    .style(Style::new().fg(theme.accent.0)),
+                Cell::from(figure(mean, &r.metric.metric.unit)),
+                Cell::from(skew_text(r.skew)),
+                Cell::from(outcome).style(Style::new().fg(outcome_colour)),
+            ])
+        })
+        .collect();
+    let header = Row::new([
+        "#",
+        "bench",
+        "n",
+        "rep",
+        "metric",
+        "aggregate",
+        "per copy",
+        "skew",
+        "",
+    ])
+    .style(Style::new().fg(theme.dim.0).add_modifier(Modifier::BOLD));
+    let table = Table::new(
+        body,
+        [
+            Constraint::Length(3),
+            Constraint::Min(5),
+            Constraint::Length(4),
+            Constraint::Length(3),
+            Constraint::Length(6),
+            Constraint::Length(15),
+            Constraint::Length(15),
+            Constraint::Length(8),
+            Constraint::Length(7),
+        ],
+    )
+    .header(header)
+    .column_spacing(1)
+    .block(pane_block(" results ".into(), theme, false));
+    Widget::render(table, area, buf);
+}
+
+fn render_log(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
+    let Some(line) = session.log.back() else {
+        return;
+    };
+    let colour = match line.level {
+        LogLevel::Info => theme.text.0,
+        LogLevel::Warn => theme.warn.0,
+        LogLevel::Error => theme.bad.0,
+    };
+    Line::from(vec![
+        Span::styled(format!(" {} ", clock(line.t)), Style::new().fg(theme.dim.0)),
+        Span::styled(line.text.clone(), Style::new().fg(colour)),
+    ])
+    .render(area, buf);
+}
+
+fn render_key_hints(buf: &mut Buffer, area: Rect, theme: &Theme, view: &View) {
+    let mut spans = Vec::new();
+    for b in bindings_for(view.is_replay())
+        .filter(|b| !matches!(b.action, keys::Action::Close | keys::Action::PrevPane))
+    {
+        let word = b.what.split_whitespace().next().unwrap_or("");
+        spans.push(Span::styled(
+            format!(" {} ", b.label.split(' ').next().unwrap_or(b.label)),
+            Style::new().fg(theme.accent.0).add_modifier(Modifier::BOLD),
+        ));
+        spans.push(Span::styled(word.to_string(), Style::new().fg(theme.dim.0)));
+    }
+    Line::from(spans).render(area, buf);
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    }
+}
+
+fn render_help(buf: &mut Buffer, area: Rect, theme: &Theme, view: &View) {
+    let bindings: Vec<_> = bindings_for(view.is_replay()).collect();
+    let popup = centered(area, 64, bindings.len() as u16 + 2);
+    Clear.render(popup, buf);
+    let lines: Vec<Line> = bindings
+        .iter()
+        .map(|b| {
+            Line::from(vec![
+                Span::styled(
+                    format!(" {:<8}", b.label),
+                    Style::new().fg(theme.accent.0).add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(b.what),
+            ])
+        })
+        .collect();
+    Paragraph::new(lines)
+        .block(pane_block(" keys ".into(), theme, true))
+        .render(popup, buf);
+}
+
+fn render_note(frame: &mut Frame, area: Rect, theme: &Theme, text: &str) {
+    let popup = centered(area, 60, 3);
+    frame.render_widget(Clear, popup);
+    let block = pane_block(" note (Enter records, Esc cancels) ".into(), theme, true);
+    let inner = block.inner(popup);
+    frame.render_widget(Paragraph::new(text.to_string()).block(block), popup);
+    let cursor_x = inner.x + (text.chars().count() as u16).min(inner.width.saturating_sub(1));
+    frame.set_cursor_position((cursor_x, inner.y));
+}
+
+fn render_detail(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, pane: PaneId) {
+    let popup = centered(
+        area,
+        area.width.saturating_sub(8).max(40),
+        area.height.saturating_sub(4).max(10),
+    );
+    Clear.render(popup, buf);
+    let (title, lines) = detail_lines(session, theme, pane);
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .block(pane_block(title, theme, true))
+        .render(popup, buf);
+}
+
+fn detail_lines<'a>(session: &'a Session, theme: &Theme, pane: PaneId) -> (String, Vec<Line<'a>>) {
+    let dim = Style::new().fg(theme.dim.0);
+    let mut lines = Vec::new();
+    let title = match pane {
+        PaneId::Cpu => {
+            lines.push(Line::styled(
+                "source        user  system  iowait   steal  other   busy",
+                dim,
+            ));
+            let cpus = session
+                .all_series()
+                .filter(|s| s.def.metric == "cpu.user")
+                .map(|s| s.def.source.clone());
+            for source in cpus {
+                let last = session
+                    .cpu_shares(&source, 1)
+                    .last()
+                    .copied()
+                    .unwrap_or_default();
+                lines.push(Line::raw(format!(
+                    "{source:<12} {:>5.1} {:>7.1} {:>7.1} {:>7.1} {:>6.1} {:>6.1}",
+                    last.user,
+                    last.system,
+                    last.iowait,
+                    last.steal,
+                    last.other,
+                    last.busy()
+                )));
+            }
+            " cpu by processor (% of its time, last interval) ".to_string()
+        }
+        PaneId::Net | PaneId::Disk => {
+            let (prefix, metrics, scale) = if pane == PaneId::Net {
+                ("host/net/", ["rx_bytes", "tx_bytes"], 1.0)
+            } else {
+                ("host/disk/", ["read_sectors", "write_sectors"], 512.0)
+            };
+            lines.push(Line::styled(
+                format!("{:<24} {:>14} {:>14}", "device", metrics[0], metrics[1]),
+                dim,
+            ));
+            let mut sources: Vec<String> = session
+                .all_series()
+                .filter(|s| s.def.source.starts_with(prefix) && s.def.metric == metrics[0])
+                .map(|s| s.def.source.clone())
+                .collect();
+            sources.sort();
+            for source in sources {
+                let rate = |metric: &str| {
+                    session
+                        .series_named(&source, metric)
+                        .and_then(|s| session.rates(s, 1).last().map(|r| r.1 * scale))
+                        .unwrap_or(0.0)
+                };
+                lines.push(Line::raw(format!(
+                    "{:<24} {:>14} {:>14}",
+                    source.trim_start_matches(prefix),
+                    bytes_rate(rate(metrics[0])),
+                    bytes_rate(rate(metrics[1]))
+                )));
+            }
+            format!(
+                " {} per device ",
+                if pane == PaneId::Net {
+                    "network"
+                } else {
+                    "disk"
+                }
+            )
+        }
+        PaneId::Memory => {
+            for metric in crate::sample::MEM_FIELDS {
+                let value = session
+                    .series_named("host", metric)
+                    .and_then(|s| s.points.back())
+                    .map_or(0, |p| p.1);
+                lines.push(Line::raw(format!("{metric:<16} {:>12}B", si(value as f64))));
+            }
+            " memory ".to_string()
+        }
+        PaneId::Run(id) => {
+            let Some(run) = session.runs.get(&id) else {
+                return (
+                    " copy ".into(),
+                    vec![Line::raw("this run is no longer shown")],
+                );
+            };
+            let (state, _) = run_state_text(run);
+            lines.push(Line::raw(format!(
+                "guest {} ({}), copy {}, run {}",
+                run.guest,
+                run.technology,
+                run.copy + 1,
+                run.id
+            )));
+            lines.push(Line::raw(format!(
+                "pid {}  state {state}",
+                run.pid.map_or("—".into(), |p| p.to_string())
+            )));
+            if let Some(c) = session.run_cpu_percent(run.id) {
+                lines.push(Line::raw(format!(
+                    "host CPU of its process: {c:.1}% of a core"
+                )));
+            }
+            for (m, def) in run.metrics.iter().enumerate() {
+                lines.push(Line::raw(format!(
+                    "{:<8} now {}",
+                    def.name,
+                    figure(run.current_rate(m), &def.unit)
+                )));
+            }
+            for (metric, value, unit) in &run.tool_results {
+                lines.push(Line::raw(format!(
+                    "result  {metric} {}",
+                    figure(Some(*value), unit)
+                )));
+            }
+            format!(" {} #{} ", run.guest, run.copy + 1)
+        }
+    };
+    (title, lines)
+}

@@ -1,0 +1,442 @@
+//! The built-in workloads, both sides: the child that does the work (run as
+//! `vmbench workload cpu|disk|net|net-sink`, hidden from the main help) and the
+//! parser of the JSON lines it prints.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::{LaunchContext, Output, OutputParser, WorkloadSpec};
+use crate::event::{MetricDef, monotonic_ns};
+
+/// One line of a built-in workload's output.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Line {
+    Ready,
+    Listening {
+        addr: SocketAddr,
+    },
+    Start {
+        mono_ns: u64,
+    },
+    Progress {
+        metric: String,
+        mono_ns: u64,
+        done: f64,
+    },
+    Result {
+        metric: String,
+        value: f64,
+        unit: String,
+    },
+    Note {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
+}
+
+fn emit(line: &Line) {
+    let text = serde_json::to_string(line).expect("protocol lines always serialize");
+    let mut out = io::stdout().lock();
+    // A parent that went away is not this process's problem to report.
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+fn metric(name: &str, unit: &str, scale: f64) -> MetricDef {
+    MetricDef {
+        name: name.to_string(),
+        unit: unit.to_string(),
+        scale,
+        higher_is_better: true,
+    }
+}
+
+pub fn metrics(spec: &WorkloadSpec) -> Vec<MetricDef> {
+    match spec {
+        WorkloadSpec::Cpu => vec![metric("cpu", "ops/s", 1.0)],
+        WorkloadSpec::Disk { .. } => {
+            vec![metric("write", "MB/s", 1e-6), metric("read", "MB/s", 1e-6)]
+        }
+        WorkloadSpec::Net { .. } => vec![metric("send", "Gbit/s", 8e-9)],
+    }
+}
+
+pub fn command(spec: &WorkloadSpec, ctx: &LaunchContext) -> Vec<String> {
+    let mut argv = vec![
+        ctx.exe.display().to_string(),
+        "workload".into(),
+        spec.label().into(),
+        "--gate".into(),
+        "--duration-ms".into(),
+        ctx.duration.as_millis().to_string(),
+    ];
+    match spec {
+        WorkloadSpec::Cpu => {}
+        WorkloadSpec::Disk {
+            size,
+            dir,
+            block_size,
+        } => {
+            argv.extend(["--size".into(), size.0.to_string()]);
+            argv.extend(["--dir".into(), dir.display().to_string()]);
+            argv.extend(["--block-size".into(), block_size.0.to_string()]);
+        }
+        WorkloadSpec::Net { buffer } => {
+            argv.extend(["--buffer".into(), buffer.0.to_string()]);
+            if let Some(addr) = ctx.net_sink {
+                argv.extend(["--connect".into(), addr.to_string()]);
+            }
+        }
+    }
+    argv
+}
+
+pub struct LineParser {
+    metrics: Vec<MetricDef>,
+}
+
+impl LineParser {
+    pub fn new(metrics: Vec<MetricDef>) -> Self {
+        LineParser { metrics }
+    }
+}
+
+impl OutputParser for LineParser {
+    fn parse_line(&mut self, line: &str) -> Result<Option<Output>, String> {
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        let parsed: Line =
+            serde_json::from_str(line).map_err(|e| format!("unreadable line {line:?}: {e}"))?;
+        Ok(Some(match parsed {
+            Line::Ready => Output::Ready,
+            Line::Listening { addr } => Output::Note(format!("listening on {addr}")),
+            Line::Start { mono_ns } => Output::Started { mono_ns },
+            Line::Progress {
+                metric,
+                mono_ns,
+                done,
+            } => {
+                let index = self
+                    .metrics
+                    .iter()
+                    .position(|m| m.name == metric)
+                    .ok_or_else(|| format!("progress of unknown metric {metric:?}"))?;
+                Output::Progress {
+                    metric: index as u16,
+                    mono_ns,
+                    done,
+                }
+            }
+            Line::Result {
+                metric,
+                value,
+                unit,
+            } => Output::Result {
+                metric,
+                value,
+                unit,
+            },
+            Line::Note { message } => Output::Note(message),
+            Line::Error { message } => Output::Failed(message),
+        }))
+    }
+}
+
+/// Waits for the orchestrator's release byte. False when the orchestrator
+/// closed the pipe instead (the phase was cancelled before it began).
+fn wait_at_gate(gate: bool) -> bool {
+    if !gate {
+        return true;
+    }
+    emit(&Line::Ready);
+    let mut byte = [0u8; 1];
+    matches!(io::stdin().lock().read(&mut byte), Ok(1))
+}
+
+/// Reports cumulative progress of one metric about once a second, plus the
+/// first and last points exactly, so that windows can be cut precisely.
+struct Progress<'a> {
+    metric: &'a str,
+    next_report: u64,
+}
+
+const REPORT_EVERY_NS: u64 = 1_000_000_000;
+
+impl<'a> Progress<'a> {
+    fn begin(metric: &'a str) -> (Self, u64) {
+        let now = monotonic_ns();
+        emit(&Line::Progress {
+            metric: metric.to_string(),
+            mono_ns: now,
+            done: 0.0,
+        });
+        (
+            Progress {
+                metric,
+                next_report: now + REPORT_EVERY_NS,
+            },
+            now,
+        )
+    }
+
+    fn tick(&mut self, now: u64, done: f64) {
+        if now >= self.next_report {
+            self.report(now, done);
+            self.next_report = now + REPORT_EVERY_NS;
+        }
+    }
+
+    fn report(&self, now: u64, done: f64) {
+        emit(&Line::Progress {
+            metric: self.metric.to_string(),
+            mono_ns: now,
+            done,
+        });
+    }
+
+    fn finish(self, done: f64, unit: &str, scale: f64, started: u64) -> u64 {
+        let now = monotonic_ns();
+        self.report(now, done);
+        let seconds = (now - started) as f64 / 1e9;
+        emit(&Line::Result {
+            metric: self.metric.to_string(),
+            value: if seconds > 0.0 {
+                done / seconds * scale
+            } else {
+                0.0
+            },
+            unit: unit.to_string(),
+        });
+        now
+    }
+}
+
+/// Runs a child-side workload and turns any failure into an `error` line.
+pub fn run_child(body: impl FnOnce() -> Result<()>) -> i32 {
+    match body() {
+        Ok(()) => 0,
+        Err(e) => {
+            emit(&Line::Error {
+                message: format!("{e:#}"),
+            });
+            1
+        }
+    }
+}
+
+const CPU_BLOCK: u64 = 4096;
+
+/// One block of the CPU kernel: integer mixing feeding a floating-point
+/// recurrence, so both units work and nothing folds away at compile time.
+fn cpu_block(state: &mut (u64, f64)) {
+    let (mut x, mut f) = *state;
+    for _ in 0..CPU_BLOCK {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        f = f.mul_add(0.999_999_9, (x & 0xffff) as f64 * 1e-6);
+    }
+    *state = (x, std::hint::black_box(f));
+}
+
+pub fn run_cpu(duration: Duration, gate: bool) -> Result<()> {
+    if !wait_at_gate(gate) {
+        return Ok(());
+    }
+    let (mut progress, started) = Progress::begin("cpu");
+    emit(&Line::Start { mono_ns: started });
+    let deadline = started + duration.as_nanos() as u64;
+    let mut state = (0x9E37_79B9_7F4A_7C15u64, 1.0f64);
+    let mut ops = 0u64;
+    loop {
+        cpu_block(&mut state);
+        ops += CPU_BLOCK;
+        let now = monotonic_ns();
+        if now >= deadline {
+            break;
+        }
+        progress.tick(now, ops as f64);
+    }
+    progress.finish(ops as f64, "ops/s", 1.0, started);
+    Ok(())
+}
+
+/// A buffer aligned for O_DIRECT, filled with bytes no device can compress.
+fn aligned_buffer(size: usize) -> (Vec<u8>, usize) {
+    const ALIGN: usize = 4096;
+    let mut storage = vec![0u8; size + ALIGN];
+    let offset = storage.as_ptr().align_offset(ALIGN);
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for chunk in storage[offset..offset + size].chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    (storage, offset)
+}
+
+fn open_data_file(path: &Path, direct: bool) -> io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create_new(true);
+    if direct {
+        options.custom_flags(libc::O_DIRECT);
+    }
+    options.open(path)
+}
+
+pub fn run_disk(
+    duration: Duration,
+    gate: bool,
+    size: u64,
+    dir: &Path,
+    block_size: usize,
+) -> Result<()> {
+    if block_size == 0 || block_size % 4096 != 0 {
+        bail!("block size {block_size} must be a positive multiple of 4096");
+    }
+    let path = dir.join(format!("vmbench-disk-{}.dat", std::process::id()));
+    let (file, direct) = match open_data_file(&path, true) {
+        Ok(f) => (f, true),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            // tmpfs and some others refuse O_DIRECT; a cache drop stands in.
+            let _ = std::fs::remove_file(&path);
+            (
+                open_data_file(&path, false)
+                    .with_context(|| format!("creating {}", path.display()))?,
+                false,
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+    };
+    // Unlinked at once: the data set vanishes with the process, even on kill -9.
+    std::fs::remove_file(&path).with_context(|| format!("unlinking {}", path.display()))?;
+    if !direct {
+        emit(&Line::Note {
+            message: format!(
+                "{} refuses O_DIRECT; reading after fsync and a page-cache drop",
+                dir.display()
+            ),
+        });
+    }
+    let (storage, offset) = aligned_buffer(block_size);
+    let block = &storage[offset..offset + block_size];
+    let pass_budget = duration.as_nanos() as u64 / 2;
+    let mut written = 0u64;
+    if !wait_at_gate(gate) {
+        return Ok(());
+    }
+    let (mut progress, started) = Progress::begin("write");
+    emit(&Line::Start { mono_ns: started });
+    use std::os::unix::fs::FileExt;
+    while written < size && monotonic_ns() - started < pass_budget {
+        let n = file
+            .write_at(block, written)
+            .with_context(|| format!("writing {}", path.display()))?;
+        written += n as u64;
+        progress.tick(monotonic_ns(), written as f64);
+    }
+    file.sync_all()
+        .with_context(|| format!("fsync of {}", path.display()))?;
+    progress.finish(written as f64, "MB/s", 1e-6, started);
+    if !direct {
+        use std::os::fd::AsRawFd;
+        // SAFETY: advisory call on a descriptor this function owns.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+    let mut read_block = storage;
+    let (mut progress, started) = Progress::begin("read");
+    let mut read = 0u64;
+    while read < written && monotonic_ns() - started < pass_budget {
+        let n = file
+            .read_at(&mut read_block[offset..offset + block_size], read)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        progress.tick(monotonic_ns(), read as f64);
+    }
+    progress.finish(read as f64, "MB/s", 1e-6, started);
+    Ok(())
+}
+
+pub fn run_net(duration: Duration, gate: bool, connect: SocketAddr, buffer: usize) -> Result<()> {
+    let mut stream = TcpStream::connect(connect)
+        .with_context(|| format!("connecting to the receiver at {connect}"))?;
+    let (storage, offset) = aligned_buffer(buffer);
+    let block = &storage[offset..offset + buffer];
+    if !wait_at_gate(gate) {
+        return Ok(());
+    }
+    let (mut progress, started) = Progress::begin("send");
+    emit(&Line::Start { mono_ns: started });
+    let deadline = started + duration.as_nanos() as u64;
+    let mut sent = 0u64;
+    loop {
+        let now = monotonic_ns();
+        if now >= deadline {
+            break;
+        }
+        progress.tick(now, sent as f64);
+        sent += stream.write(block).context("sending to the receiver")? as u64;
+    }
+    // The stream ends when the receiver has drained it, so bytes still in
+    // socket buffers are not counted as sent faster than they arrived.
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .context("closing the stream")?;
+    let mut ack = [0u8; 8];
+    stream
+        .read_exact(&mut ack)
+        .context("waiting for the receiver's count")?;
+    let received = u64::from_le_bytes(ack);
+    if received != sent {
+        bail!("the receiver counted {received} bytes, {sent} were sent");
+    }
+    progress.finish(received as f64, "Gbit/s", 8e-9, started);
+    Ok(())
+}
+
+/// The receiver of `net` copies: drains every connection and answers with the
+/// byte count when the sender closes its side.
+pub fn run_net_sink(listen: SocketAddr) -> Result<()> {
+    let listener = TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
+    emit(&Line::Listening {
+        addr: listener.local_addr()?,
+    });
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 256 << 10];
+            let mut total = 0u64;
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => total += n as u64,
+                    Err(_) => return,
+                }
+            }
+            let _ = stream.write_all(&total.to_le_bytes());
+        });
+    }
+    Ok(())
+}
+
+/// Reads the receiver's address from the first line it prints.
+pub fn parse_listening(line: &str) -> Option<SocketAddr> {
+    match serde_json::from_str::<Line>(line) {
+        Ok(Line::Listening { addr }) => Some(addr),
+        _ => None,
+    }
+}

@@ -1,0 +1,203 @@
+//! Benchmarks: for each, the command line it builds from the plan and the
+//! parser of what it prints. Built-in workloads run as separate processes of
+//! this binary so that N copies behave like N guests.
+
+pub mod builtin;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::event::MetricDef;
+
+/// A workload as a plan names it, with its parameters.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum WorkloadSpec {
+    /// A fixed integer and floating-point kernel; operations per second.
+    Cpu,
+    /// Sequential write, then read back, of a data set; MB/s.
+    Disk {
+        /// Upper bound of the data set; half the duration bounds each pass.
+        #[serde(default = "default_disk_size")]
+        size: ByteSize,
+        #[serde(default = "default_disk_dir")]
+        dir: PathBuf,
+        #[serde(default = "default_block_size")]
+        block_size: ByteSize,
+    },
+    /// A TCP stream over loopback to a receiver that vmbench starts; Gbit/s.
+    Net {
+        #[serde(default = "default_block_size")]
+        buffer: ByteSize,
+    },
+}
+
+fn default_disk_size() -> ByteSize {
+    ByteSize(256 << 20)
+}
+
+fn default_disk_dir() -> PathBuf {
+    // /var/tmp is disk-backed where /tmp is often tmpfs.
+    PathBuf::from("/var/tmp")
+}
+
+fn default_block_size() -> ByteSize {
+    ByteSize(1 << 20)
+}
+
+/// What a copy needs to know beyond the plan to build its command line.
+#[derive(Debug, Clone)]
+pub struct LaunchContext {
+    pub exe: PathBuf,
+    pub duration: Duration,
+    pub net_sink: Option<SocketAddr>,
+}
+
+/// What a workload's output means, one line at a time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Set up and waiting at the barrier.
+    Ready,
+    Started {
+        mono_ns: u64,
+    },
+    Progress {
+        metric: u16,
+        mono_ns: u64,
+        done: f64,
+    },
+    Result {
+        metric: String,
+        value: f64,
+        unit: String,
+    },
+    Note(String),
+    Failed(String),
+}
+
+/// Turns a workload's output lines into [`Output`]s. Never panics on any input:
+/// a line it cannot read is an error naming the line.
+pub trait OutputParser: Send {
+    fn parse_line(&mut self, line: &str) -> Result<Option<Output>, String>;
+}
+
+impl WorkloadSpec {
+    pub fn label(&self) -> &'static str {
+        match self {
+            WorkloadSpec::Cpu => "cpu",
+            WorkloadSpec::Disk { .. } => "disk",
+            WorkloadSpec::Net { .. } => "net",
+        }
+    }
+
+    pub fn metrics(&self) -> Vec<MetricDef> {
+        builtin::metrics(self)
+    }
+
+    pub fn needs_net_sink(&self) -> bool {
+        matches!(self, WorkloadSpec::Net { .. })
+    }
+
+    pub fn command(&self, ctx: &LaunchContext) -> Vec<String> {
+        builtin::command(self, ctx)
+    }
+
+    pub fn parser(&self) -> Box<dyn OutputParser> {
+        Box::new(builtin::LineParser::new(self.metrics()))
+    }
+}
+
+/// A size in bytes, written as `4096`, `"64KiB"`, `"256MiB"`, `"4GB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number
+            .parse()
+            .map_err(|_| format!("invalid size {text:?}; write it like \"64KiB\" or \"4GB\""))?;
+        let multiplier: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "k" | "K" | "kB" | "KB" => 1000,
+            "KiB" | "Ki" => 1 << 10,
+            "M" | "MB" => 1_000_000,
+            "MiB" | "Mi" => 1 << 20,
+            "G" | "GB" => 1_000_000_000,
+            "GiB" | "Gi" => 1 << 30,
+            "T" | "TB" => 1_000_000_000_000,
+            "TiB" | "Ti" => 1 << 40,
+            other => return Err(format!("unknown size unit {other:?} in {text:?}")),
+        };
+        let bytes = number * multiplier as f64;
+        if !(1.0..=u64::MAX as f64).contains(&bytes) {
+            return Err(format!("size {text:?} is out of range"));
+        }
+        Ok(ByteSize(bytes as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
+        for (unit, size) in UNITS {
+            if self.0 >= size && self.0 % size == 0 {
+                return write!(f, "{}{unit}", self.0 / size);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(n) if n > 0 => Ok(ByteSize(n as u64)),
+            Raw::Bytes(n) => Err(serde::de::Error::custom(format!(
+                "size {n} must be positive"
+            ))),
+            Raw::Text(t) => ByteSize::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_both_unit_families() {
+        assert_eq!(ByteSize::parse("4096"), Ok(ByteSize(4096)));
+        assert_eq!(ByteSize::parse("64KiB"), Ok(ByteSize(65536)));
+        assert_eq!(ByteSize::parse("4GB"), Ok(ByteSize(4_000_000_000)));
+        assert_eq!(ByteSize::parse("1.5GiB"), Ok(ByteSize(3 << 29)));
+        assert!(ByteSize::parse("12 parsecs").is_err());
+        assert!(ByteSize::parse("").is_err());
+        assert_eq!(ByteSize(256 << 20).to_string(), "256MiB");
+    }
+}
