@@ -539,3 +539,125 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::plan::LoadedPlan;
+    use crate::store::{FORMAT_VERSION, HostSpecs};
+
+    pub(crate) fn test_header() -> Header {
+        let plan = LoadedPlan::embedded_default();
+        Header {
+            format_version: FORMAT_VERSION,
+            vmbench_version: "test".into(),
+            started_at: "2026-11-24T00:00:00Z".into(),
+            started_unix_ns: 0,
+            host: HostSpecs {
+                hostname: "testhost".into(),
+                os: "Linux".into(),
+                kernel: "6.1".into(),
+                arch: "x86_64".into(),
+                cpu_model: "Test CPU".into(),
+                logical_cores: 2,
+                physical_cores: Some(2),
+                memory_bytes: 8 << 30,
+                clock_ticks_per_sec: 100,
+            },
+            plan_name: plan.plan.name.clone(),
+            plan_origin: plan.origin.clone(),
+            plan_source: plan.source.clone(),
+            interval_ns: 1_000_000_000,
+            schedule: plan.plan.schedule(2),
+        }
+    }
+
+    pub(crate) fn fixture_events(name: &str) -> Vec<Event> {
+        let path = format!("{}/tests/fixtures/fold/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path}: {e}: {l}")))
+            .collect()
+    }
+
+    #[test]
+    fn aggregate_uses_only_the_window_where_every_copy_ran() {
+        let mut session = Session::new(test_header());
+        for e in fixture_events("two_copies.jsonl") {
+            session.apply(&e);
+        }
+        let summary = session.phases[0].summary.as_ref().expect("phase 0 summarised");
+        assert_eq!(summary.skew, Some(500_000_000));
+        let cpu = &summary.metrics[0];
+        // Both copies ran from 1.5 s to 3.0 s: copy 0 did 150 ops there, copy 1 did 150.
+        assert_eq!(cpu.window, Some((1_500_000_000, 3_000_000_000)));
+        assert_eq!(cpu.aggregate, Some(200.0));
+        let own: Vec<Option<f64>> = cpu.per_copy.iter().map(|c| c.value).collect();
+        assert_eq!(own, vec![Some(100.0), Some(150.0)]);
+        assert_eq!(cpu.contributing, 2);
+    }
+
+    #[test]
+    fn a_failed_copy_is_left_out_and_counted() {
+        let mut session = Session::new(test_header());
+        for e in fixture_events("two_copies.jsonl") {
+            session.apply(&e);
+        }
+        let phase = &session.phases[1];
+        assert_eq!(phase.ended.map(|e| e.1), Some(PhaseOutcome::Partial));
+        let cpu = &phase.summary.as_ref().expect("summarised").metrics[0];
+        assert_eq!(cpu.contributing, 1);
+        assert_eq!(cpu.aggregate, Some(80.0));
+        assert_eq!(cpu.per_copy[1].value, None);
+        assert_eq!(session.ended, Some(5_300_000_000));
+        assert_eq!(session.remaining(), 0);
+    }
+
+    fn cpu_sample(t: Nanos, user: u64, system: u64, idle: u64, steal: u64) -> Event {
+        // Series 0..8 are the host CPU fields in CPU_FIELDS order.
+        Event::Sample(crate::event::Sample {
+            t,
+            values: vec![(0, user), (1, 0), (2, system), (3, idle), (4, 0), (5, 0), (6, 0), (7, steal)],
+        })
+    }
+
+    #[test]
+    fn cpu_shares_are_derived_from_counter_deltas() {
+        let mut session = Session::new(test_header());
+        for (id, metric) in crate::sample::CPU_FIELDS.iter().enumerate() {
+            session.apply(&Event::SeriesDefined(SeriesDef {
+                id: id as u32,
+                source: "host".into(),
+                metric: metric.to_string(),
+                unit: "ticks".into(),
+                kind: SeriesKind::Counter,
+            }));
+        }
+        session.apply(&cpu_sample(0, 1000, 500, 10_000, 0));
+        session.apply(&cpu_sample(1_000_000_000, 1100, 550, 10_040, 10));
+        let shares = session.cpu_shares("host", 10);
+        assert_eq!(shares.len(), 1);
+        assert_eq!(shares[0].user, 50.0);
+        assert_eq!(shares[0].system, 25.0);
+        assert_eq!(shares[0].steal, 5.0);
+        let user = session.series_named("host", "cpu.user").expect("defined");
+        assert_eq!(session.rates(user, 5), vec![(1_000_000_000, 100.0)]);
+    }
+
+    #[test]
+    fn series_history_is_bounded() {
+        let mut session = Session::new(test_header());
+        session.apply(&Event::SeriesDefined(SeriesDef {
+            id: 0,
+            source: "host".into(),
+            metric: "cpu.user".into(),
+            unit: "ticks".into(),
+            kind: SeriesKind::Counter,
+        }));
+        for t in 0..(SERIES_HISTORY as u64 * 3) {
+            session.apply(&Event::Sample(crate::event::Sample { t, values: vec![(0, t)] }));
+        }
+        assert_eq!(session.series(0).expect("defined").points.len(), SERIES_HISTORY);
+    }
+}

@@ -34,6 +34,8 @@ pub struct Binding {
     pub codes: &'static [KeyCode],
     pub action: Action,
     pub what: &'static str,
+    /// One word for the footer.
+    pub hint: &'static str,
     pub applies: Applies,
 }
 
@@ -43,6 +45,7 @@ pub const KEYS: &[Binding] = &[
         codes: &[KeyCode::Char('s')],
         action: Action::Start,
         what: "start the plan (or go on after an abort)",
+        hint: "start",
         applies: Applies::Live,
     },
     Binding {
@@ -50,6 +53,7 @@ pub const KEYS: &[Binding] = &[
         codes: &[KeyCode::Char('n')],
         action: Action::Skip,
         what: "skip to the next phase",
+        hint: "next",
         applies: Applies::Live,
     },
     Binding {
@@ -57,6 +61,7 @@ pub const KEYS: &[Binding] = &[
         codes: &[KeyCode::Char('a')],
         action: Action::Abort,
         what: "abort the current phase and hold the plan",
+        hint: "abort",
         applies: Applies::Live,
     },
     Binding {
@@ -64,6 +69,7 @@ pub const KEYS: &[Binding] = &[
         codes: &[KeyCode::Char('m')],
         action: Action::Note,
         what: "drop a timestamped note into the recording",
+        hint: "note",
         applies: Applies::Live,
     },
     Binding {
@@ -71,6 +77,7 @@ pub const KEYS: &[Binding] = &[
         codes: &[KeyCode::Tab],
         action: Action::NextPane,
         what: "select the next pane",
+        hint: "pane",
         applies: Applies::Both,
     },
     Binding {
@@ -78,6 +85,7 @@ pub const KEYS: &[Binding] = &[
         codes: &[KeyCode::BackTab],
         action: Action::PrevPane,
         what: "select the previous pane",
+        hint: "pane",
         applies: Applies::Both,
     },
     Binding {
@@ -85,6 +93,7 @@ pub const KEYS: &[Binding] = &[
         codes: &[KeyCode::Enter],
         action: Action::Detail,
         what: "detail view of the selected pane",
+        hint: "detail",
         applies: Applies::Both,
     },
     Binding {
@@ -92,6 +101,7 @@ pub const KEYS: &[Binding] = &[
         codes: &[KeyCode::Char('p'), KeyCode::Char(' ')],
         action: Action::Pause,
         what: "pause the display (replay: pause playback)",
+        hint: "pause",
         applies: Applies::Both,
     },
     Binding {
@@ -99,6 +109,7 @@ pub const KEYS: &[Binding] = &[
         codes: &[KeyCode::Left],
         action: Action::SeekBack,
         what: "seek back 10 s",
+        hint: "seek",
         applies: Applies::Replay,
     },
     Binding {
@@ -106,6 +117,7 @@ pub const KEYS: &[Binding] = &[
         codes: &[KeyCode::Right],
         action: Action::SeekForward,
         what: "seek forward 10 s",
+        hint: "seek",
         applies: Applies::Replay,
     },
     Binding {
@@ -113,6 +125,7 @@ pub const KEYS: &[Binding] = &[
         codes: &[KeyCode::Char('-')],
         action: Action::Slower,
         what: "half the replay speed (down to 0.25×)",
+        hint: "slower",
         applies: Applies::Replay,
     },
     Binding {
@@ -120,6 +133,7 @@ pub const KEYS: &[Binding] = &[
         codes: &[KeyCode::Char('+'), KeyCode::Char('=')],
         action: Action::Faster,
         what: "double the replay speed (up to 64×)",
+        hint: "faster",
         applies: Applies::Replay,
     },
     Binding {
@@ -127,6 +141,7 @@ pub const KEYS: &[Binding] = &[
         codes: &[KeyCode::Char('?')],
         action: Action::Help,
         what: "this help",
+        hint: "help",
         applies: Applies::Both,
     },
     Binding {
@@ -134,6 +149,7 @@ pub const KEYS: &[Binding] = &[
         codes: &[KeyCode::Esc],
         action: Action::Close,
         what: "close the overlay",
+        hint: "close",
         applies: Applies::Both,
     },
     Binding {
@@ -141,6 +157,7 @@ pub const KEYS: &[Binding] = &[
         codes: &[KeyCode::Char('q')],
         action: Action::Quit,
         what: "quit (live: stops the plan, keeps the recording)",
+        hint: "quit",
         applies: Applies::Both,
     },
 ];

@@ -769,12 +769,11 @@ fn render_key_hints(buf: &mut Buffer, area: Rect, theme: &Theme, view: &View) {
     for b in bindings_for(view.is_replay())
         .filter(|b| !matches!(b.action, keys::Action::Close | keys::Action::PrevPane))
     {
-        let word = b.what.split_whitespace().next().unwrap_or("");
         spans.push(Span::styled(
             format!(" {} ", b.label.split(' ').next().unwrap_or(b.label)),
             Style::new().fg(theme.accent.0).add_modifier(Modifier::BOLD),
         ));
-        spans.push(Span::styled(word.to_string(), Style::new().fg(theme.dim.0)));
+        spans.push(Span::styled(b.hint, Style::new().fg(theme.dim.0)));
     }
     Line::from(spans).render(area, buf);
 }
@@ -867,13 +866,23 @@ fn detail_lines<'a>(session: &'a Session, theme: &Theme, pane: PaneId) -> (Strin
             " cpu by processor (% of its time, last interval) ".to_string()
         }
         PaneId::Net | PaneId::Disk => {
-            let (prefix, metrics, scale) = if pane == PaneId::Net {
-                ("host/net/", ["rx_bytes", "tx_bytes"], 1.0)
+            let (prefix, metrics, scale, names) = if pane == PaneId::Net {
+                (
+                    "host/net/",
+                    ["rx_bytes", "tx_bytes"],
+                    1.0,
+                    ["receive", "transmit"],
+                )
             } else {
-                ("host/disk/", ["read_sectors", "write_sectors"], 512.0)
+                (
+                    "host/disk/",
+                    ["read_sectors", "write_sectors"],
+                    512.0,
+                    ["read", "write"],
+                )
             };
             lines.push(Line::styled(
-                format!("{:<24} {:>14} {:>14}", "device", metrics[0], metrics[1]),
+                format!("{:<24} {:>14} {:>14}", "device", names[0], names[1]),
                 dim,
             ));
             let mut sources: Vec<String> = session

@@ -440,3 +440,77 @@ pub fn parse_listening(line: &str) -> Option<SocketAddr> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_fixture(name: &str, spec: &WorkloadSpec) -> Vec<Output> {
+        let path = format!("{}/tests/fixtures/workload/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut parser = LineParser::new(metrics(spec));
+        text.lines()
+            .filter_map(|l| parser.parse_line(l).unwrap_or_else(|e| panic!("{path}: {e}")))
+            .collect()
+    }
+
+    #[test]
+    fn captured_cpu_output_gives_start_progress_and_result() {
+        let out = parse_fixture("cpu.jsonl", &WorkloadSpec::Cpu);
+        assert!(matches!(out[0], Output::Progress { metric: 0, done, .. } if done == 0.0));
+        assert!(out.iter().any(|o| matches!(o, Output::Started { .. })));
+        let Some(Output::Result { metric, value, unit }) = out.last() else {
+            panic!("no result in {out:?}");
+        };
+        assert_eq!((metric.as_str(), unit.as_str()), ("cpu", "ops/s"));
+        assert!(*value > 0.0);
+    }
+
+    #[test]
+    fn captured_disk_output_has_write_then_read() {
+        let spec: WorkloadSpec = toml::from_str::<toml::Table>("w = { type = \"disk\" }")
+            .expect("toml")
+            .remove("w")
+            .expect("w")
+            .try_into()
+            .expect("disk spec");
+        let out = parse_fixture("disk.jsonl", &spec);
+        let results: Vec<&str> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Result { metric, .. } => Some(metric.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(results, vec!["write", "read"]);
+        assert!(out.iter().any(|o| matches!(o, Output::Progress { metric: 1, .. })));
+    }
+
+    #[test]
+    fn captured_errors_become_failures() {
+        let out = parse_fixture("disk-error.jsonl", &WorkloadSpec::Cpu);
+        assert!(matches!(&out[0], Output::Failed(m) if m.contains("No such file")));
+        let sink = std::fs::read_to_string(format!("{}/tests/fixtures/workload/net-sink.jsonl", env!("CARGO_MANIFEST_DIR")))
+            .expect("fixture");
+        assert!(parse_listening(sink.trim()).is_some_and(|a| a.ip().is_loopback()));
+    }
+
+    #[test]
+    fn arbitrary_input_is_an_error_never_a_panic() {
+        let mut parser = LineParser::new(metrics(&WorkloadSpec::Cpu));
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for len in 0..2000 {
+            let line: String = (0..len % 97)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(b"{}[]\":,0123456789.eE-+kindprogressmetric \\u"[(x % 43) as usize])
+                })
+                .collect();
+            let _ = parser.parse_line(&line);
+        }
+        assert!(parser.parse_line("{\"kind\":\"progress\",\"metric\":\"nope\",\"mono_ns\":1,\"done\":1}").is_err());
+        assert!(parser.parse_line("not json").is_err());
+    }
+}
