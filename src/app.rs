@@ -22,8 +22,7 @@ use crate::store::{FORMAT_VERSION, Header, HostSpecs, Reader, Recorder};
 pub fn default_recording_path(plan_name: &str) -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
         .to_string()
-        .replace(':', "")
-        .replace('-', "");
+        .replace([':', '-'], "");
     let safe: String = plan_name
         .chars()
         .map(|c| {

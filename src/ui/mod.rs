@@ -428,6 +428,9 @@ impl Widget for StackedCpu<'_> {
     }
 }
 
+/// A labelled series of rates and its colour.
+type RateLine<'a> = (&'a str, Vec<(Nanos, f64)>, Color);
+
 fn sparkline_data(rates: &[(Nanos, f64)], scale: f64) -> Vec<u64> {
     rates
         .iter()
@@ -435,17 +438,13 @@ fn sparkline_data(rates: &[(Nanos, f64)], scale: f64) -> Vec<u64> {
         .collect()
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one pane shape used by two panes"
-)]
 fn render_pair_pane(
     buf: &mut Buffer,
     area: Rect,
     theme: &Theme,
     selected: bool,
     name: &str,
-    pair: [(&str, Vec<(Nanos, f64)>, Color); 2],
+    pair: [RateLine<'_>; 2],
     scale: f64,
 ) {
     let now = |rates: &Vec<(Nanos, f64)>| rates.last().map_or(0.0, |r| r.1 * scale);
