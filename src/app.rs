@@ -130,11 +130,13 @@ pub struct Live {
 
 impl Live {
     /// Starts sampling and the plan; returns the bus's receiving end and a
-    /// sender for front-end input.
+    /// sender for front-end input. `exe` is the vmbench binary that runs the
+    /// workload copies.
     pub fn start(
         plan: &LoadedPlan,
         recording: &Path,
         autostart: bool,
+        exe: PathBuf,
     ) -> Result<(Live, Consumer, Bus)> {
         let clock = Clock::start();
         let started_unix_ns = SystemTime::now()
@@ -178,8 +180,7 @@ impl Live {
             clock,
             sink: sink.clone(),
             sampler: sampler_tx.clone(),
-            exe: std::env::current_exe()
-                .context("finding this program's path to launch workloads")?,
+            exe,
         };
         let signal_control = control_tx.clone();
         threads.push(std::thread::Builder::new().name("orchestrator".into()).spawn(move || {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{Consumer, Live, Replay, ReplayControl, default_recording_path};
@@ -190,6 +190,10 @@ fn workload(kind: WorkloadKind) -> i32 {
     })
 }
 
+fn this_program() -> Result<PathBuf> {
+    Ok(std::env::current_exe().context("finding this program's path to launch workloads")?)
+}
+
 fn load_plan(path: Option<&PathBuf>) -> Result<LoadedPlan> {
     Ok(LoadedPlan::load(path)?)
 }
@@ -273,7 +277,7 @@ fn run_tui(
         bail!("the TUI needs a terminal; `vmbench record` runs a plan without a screen");
     }
     let path = output.unwrap_or_else(|| default_recording_path(&plan.plan.name));
-    let (live, mut consumer, bus) = Live::start(&plan, &path, start)?;
+    let (live, mut consumer, bus) = Live::start(&plan, &path, start, this_program()?)?;
     let mut view = View::new(Feed::Live {
         recording: path.display().to_string(),
         waiting: !start,
@@ -405,7 +409,7 @@ const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
 fn record(plan: Option<PathBuf>, output: Option<PathBuf>) -> Result<ExitCode> {
     let plan = load_plan(plan.as_ref())?;
     let path = output.unwrap_or_else(|| default_recording_path(&plan.plan.name));
-    let (live, mut consumer, bus) = Live::start(&plan, &path, true)?;
+    let (live, mut consumer, bus) = Live::start(&plan, &path, true, this_program()?)?;
     drop(bus.tx);
     let tty = std::io::stderr().is_terminal();
     eprintln!(

@@ -587,7 +587,10 @@ pub(crate) mod tests {
         for e in fixture_events("two_copies.jsonl") {
             session.apply(&e);
         }
-        let summary = session.phases[0].summary.as_ref().expect("phase 0 summarised");
+        let summary = session.phases[0]
+            .summary
+            .as_ref()
+            .expect("phase 0 summarised");
         assert_eq!(summary.skew, Some(500_000_000));
         let cpu = &summary.metrics[0];
         // Both copies ran from 1.5 s to 3.0 s: copy 0 did 150 ops there, copy 1 did 150.
@@ -618,7 +621,16 @@ pub(crate) mod tests {
         // Series 0..8 are the host CPU fields in CPU_FIELDS order.
         Event::Sample(crate::event::Sample {
             t,
-            values: vec![(0, user), (1, 0), (2, system), (3, idle), (4, 0), (5, 0), (6, 0), (7, steal)],
+            values: vec![
+                (0, user),
+                (1, 0),
+                (2, system),
+                (3, idle),
+                (4, 0),
+                (5, 0),
+                (6, 0),
+                (7, steal),
+            ],
         })
     }
 
@@ -656,8 +668,14 @@ pub(crate) mod tests {
             kind: SeriesKind::Counter,
         }));
         for t in 0..(SERIES_HISTORY as u64 * 3) {
-            session.apply(&Event::Sample(crate::event::Sample { t, values: vec![(0, t)] }));
+            session.apply(&Event::Sample(crate::event::Sample {
+                t,
+                values: vec![(0, t)],
+            }));
         }
-        assert_eq!(session.series(0).expect("defined").points.len(), SERIES_HISTORY);
+        assert_eq!(
+            session.series(0).expect("defined").points.len(),
+            SERIES_HISTORY
+        );
     }
 }

@@ -388,7 +388,9 @@ impl Reader {
             .conn
             .prepare_cached("SELECT body FROM events WHERE t >= ?1 AND t < ?2 ORDER BY seq")?;
         let events = stmt
-            .query_map(params![sql_time(from), sql_time(to)], |r| r.get::<_, String>(0))?
+            .query_map(params![sql_time(from), sql_time(to)], |r| {
+                r.get::<_, String>(0)
+            })?
             .map(|body| -> Result<Event> { Ok(serde_json::from_str(&body?)?) })
             .collect::<Result<Vec<_>>>()?;
         Ok(events)
@@ -474,14 +476,23 @@ mod tests {
             recorder.record(Event::Sample(s.clone())).expect("record");
         }
         recorder.close().expect("close");
-        assert!(!PathBuf::from(format!("{}-wal", path.display())).exists(), "a closed recording is one file");
+        assert!(
+            !PathBuf::from(format!("{}-wal", path.display())).exists(),
+            "a closed recording is one file"
+        );
         let reader = Reader::open(&path).expect("open");
         assert_eq!(reader.header, test_header());
         assert_eq!(reader.series.len(), 3);
         assert_eq!(reader.samples(0, u64::MAX).expect("samples"), written);
         // A seek lands between keyframes and still decodes exactly.
-        assert_eq!(reader.samples(1_005_000_000, 1_500_000_000).expect("seek"), written[101..150].to_vec());
-        assert_eq!(reader.events(0, u64::MAX).expect("events"), fixture_events("two_copies.jsonl"));
+        assert_eq!(
+            reader.samples(1_005_000_000, 1_500_000_000).expect("seek"),
+            written[101..150].to_vec()
+        );
+        assert_eq!(
+            reader.events(0, u64::MAX).expect("events"),
+            fixture_events("two_copies.jsonl")
+        );
         assert_eq!(reader.end().expect("end"), 5_300_000_000);
     }
 
@@ -505,11 +516,19 @@ mod tests {
         // What a crash leaves: the database and its log, the log's end torn.
         let crashed = dir.path().join("crashed.vmb");
         std::fs::copy(&path, &crashed).expect("copy db");
-        let wal = std::fs::read(format!("{}-wal", path.display())).expect("the live recording has a WAL");
-        std::fs::write(format!("{}-wal", crashed.display()), &wal[..wal.len() - 1000]).expect("torn wal");
+        let wal =
+            std::fs::read(format!("{}-wal", path.display())).expect("the live recording has a WAL");
+        std::fs::write(
+            format!("{}-wal", crashed.display()),
+            &wal[..wal.len() - 1000],
+        )
+        .expect("torn wal");
         let reader = Reader::open(&crashed).expect("a torn recording opens");
         let read = reader.samples(0, u64::MAX).expect("samples");
-        assert_eq!(read, first, "everything before the torn flush, nothing after");
+        assert_eq!(
+            read, first,
+            "everything before the torn flush, nothing after"
+        );
         recorder.close().expect("close");
     }
 

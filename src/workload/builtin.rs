@@ -446,11 +446,18 @@ mod tests {
     use super::*;
 
     fn parse_fixture(name: &str, spec: &WorkloadSpec) -> Vec<Output> {
-        let path = format!("{}/tests/fixtures/workload/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/workload/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let mut parser = LineParser::new(metrics(spec));
         text.lines()
-            .filter_map(|l| parser.parse_line(l).unwrap_or_else(|e| panic!("{path}: {e}")))
+            .filter_map(|l| {
+                parser
+                    .parse_line(l)
+                    .unwrap_or_else(|e| panic!("{path}: {e}"))
+            })
             .collect()
     }
 
@@ -459,7 +466,12 @@ mod tests {
         let out = parse_fixture("cpu.jsonl", &WorkloadSpec::Cpu);
         assert!(matches!(out[0], Output::Progress { metric: 0, done, .. } if done == 0.0));
         assert!(out.iter().any(|o| matches!(o, Output::Started { .. })));
-        let Some(Output::Result { metric, value, unit }) = out.last() else {
+        let Some(Output::Result {
+            metric,
+            value,
+            unit,
+        }) = out.last()
+        else {
             panic!("no result in {out:?}");
         };
         assert_eq!((metric.as_str(), unit.as_str()), ("cpu", "ops/s"));
@@ -483,15 +495,21 @@ mod tests {
             })
             .collect();
         assert_eq!(results, vec!["write", "read"]);
-        assert!(out.iter().any(|o| matches!(o, Output::Progress { metric: 1, .. })));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Progress { metric: 1, .. }))
+        );
     }
 
     #[test]
     fn captured_errors_become_failures() {
         let out = parse_fixture("disk-error.jsonl", &WorkloadSpec::Cpu);
         assert!(matches!(&out[0], Output::Failed(m) if m.contains("No such file")));
-        let sink = std::fs::read_to_string(format!("{}/tests/fixtures/workload/net-sink.jsonl", env!("CARGO_MANIFEST_DIR")))
-            .expect("fixture");
+        let sink = std::fs::read_to_string(format!(
+            "{}/tests/fixtures/workload/net-sink.jsonl",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture");
         assert!(parse_listening(sink.trim()).is_some_and(|a| a.ip().is_loopback()));
     }
 
@@ -510,7 +528,11 @@ mod tests {
                 .collect();
             let _ = parser.parse_line(&line);
         }
-        assert!(parser.parse_line("{\"kind\":\"progress\",\"metric\":\"nope\",\"mono_ns\":1,\"done\":1}").is_err());
+        assert!(
+            parser
+                .parse_line("{\"kind\":\"progress\",\"metric\":\"nope\",\"mono_ns\":1,\"done\":1}")
+                .is_err()
+        );
         assert!(parser.parse_line("not json").is_err());
     }
 }

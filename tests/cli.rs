@@ -1,0 +1,80 @@
+//! The binary run on fixture files: what a user sees when input is wrong.
+
+use assert_cmd::Command;
+
+fn vmbench() -> Command {
+    Command::cargo_bin("vmbench").expect("the binary is built")
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/plans/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn stderr_of(args: &[&str]) -> (i32, String) {
+    let out = vmbench().args(args).output().expect("vmbench runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_duration_names_file_line_and_field_and_exits_2() {
+    let plan = fixture("bad-duration.toml");
+    let (code, stderr) = stderr_of(&["record", &plan]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{plan}:11:12: field `benchmark[0].duration`: invalid duration \"ten seconds\""
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_workload_parameter_is_named() {
+    let (code, stderr) = stderr_of(&["record", &fixture("unknown-field.toml")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(":10:"), "{stderr}");
+    assert!(
+        stderr.contains("benchmark[0].workload") && stderr.contains("unknown field `sise`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_plan_is_named() {
+    let (code, stderr) = stderr_of(&["record", "/nonexistent/plan.toml"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/plan.toml") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_theme_lists_the_built_in_ones() {
+    let (code, stderr) = stderr_of(&["--theme", "solarized", "replay", "x.vmb"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("dark, light, mono"), "{stderr}");
+}
+
+#[test]
+fn replaying_what_is_not_there_says_so() {
+    let (code, stderr) = stderr_of(&["export", "/nonexistent.vmb", "--csv", "/tmp/none"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("/nonexistent.vmb: no such recording"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_lists_the_user_commands_but_not_the_workload_runner() {
+    let out = vmbench().arg("--help").output().expect("vmbench runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for command in ["run", "record", "replay", "export"] {
+        assert!(help.contains(command), "{help}");
+    }
+    assert!(!help.contains("workload"), "{help}");
+}

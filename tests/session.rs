@@ -1,0 +1,220 @@
+//! End to end on this host: the real workloads, the real /proc, the real
+//! recording; live and replay compared; a crash survived.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use vmbench::app::{Bus, Consumer, Live, Replay};
+use vmbench::event::{Event, PhaseOutcome};
+use vmbench::model::PhaseSummary;
+use vmbench::plan::LoadedPlan;
+use vmbench::store::Reader;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "{}/tests/fixtures/plans/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+}
+
+fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vmbench"))
+}
+
+fn drain_until_finished(consumer: &mut Consumer, bus: &Bus, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !consumer.finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the session did not finish within {limit:?}"
+        );
+        if let Ok(msg) = bus.rx.recv_timeout(Duration::from_millis(100)) {
+            consumer.take(msg);
+        }
+    }
+}
+
+fn summaries(consumer: &Consumer) -> Vec<(u32, Option<PhaseOutcome>, Option<PhaseSummary>)> {
+    consumer
+        .session
+        .phases
+        .iter()
+        .map(|p| (p.id, p.ended.map(|e| e.1), p.summary.clone()))
+        .collect()
+}
+
+fn run_live(plan: &Path, recording: &Path) -> Consumer {
+    let plan = LoadedPlan::from_file(plan).expect("fixture plan");
+    let (live, mut consumer, bus) =
+        Live::start(&plan, recording, true, exe()).expect("live session");
+    drain_until_finished(&mut consumer, &bus, Duration::from_secs(120));
+    live.shutdown();
+    consumer.close().expect("recording closes");
+    consumer
+}
+
+#[test]
+fn a_live_session_replayed_gives_the_same_results() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tiny.vmb");
+    let live = run_live(&fixture("tiny.toml"), &path);
+    let live_results = summaries(&live);
+    assert_eq!(live_results.len(), 4, "cpu ×1, cpu ×2, disk ×2, net ×2");
+    for (id, outcome, summary) in &live_results {
+        assert_eq!(
+            *outcome,
+            Some(PhaseOutcome::Completed),
+            "phase {id}: {:?}",
+            live.session.log
+        );
+        let summary = summary.as_ref().expect("summarised");
+        assert!(
+            summary.skew.is_some_and(|s| s < 50_000_000),
+            "phase {id} skew {:?}",
+            summary.skew
+        );
+        for m in &summary.metrics {
+            assert!(
+                m.aggregate.is_some_and(|a| a > 0.0),
+                "phase {id} {}: {m:?}",
+                m.metric.name
+            );
+        }
+    }
+    assert_eq!(live.failed_runs, 0);
+
+    let (_replay, mut replayed, bus) = Replay::open(&path, 10_000.0).expect("replay opens");
+    drain_until_finished(&mut replayed, &bus, Duration::from_secs(60));
+    assert_eq!(summaries(&replayed), live_results);
+    assert_eq!(replayed.session.ended, live.session.ended);
+
+    // The host's own counters were sampled throughout.
+    let reader = Reader::open(&path).expect("reader");
+    let samples = reader.samples(0, u64::MAX).expect("samples");
+    let seconds = live.session.ended.expect("ended") as f64 / 1e9;
+    assert!(
+        samples.len() as f64 >= seconds / 0.2 * 0.8,
+        "{} samples in {seconds:.1}s",
+        samples.len()
+    );
+    assert!(
+        reader
+            .series
+            .iter()
+            .any(|s| s.source.starts_with("run/") && s.metric == "cpu.utime")
+    );
+}
+
+#[test]
+fn export_writes_csv_that_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tiny.vmb");
+    run_live(&fixture("tiny.toml"), &path);
+    let out = dir.path().join("csv");
+    let status = std::process::Command::new(exe())
+        .args([
+            "export",
+            path.to_str().expect("utf-8"),
+            "--csv",
+            out.to_str().expect("utf-8"),
+        ])
+        .status()
+        .expect("export runs");
+    assert!(status.success());
+
+    let mut long = csv::Reader::from_path(out.join("samples_long.csv")).expect("long csv");
+    assert_eq!(
+        long.headers().expect("header").iter().collect::<Vec<_>>(),
+        ["t_s", "source", "metric", "unit", "value"]
+    );
+    let mut last_t = 0.0;
+    let mut units = std::collections::HashMap::new();
+    for row in long.records() {
+        let row = row.expect("row");
+        let t: f64 = row[0].parse().expect("t_s is a number");
+        assert!(t >= last_t, "timestamps go back: {last_t} then {t}");
+        last_t = t;
+        let unit = units
+            .entry((row[1].to_string(), row[2].to_string()))
+            .or_insert_with(|| row[3].to_string());
+        assert_eq!(*unit, row[3], "one unit per metric");
+        row[4].parse::<u64>().expect("value is a whole number");
+    }
+    let mut wide = csv::Reader::from_path(out.join("samples_wide.csv")).expect("wide csv");
+    let header = wide.headers().expect("header").clone();
+    assert_eq!(&header[0], "t_s");
+    assert!(header.iter().all(|h| !h.is_empty()));
+    assert!(
+        wide.records()
+            .all(|r| r.expect("row").len() == header.len())
+    );
+    let results = csv::Reader::from_path(out.join("results.csv"))
+        .expect("results")
+        .records()
+        .count();
+    // cpu 1 + cpu 2 + disk 2 copies × 2 metrics + net 2.
+    assert_eq!(results, 1 + 2 + 4 + 2);
+    let phases = csv::Reader::from_path(out.join("phases.csv"))
+        .expect("phases")
+        .records()
+        .count();
+    assert_eq!(phases, 5);
+}
+
+#[test]
+fn kill_9_leaves_a_readable_recording_and_no_benchmark_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = dir.path().join("long.toml");
+    std::fs::write(
+        &plan,
+        "name = \"long\"\n[[guest]]\nname = \"host\"\ntransport = \"local\"\ntechnology = \"bare-metal\"\n\
+         [[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\nduration = \"60s\"\nconcurrency = [2]\n",
+    )
+    .expect("plan");
+    let path = dir.path().join("killed.vmb");
+    let mut child = std::process::Command::new(exe())
+        .args([
+            "record",
+            plan.to_str().expect("utf-8"),
+            "-o",
+            path.to_str().expect("utf-8"),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("record starts");
+    std::thread::sleep(Duration::from_millis(3500));
+    child.kill().expect("kill -9");
+    child.wait().expect("reaped");
+
+    let reader = Reader::open(&path).expect("a killed recording opens");
+    let end = reader.end().expect("end");
+    assert!(end >= 2_000_000_000, "only {end} ns readable after 3.5 s");
+    assert!(reader.samples(0, u64::MAX).expect("samples").len() >= 2);
+    let pids: Vec<u32> = reader
+        .events(0, u64::MAX)
+        .expect("events")
+        .iter()
+        .filter_map(|e| match e {
+            Event::RunSpawned { pid, .. } => *pid,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pids.len(), 2, "both copies were recorded");
+    std::thread::sleep(Duration::from_millis(300));
+    for pid in pids {
+        let alive =
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+        assert!(!alive, "copy {pid} outlived vmbench");
+    }
+    let out = dir.path().join("csv");
+    let status = std::process::Command::new(exe())
+        .args([
+            "export",
+            path.to_str().expect("utf-8"),
+            "--csv",
+            out.to_str().expect("utf-8"),
+        ])
+        .status()
+        .expect("export runs");
+    assert!(status.success());
+}
