@@ -191,7 +191,7 @@ fn workload(kind: WorkloadKind) -> i32 {
 }
 
 fn this_program() -> Result<PathBuf> {
-    Ok(std::env::current_exe().context("finding this program's path to launch workloads")?)
+    std::env::current_exe().context("finding this program's path to launch workloads")
 }
 
 fn load_plan(path: Option<&PathBuf>) -> Result<LoadedPlan> {
