@@ -965,3 +965,198 @@ fn detail_lines<'a>(session: &'a Session, theme: &Theme, pane: PaneId) -> (Strin
     };
     (title, lines)
 }
+
+#[cfg(test)]
+mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::event::{Event, MetricDef, Sample, SeriesDef, SeriesKind};
+    use crate::model::tests::{fixture_events, test_header};
+
+    fn define(session: &mut Session, id: u32, source: &str, metric: &str, kind: SeriesKind) {
+        session.apply(&Event::SeriesDefined(SeriesDef {
+            id,
+            source: source.into(),
+            metric: metric.into(),
+            unit: "x".into(),
+            kind,
+        }));
+    }
+
+    /// Host counters for ten seconds, then the fold fixture's two phases.
+    fn session() -> Session {
+        let mut session = Session::new(test_header());
+        for (id, field) in crate::sample::CPU_FIELDS.iter().enumerate() {
+            define(&mut session, id as u32, "host", field, SeriesKind::Counter);
+        }
+        define(&mut session, 8, "host/net/lo", "rx_bytes", SeriesKind::Counter);
+        define(&mut session, 9, "host/net/lo", "tx_bytes", SeriesKind::Counter);
+        define(&mut session, 10, "host/disk/vda", "read_sectors", SeriesKind::Counter);
+        define(&mut session, 11, "host/disk/vda", "write_sectors", SeriesKind::Counter);
+        define(&mut session, 12, "host", "mem.total", SeriesKind::Gauge);
+        define(&mut session, 13, "host", "mem.available", SeriesKind::Gauge);
+        for i in 0..=10u64 {
+            let busy = 10 * (i % 5);
+            session.apply(&Event::Sample(Sample {
+                t: i * 1_000_000_000,
+                values: vec![
+                    (0, i * (40 + busy)),
+                    (2, i * 20),
+                    (3, i * (120 - busy)),
+                    (4, i * 10),
+                    (7, i * 10),
+                    (8, i * i * 1_000_000),
+                    (9, i * i * 1_000_000),
+                    (10, i * 2048),
+                    (11, i * i * 4096),
+                    (12, 8 << 30),
+                    (13, (6 << 30) - i * (64 << 20)),
+                ],
+            }));
+        }
+        for event in fixture_events("two_copies.jsonl") {
+            session.apply(&event);
+        }
+        session
+    }
+
+    fn draw(session: &Session, view: &View, width: u16, height: u16) -> Terminal<TestBackend> {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+        let theme = Theme::built_in("dark").expect("dark");
+        terminal.draw(|f| render(f, session, &theme, view)).expect("draw");
+        terminal
+    }
+
+    fn live_view() -> View {
+        View::new(Feed::Live {
+            recording: "recordings/x.vmb".into(),
+            waiting: false,
+        })
+    }
+
+    #[test]
+    fn main_screen_80x24() {
+        insta::assert_snapshot!(draw(&session(), &live_view(), 80, 24).backend());
+    }
+
+    #[test]
+    fn waiting_for_the_operator() {
+        let mut session = Session::new(test_header());
+        session.apply(&Event::Log {
+            t: 0,
+            level: LogLevel::Info,
+            text: "ready: press s to start the plan".into(),
+        });
+        let view = View::new(Feed::Live {
+            recording: "r.vmb".into(),
+            waiting: true,
+        });
+        insta::assert_snapshot!(draw(&session, &view, 80, 24).backend());
+    }
+
+    #[test]
+    fn help_overlay_lists_the_key_table() {
+        let mut view = live_view();
+        view.overlay = Overlay::Help;
+        insta::assert_snapshot!(draw(&session(), &view, 80, 24).backend());
+    }
+
+    #[test]
+    fn detail_of_a_copy() {
+        let mut view = live_view();
+        view.overlay = Overlay::Detail(PaneId::Run(2));
+        insta::assert_snapshot!(draw(&session(), &view, 80, 24).backend());
+    }
+
+    #[test]
+    fn note_input() {
+        let mut view = live_view();
+        view.overlay = Overlay::Note("BIOS update on node 3".into());
+        insta::assert_snapshot!(draw(&session(), &view, 80, 24).backend());
+    }
+
+    #[test]
+    fn replay_header_shows_position_and_speed() {
+        let view = View::new(Feed::Replay {
+            speed: 4.0,
+            paused: true,
+            end: 5_300_000_000,
+        });
+        insta::assert_snapshot!(draw(&session(), &view, 100, 30).backend());
+    }
+
+    fn sixteen_copies() -> Session {
+        let mut session = session();
+        let metrics = vec![MetricDef {
+            name: "cpu".into(),
+            unit: "ops/s".into(),
+            scale: 1.0,
+            higher_is_better: true,
+        }];
+        session.apply(&Event::PhaseStarted {
+            t: 6_000_000_000,
+            phase: 2,
+            benchmark: "cpu".into(),
+            workload: "cpu".into(),
+            concurrency: 16,
+            repetition: 1,
+            duration: 10_000_000_000,
+        });
+        for run in 10..26 {
+            session.apply(&Event::RunSpawned {
+                t: 6_000_000_000,
+                run,
+                phase: 2,
+                copy: run - 10,
+                guest: format!("vm{:02}", run - 10),
+                technology: "kvm".into(),
+                pid: Some(1000 + run),
+                metrics: metrics.clone(),
+            });
+            session.apply(&Event::RunStarted { t: 6_100_000_000, run });
+            for (i, t) in [6_100_000_000u64, 7_100_000_000, 8_100_000_000].iter().enumerate() {
+                session.apply(&Event::Progress {
+                    t: *t,
+                    run,
+                    metric: 0,
+                    done: (i as f64) * 1e6 * f64::from(run),
+                });
+            }
+        }
+        session
+    }
+
+    #[test]
+    fn sixteen_copies_shrink_to_one_line_each() {
+        let mut view = live_view();
+        view.selected = 4 + 15;
+        insta::assert_snapshot!(draw(&sixteen_copies(), &view, 80, 24).backend());
+    }
+
+    #[test]
+    fn sixteen_copies_get_panes_on_a_large_terminal() {
+        insta::assert_snapshot!(draw(&sixteen_copies(), &live_view(), 160, 50).backend());
+    }
+
+    #[test]
+    fn theme_colours_reach_the_cells_and_mono_has_none() {
+        let session = session();
+        let view = live_view();
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+        let dark = Theme::built_in("dark").expect("dark");
+        terminal.draw(|f| render(f, &session, &dark, &view)).expect("draw");
+        // The results table's first aggregate cell is drawn in the accent colour.
+        let buffer = terminal.backend().buffer().clone();
+        let aggregate = (0..buffer.area.height)
+            .flat_map(|y| (0..buffer.area.width).map(move |x| (x, y)))
+            .find(|&(x, y)| buffer[(x, y)].symbol() == "2" && buffer[(x + 1, y)].symbol() == "0" && buffer[(x + 2, y)].symbol() == "0")
+            .expect("the aggregate 200 is on screen");
+        assert_eq!(buffer[aggregate].fg, dark.accent.0);
+        let mono = Theme::built_in("mono").expect("mono");
+        terminal.draw(|f| render(f, &session, &mono, &view)).expect("draw");
+        let buffer = terminal.backend().buffer();
+        assert!(buffer.content().iter().all(|c| c.fg == Color::Reset && c.bg == Color::Reset));
+    }
+}
