@@ -251,49 +251,39 @@ impl Orchestrator {
         drop(tx);
 
         // The barrier: every copy set up (or gone) before any is released.
-        let setup_deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
-        let mut after = After::Continue;
-        let mut outcome = None;
-        while copies.iter().any(|c| !c.ready && !c.exited) {
-            tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(msg) => self.handle(msg, &mut copies),
-                    None => break,
-                },
-                cmd = control.recv() => if let Some((o, a)) = interrupted(cmd) {
-                    outcome = Some(o);
-                    after = a;
-                    break;
-                },
-                _ = tokio::time::sleep_until(setup_deadline) => {
-                    self.log(LogLevel::Error, format!("phase {}: copies not ready after {}s", phase + 1, SETUP_TIMEOUT.as_secs()));
-                    outcome = Some(PhaseOutcome::TimedOut);
-                    break;
-                }
-            }
-        }
-        if outcome.is_none() {
+        let mut stop = self
+            .pump(&mut copies, &mut rx, control, SETUP_TIMEOUT, |c| {
+                c.ready || c.exited
+            })
+            .await
+            .map_err(|()| {
+                format!(
+                    "phase {}: copies not ready after {}s",
+                    phase + 1,
+                    SETUP_TIMEOUT.as_secs()
+                )
+            });
+        if let Ok(None) = stop {
             release(&mut copies);
-            let deadline = tokio::time::Instant::now() + bench.timeout();
-            while copies.iter().any(|c| !c.exited) {
-                tokio::select! {
-                    msg = rx.recv() => match msg {
-                        Some(msg) => self.handle(msg, &mut copies),
-                        None => break,
-                    },
-                    cmd = control.recv() => if let Some((o, a)) = interrupted(cmd) {
-                        outcome = Some(o);
-                        after = a;
-                        break;
-                    },
-                    _ = tokio::time::sleep_until(deadline) => {
-                        self.log(LogLevel::Error, format!("phase {} timed out after {}", phase + 1, humantime::format_duration(bench.timeout())));
-                        outcome = Some(PhaseOutcome::TimedOut);
-                        break;
-                    }
-                }
-            }
+            stop = self
+                .pump(&mut copies, &mut rx, control, bench.timeout(), |c| c.exited)
+                .await
+                .map_err(|()| {
+                    format!(
+                        "phase {} timed out after {}",
+                        phase + 1,
+                        humantime::format_duration(bench.timeout())
+                    )
+                });
         }
+        let (outcome, after) = match stop {
+            Ok(None) => (None, After::Continue),
+            Ok(Some((outcome, after))) => (Some(outcome), after),
+            Err(text) => {
+                self.log(LogLevel::Error, text);
+                (Some(PhaseOutcome::TimedOut), After::Continue)
+            }
+        };
         if outcome.is_some() {
             self.stop_copies(&mut copies, &mut rx).await;
         }
@@ -307,6 +297,32 @@ impl Orchestrator {
             _ => PhaseOutcome::Partial,
         });
         (outcome, after)
+    }
+
+    /// Handles copies' messages until every copy satisfies `settled`. Returns
+    /// what the operator asked for if they interrupted, Err on timeout.
+    async fn pump(
+        &self,
+        copies: &mut [Copy],
+        rx: &mut UnboundedReceiver<CopyMsg>,
+        control: &mut UnboundedReceiver<Control>,
+        timeout: Duration,
+        settled: fn(&Copy) -> bool,
+    ) -> Result<Option<(PhaseOutcome, After)>, ()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !copies.iter().all(settled) {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg, copies),
+                    None => break,
+                },
+                cmd = control.recv() => if let Some(stop) = interrupted(cmd) {
+                    return Ok(Some(stop));
+                },
+                _ = tokio::time::sleep_until(deadline) => return Err(()),
+            }
+        }
+        Ok(None)
     }
 
     /// Kills every copy's process group and waits for each to be reaped.

@@ -154,6 +154,8 @@ pub struct HostSampler {
     nets: HashMap<String, [SeriesId; 4]>,
     disks: HashMap<String, DiskState>,
     processes: Vec<WatchedProcess>,
+    /// vmbench's own process, so that its cost is in every recording.
+    own: WatchedProcess,
     errors: Vec<String>,
 }
 
@@ -166,6 +168,12 @@ impl HostSampler {
         let [procs_running] =
             registry.define("host", ["procs_running"], ["tasks"], SeriesKind::Gauge);
         let mem = registry.define("host", MEM_FIELDS, ["bytes"; 5], SeriesKind::Gauge);
+        let own = WatchedProcess {
+            run: RunId::MAX,
+            stat: ProcFile::open("/proc/self/stat")?,
+            io: ProcFile::open("/proc/self/io")?,
+            ids: registry.define("vmbench", PROC_FIELDS, PROC_UNITS, SeriesKind::Counter),
+        };
         Ok(HostSampler {
             stat: ProcFile::open("/proc/stat")?,
             net_dev: ProcFile::open("/proc/net/dev")?,
@@ -181,6 +189,7 @@ impl HostSampler {
             nets: HashMap::new(),
             disks: HashMap::new(),
             processes: Vec::new(),
+            own,
             errors: Vec::new(),
         })
     }
@@ -364,25 +373,33 @@ impl HostSampler {
 
     fn sample_processes(&mut self, values: &mut Vec<(SeriesId, u64)>) {
         let buf = &mut self.buf;
-        self.processes.retain(|p| {
-            let stat = p
-                .stat
-                .read_into(buf)
-                .ok()
-                .and_then(|b| Stat::from_read(b).ok());
-            let Some(stat) = stat else {
-                // The process has exited: its last sample stands.
-                return false;
-            };
-            values.push((p.ids[0], stat.utime));
-            values.push((p.ids[1], stat.stime));
-            if let Some(io) = p.io.read_into(buf).ok().and_then(|b| Io::from_read(b).ok()) {
-                values.push((p.ids[2], io.read_bytes));
-                values.push((p.ids[3], io.write_bytes));
-            }
-            true
-        });
+        sample_process(&self.own, buf, values);
+        // A process that has exited is dropped; its last sample stands.
+        self.processes.retain(|p| sample_process(p, buf, values));
     }
+}
+
+/// False when the process is gone.
+fn sample_process(
+    p: &WatchedProcess,
+    buf: &mut Vec<u8>,
+    values: &mut Vec<(SeriesId, u64)>,
+) -> bool {
+    let Some(stat) = p
+        .stat
+        .read_into(buf)
+        .ok()
+        .and_then(|b| Stat::from_read(b).ok())
+    else {
+        return false;
+    };
+    values.push((p.ids[0], stat.utime));
+    values.push((p.ids[1], stat.stime));
+    if let Some(io) = p.io.read_into(buf).ok().and_then(|b| Io::from_read(b).ok()) {
+        values.push((p.ids[2], io.read_bytes));
+        values.push((p.ids[3], io.write_bytes));
+    }
+    true
 }
 
 /// Tick k of a schedule that started at `start`: never drifts, and a tick

@@ -295,48 +295,28 @@ fn render_aggregates(
 ) {
     let [cpu, net, disk, mem] = Layout::horizontal([Constraint::Ratio(1, 4); 4]).areas(area);
     render_cpu_pane(buf, cpu, session, theme, selected == Some(PaneId::Cpu));
-    let width = net.width.saturating_sub(2) as usize;
-    render_pair_pane(
-        buf,
-        net,
-        theme,
-        selected == Some(PaneId::Net),
-        "net",
-        [
-            (
-                "rx",
-                session.summed_rates("host/net/", "rx_bytes", width),
-                theme.receive.0,
-            ),
-            (
-                "tx",
-                session.summed_rates("host/net/", "tx_bytes", width),
-                theme.transmit.0,
-            ),
-        ],
-        1.0,
-    );
-    let width = disk.width.saturating_sub(2) as usize;
-    render_pair_pane(
-        buf,
-        disk,
-        theme,
-        selected == Some(PaneId::Disk),
-        "disk",
-        [
-            (
-                "rd",
-                session.summed_rates("host/disk/", "read_sectors", width),
-                theme.read.0,
-            ),
-            (
-                "wr",
-                session.summed_rates("host/disk/", "write_sectors", width),
-                theme.write.0,
-            ),
-        ],
-        512.0,
-    );
+    let net_lines = [
+        ("rx", "rx_bytes", theme.receive.0),
+        ("tx", "tx_bytes", theme.transmit.0),
+    ];
+    let pair = PairPane {
+        name: "net",
+        prefix: "host/net/",
+        lines: net_lines,
+        scale: 1.0,
+    };
+    pair.render(buf, net, session, theme, selected == Some(PaneId::Net));
+    let disk_lines = [
+        ("rd", "read_sectors", theme.read.0),
+        ("wr", "write_sectors", theme.write.0),
+    ];
+    let pair = PairPane {
+        name: "disk",
+        prefix: "host/disk/",
+        lines: disk_lines,
+        scale: 512.0,
+    };
+    pair.render(buf, disk, session, theme, selected == Some(PaneId::Disk));
     render_memory_pane(buf, mem, session, theme, selected == Some(PaneId::Memory));
 }
 
@@ -428,9 +408,6 @@ impl Widget for StackedCpu<'_> {
     }
 }
 
-/// A labelled series of rates and its colour.
-type RateLine<'a> = (&'a str, Vec<(Nanos, f64)>, Color);
-
 fn sparkline_data(rates: &[(Nanos, f64)], scale: f64) -> Vec<u64> {
     rates
         .iter()
@@ -438,36 +415,47 @@ fn sparkline_data(rates: &[(Nanos, f64)], scale: f64) -> Vec<u64> {
         .collect()
 }
 
-fn render_pair_pane(
-    buf: &mut Buffer,
-    area: Rect,
-    theme: &Theme,
-    selected: bool,
-    name: &str,
-    pair: [RateLine<'_>; 2],
+/// Two byte-rate lines summed over every device of a kind (rx/tx, read/write).
+struct PairPane<'a> {
+    name: &'a str,
+    prefix: &'a str,
+    /// Label, counter metric and colour of each line.
+    lines: [(&'a str, &'a str, Color); 2],
+    /// Bytes per counter unit (512 for sectors).
     scale: f64,
-) {
-    let now = |rates: &Vec<(Nanos, f64)>| rates.last().map_or(0.0, |r| r.1 * scale);
-    let title = format!(" {name} ");
-    let block = pane_block(title, theme, selected);
-    let inner = block.inner(area);
-    block.render(area, buf);
-    let rows = Layout::vertical([Constraint::Ratio(1, 2); 2]).split(inner);
-    for ((label, rates, colour), row) in pair.iter().zip(rows.iter()) {
-        if row.height == 0 {
-            continue;
+}
+
+impl PairPane<'_> {
+    fn render(
+        &self,
+        buf: &mut Buffer,
+        area: Rect,
+        session: &Session,
+        theme: &Theme,
+        selected: bool,
+    ) {
+        let block = pane_block(format!(" {} ", self.name), theme, selected);
+        let inner = block.inner(area);
+        block.render(area, buf);
+        let rows = Layout::vertical([Constraint::Ratio(1, 2); 2]).split(inner);
+        for ((label, metric, colour), row) in self.lines.iter().zip(rows.iter()) {
+            if row.height == 0 {
+                continue;
+            }
+            let rates = session.summed_rates(self.prefix, metric, inner.width as usize);
+            let now = rates.last().map_or(0.0, |r| r.1 * self.scale);
+            let [text, spark] =
+                Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(*row);
+            Line::from(Span::styled(
+                format!("{label} {}", bytes_rate(now)),
+                Style::new().fg(*colour),
+            ))
+            .render(text, buf);
+            Sparkline::default()
+                .data(sparkline_data(&rates, self.scale))
+                .style(Style::new().fg(*colour))
+                .render(spark, buf);
         }
-        let [text, spark] =
-            Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(*row);
-        Line::from(Span::styled(
-            format!("{label} {}", bytes_rate(now(rates))),
-            Style::new().fg(*colour),
-        ))
-        .render(text, buf);
-        Sparkline::default()
-            .data(sparkline_data(rates, scale))
-            .style(Style::new().fg(*colour))
-            .render(spark, buf);
     }
 }
 
@@ -991,10 +979,34 @@ mod tests {
         for (id, field) in crate::sample::CPU_FIELDS.iter().enumerate() {
             define(&mut session, id as u32, "host", field, SeriesKind::Counter);
         }
-        define(&mut session, 8, "host/net/lo", "rx_bytes", SeriesKind::Counter);
-        define(&mut session, 9, "host/net/lo", "tx_bytes", SeriesKind::Counter);
-        define(&mut session, 10, "host/disk/vda", "read_sectors", SeriesKind::Counter);
-        define(&mut session, 11, "host/disk/vda", "write_sectors", SeriesKind::Counter);
+        define(
+            &mut session,
+            8,
+            "host/net/lo",
+            "rx_bytes",
+            SeriesKind::Counter,
+        );
+        define(
+            &mut session,
+            9,
+            "host/net/lo",
+            "tx_bytes",
+            SeriesKind::Counter,
+        );
+        define(
+            &mut session,
+            10,
+            "host/disk/vda",
+            "read_sectors",
+            SeriesKind::Counter,
+        );
+        define(
+            &mut session,
+            11,
+            "host/disk/vda",
+            "write_sectors",
+            SeriesKind::Counter,
+        );
         define(&mut session, 12, "host", "mem.total", SeriesKind::Gauge);
         define(&mut session, 13, "host", "mem.available", SeriesKind::Gauge);
         for i in 0..=10u64 {
@@ -1025,7 +1037,9 @@ mod tests {
     fn draw(session: &Session, view: &View, width: u16, height: u16) -> Terminal<TestBackend> {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
         let theme = Theme::built_in("dark").expect("dark");
-        terminal.draw(|f| render(f, session, &theme, view)).expect("draw");
+        terminal
+            .draw(|f| render(f, session, &theme, view))
+            .expect("draw");
         terminal
     }
 
@@ -1115,8 +1129,14 @@ mod tests {
                 pid: Some(1000 + run),
                 metrics: metrics.clone(),
             });
-            session.apply(&Event::RunStarted { t: 6_100_000_000, run });
-            for (i, t) in [6_100_000_000u64, 7_100_000_000, 8_100_000_000].iter().enumerate() {
+            session.apply(&Event::RunStarted {
+                t: 6_100_000_000,
+                run,
+            });
+            for (i, t) in [6_100_000_000u64, 7_100_000_000, 8_100_000_000]
+                .iter()
+                .enumerate()
+            {
                 session.apply(&Event::Progress {
                     t: *t,
                     run,
@@ -1146,17 +1166,30 @@ mod tests {
         let view = live_view();
         let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
         let dark = Theme::built_in("dark").expect("dark");
-        terminal.draw(|f| render(f, &session, &dark, &view)).expect("draw");
+        terminal
+            .draw(|f| render(f, &session, &dark, &view))
+            .expect("draw");
         // The results table's first aggregate cell is drawn in the accent colour.
         let buffer = terminal.backend().buffer().clone();
         let aggregate = (0..buffer.area.height)
             .flat_map(|y| (0..buffer.area.width).map(move |x| (x, y)))
-            .find(|&(x, y)| buffer[(x, y)].symbol() == "2" && buffer[(x + 1, y)].symbol() == "0" && buffer[(x + 2, y)].symbol() == "0")
+            .find(|&(x, y)| {
+                buffer[(x, y)].symbol() == "2"
+                    && buffer[(x + 1, y)].symbol() == "0"
+                    && buffer[(x + 2, y)].symbol() == "0"
+            })
             .expect("the aggregate 200 is on screen");
         assert_eq!(buffer[aggregate].fg, dark.accent.0);
         let mono = Theme::built_in("mono").expect("mono");
-        terminal.draw(|f| render(f, &session, &mono, &view)).expect("draw");
+        terminal
+            .draw(|f| render(f, &session, &mono, &view))
+            .expect("draw");
         let buffer = terminal.backend().buffer();
-        assert!(buffer.content().iter().all(|c| c.fg == Color::Reset && c.bg == Color::Reset));
+        assert!(
+            buffer
+                .content()
+                .iter()
+                .all(|c| c.fg == Color::Reset && c.bg == Color::Reset)
+        );
     }
 }

@@ -1,0 +1,335 @@
+//! Performance figures of vmbench, measured in one run so that ratios are
+//! comparable on a shared, noisy machine. `cargo bench` prints them.
+//!
+//! - sampler cost per tick against the bare open+read+parse of the same files;
+//! - recording bytes per sampled value, and replay open-to-first-frame of a
+//!   one-hour 1 Hz recording;
+//! - TUI frame time with 16 copy panes;
+//! - CPU time of `vmbench record` over 60 s of sampling at 1 Hz and 10 Hz,
+//!   beside sadc and dstat sampling the same 60 s (when they are installed).
+//!
+//! `VMBENCH_BENCH_QUICK=1` skips the 60-second CPU comparison.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use vmbench::event::{Event, MetricDef, Sample};
+use vmbench::model::Session;
+use vmbench::sample::HostSampler;
+use vmbench::store::{FORMAT_VERSION, Header, HostSpecs, Reader, Recorder};
+use vmbench::ui::theme::Theme;
+use vmbench::ui::{Feed, View, render};
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Microseconds per call, the median of 15 batches.
+fn time_us(batch: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..batch {
+        f();
+    }
+    median(
+        (0..15)
+            .map(|_| {
+                let start = Instant::now();
+                for _ in 0..batch {
+                    f();
+                }
+                start.elapsed().as_secs_f64() * 1e6 / batch as f64
+            })
+            .collect(),
+    )
+}
+
+/// What any sampler must at least do: open, read and minimally parse each file.
+fn bare_read_and_parse() -> u64 {
+    let mut sum = 0u64;
+    for path in [
+        "/proc/stat",
+        "/proc/net/dev",
+        "/proc/diskstats",
+        "/proc/meminfo",
+        "/proc/self/stat",
+    ] {
+        let text = std::fs::read_to_string(path).expect("readable /proc file");
+        for line in text.lines() {
+            for field in line.split_ascii_whitespace() {
+                if let Ok(v) = field.parse::<u64>() {
+                    sum = sum.wrapping_add(v);
+                }
+            }
+        }
+    }
+    sum
+}
+
+fn bench_sampler() {
+    let mut sampler = HostSampler::new().expect("/proc");
+    sampler.sample(0);
+    let mut t = 0;
+    let sampler_us = time_us(200, || {
+        t += 1;
+        black_box(sampler.sample(t));
+    });
+    let bare_us = time_us(200, || {
+        black_box(bare_read_and_parse());
+    });
+    let values = sampler.sample(t + 1).values.len();
+    println!(
+        "sampler tick: {sampler_us:.1} µs ({values} values) vs bare open+read+parse {bare_us:.1} µs: {:.2}×",
+        sampler_us / bare_us
+    );
+}
+
+fn header(schedule_phases: usize) -> Header {
+    let plan = vmbench::plan::LoadedPlan::embedded_default();
+    let mut schedule = plan.plan.schedule(2);
+    schedule.truncate(schedule_phases);
+    Header {
+        format_version: FORMAT_VERSION,
+        vmbench_version: env!("CARGO_PKG_VERSION").into(),
+        started_at: "2026-11-24T00:00:00Z".into(),
+        started_unix_ns: 0,
+        host: HostSpecs::of_this_host(),
+        plan_name: plan.plan.name.clone(),
+        plan_origin: plan.origin.clone(),
+        plan_source: plan.source.clone(),
+        interval_ns: 1_000_000_000,
+        schedule,
+    }
+}
+
+/// One hour at 1 Hz of this host's real counters, as the recorder stores them.
+fn bench_recording(dir: &Path) {
+    let path = dir.join("hour.vmb");
+    let recorder = Recorder::create(&path, &header(6)).expect("recorder");
+    let mut sampler = HostSampler::new().expect("/proc");
+    let mut values = 0usize;
+    for tick in 0..3600u64 {
+        let sample = sampler.sample(tick * 1_000_000_000);
+        for def in sampler.take_new_series() {
+            recorder.record(Event::SeriesDefined(def)).expect("record");
+        }
+        values += sample.values.len();
+        recorder.record(Event::Sample(sample)).expect("record");
+        if tick % 600 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    recorder.close().expect("close");
+    let bytes = Reader::size_on_disk(&path);
+    println!(
+        "recording: {bytes} bytes for {values} sampled values over 3600 ticks: {:.2} bytes/value",
+        bytes as f64 / values as f64
+    );
+    let theme = Theme::built_in("dark").expect("theme");
+    let view = View::new(Feed::Replay {
+        speed: 1.0,
+        paused: false,
+        end: 3_600_000_000_000,
+    });
+    let open_ms = median(
+        (0..7)
+            .map(|_| {
+                let start = Instant::now();
+                let reader = Reader::open(&path).expect("open");
+                let mut session = Session::new(reader.header.clone());
+                for e in reader.series_events() {
+                    session.apply(&e);
+                }
+                for e in reader.timeline(0, 0, 30_000_000_000).expect("first chunk") {
+                    session.apply(&e);
+                }
+                let mut terminal = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
+                terminal
+                    .draw(|f| render(f, &session, &theme, &view))
+                    .expect("draw");
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect(),
+    );
+    println!("replay of a 1-hour 1 Hz recording, open to first frame: {open_ms:.1} ms");
+}
+
+fn bench_frame() {
+    let mut session = Session::new(header(6));
+    let mut sampler = HostSampler::new().expect("/proc");
+    for tick in 0..300u64 {
+        let sample = sampler.sample(tick * 1_000_000_000);
+        for def in sampler.take_new_series() {
+            session.apply(&Event::SeriesDefined(def));
+        }
+        session.apply(&Event::Sample(sample));
+    }
+    session.apply(&Event::PhaseStarted {
+        t: 0,
+        phase: 0,
+        benchmark: "cpu".into(),
+        workload: "cpu".into(),
+        concurrency: 16,
+        repetition: 1,
+        duration: 300_000_000_000,
+    });
+    let metrics = vec![MetricDef {
+        name: "cpu".into(),
+        unit: "ops/s".into(),
+        scale: 1.0,
+        higher_is_better: true,
+    }];
+    for run in 0..16 {
+        session.apply(&Event::RunSpawned {
+            t: 0,
+            run,
+            phase: 0,
+            copy: run,
+            guest: format!("vm{run:02}"),
+            technology: "kvm".into(),
+            pid: None,
+            metrics: metrics.clone(),
+        });
+        session.apply(&Event::RunStarted { t: 0, run });
+        for s in 0..300u64 {
+            session.apply(&Event::Progress {
+                t: s * 1_000_000_000,
+                run,
+                metric: 0,
+                done: (s * 1_000_000) as f64,
+            });
+        }
+    }
+    let theme = Theme::built_in("dark").expect("theme");
+    let view = View::new(Feed::Live {
+        recording: "x.vmb".into(),
+        waiting: false,
+    });
+    for (w, h) in [(80, 24), (200, 60)] {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+        let us = time_us(50, || {
+            terminal
+                .draw(|f| render(f, &session, &theme, &view))
+                .expect("draw");
+        });
+        println!(
+            "TUI frame with 16 copy panes at {w}×{h}: {:.3} ms",
+            us / 1e3
+        );
+    }
+}
+
+/// CPU seconds (user + system) a finished child used, itself only.
+fn child_cpu_seconds(mut command: Command) -> Option<f64> {
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for the child just spawned; rusage is a plain C struct.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    (pid > 0).then(|| {
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(usage.ru_utime) + tv(usage.ru_stime)
+    })
+}
+
+/// vmbench's own CPU over a recording, from its self-samples (its benchmark
+/// copies are separate processes and not counted).
+fn recorded_own_cpu_seconds(path: &Path) -> Option<f64> {
+    let reader = Reader::open(path).ok()?;
+    let ticks = reader.header.host.clock_ticks_per_sec as f64;
+    let ids: Vec<u32> = reader
+        .series
+        .iter()
+        .filter(|s| s.source == "vmbench" && s.metric.starts_with("cpu."))
+        .map(|s| s.id)
+        .collect();
+    let samples = reader.samples(0, u64::MAX).ok()?;
+    let total = |s: &Sample| {
+        s.values
+            .iter()
+            .filter(|(id, _)| ids.contains(id))
+            .map(|(_, v)| *v)
+            .sum::<u64>()
+    };
+    Some((total(samples.last()?) - total(samples.first()?)) as f64 / ticks)
+}
+
+fn bench_cpu_cost(dir: &Path) {
+    let exe = env!("CARGO_BIN_EXE_vmbench");
+    for (label, interval) in [("1 Hz", "1s"), ("10 Hz", "100ms")] {
+        let plan = dir.join(format!("idle-{interval}.toml"));
+        // One copy sleeping at its barrier is not possible, so a 60 s cpu copy
+        // runs; vmbench's own cost is read from its self-samples.
+        std::fs::write(
+            &plan,
+            format!(
+                "name = \"overhead\"\ninterval = \"{interval}\"\n[[guest]]\nname = \"host\"\ntransport = \"local\"\ntechnology = \"bare-metal\"\n\
+                 [[benchmark]]\nname = \"cpu\"\nworkload = {{ type = \"cpu\" }}\nduration = \"60s\"\nconcurrency = [1]\n"
+            ),
+        )
+        .expect("plan");
+        let out = dir.join(format!("overhead-{interval}.vmb"));
+        let mut record = Command::new(exe);
+        record.args([
+            "record",
+            plan.to_str().expect("utf-8"),
+            "-o",
+            out.to_str().expect("utf-8"),
+        ]);
+        let mut handles = vec![std::thread::spawn(move || {
+            child_cpu_seconds(record);
+            recorded_own_cpu_seconds(&out)
+        })];
+        if interval == "1s" {
+            let sa = dir.join("sa");
+            let mut sadc = Command::new("/usr/lib/sysstat/sadc");
+            sadc.args(["-S", "DISK", "1", "61", sa.to_str().expect("utf-8")]);
+            handles.push(std::thread::spawn(move || child_cpu_seconds(sadc)));
+            let mut dstat = Command::new("dstat");
+            dstat.args(["--nocolor", "-cdnm", "1", "60"]);
+            handles.push(std::thread::spawn(move || child_cpu_seconds(dstat)));
+        }
+        let figures: Vec<Option<f64>> = handles
+            .into_iter()
+            .map(|h| h.join().ok().flatten())
+            .collect();
+        let ms = |f: Option<f64>| {
+            f.map_or("not installed".to_string(), |s| {
+                format!("{:.0} ms", s * 1e3)
+            })
+        };
+        match interval {
+            "1s" => println!(
+                "CPU over 60 s at {label}: vmbench record {}, sadc {}, dstat {}",
+                ms(figures[0]),
+                ms(figures[1]),
+                ms(figures[2])
+            ),
+            _ => println!(
+                "CPU over 60 s at {label}: vmbench record {} (sadc and dstat cannot sample at 10 Hz)",
+                ms(figures[0])
+            ),
+        }
+    }
+}
+
+fn main() {
+    // `cargo test --benches` runs this binary too; benchmarks only under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    bench_sampler();
+    bench_frame();
+    bench_recording(dir.path());
+    if std::env::var_os("VMBENCH_BENCH_QUICK").is_none() {
+        bench_cpu_cost(dir.path());
+    }
+}
