@@ -21,6 +21,20 @@ fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_vmbench"))
 }
 
+/// Runs `vmbench export` and expects it to succeed.
+fn export(recording: &Path, out: &Path) {
+    let status = std::process::Command::new(exe())
+        .args([
+            "export",
+            recording.to_str().expect("utf-8"),
+            "--csv",
+            out.to_str().expect("utf-8"),
+        ])
+        .status()
+        .expect("export runs");
+    assert!(status.success());
+}
+
 fn drain_until_finished(consumer: &mut Consumer, bus: &Bus, limit: Duration) {
     let deadline = Instant::now() + limit;
     while !consumer.finished() {
@@ -111,16 +125,7 @@ fn export_writes_csv_that_loads() {
     let path = dir.path().join("tiny.vmb");
     run_live(&fixture("tiny.toml"), &path);
     let out = dir.path().join("csv");
-    let status = std::process::Command::new(exe())
-        .args([
-            "export",
-            path.to_str().expect("utf-8"),
-            "--csv",
-            out.to_str().expect("utf-8"),
-        ])
-        .status()
-        .expect("export runs");
-    assert!(status.success());
+    export(&path, &out);
 
     let mut long = csv::Reader::from_path(out.join("samples_long.csv")).expect("long csv");
     assert_eq!(
@@ -207,14 +212,5 @@ fn kill_9_leaves_a_readable_recording_and_no_benchmark_running() {
         assert!(!alive, "copy {pid} outlived vmbench");
     }
     let out = dir.path().join("csv");
-    let status = std::process::Command::new(exe())
-        .args([
-            "export",
-            path.to_str().expect("utf-8"),
-            "--csv",
-            out.to_str().expect("utf-8"),
-        ])
-        .status()
-        .expect("export runs");
-    assert!(status.success());
+    export(&path, &out);
 }
