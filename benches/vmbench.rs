@@ -204,10 +204,7 @@ fn bench_frame() {
         }
     }
     let theme = Theme::built_in("dark").expect("theme");
-    let view = View::new(Feed::Live {
-        recording: "x.vmb".into(),
-        waiting: false,
-    });
+    let view = View::new(Feed::Live { waiting: false });
     for (w, h) in [(80, 24), (200, 60)] {
         let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
         let us = time_us(50, || {

@@ -278,10 +278,7 @@ fn run_tui(
     }
     let path = output.unwrap_or_else(|| default_recording_path(&plan.plan.name));
     let (live, mut consumer, bus) = Live::start(&plan, &path, start, this_program()?)?;
-    let mut view = View::new(Feed::Live {
-        recording: path.display().to_string(),
-        waiting: !start,
-    });
+    let mut view = View::new(Feed::Live { waiting: !start });
     let mut steer = LiveSteer { live: Some(live) };
     let result = terminal::run(
         &mut consumer,
@@ -479,7 +476,12 @@ fn record(plan: Option<PathBuf>, output: Option<PathBuf>) -> Result<ExitCode> {
 fn headless_echo(event: &Event) -> Option<String> {
     match event {
         Event::Log { t, level, text } if *level != LogLevel::Info => {
-            Some(format!("[{}] {:?}: {text}", clock(*t), level).to_lowercase())
+            let level = if *level == LogLevel::Warn {
+                "warning"
+            } else {
+                "error"
+            };
+            Some(format!("[{}] {level}: {text}", clock(*t)))
         }
         _ => None,
     }
@@ -493,10 +495,7 @@ fn phase_result_lines(consumer: &Consumer, phase: u32) -> Vec<String> {
     let Some(summary) = &p.summary else {
         return Vec::new();
     };
-    let outcome = p
-        .ended
-        .map(|(_, o)| format!("{o:?}").to_lowercase())
-        .unwrap_or_default();
+    let outcome = p.ended.map_or("", |(_, o)| o.name());
     summary
         .metrics
         .iter()

@@ -157,7 +157,39 @@ pub enum Event {
     },
 }
 
+impl PhaseOutcome {
+    /// The name used in recordings and exports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PhaseOutcome::Completed => "completed",
+            PhaseOutcome::Partial => "partial",
+            PhaseOutcome::Failed => "failed",
+            PhaseOutcome::TimedOut => "timed_out",
+            PhaseOutcome::Skipped => "skipped",
+            PhaseOutcome::Aborted => "aborted",
+        }
+    }
+}
+
 impl Event {
+    /// The `type` of its serde form, which the recording indexes events by.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::SeriesDefined(_) => "series_defined",
+            Event::Sample(_) => "sample",
+            Event::PhaseStarted { .. } => "phase_started",
+            Event::RunSpawned { .. } => "run_spawned",
+            Event::RunStarted { .. } => "run_started",
+            Event::Progress { .. } => "progress",
+            Event::RunResult { .. } => "run_result",
+            Event::RunEnded { .. } => "run_ended",
+            Event::PhaseEnded { .. } => "phase_ended",
+            Event::Note { .. } => "note",
+            Event::Log { .. } => "log",
+            Event::SessionEnded { .. } => "session_ended",
+        }
+    }
+
     /// When the event happened; series definitions carry no time of their own.
     pub fn t(&self) -> Option<Nanos> {
         match self {
@@ -214,5 +246,22 @@ impl Clock {
 
     pub fn to_monotonic(&self, t: Nanos) -> u64 {
         self.origin + t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_serde_form() {
+        let event = Event::PhaseEnded {
+            t: 1,
+            phase: 0,
+            outcome: PhaseOutcome::TimedOut,
+        };
+        let json = serde_json::to_value(&event).expect("serializes");
+        assert_eq!(json["type"], event.kind());
+        assert_eq!(json["outcome"], PhaseOutcome::TimedOut.name());
     }
 }

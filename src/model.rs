@@ -38,9 +38,7 @@ pub struct Run {
     pub technology: String,
     pub pid: Option<u32>,
     pub metrics: Vec<MetricDef>,
-    pub spawned: Nanos,
     pub started: Option<Nanos>,
-    pub ended: Option<Nanos>,
     pub state: RunState,
     /// Cumulative work per metric, as (time, done).
     pub progress: Vec<Vec<(Nanos, f64)>>,
@@ -242,7 +240,6 @@ impl Session {
                 summary: None,
             }),
             Event::RunSpawned {
-                t,
                 run,
                 phase,
                 copy,
@@ -250,6 +247,7 @@ impl Session {
                 technology,
                 pid,
                 metrics,
+                ..
             } => {
                 if let Some(p) = self.phase_mut(*phase) {
                     p.runs.push(*run);
@@ -264,9 +262,7 @@ impl Session {
                         technology: technology.clone(),
                         pid: *pid,
                         metrics: metrics.clone(),
-                        spawned: *t,
                         started: None,
-                        ended: None,
                         state: RunState::Waiting,
                         progress: vec![Vec::new(); metrics.len()],
                         tool_results: Vec::new(),
@@ -304,9 +300,8 @@ impl Session {
                     r.tool_results.push((metric.clone(), *value, unit.clone()));
                 }
             }
-            Event::RunEnded { t, run, outcome } => {
+            Event::RunEnded { run, outcome, .. } => {
                 if let Some(r) = self.runs.get_mut(run) {
-                    r.ended = Some(*t);
                     r.state = RunState::Done(outcome.clone());
                 }
             }
@@ -483,17 +478,21 @@ impl Session {
         let Some(Some(user)) = fields.first() else {
             return Vec::new();
         };
+        // Fields are aligned at their newest point; one missing a point counts as 0.
         let len = user.points.len();
-        let take = len.saturating_sub(n + 1);
-        let value = |field: usize, i: usize| -> f64 {
+        let at = |field: usize, i: usize| {
             fields[field]
-                .and_then(|s| s.points.get(s.points.len().wrapping_sub(len - i)))
+                .and_then(|s| {
+                    s.points
+                        .len()
+                        .checked_sub(len - i)
+                        .and_then(|j| s.points.get(j))
+                })
                 .map_or(0.0, |p| p.1 as f64)
         };
-        (take + 1..len)
+        (len.saturating_sub(n).max(1)..len)
             .map(|i| {
-                let d = |f: usize| (value(f, i) - value(f, i - 1)).max(0.0);
-                let deltas: Vec<f64> = (0..fields.len()).map(d).collect();
+                let deltas: [f64; 8] = std::array::from_fn(|f| (at(f, i) - at(f, i - 1)).max(0.0));
                 let total: f64 = deltas.iter().sum();
                 if total <= 0.0 {
                     return CpuShares::default();

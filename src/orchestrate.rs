@@ -515,7 +515,7 @@ impl NetReceiver {
             .args(["workload", "net-sink", "--listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
         die_with_parent(&mut command);

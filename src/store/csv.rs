@@ -58,7 +58,7 @@ struct PhaseRow<'a> {
     skew_ms: Option<f64>,
     copies: usize,
     contributing: usize,
-    outcome: String,
+    outcome: &'a str,
 }
 
 /// Time read from the recording per pass, so memory stays bounded.
@@ -80,7 +80,20 @@ pub fn export(recording: &Path, dir: &Path) -> Result<Exported> {
     let mut long = create("samples_long.csv")?;
     let mut wide = create("samples_wide.csv")?;
     let columns = reader.series.len();
-    let column_of = |id: u32| reader.series.iter().position(|s| s.id == id);
+    // Series ids are dense from 0: a table maps each to its column.
+    let mut columns_by_id = vec![
+        None;
+        reader
+            .series
+            .iter()
+            .map(|s| s.id as usize + 1)
+            .max()
+            .unwrap_or(0)
+    ];
+    for (col, def) in reader.series.iter().enumerate() {
+        columns_by_id[def.id as usize] = Some(col);
+    }
+    let column_of = |id: u32| columns_by_id.get(id as usize).copied().flatten();
     let mut wide_header = vec!["t_s".to_string()];
     wide_header.extend(
         reader
@@ -187,15 +200,7 @@ fn write_results(session: &Session, dir: &Path) -> Result<(usize, usize)> {
                 skew_ms: summary.skew.map(|s| s as f64 / 1e6),
                 copies: m.per_copy.len(),
                 contributing: m.contributing,
-                outcome: phase
-                    .ended
-                    .map(|(_, o)| {
-                        serde_json::to_value(o)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default()
-                    })
-                    .unwrap_or_default(),
+                outcome: phase.ended.map_or("", |(_, o)| o.name()),
             })?;
             phase_rows += 1;
         }

@@ -241,7 +241,7 @@ fn write_event(
             let body = serde_json::to_string(other)?;
             let t = other.t().unwrap_or(0);
             tx.prepare_cached("INSERT INTO events(t, kind, body) VALUES (?1, ?2, ?3)")?
-                .execute(params![t as i64, event_kind(other), body])?;
+                .execute(params![t as i64, other.kind(), body])?;
         }
     }
     Ok(())
@@ -257,13 +257,6 @@ fn kind_name(kind: SeriesKind) -> &'static str {
         SeriesKind::Counter => "counter",
         SeriesKind::Gauge => "gauge",
     }
-}
-
-fn event_kind(event: &Event) -> String {
-    serde_json::to_value(event)
-        .ok()
-        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// A recording opened for reading, possibly while it is still being written.

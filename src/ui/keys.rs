@@ -166,12 +166,7 @@ pub fn action_for(key: KeyEvent, replay: bool) -> Option<Action> {
     if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
         return Some(Action::Quit);
     }
-    KEYS.iter()
-        .filter(|b| match b.applies {
-            Applies::Both => true,
-            Applies::Live => !replay,
-            Applies::Replay => replay,
-        })
+    bindings_for(replay)
         .find(|b| b.codes.contains(&key.code))
         .map(|b| b.action)
 }

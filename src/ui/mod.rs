@@ -40,7 +40,6 @@ pub enum Overlay {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Feed {
     Live {
-        recording: String,
         waiting: bool,
     },
     Replay {
@@ -1044,10 +1043,7 @@ mod tests {
     }
 
     fn live_view() -> View {
-        View::new(Feed::Live {
-            recording: "recordings/x.vmb".into(),
-            waiting: false,
-        })
+        View::new(Feed::Live { waiting: false })
     }
 
     #[test]
@@ -1063,10 +1059,7 @@ mod tests {
             level: LogLevel::Info,
             text: "ready: press s to start the plan".into(),
         });
-        let view = View::new(Feed::Live {
-            recording: "r.vmb".into(),
-            waiting: true,
-        });
+        let view = View::new(Feed::Live { waiting: true });
         insta::assert_snapshot!(draw(&session, &view, 80, 24).backend());
     }
 

@@ -73,9 +73,7 @@ impl Theme {
     /// `--theme` first, then NO_COLOR, then the dark default.
     pub fn resolve(choice: Option<&str>, no_color: bool) -> Result<Theme, InputError> {
         match choice {
-            Some(name) if Theme::built_in(name).is_some() => {
-                Ok(Theme::built_in(name).expect("checked"))
-            }
+            Some(name_or_path) if let Some(theme) = Theme::built_in(name_or_path) => Ok(theme),
             Some(path) => {
                 let source = std::fs::read_to_string(Path::new(path)).map_err(|e| {
                     let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
