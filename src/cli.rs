@@ -18,6 +18,7 @@ use crate::input::InputError;
 use crate::orchestrate::Control;
 use crate::plan::LoadedPlan;
 use crate::store::csv;
+use crate::transport::ssh::UnknownKey;
 use crate::ui::keys::Action;
 use crate::ui::terminal::{self, Next, Steer};
 use crate::ui::theme::{Theme, slot_names};
@@ -58,6 +59,10 @@ enum Command {
     Replay(ReplayArgs),
     /// Write a recording's samples and results as CSV files.
     Export(ExportArgs),
+    /// Reach every guest of a plan as a session would (host key, login,
+    /// architecture, clock offset) and print one table; non-zero exit on
+    /// any problem.
+    Check(CheckArgs),
     #[command(hide = true)]
     Workload(WorkloadArgs),
 }
@@ -81,6 +86,15 @@ struct RecordArgs {
     /// Where to record (default: recordings/<plan>-<UTC time>.vmb).
     #[arg(short, long)]
     output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    plan: PathBuf,
+    /// Trust and write down host keys not yet in known_hosts (like OpenSSH's
+    /// accept-new); a changed key is still refused.
+    #[arg(long)]
+    accept_new: bool,
 }
 
 #[derive(Args)]
@@ -139,6 +153,8 @@ enum WorkloadKind {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
     },
+    /// Prints CLOCK_MONOTONIC for each line read, to measure clock offsets.
+    Clock,
 }
 
 /// Exit codes: 0 success, 1 a run or the session failed, 2 bad input.
@@ -156,6 +172,7 @@ pub fn main() -> ExitCode {
         Some(Command::Record(args)) => record(args.plan, args.output),
         Some(Command::Replay(args)) => replay(&args.recording, args.speed, &cli.screen),
         Some(Command::Export(args)) => export(&args.recording, &args.csv),
+        Some(Command::Check(args)) => check(&args.plan, args.accept_new),
         Some(Command::Workload(args)) => return ExitCode::from(workload(args.kind) as u8),
     };
     match result {
@@ -187,11 +204,28 @@ fn workload(kind: WorkloadKind) -> i32 {
             buffer,
         } => builtin::run_net(ms(timed.duration_ms), timed.gate, connect, buffer),
         WorkloadKind::NetSink { listen } => builtin::run_net_sink(listen),
+        WorkloadKind::Clock => builtin::run_clock(),
     })
 }
 
 fn this_program() -> Result<PathBuf> {
     std::env::current_exe().context("finding this program's path to launch workloads")
+}
+
+fn check(path: &Path, accept_new: bool) -> Result<ExitCode> {
+    let plan = LoadedPlan::from_file(path)?;
+    let unknown = if accept_new {
+        UnknownKey::AcceptNew
+    } else {
+        UnknownKey::Refuse
+    };
+    let checks = crate::check::check_plan(&plan, unknown);
+    print!("{}", crate::check::render(&checks));
+    Ok(if crate::check::problems(&checks).is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn load_plan(path: Option<&PathBuf>) -> Result<LoadedPlan> {

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod bus;
+pub mod check;
 pub mod cli;
 pub mod event;
 pub mod input;
@@ -13,5 +14,6 @@ pub mod orchestrate;
 pub mod plan;
 pub mod sample;
 pub mod store;
+pub mod transport;
 pub mod ui;
 pub mod workload;

@@ -32,6 +32,8 @@ pub struct Plan {
     pub benchmarks: Vec<Benchmark>,
 }
 
+/// A guest, or the host itself for the baseline. (serde cannot deny unknown
+/// keys through `flatten`, so every key is a field here.)
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Guest {
@@ -39,6 +41,90 @@ pub struct Guest {
     pub transport: Transport,
     /// What the comparison groups by: `bare-metal`, `kvm`, `xen-hvm`, ...
     pub technology: String,
+
+    // How vmbench reaches an `ssh` guest.
+    /// Host name or IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default = "ssh_port")]
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// A private key file; without it the SSH agent, then ~/.ssh/id_ed25519,
+    /// id_ecdsa and id_rsa are tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Defaults to ~/.ssh/known_hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<String>,
+
+    // How the host sees the guest; each part given becomes host-seen series.
+    /// Its tap or veth interface on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Its disk as the host sees it: a block device such as `loop3`...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_device: Option<String>,
+    /// ...or the image file behind a loop device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Its cgroup path, the same under cgroup v2 and each v1 hierarchy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// Its process: a pid, a pid file, or a regular expression over
+    /// /proc/*/cmdline (arguments joined by spaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pidfile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+}
+
+fn ssh_port() -> u16 {
+    22
+}
+
+impl Guest {
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+
+    /// Where to connect, as `address:port` (IPv6 in brackets).
+    pub fn endpoint(&self) -> String {
+        let address = self.address.as_deref().unwrap_or("");
+        if address.contains(':') {
+            format!("[{address}]:{}", self.port)
+        } else {
+            format!("{address}:{}", self.port)
+        }
+    }
+
+    pub fn known_hosts_path(&self) -> PathBuf {
+        expand_home(self.known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts"))
+    }
+
+    pub fn identity_path(&self) -> Option<PathBuf> {
+        self.identity.as_deref().map(expand_home)
+    }
+
+    pub fn has_host_identity(&self) -> bool {
+        self.interface.is_some()
+            || self.block_device.is_some()
+            || self.image.is_some()
+            || self.cgroup.is_some()
+            || self.pid.is_some()
+            || self.pidfile.is_some()
+            || self.process.is_some()
+    }
+}
+
+/// `~/x` is under $HOME, as a shell would read it.
+pub fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +132,8 @@ pub struct Guest {
 pub enum Transport {
     /// The host itself: the bare-metal baseline.
     Local,
+    /// A guest reached over SSH.
+    Ssh,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
@@ -287,6 +375,11 @@ fn validate(plan: &Plan) -> Result<(), Invalid> {
             ));
         }
     }
+    for (i, guest) in plan.guests.iter().enumerate() {
+        validate_guest(guest).map_err(|(field, message)| {
+            (guest.name.span(), format!("guest[{i}].{field}"), message)
+        })?;
+    }
     for (b, bench) in plan.benchmarks.iter().enumerate() {
         for (g, name) in bench.guests.iter().enumerate() {
             if !plan
@@ -301,6 +394,57 @@ fn validate(plan: &Plan) -> Result<(), Invalid> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// Which keys go with which transport, and which exclude each other.
+fn validate_guest(guest: &Guest) -> Result<(), (&'static str, String)> {
+    let name = guest.name();
+    match guest.transport {
+        Transport::Local => {
+            let ssh_keys = [
+                ("address", guest.address.is_some()),
+                ("user", guest.user.is_some()),
+                ("identity", guest.identity.is_some()),
+                ("known_hosts", guest.known_hosts.is_some()),
+            ];
+            if let Some((key, _)) = ssh_keys.iter().find(|(_, given)| *given) {
+                return Err((
+                    key,
+                    format!("guest {name:?} is local; `{key}` only goes with transport = \"ssh\""),
+                ));
+            }
+        }
+        Transport::Ssh => {
+            if guest.address.as_deref().is_none_or(str::is_empty) {
+                return Err(("address", format!("ssh guest {name:?} needs an address")));
+            }
+            if guest.user.as_deref().is_none_or(str::is_empty) {
+                return Err(("user", format!("ssh guest {name:?} needs a user")));
+            }
+        }
+    }
+    if guest.block_device.is_some() && guest.image.is_some() {
+        return Err((
+            "image",
+            "give the guest's disk as `block_device` or as `image`, not both".into(),
+        ));
+    }
+    let process_keys = [
+        guest.pid.is_some(),
+        guest.pidfile.is_some(),
+        guest.process.is_some(),
+    ];
+    if process_keys.iter().filter(|given| **given).count() > 1 {
+        return Err((
+            "process",
+            "give the guest's process as one of `pid`, `pidfile` or `process`".into(),
+        ));
+    }
+    if let Some(pattern) = &guest.process {
+        regex::Regex::new(pattern)
+            .map_err(|e| ("process", format!("not a regular expression: {e}")))?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! `vmbench workload cpu|disk|net|net-sink`, hidden from the main help) and the
 //! parser of the JSON lines it prints.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -160,7 +160,29 @@ fn wait_at_gate(gate: bool) -> bool {
     }
     emit(&Line::Ready);
     let mut byte = [0u8; 1];
-    matches!(io::stdin().lock().read(&mut byte), Ok(1))
+    if !matches!(io::stdin().lock().read(&mut byte), Ok(1)) {
+        return false;
+    }
+    // The orchestrator keeps stdin open while the copy runs; its end means the
+    // orchestrator (or the SSH connection to it) is gone, and so is the copy.
+    std::thread::spawn(|| {
+        let mut rest = [0u8; 64];
+        while matches!(io::stdin().lock().read(&mut rest), Ok(n) if n > 0) {}
+        std::process::exit(3);
+    });
+    true
+}
+
+/// Answers each line on stdin with this machine's CLOCK_MONOTONIC in
+/// nanoseconds, so that the orchestrator can measure a guest's clock offset.
+pub fn run_clock() -> Result<()> {
+    let mut out = io::stdout().lock();
+    for line in io::stdin().lock().lines() {
+        line?;
+        writeln!(out, "{}", monotonic_ns())?;
+        out.flush()?;
+    }
+    Ok(())
 }
 
 /// Reports cumulative progress of one metric about once a second, plus the

@@ -1,0 +1,232 @@
+//! Reaching guests. The host itself (the baseline) is reached by spawning
+//! processes directly, in `orchestrate`; guests over SSH through `ssh`.
+//! Preparing a guest puts this very binary there, so that the built-in
+//! workloads and the clock probe run the same code on every guest.
+
+pub mod ssh;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::event::monotonic_ns;
+
+/// What vmbench learned about a guest while preparing it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuestInfo {
+    pub address: String,
+    /// This host's address as the guest sees it.
+    pub local_ip: IpAddr,
+    pub arch: String,
+    pub kernel: String,
+    pub connect_ms: f64,
+    /// Guest CLOCK_MONOTONIC minus host CLOCK_MONOTONIC, measured over the
+    /// round trip with the smallest delay; None when it cannot be measured.
+    pub clock_offset_ns: Option<i64>,
+    pub clock_rtt_ns: Option<u64>,
+    /// Where this binary was put on the guest, or why it could not run there.
+    pub vmbench: Result<String, String>,
+}
+
+/// This program's own bytes and digest, read once per process.
+struct Image {
+    bytes: Vec<u8>,
+    sha256: String,
+}
+
+fn own_image() -> Result<&'static Image, String> {
+    static IMAGE: OnceLock<Result<Image, String>> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let path = std::env::current_exe().map_err(|e| format!("finding vmbench: {e}"))?;
+            let bytes =
+                std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let sha256 = hex(&Sha256::digest(&bytes));
+            Ok(Image { bytes, sha256 })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Quotes one word for a POSIX shell.
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,+@%".contains(&b))
+    {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+pub fn shell_command(argv: &[String]) -> String {
+    argv.iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Learns the guest's architecture and kernel, puts this binary in a fresh
+/// folder there (checksum verified) and measures the clock offset with it.
+pub fn prepare(connection: &ssh::Connection, address: &str) -> Result<GuestInfo> {
+    let session = &connection.session;
+    let (code, out, err) = ssh::run(session, "uname -m; uname -r")?;
+    if code != 0 {
+        bail!("`uname` failed on the guest: {}", err.trim());
+    }
+    let mut words = out.lines();
+    let arch = words.next().unwrap_or_default().trim().to_string();
+    let kernel = words.next().unwrap_or_default().trim().to_string();
+    let vmbench = install(session, &arch);
+    let (clock_offset_ns, clock_rtt_ns) = match &vmbench {
+        Ok(path) => match measure_clock(session, path) {
+            Ok((offset, rtt)) => (Some(offset), Some(rtt)),
+            Err(_) => (None, None),
+        },
+        Err(_) => (None, None),
+    };
+    Ok(GuestInfo {
+        address: address.to_string(),
+        local_ip: connection.local_ip,
+        arch,
+        kernel,
+        connect_ms: connection.connect_time.as_secs_f64() * 1e3,
+        clock_offset_ns,
+        clock_rtt_ns,
+        vmbench,
+    })
+}
+
+fn install(session: &ssh2::Session, arch: &str) -> Result<String, String> {
+    let ours = std::env::consts::ARCH;
+    if arch != ours {
+        return Err(format!(
+            "the guest is {arch} and this vmbench is built for {ours}, so the built-in \
+             workloads cannot run there (external tools can)"
+        ));
+    }
+    let image = own_image()?;
+    let step =
+        |what: &str, e: anyhow::Error| format!("putting vmbench on the guest: {what}: {e:#}");
+    let (code, out, err) =
+        ssh::run(session, "mktemp -d /tmp/vmbench.XXXXXX").map_err(|e| step("mktemp", e))?;
+    if code != 0 {
+        return Err(format!(
+            "cannot make a folder under /tmp on the guest: {}",
+            err.trim()
+        ));
+    }
+    let dir = out.trim().to_string();
+    let path = format!("{dir}/vmbench");
+    upload(session, &path, &image.bytes).map_err(|e| step("upload", e))?;
+    let check = format!(
+        "chmod 755 {0} && sha256sum {0} && {0} --version",
+        shell_quote(&path)
+    );
+    let (code, out, err) = ssh::run(session, &check).map_err(|e| step("check", e))?;
+    let sum = out.split_whitespace().next().unwrap_or_default();
+    if code != 0 || sum != image.sha256 {
+        let _ = ssh::run(session, &format!("rm -rf {}", shell_quote(&dir)));
+        let why = if sum.is_empty() || sum == image.sha256 {
+            format!("it does not run there ({})", last_line(&err))
+        } else {
+            "its checksum differs after the upload".to_string()
+        };
+        return Err(format!(
+            "the built-in workloads cannot run on this guest: vmbench was copied but {why}"
+        ));
+    }
+    Ok(path)
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no error output")
+}
+
+fn upload(session: &ssh2::Session, path: &str, bytes: &[u8]) -> Result<()> {
+    let sftp = session.sftp().context("SFTP")?;
+    let mut file = sftp
+        .create(std::path::Path::new(path))
+        .with_context(|| format!("creating {path}"))?;
+    for chunk in bytes.chunks(256 << 10) {
+        file.write_all(chunk)?;
+    }
+    file.fsync().ok();
+    Ok(())
+}
+
+/// NTP's estimate: the guest read its clock halfway through the round trip;
+/// the round trip with the least delay bounds the error best.
+fn measure_clock(session: &ssh2::Session, vmbench: &str) -> Result<(i64, u64)> {
+    const ROUNDS: usize = 9;
+    let mut channel = session.channel_session()?;
+    channel.exec(&format!("{} workload clock", shell_quote(vmbench)))?;
+    let mut best: Option<(i64, u64)> = None;
+    {
+        let mut reader = BufReader::new(channel.stream(0));
+        let mut line = String::new();
+        for _ in 0..ROUNDS {
+            let sent = monotonic_ns();
+            channel.write_all(b"\n")?;
+            channel.flush()?;
+            line.clear();
+            reader.read_line(&mut line)?;
+            let received = monotonic_ns();
+            let guest: u64 = line
+                .trim()
+                .parse()
+                .map_err(|_| anyhow!("unexpected clock answer {line:?}"))?;
+            let rtt = received - sent;
+            let offset = guest as i64 - (sent + rtt / 2) as i64;
+            if best.is_none_or(|(_, r)| rtt < r) {
+                best = Some((offset, rtt));
+            }
+        }
+    }
+    channel.send_eof()?;
+    channel.wait_eof()?;
+    channel.wait_close()?;
+    best.ok_or_else(|| anyhow!("no clock answer"))
+}
+
+/// The command that removes what `prepare` put on the guest.
+pub fn cleanup_command(info: &GuestInfo) -> Option<String> {
+    let path = info.vmbench.as_ref().ok()?;
+    let dir = std::path::Path::new(path).parent()?;
+    Some(format!("rm -rf {}", shell_quote(&dir.to_string_lossy())))
+}
+
+/// A prepared guest: its session thread and what was learned.
+#[derive(Clone)]
+pub struct Remote {
+    pub link: ssh::Link,
+    pub info: Arc<GuestInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quote_leaves_plain_words_and_quotes_the_rest() {
+        assert_eq!(
+            shell_quote("/tmp/vmbench.x/vmbench"),
+            "/tmp/vmbench.x/vmbench"
+        );
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,0 +1,756 @@
+//! Reaching a guest over SSH (ssh2, which is blocking): connect with the host
+//! key checked against known_hosts, authenticate, and then hand the session
+//! to one thread that owns it for the rest of the session.
+//!
+//! That thread runs the session in non-blocking mode and polls its socket and
+//! a wake-up eventfd, so that staged commands can be released at once by
+//! writing one byte to each, while their output streams back line by line.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
+use ssh2::{
+    BlockDirections, Channel, CheckResult, HashType, KnownHostFileKind, KnownHostKeyFormat, Session,
+};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::plan::Guest;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Each blocking libssh2 call (handshake, auth, a channel request) gives up
+/// after this long.
+const SESSION_TIMEOUT_MS: u32 = 15_000;
+const KEEPALIVE_SECS: u32 = 15;
+/// sshd drops unauthenticated connections beyond MaxStartups (10 by
+/// default); vmbench never has more handshakes than this in flight.
+const MAX_HANDSHAKES: usize = 8;
+const HANDSHAKE_ATTEMPTS: u32 = 3;
+
+/// Why a guest could not be reached. Host-key problems are never retried.
+#[derive(Debug)]
+pub enum ConnectError {
+    UnknownHostKey {
+        fingerprint: String,
+        known_hosts: PathBuf,
+    },
+    ChangedHostKey {
+        fingerprint: String,
+        known_hosts: PathBuf,
+    },
+    Other(anyhow::Error),
+}
+
+impl ConnectError {
+    /// The error as the operator reads it, with the commands that fix it
+    /// written out for this plan file and host.
+    pub fn describe(&self, plan: &str, host: &str) -> String {
+        match self {
+            ConnectError::UnknownHostKey {
+                fingerprint,
+                known_hosts,
+            } => format!(
+                "unknown host key {fingerprint} (not in {}); refused. If it is the guest's, \
+                 accept it with: vmbench check {plan} --accept-new",
+                known_hosts.display()
+            ),
+            ConnectError::ChangedHostKey {
+                fingerprint,
+                known_hosts,
+            } => format!(
+                "HOST KEY CHANGED: the guest offers {fingerprint}, which differs from the key \
+                 in {0}; refused. If the change is expected, remove the old key with: \
+                 ssh-keygen -R {host} -f {0}",
+                known_hosts.display()
+            ),
+            ConnectError::Other(e) => format!("{e:#}"),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ConnectError {
+    fn from(e: anyhow::Error) -> Self {
+        ConnectError::Other(e)
+    }
+}
+
+/// What to do with a host key known_hosts does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownKey {
+    Refuse,
+    /// Like OpenSSH's StrictHostKeyChecking=accept-new: write it down.
+    AcceptNew,
+}
+
+/// An authenticated session and what was learned while opening it.
+pub struct Connection {
+    pub session: Session,
+    pub stream: TcpStream,
+    /// This host's address as the guest sees it, e.g. for a network sink.
+    pub local_ip: IpAddr,
+    pub host_key_added: bool,
+    pub connect_time: Duration,
+}
+
+struct HandshakeSlots {
+    in_flight: Mutex<usize>,
+    freed: Condvar,
+}
+
+static HANDSHAKES: HandshakeSlots = HandshakeSlots {
+    in_flight: Mutex::new(0),
+    freed: Condvar::new(),
+};
+
+struct HandshakeSlot;
+
+impl HandshakeSlot {
+    fn take() -> Self {
+        let mut n = HANDSHAKES
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        while *n >= MAX_HANDSHAKES {
+            n = HANDSHAKES.freed.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        HandshakeSlot
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut n = HANDSHAKES
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *n -= 1;
+        HANDSHAKES.freed.notify_one();
+    }
+}
+
+pub fn connect(guest: &Guest, unknown: UnknownKey) -> Result<Connection, ConnectError> {
+    let began = Instant::now();
+    let endpoint = guest.endpoint();
+    let addr = endpoint
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {endpoint}"))?
+        .next()
+        .ok_or_else(|| anyhow!("{endpoint} resolves to no address"))?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let slot = HandshakeSlot::take();
+        match open_session(addr) {
+            Ok((session, stream)) => {
+                drop(slot);
+                let host_key_added = check_host_key(&session, guest, unknown)?;
+                authenticate(&session, guest)?;
+                session.set_keepalive(true, KEEPALIVE_SECS);
+                let local_ip = stream
+                    .local_addr()
+                    .map(|a| a.ip())
+                    .context("local address")?;
+                return Ok(Connection {
+                    session,
+                    stream,
+                    local_ip,
+                    host_key_added,
+                    connect_time: began.elapsed(),
+                });
+            }
+            // A refused or unreachable address does not get better by trying
+            // again; a handshake cut short (sshd shedding load) may.
+            Err(e) if attempt < HANDSHAKE_ATTEMPTS && !is_unreachable(&e) => {
+                drop(slot);
+                std::thread::sleep(Duration::from_millis(200 << attempt));
+            }
+            Err(e) => return Err(e.context(format!("cannot reach {endpoint}")).into()),
+        }
+    }
+}
+
+fn is_unreachable(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+        matches!(
+            io.kind(),
+            ErrorKind::ConnectionRefused | ErrorKind::TimedOut | ErrorKind::HostUnreachable
+        ) || io.raw_os_error() == Some(libc::ENETUNREACH)
+    })
+}
+
+fn open_session(addr: SocketAddr) -> Result<(Session, TcpStream)> {
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    stream.set_nodelay(true)?;
+    let mut session = Session::new().context("libssh2 session")?;
+    session.set_timeout(SESSION_TIMEOUT_MS);
+    session.set_tcp_stream(stream.try_clone()?);
+    session.handshake().context("SSH handshake")?;
+    Ok((session, stream))
+}
+
+/// Ok(true) when an unknown key was accepted and written down.
+fn check_host_key(
+    session: &Session,
+    guest: &Guest,
+    unknown: UnknownKey,
+) -> Result<bool, ConnectError> {
+    let path = guest.known_hosts_path();
+    let (key, key_type) = session
+        .host_key()
+        .ok_or_else(|| anyhow!("the guest sent no host key"))?;
+    let fingerprint = session
+        .host_key_hash(HashType::Sha256)
+        .map(|h| {
+            format!(
+                "SHA256:{}",
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode(h)
+            )
+        })
+        .unwrap_or_else(|| "(no fingerprint)".into());
+    let mut known = session.known_hosts().context("known_hosts")?;
+    if path.exists() {
+        known
+            .read_file(&path, KnownHostFileKind::OpenSSH)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    let host = guest.address.as_deref().unwrap_or_default();
+    match known.check_port(host, guest.port, key) {
+        CheckResult::Match => Ok(false),
+        CheckResult::Mismatch => Err(ConnectError::ChangedHostKey {
+            fingerprint,
+            known_hosts: path,
+        }),
+        CheckResult::NotFound if unknown == UnknownKey::AcceptNew => {
+            let name = if guest.port == 22 {
+                host.to_string()
+            } else {
+                format!("[{host}]:{}", guest.port)
+            };
+            let format = KnownHostKeyFormat::from(key_type);
+            known
+                .add(&name, key, "", format)
+                .context("adding the host key")?;
+            let added = known
+                .iter()
+                .context("known hosts")?
+                .into_iter()
+                .rfind(|h| h.name() == Some(name.as_str()))
+                .ok_or_else(|| anyhow!("the added key is not listed"))?;
+            let line = known
+                .write_string(&added, KnownHostFileKind::OpenSSH)
+                .context("formatting the host key")?;
+            append_line(&path, &line)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(true)
+        }
+        CheckResult::NotFound => Err(ConnectError::UnknownHostKey {
+            fingerprint,
+            known_hosts: path,
+        }),
+        CheckResult::Failure => Err(anyhow!("checking the host key failed").into()),
+    }
+}
+
+/// Appends rather than rewrites, so that nothing libssh2 cannot parse
+/// (comments, markers) is lost from the user's file.
+fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    let mut text = line.trim_end().to_string();
+    text.push('\n');
+    file.write_all(text.as_bytes())
+}
+
+fn authenticate(session: &Session, guest: &Guest) -> Result<()> {
+    let user = guest.user.as_deref().unwrap_or_default();
+    let mut tried = Vec::new();
+    if let Some(key) = guest.identity_path() {
+        if !key.exists() {
+            bail!("identity file {} does not exist", key.display());
+        }
+        match session.userauth_pubkey_file(user, None, &key, None) {
+            Ok(()) if session.authenticated() => return Ok(()),
+            Ok(()) => tried.push(format!("key {}: not accepted", key.display())),
+            Err(e) => tried.push(format!("key {}: {}", key.display(), e.message())),
+        }
+        bail!("authentication as {user} failed ({})", tried.join("; "));
+    }
+    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
+        match session.userauth_agent(user) {
+            Ok(()) if session.authenticated() => return Ok(()),
+            Ok(()) => tried.push("agent: not accepted".into()),
+            Err(e) => tried.push(format!("agent: {}", e.message())),
+        }
+    }
+    for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+        let key = crate::plan::expand_home(&format!("~/.ssh/{name}"));
+        if !key.exists() {
+            continue;
+        }
+        match session.userauth_pubkey_file(user, None, &key, None) {
+            Ok(()) if session.authenticated() => return Ok(()),
+            Ok(()) => tried.push(format!("{}: not accepted", key.display())),
+            Err(e) => tried.push(format!("{}: {}", key.display(), e.message())),
+        }
+    }
+    if tried.is_empty() {
+        bail!("no way to authenticate as {user}: give `identity` in the plan, or run an SSH agent");
+    }
+    bail!("authentication as {user} failed ({})", tried.join("; "))
+}
+
+/// Runs a short command to completion in blocking mode: (exit code, stdout, stderr).
+pub fn run(session: &Session, command: &str) -> Result<(i32, String, String)> {
+    let mut channel = session.channel_session()?;
+    channel.exec(command)?;
+    let mut out = String::new();
+    channel.read_to_string(&mut out)?;
+    let mut err = String::new();
+    channel.stderr().read_to_string(&mut err)?;
+    channel.wait_close()?;
+    Ok((channel.exit_status()?, out, err))
+}
+
+/// How a remote command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteExit {
+    Code(i32),
+    /// ssh2 reports status 0 for a command killed by a signal; the signal
+    /// name is what tells.
+    Signal(String),
+    /// The connection broke before the command ended.
+    Lost(String),
+}
+
+impl RemoteExit {
+    pub fn success(&self) -> bool {
+        *self == RemoteExit::Code(0)
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            RemoteExit::Code(c) => format!("exited with status {c}"),
+            RemoteExit::Signal(s) => format!("killed by SIG{s}"),
+            RemoteExit::Lost(why) => format!("connection lost: {why}"),
+        }
+    }
+}
+
+/// What a remote command sends back.
+#[derive(Debug)]
+pub enum RemoteOutput {
+    Stdout(String),
+    Stderr(String),
+    Exited(RemoteExit),
+}
+
+pub type ExecId = u64;
+
+enum LinkCommand {
+    Exec {
+        id: ExecId,
+        command: String,
+        output: UnboundedSender<RemoteOutput>,
+    },
+    Write {
+        id: ExecId,
+        bytes: Vec<u8>,
+    },
+    Kill {
+        id: ExecId,
+    },
+    Close,
+}
+
+/// A handle on a guest's session thread; cheap to clone.
+#[derive(Clone)]
+pub struct Link {
+    commands: Sender<LinkCommand>,
+    wake: Arc<OwnedFd>,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Link {
+    fn send(&self, command: LinkCommand) {
+        if self.commands.send(command).is_ok() {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to an eventfd this link owns.
+            unsafe {
+                libc::write(
+                    self.wake.as_raw_fd(),
+                    (&raw const one).cast(),
+                    std::mem::size_of::<u64>(),
+                )
+            };
+        }
+    }
+
+    /// Starts `command` in its own process group on the guest; its output
+    /// and end come back on `output`.
+    pub fn exec(&self, command: String, output: UnboundedSender<RemoteOutput>) -> ExecId {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.send(LinkCommand::Exec {
+            id,
+            command,
+            output,
+        });
+        id
+    }
+
+    pub fn write(&self, id: ExecId, bytes: &[u8]) {
+        self.send(LinkCommand::Write {
+            id,
+            bytes: bytes.to_vec(),
+        });
+    }
+
+    /// Kills the command's whole process group on the guest.
+    pub fn kill(&self, id: ExecId) {
+        self.send(LinkCommand::Kill { id });
+    }
+
+    pub fn close(&self) {
+        self.send(LinkCommand::Close);
+    }
+}
+
+/// The first line every command prints, so that its group can be killed.
+/// OpenSSH's sshd starts each session's command in a new session (setsid),
+/// so the shell's pid is the process group of everything it starts.
+const PGID_TAG: &str = "vmbench-pgid ";
+
+fn wrap(command: &str) -> String {
+    format!("echo {PGID_TAG}$$; exec {command}")
+}
+
+struct Running {
+    channel: Channel,
+    output: UnboundedSender<RemoteOutput>,
+    pgid: Option<u32>,
+    stdout: LineBuffer,
+    stderr: LineBuffer,
+    pending: Vec<u8>,
+    kill_requested: bool,
+    closing: bool,
+}
+
+#[derive(Default)]
+struct LineBuffer {
+    partial: Vec<u8>,
+}
+
+impl LineBuffer {
+    fn push(&mut self, bytes: &[u8], mut each: impl FnMut(String)) {
+        self.partial.extend_from_slice(bytes);
+        while let Some(nl) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=nl).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+            each(text.trim_end_matches('\r').to_string());
+        }
+    }
+
+    fn finish(&mut self, each: impl FnOnce(String)) {
+        if !self.partial.is_empty() {
+            each(String::from_utf8_lossy(&std::mem::take(&mut self.partial)).into_owned());
+        }
+    }
+}
+
+/// Hands an authenticated session to its own thread and returns the handle.
+/// `on_close` runs on the guest when the link closes (removing what was put
+/// there).
+pub fn spawn_link(
+    connection: Connection,
+    name: &str,
+    on_close: Option<String>,
+) -> std::io::Result<Link> {
+    // SAFETY: eventfd returns a new descriptor or -1, checked below.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nothing else owns.
+    let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+    let (tx, rx) = channel();
+    let thread_wake = wake.clone();
+    std::thread::Builder::new()
+        .name(format!("ssh-{name}"))
+        .spawn(move || link_loop(connection, rx, &thread_wake, on_close))?;
+    Ok(Link {
+        commands: tx,
+        wake,
+        next_id: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    })
+}
+
+fn would_block(e: &std::io::Error) -> bool {
+    e.kind() == ErrorKind::WouldBlock
+}
+
+fn ssh_would_block(e: &ssh2::Error) -> bool {
+    matches!(e.code(), ssh2::ErrorCode::Session(-37))
+}
+
+fn link_loop(
+    connection: Connection,
+    commands: Receiver<LinkCommand>,
+    wake: &OwnedFd,
+    on_close: Option<String>,
+) {
+    let Connection {
+        session, stream, ..
+    } = connection;
+    let mut running: HashMap<ExecId, Running> = HashMap::new();
+    let mut buf = vec![0u8; 32 << 10];
+    let mut keepalive_due = Instant::now();
+    let mut closing = false;
+    let mut lost: Option<String> = None;
+    session.set_blocking(false);
+    loop {
+        loop {
+            match commands.try_recv() {
+                Ok(LinkCommand::Exec {
+                    id,
+                    command,
+                    output,
+                }) => match start(&session, &command) {
+                    Ok(channel) => {
+                        running.insert(
+                            id,
+                            Running {
+                                channel,
+                                output,
+                                pgid: None,
+                                stdout: LineBuffer::default(),
+                                stderr: LineBuffer::default(),
+                                pending: Vec::new(),
+                                kill_requested: false,
+                                closing: false,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        let _ = output.send(RemoteOutput::Exited(RemoteExit::Lost(format!(
+                            "cannot start the command: {e:#}"
+                        ))));
+                    }
+                },
+                Ok(LinkCommand::Write { id, bytes }) => {
+                    if let Some(r) = running.get_mut(&id) {
+                        r.pending.extend_from_slice(&bytes);
+                    }
+                }
+                Ok(LinkCommand::Kill { id }) => {
+                    if let Some(r) = running.get_mut(&id) {
+                        r.kill_requested = true;
+                    }
+                }
+                Ok(LinkCommand::Close) | Err(TryRecvError::Disconnected) => closing = true,
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        if closing {
+            for r in running.values_mut() {
+                r.kill_requested = true;
+            }
+        }
+        // Writes first: a release byte must not wait behind reading output.
+        for r in running.values_mut() {
+            while !r.pending.is_empty() {
+                match r.channel.write(&r.pending) {
+                    Ok(n) => {
+                        r.pending.drain(..n);
+                    }
+                    Err(e) if would_block(&e) => break,
+                    Err(e) => {
+                        lost.get_or_insert(format!("writing: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+        let mut kills = Vec::new();
+        for r in running.values_mut() {
+            if let Err(e) = pump_output(r, &mut buf) {
+                lost.get_or_insert(e);
+            }
+            if r.kill_requested && !r.closing {
+                if let Some(pgid) = r.pgid {
+                    kills.push(pgid);
+                }
+                r.kill_requested = false;
+            }
+        }
+        for pgid in kills {
+            kill_group(&session, pgid);
+        }
+        running.retain(|_, r| !finished(r));
+        if let Some(why) = &lost {
+            for (_, r) in running.drain() {
+                let _ = r
+                    .output
+                    .send(RemoteOutput::Exited(RemoteExit::Lost(why.clone())));
+            }
+            return;
+        }
+        if closing && running.is_empty() {
+            session.set_blocking(true);
+            if let Some(command) = &on_close {
+                let _ = run(&session, command);
+            }
+            let _ = session.disconnect(None, "vmbench session over", None);
+            return;
+        }
+        if Instant::now() >= keepalive_due {
+            match session.keepalive_send() {
+                Ok(next) => {
+                    keepalive_due = Instant::now() + Duration::from_secs(u64::from(next.max(1)))
+                }
+                Err(e) if ssh_would_block(&e) => {
+                    keepalive_due = Instant::now() + Duration::from_secs(1)
+                }
+                Err(e) => lost = Some(format!("keepalive: {}", e.message())),
+            }
+        }
+        let wait = keepalive_due
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(500));
+        wait_ready(&session, &stream, wake, wait);
+    }
+}
+
+/// Opens a channel and starts the command. Blocking for these two requests
+/// (a round trip each) keeps the non-blocking state machine small; commands
+/// are staged before a barrier, never while a phase is timed.
+fn start(session: &Session, command: &str) -> Result<Channel> {
+    session.set_blocking(true);
+    let result = (|| {
+        let mut channel = session.channel_session()?;
+        channel.exec(&wrap(command))?;
+        Ok(channel)
+    })();
+    session.set_blocking(false);
+    result
+}
+
+fn kill_group(session: &Session, pgid: u32) {
+    session.set_blocking(true);
+    // The kill runs on a channel of its own; its end is not waited for here
+    // because a closed channel whose command still runs blocks ssh2.
+    let _ = run(session, &format!("kill -KILL -- -{pgid} 2>/dev/null; true"));
+    session.set_blocking(false);
+}
+
+/// Reads what is available; Err when the connection broke.
+fn pump_output(r: &mut Running, buf: &mut [u8]) -> Result<(), String> {
+    let mut lines = Vec::new();
+    loop {
+        match r.channel.read(buf) {
+            Ok(0) => break,
+            Ok(n) => r.stdout.push(&buf[..n], |l| lines.push((false, l))),
+            Err(e) if would_block(&e) => break,
+            Err(e) => return Err(format!("reading: {e}")),
+        }
+    }
+    loop {
+        match r.channel.stderr().read(buf) {
+            Ok(0) => break,
+            Ok(n) => r.stderr.push(&buf[..n], |l| lines.push((true, l))),
+            Err(e) if would_block(&e) => break,
+            Err(e) => return Err(format!("reading: {e}")),
+        }
+    }
+    for (is_err, line) in lines {
+        if !is_err && r.pgid.is_none() {
+            if let Some(pgid) = line.strip_prefix(PGID_TAG).and_then(|p| p.parse().ok()) {
+                r.pgid = Some(pgid);
+                continue;
+            }
+        }
+        let _ = r.output.send(if is_err {
+            RemoteOutput::Stderr(line)
+        } else {
+            RemoteOutput::Stdout(line)
+        });
+    }
+    Ok(())
+}
+
+/// True once the channel is closed and its end was reported.
+fn finished(r: &mut Running) -> bool {
+    if !r.channel.eof() {
+        return false;
+    }
+    if !r.closing {
+        r.stdout
+            .finish(|l| drop(r.output.send(RemoteOutput::Stdout(l))));
+        r.stderr
+            .finish(|l| drop(r.output.send(RemoteOutput::Stderr(l))));
+        r.closing = true;
+    }
+    match r.channel.close().and_then(|()| r.channel.wait_close()) {
+        Err(e) if ssh_would_block(&e) => false,
+        _ => {
+            let exit = match r.channel.exit_signal() {
+                Ok(s) if s.exit_signal.is_some() => {
+                    RemoteExit::Signal(s.exit_signal.unwrap_or_default())
+                }
+                _ => RemoteExit::Code(r.channel.exit_status().unwrap_or(-1)),
+            };
+            let _ = r.output.send(RemoteOutput::Exited(exit));
+            true
+        }
+    }
+}
+
+fn wait_ready(session: &Session, stream: &TcpStream, wake: &OwnedFd, wait: Duration) {
+    let mut socket_events = libc::POLLIN;
+    if matches!(
+        session.block_directions(),
+        BlockDirections::Outbound | BlockDirections::Both
+    ) {
+        socket_events |= libc::POLLOUT;
+    }
+    let mut fds = [
+        libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: socket_events,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: polls two descriptors this thread keeps open.
+    unsafe { libc::poll(fds.as_mut_ptr(), 2, wait.as_millis() as libc::c_int) };
+    if fds[1].revents & libc::POLLIN != 0 {
+        let mut count = 0u64;
+        // SAFETY: reads the eventfd's 8-byte counter into a live u64.
+        unsafe {
+            libc::read(
+                wake.as_raw_fd(),
+                (&raw mut count).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+    }
+}
