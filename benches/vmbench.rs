@@ -19,7 +19,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use vmbench::event::{Event, MetricDef, Sample};
 use vmbench::model::Session;
-use vmbench::sample::HostSampler;
+use vmbench::sample::{HostSampler, SeriesIds};
 use vmbench::store::{FORMAT_VERSION, Header, HostSpecs, Reader, Recorder};
 use vmbench::ui::theme::Theme;
 use vmbench::ui::{Feed, View, render};
@@ -70,7 +70,7 @@ fn bare_read_and_parse() -> u64 {
 }
 
 fn bench_sampler() {
-    let mut sampler = HostSampler::new().expect("/proc");
+    let mut sampler = HostSampler::new(SeriesIds::default()).expect("/proc");
     sampler.sample(0);
     let mut t = 0;
     let sampler_us = time_us(200, || {
@@ -109,7 +109,7 @@ fn header(schedule_phases: usize) -> Header {
 fn bench_recording(dir: &Path) {
     let path = dir.join("hour.vmb");
     let recorder = Recorder::create(&path, &header(6)).expect("recorder");
-    let mut sampler = HostSampler::new().expect("/proc");
+    let mut sampler = HostSampler::new(SeriesIds::default()).expect("/proc");
     let mut values = 0usize;
     for tick in 0..3600u64 {
         let sample = sampler.sample(tick * 1_000_000_000);
@@ -159,7 +159,7 @@ fn bench_recording(dir: &Path) {
 
 fn bench_frame() {
     let mut session = Session::new(header(6));
-    let mut sampler = HostSampler::new().expect("/proc");
+    let mut sampler = HostSampler::new(SeriesIds::default()).expect("/proc");
     for tick in 0..300u64 {
         let sample = sampler.sample(tick * 1_000_000_000);
         for def in sampler.take_new_series() {

@@ -15,7 +15,7 @@ use crate::event::{Clock, Event, LogLevel, Nanos, RunOutcome};
 use crate::model::Session;
 use crate::orchestrate::{Control, Orchestrator};
 use crate::plan::LoadedPlan;
-use crate::sample::{HostSampler, SamplerCommand, run_host_sampler};
+use crate::sample::{HostSampler, SamplerCommand, SeriesIds, run_host_sampler};
 use crate::store::{FORMAT_VERSION, Header, HostSpecs, Reader, Recorder};
 
 /// `recordings/<plan>-<UTC time>.vmb`.
@@ -162,7 +162,12 @@ impl Live {
         let recorder = Recorder::create(recording, &header)?;
         let (tx, rx) = channel();
         let sink = EventSink::new(tx.clone());
-        let sampler = HostSampler::new().context("opening /proc for the host sampler")?;
+        let series_ids = SeriesIds::default();
+        let mut sampler =
+            HostSampler::new(series_ids.clone()).context("opening /proc for the host sampler")?;
+        for guest in plan.plan.guests.iter().filter(|g| g.has_host_identity()) {
+            sampler.watch_guest(guest);
+        }
         let (sampler_tx, sampler_rx) = channel();
         let interval = plan.plan.interval.get();
         let sampler_sink = sink.clone();
@@ -181,6 +186,8 @@ impl Live {
             sink: sink.clone(),
             sampler: sampler_tx.clone(),
             exe,
+            plan_origin: plan.origin.clone(),
+            series_ids,
         };
         let signal_control = control_tx.clone();
         threads.push(std::thread::Builder::new().name("orchestrator".into()).spawn(move || {

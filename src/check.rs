@@ -2,6 +2,7 @@
 //! session would and say, in one table, what would go wrong.
 
 use std::fmt::Write as _;
+use std::sync::Barrier;
 
 use crate::plan::{Guest, LoadedPlan, Transport};
 use crate::transport::{self, GuestInfo, ssh};
@@ -20,14 +21,14 @@ pub struct Reached {
     pub problems: Vec<String>,
 }
 
-pub fn check_guest(guest: &Guest, plan: &str, unknown: ssh::UnknownKey) -> GuestCheck {
+fn check_guest(guest: &Guest, plan: &str, unknown: ssh::UnknownKey, quiet: &Barrier) -> GuestCheck {
     let outcome = match guest.transport {
         Transport::Local => Ok(Reached {
             info: None,
             key_added: false,
             problems: Vec::new(),
         }),
-        Transport::Ssh => reach(guest, plan, unknown),
+        Transport::Ssh => reach(guest, plan, unknown, quiet),
     };
     GuestCheck {
         guest: guest.name().to_string(),
@@ -44,11 +45,22 @@ pub fn check_guest(guest: &Guest, plan: &str, unknown: ssh::UnknownKey) -> Guest
     }
 }
 
-fn reach(guest: &Guest, plan: &str, unknown: ssh::UnknownKey) -> Result<Reached, String> {
-    let connection = ssh::connect(guest, unknown)
-        .map_err(|e| e.describe(plan, guest.address.as_deref().unwrap_or_default()))?;
+fn reach(
+    guest: &Guest,
+    plan: &str,
+    unknown: ssh::UnknownKey,
+    quiet: &Barrier,
+) -> Result<Reached, String> {
+    let connection = match ssh::connect(guest, unknown) {
+        Ok(c) => c,
+        Err(e) => {
+            quiet.wait();
+            return Err(e.describe(plan, guest.address.as_deref().unwrap_or_default()));
+        }
+    };
     let key_added = connection.host_key_added;
-    let info = transport::prepare(&connection, &guest.endpoint()).map_err(|e| format!("{e:#}"))?;
+    let info =
+        transport::prepare(&connection, &guest.endpoint(), quiet).map_err(|e| format!("{e:#}"))?;
     if let Some(command) = transport::cleanup_command(&info) {
         let _ = ssh::run(&connection.session, &command);
     }
@@ -65,12 +77,20 @@ fn reach(guest: &Guest, plan: &str, unknown: ssh::UnknownKey) -> Result<Reached,
 
 /// Checks every guest at once (each waits only for its own network).
 pub fn check_plan(plan: &LoadedPlan, unknown: ssh::UnknownKey) -> Vec<GuestCheck> {
+    let ssh_guests = plan
+        .plan
+        .guests
+        .iter()
+        .filter(|g| g.transport == Transport::Ssh)
+        .count();
+    let quiet = Barrier::new(ssh_guests);
     std::thread::scope(|scope| {
+        let quiet = &quiet;
         let handles: Vec<_> = plan
             .plan
             .guests
             .iter()
-            .map(|g| scope.spawn(move || check_guest(g, &plan.origin, unknown)))
+            .map(|g| scope.spawn(move || check_guest(g, &plan.origin, unknown, quiet)))
             .collect();
         handles
             .into_iter()

@@ -155,6 +155,27 @@ pub enum Event {
     SessionEnded {
         t: Nanos,
     },
+    /// A guest's connection: connecting, ready (with what was learned), failed.
+    GuestState {
+        t: Nanos,
+        guest: String,
+        #[serde(flatten)]
+        state: GuestState,
+    },
+    /// Every copy of the phase was set up and released at this instant.
+    PhaseReleased {
+        t: Nanos,
+        phase: PhaseId,
+    },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum GuestState {
+    Connecting,
+    Ready { info: crate::transport::GuestInfo },
+    Failed { reason: String },
+    Closed,
 }
 
 impl PhaseOutcome {
@@ -187,6 +208,8 @@ impl Event {
             Event::Note { .. } => "note",
             Event::Log { .. } => "log",
             Event::SessionEnded { .. } => "session_ended",
+            Event::GuestState { .. } => "guest_state",
+            Event::PhaseReleased { .. } => "phase_released",
         }
     }
 
@@ -204,7 +227,9 @@ impl Event {
             | Event::PhaseEnded { t, .. }
             | Event::Note { t, .. }
             | Event::Log { t, .. }
-            | Event::SessionEnded { t } => Some(*t),
+            | Event::SessionEnded { t }
+            | Event::GuestState { t, .. }
+            | Event::PhaseReleased { t, .. } => Some(*t),
         }
     }
 }

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::event::{
-    Event, LogLevel, MetricDef, NANOS_PER_SEC, Nanos, PhaseId, PhaseOutcome, RunId, RunOutcome,
-    SeriesDef, SeriesId, SeriesKind,
+    Event, GuestState, LogLevel, MetricDef, NANOS_PER_SEC, Nanos, PhaseId, PhaseOutcome, RunId,
+    RunOutcome, SeriesDef, SeriesId, SeriesKind,
 };
 use crate::store::Header;
 
@@ -137,6 +137,8 @@ pub struct Phase {
     pub repetition: u32,
     pub duration: Nanos,
     pub started: Nanos,
+    /// When the barrier let every copy go.
+    pub released: Option<Nanos>,
     pub ended: Option<(Nanos, PhaseOutcome)>,
     pub runs: Vec<RunId>,
     pub summary: Option<PhaseSummary>,
@@ -175,6 +177,8 @@ pub struct Session {
     pub notes: Vec<(Nanos, String)>,
     pub log: VecDeque<LogLine>,
     pub ended: Option<Nanos>,
+    /// Each guest's connection state, in the order guests were first heard of.
+    pub guests: Vec<(String, GuestState)>,
 }
 
 impl Session {
@@ -189,6 +193,7 @@ impl Session {
             notes: Vec::new(),
             log: VecDeque::new(),
             ended: None,
+            guests: Vec::new(),
         }
     }
 
@@ -235,6 +240,7 @@ impl Session {
                 repetition: *repetition,
                 duration: *duration,
                 started: *t,
+                released: None,
                 ended: None,
                 runs: Vec::new(),
                 summary: None,
@@ -333,6 +339,17 @@ impl Session {
                 });
             }
             Event::SessionEnded { t } => self.ended = Some(*t),
+            Event::GuestState { guest, state, .. } => {
+                match self.guests.iter_mut().find(|(name, _)| name == guest) {
+                    Some((_, known)) => *known = state.clone(),
+                    None => self.guests.push((guest.clone(), state.clone())),
+                }
+            }
+            Event::PhaseReleased { t, phase } => {
+                if let Some(p) = self.phase_mut(*phase) {
+                    p.released = Some(*t);
+                }
+            }
         }
     }
 

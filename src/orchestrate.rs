@@ -2,8 +2,10 @@
 //! released at one instant once every copy is set up, ended by the copies, a
 //! timeout or the operator. Nothing is left running afterwards.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
+mod guests;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -17,9 +19,13 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::bus::EventSink;
 use crate::event::{Clock, Event, LogLevel, PhaseOutcome, RunId, RunOutcome};
-use crate::plan::{Plan, PlannedPhase};
-use crate::sample::SamplerCommand;
+use crate::plan::{Plan, PlannedPhase, Transport};
+use crate::sample::{SamplerCommand, SeriesIds};
+use crate::transport::ssh::{ExecId, Link, RemoteOutput};
+use crate::transport::{Remote, shell_command};
 use crate::workload::{LaunchContext, Output, OutputParser, builtin};
+pub use guests::GuestPool;
+use guests::PoolContext;
 
 /// What the operator (or a signal) asks of a running plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,26 +49,51 @@ pub struct Orchestrator {
     pub sink: EventSink,
     pub sampler: Sender<SamplerCommand>,
     pub exe: PathBuf,
+    pub plan_origin: String,
+    pub series_ids: SeriesIds,
 }
 
 enum CopyMsg {
     Output(usize, Result<Option<Output>, String>),
     Exited {
         index: usize,
-        status: std::io::Result<ExitStatus>,
+        /// Err says how it did not succeed.
+        ended: Result<(), String>,
         stderr_tail: Vec<String>,
     },
+}
+
+/// How the orchestrator reaches a copy: a child process on this host, or a
+/// command on a guest's SSH session.
+enum Handle {
+    Local {
+        pid: Option<u32>,
+        stdin: Option<ChildStdin>,
+    },
+    Remote {
+        link: Link,
+        id: ExecId,
+        /// The guest's monotonic clock minus this host's.
+        clock_offset_ns: i64,
+    },
+    Gone,
 }
 
 struct Copy {
     run: RunId,
     guest: String,
-    pid: Option<u32>,
-    stdin: Option<ChildStdin>,
+    handle: Handle,
     ready: bool,
     exited: bool,
     cancelled: bool,
     failure: Option<String>,
+}
+
+/// Where copies run: the session's guests, and the network receivers that
+/// `net` copies send to, one per address this host is reached at.
+struct Targets {
+    pool: GuestPool,
+    receivers: HashMap<IpAddr, NetReceiver>,
 }
 
 /// How a phase ended, and what the operator wants next.
@@ -86,7 +117,10 @@ impl Orchestrator {
     }
 
     /// Waits for the operator's Start; false when told to quit instead.
-    async fn wait_for_start(&self, control: &mut UnboundedReceiver<Control>) -> bool {
+    async fn wait_for_start(&self, control: &mut UnboundedReceiver<Control>, prompt: bool) -> bool {
+        if prompt {
+            self.log(LogLevel::Info, "ready: press s to start the plan");
+        }
         loop {
             match control.recv().await {
                 Some(Control::Start) => return true,
@@ -97,19 +131,52 @@ impl Orchestrator {
     }
 
     pub async fn run(self, mut control: UnboundedReceiver<Control>, autostart: bool) -> Result<()> {
-        if !autostart {
-            self.log(LogLevel::Info, "ready: press s to start the plan");
-            if !self.wait_for_start(&mut control).await {
-                self.emit(Event::SessionEnded {
-                    t: self.clock.now(),
-                });
-                return Ok(());
+        // Guests connect while the operator reads the screen.
+        let pool = GuestPool::start(
+            &self.plan,
+            &PoolContext {
+                plan_origin: self.plan_origin.clone(),
+                clock: self.clock,
+                sink: self.sink.clone(),
+                ids: self.series_ids.clone(),
+                interval: self.plan.interval.get(),
+            },
+        );
+        let mut targets = Targets {
+            pool,
+            receivers: HashMap::new(),
+        };
+        if autostart || self.wait_for_start(&mut control, true).await {
+            let unsettled = targets.pool.unsettled();
+            if unsettled > 0 {
+                self.log(
+                    LogLevel::Info,
+                    format!("waiting for {unsettled} guest(s) to connect before the first phase"),
+                );
+            }
+            tokio::select! {
+                _ = targets.pool.settle() => self.run_schedule(&mut targets, &mut control).await,
+                cmd = control.recv() => if interrupted(cmd).is_some() {
+                    self.log(LogLevel::Warn, "stopped while guests were connecting");
+                },
             }
         }
-        let mut receiver: Option<NetReceiver> = None;
+        for (_, r) in targets.receivers.drain() {
+            r.stop().await;
+        }
+        let pool = targets.pool;
+        let (clock, sink) = (self.clock, self.sink.clone());
+        // Closing waits for each guest's cleanup, which is blocking work.
+        let _ = tokio::task::spawn_blocking(move || pool.close(clock, &sink)).await;
+        self.emit(Event::SessionEnded {
+            t: self.clock.now(),
+        });
+        Ok(())
+    }
+
+    async fn run_schedule(&self, targets: &mut Targets, control: &mut UnboundedReceiver<Control>) {
         let mut next_run: RunId = 0;
         for (index, planned) in self.schedule.iter().enumerate() {
-            let bench = &self.plan.benchmarks[planned.benchmark];
             self.emit(Event::PhaseStarted {
                 t: self.clock.now(),
                 phase: index as u32,
@@ -119,24 +186,8 @@ impl Orchestrator {
                 repetition: planned.repetition,
                 duration: planned.duration,
             });
-            let mut sink_addr = None;
-            if bench.workload.needs_net_sink() {
-                if receiver.is_none() {
-                    match NetReceiver::start(&self.exe).await {
-                        Ok(r) => receiver = Some(r),
-                        Err(e) => self.log(LogLevel::Error, format!("network receiver: {e:#}")),
-                    }
-                }
-                sink_addr = receiver.as_ref().map(|r| r.addr);
-            }
             let (outcome, after) = self
-                .run_phase(
-                    index as u32,
-                    planned,
-                    sink_addr,
-                    &mut next_run,
-                    &mut control,
-                )
+                .run_phase(index as u32, planned, targets, &mut next_run, control)
                 .await;
             self.emit(Event::PhaseEnded {
                 t: self.clock.now(),
@@ -151,19 +202,30 @@ impl Orchestrator {
                         LogLevel::Warn,
                         "phase aborted; the plan is held: press s to go on, q to quit",
                     );
-                    if !self.wait_for_start(&mut control).await {
+                    if !self.wait_for_start(control, false).await {
                         break;
                     }
                 }
             }
         }
-        if let Some(r) = receiver {
-            r.stop().await;
+    }
+
+    /// The network receiver for copies that reach this host at `ip`,
+    /// started on first use.
+    async fn net_sink(
+        &self,
+        receivers: &mut HashMap<IpAddr, NetReceiver>,
+        ip: IpAddr,
+    ) -> Result<SocketAddr, String> {
+        if let Some(r) = receivers.get(&ip) {
+            return Ok(r.addr);
         }
-        self.emit(Event::SessionEnded {
-            t: self.clock.now(),
-        });
-        Ok(())
+        let r = NetReceiver::start(&self.exe, ip)
+            .await
+            .map_err(|e| format!("network receiver on {ip}: {e:#}"))?;
+        let addr = r.addr;
+        receivers.insert(ip, r);
+        Ok(addr)
     }
 
     fn spawn_copy(&self, argv: &[String]) -> std::io::Result<Child> {
@@ -179,66 +241,123 @@ impl Orchestrator {
         command.spawn()
     }
 
+    /// Starts one copy on a guest and returns how to reach it, or why not.
+    async fn launch(
+        &self,
+        index: usize,
+        run: RunId,
+        guest: &crate::plan::Guest,
+        bench: &crate::plan::Benchmark,
+        targets: &mut Targets,
+        tx: &UnboundedSender<CopyMsg>,
+    ) -> Result<Handle, String> {
+        let (remote, exe, sink_ip) = match guest.transport {
+            Transport::Local => (None, self.exe.clone(), IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            Transport::Ssh => {
+                let remote = targets
+                    .pool
+                    .get(guest.name())
+                    .await
+                    .map_err(|why| format!("guest unreachable: {why}"))?;
+                let exe = PathBuf::from(remote.info.vmbench.clone()?);
+                let ip = remote.info.local_ip;
+                (Some(remote), exe, ip)
+            }
+        };
+        let net_sink = if bench.workload.needs_net_sink() {
+            Some(self.net_sink(&mut targets.receivers, sink_ip).await?)
+        } else {
+            None
+        };
+        let ctx = LaunchContext {
+            exe,
+            duration: bench.duration.0,
+            net_sink,
+        };
+        let argv = bench.workload.command(&ctx);
+        let parser = bench.workload.parser();
+        match remote {
+            None => {
+                let mut child = self
+                    .spawn_copy(&argv)
+                    .map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
+                let pid = child.id();
+                if let Some(pid) = pid {
+                    let _ = self.sampler.send(SamplerCommand::Watch { run, pid });
+                }
+                let stdin = child.stdin.take();
+                tokio::spawn(watch_copy(index, child, parser, tx.clone()));
+                Ok(Handle::Local { pid, stdin })
+            }
+            Some(Remote { link, info }) => {
+                let (out_tx, out_rx) = unbounded_channel();
+                let id = link.exec(shell_command(&argv), out_tx);
+                let clock_offset_ns = info.clock_offset_ns.unwrap_or(0);
+                tokio::spawn(watch_remote(
+                    index,
+                    out_rx,
+                    parser,
+                    clock_offset_ns,
+                    tx.clone(),
+                ));
+                Ok(Handle::Remote {
+                    link,
+                    id,
+                    clock_offset_ns,
+                })
+            }
+        }
+    }
+
     async fn run_phase(
         &self,
         phase: u32,
         planned: &PlannedPhase,
-        net_sink: Option<SocketAddr>,
+        targets: &mut Targets,
         next_run: &mut RunId,
         control: &mut UnboundedReceiver<Control>,
     ) -> (PhaseOutcome, After) {
         let bench = &self.plan.benchmarks[planned.benchmark];
         let guests = self.plan.guests_of(bench);
-        let ctx = LaunchContext {
-            exe: self.exe.clone(),
-            duration: bench.duration.0,
-            net_sink,
-        };
-        let argv = bench.workload.command(&ctx);
         let (tx, mut rx) = unbounded_channel();
         let mut copies = Vec::new();
         for index in 0..planned.concurrency as usize {
             let guest = guests[index % guests.len()];
             let run = *next_run;
             *next_run += 1;
-            let spawned = self.spawn_copy(&argv);
-            let pid = spawned.as_ref().ok().and_then(Child::id);
+            let launched = self.launch(index, run, guest, bench, targets, &tx).await;
+            let pid = match &launched {
+                Ok(Handle::Local { pid, .. }) => *pid,
+                _ => None,
+            };
             self.emit(Event::RunSpawned {
                 t: self.clock.now(),
                 run,
                 phase,
                 copy: index as u32,
-                guest: guest.name.get_ref().clone(),
+                guest: guest.name().to_string(),
                 technology: guest.technology.clone(),
                 pid,
                 metrics: bench.workload.metrics(),
             });
             let mut copy = Copy {
                 run,
-                guest: guest.name.get_ref().clone(),
-                pid,
-                stdin: None,
+                guest: guest.name().to_string(),
+                handle: Handle::Gone,
                 ready: false,
                 exited: false,
                 cancelled: false,
                 failure: None,
             };
-            match spawned {
-                Ok(mut child) => {
-                    if let Some(pid) = pid {
-                        let _ = self.sampler.send(SamplerCommand::Watch { run, pid });
-                    }
-                    copy.stdin = child.stdin.take();
-                    tokio::spawn(watch_copy(
-                        index,
-                        child,
-                        bench.workload.parser(),
-                        tx.clone(),
-                    ));
-                }
-                Err(e) => {
+            match launched {
+                Ok(handle) => copy.handle = handle,
+                Err(reason) => {
                     copy.exited = true;
-                    let reason = format!("cannot start {}: {e}", argv[0]);
+                    self.log(
+                        LogLevel::Error,
+                        format!("{} run {run}: {reason}", copy.guest),
+                    );
+                    copy.failure = Some(reason.clone());
                     self.emit(Event::RunEnded {
                         t: self.clock.now(),
                         run,
@@ -264,7 +383,11 @@ impl Orchestrator {
                 )
             });
         if let Ok(None) = stop {
-            release(&mut copies);
+            let start_at = release(&copies);
+            self.emit(Event::PhaseReleased {
+                t: self.clock.from_monotonic(start_at),
+                phase,
+            });
             stop = self
                 .pump(&mut copies, &mut rx, control, bench.timeout(), |c| c.exited)
                 .await
@@ -325,13 +448,20 @@ impl Orchestrator {
         Ok(None)
     }
 
-    /// Kills every copy's process group and waits for each to be reaped.
+    /// Kills every copy's process group, here or on its guest, and waits
+    /// for each to be reaped.
     async fn stop_copies(&self, copies: &mut [Copy], rx: &mut UnboundedReceiver<CopyMsg>) {
         for copy in copies.iter_mut().filter(|c| !c.exited) {
-            copy.stdin = None;
-            if let Some(pid) = copy.pid {
-                // SAFETY: signals the process group this orchestrator created.
-                unsafe { libc::killpg(pid as libc::pid_t, libc::SIGKILL) };
+            match &mut copy.handle {
+                Handle::Local { pid, stdin } => {
+                    *stdin = None;
+                    if let Some(pid) = pid {
+                        // SAFETY: signals the process group this orchestrator created.
+                        unsafe { libc::killpg(*pid as libc::pid_t, libc::SIGKILL) };
+                    }
+                }
+                Handle::Remote { link, id, .. } => link.kill(*id),
+                Handle::Gone => {}
             }
             copy.cancelled = true;
         }
@@ -391,23 +521,19 @@ impl Orchestrator {
             }
             CopyMsg::Exited {
                 index,
-                status,
+                ended,
                 stderr_tail,
             } => {
                 let copy = &mut copies[index];
                 copy.exited = true;
-                copy.stdin = None;
-                let outcome = match (&copy.failure, status) {
+                copy.handle = Handle::Gone;
+                let outcome = match (&copy.failure, ended) {
                     _ if copy.cancelled => RunOutcome::Cancelled,
                     (Some(reason), _) => RunOutcome::Failed {
                         reason: reason.clone(),
                     },
-                    (None, Ok(s)) if s.success() => RunOutcome::Completed,
-                    (None, status) => {
-                        let how = match status {
-                            Ok(s) => describe_exit(s),
-                            Err(e) => format!("could not be waited for: {e}"),
-                        };
+                    (None, Ok(())) => RunOutcome::Completed,
+                    (None, Err(how)) => {
                         let tail = stderr_tail.join(" | ");
                         let reason = if tail.is_empty() {
                             how
@@ -446,16 +572,44 @@ fn interrupted(cmd: Option<Control>) -> Option<(PhaseOutcome, After)> {
     }
 }
 
-/// Releases every waiting copy with one byte each, in a tight loop of plain
-/// write(2)s so that the release itself adds as little skew as possible.
-fn release(copies: &mut [Copy]) {
-    for copy in copies.iter_mut().filter(|c| c.ready && !c.exited) {
-        if let Some(stdin) = &copy.stdin {
-            let byte = [b'\n'];
-            // SAFETY: writes one byte to a pipe this process owns.
-            unsafe { libc::write(stdin.as_raw_fd(), byte.as_ptr().cast(), 1) };
+/// How far ahead of now the copies are told to start: long enough for the
+/// release to reach every copy (a wake-up, an SSH round, a scheduler slot per
+/// guest on a busy host), short enough not to matter to a phase.
+fn release_lead(copies: &[Copy]) -> Duration {
+    let remote = copies
+        .iter()
+        .filter(|c| matches!(c.handle, Handle::Remote { .. }))
+        .count() as u32;
+    Duration::from_millis(20) + Duration::from_millis(4) * remote
+}
+
+/// Releases every waiting copy with a start instant on its own clock, so
+/// that all begin together whatever order the releases arrive in. Returns
+/// the instant on this host's monotonic clock.
+fn release(copies: &[Copy]) -> u64 {
+    let start_at = crate::event::monotonic_ns() + release_lead(copies).as_nanos() as u64;
+    for copy in copies.iter().filter(|c| c.ready && !c.exited) {
+        match &copy.handle {
+            Handle::Remote {
+                link,
+                id,
+                clock_offset_ns,
+            } => {
+                let at = (start_at as i64 + clock_offset_ns).max(0);
+                link.write(*id, format!("at {at}\n").as_bytes());
+            }
+            Handle::Local {
+                stdin: Some(stdin), ..
+            } => {
+                let line = format!("at {start_at}\n");
+                // SAFETY: writes a short line to a pipe this process owns;
+                // far below PIPE_BUF, so it is written whole or not at all.
+                unsafe { libc::write(stdin.as_raw_fd(), line.as_ptr().cast(), line.len()) };
+            }
+            _ => {}
         }
     }
+    start_at
 }
 
 /// Makes a child die with the orchestrator's thread, so that even a kill -9
@@ -494,12 +648,72 @@ async fn watch_copy(
             },
         }
     }
-    let status = child.wait().await;
+    let ended = match child.wait().await {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(describe_exit(status)),
+        Err(e) => Err(format!("could not be waited for: {e}")),
+    };
     let _ = tx.send(CopyMsg::Exited {
         index,
-        status,
+        ended,
         stderr_tail: tail.into(),
     });
+}
+
+/// Parses a remote copy's output; its clock readings are moved from the
+/// guest's monotonic clock onto this host's.
+async fn watch_remote(
+    index: usize,
+    mut output: UnboundedReceiver<RemoteOutput>,
+    mut parser: Box<dyn OutputParser>,
+    clock_offset_ns: i64,
+    tx: UnboundedSender<CopyMsg>,
+) {
+    let to_host = |guest_ns: u64| (guest_ns as i64 - clock_offset_ns).max(0) as u64;
+    let mut tail: VecDeque<String> = VecDeque::new();
+    while let Some(item) = output.recv().await {
+        match item {
+            RemoteOutput::Stdout(line) => {
+                let parsed = parser.parse_line(&line).map(|o| {
+                    o.map(|o| match o {
+                        Output::Started { mono_ns } => Output::Started {
+                            mono_ns: to_host(mono_ns),
+                        },
+                        Output::Progress {
+                            metric,
+                            mono_ns,
+                            done,
+                        } => Output::Progress {
+                            metric,
+                            mono_ns: to_host(mono_ns),
+                            done,
+                        },
+                        other => other,
+                    })
+                });
+                let _ = tx.send(CopyMsg::Output(index, parsed));
+            }
+            RemoteOutput::Stderr(line) => {
+                if tail.len() == STDERR_TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+            RemoteOutput::Exited(exit) => {
+                let ended = if exit.success() {
+                    Ok(())
+                } else {
+                    Err(exit.describe())
+                };
+                let _ = tx.send(CopyMsg::Exited {
+                    index,
+                    ended,
+                    stderr_tail: tail.into(),
+                });
+                return;
+            }
+        }
+    }
 }
 
 /// The receiving end of `net` copies, started once per session.
@@ -509,10 +723,11 @@ struct NetReceiver {
 }
 
 impl NetReceiver {
-    async fn start(exe: &std::path::Path) -> Result<Self> {
+    async fn start(exe: &std::path::Path, ip: IpAddr) -> Result<Self> {
         let mut command = Command::new(exe);
         command
-            .args(["workload", "net-sink", "--listen", "127.0.0.1:0"])
+            .args(["workload", "net-sink", "--listen"])
+            .arg(SocketAddr::new(ip, 0).to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

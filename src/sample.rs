@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use procfs::{DiskStats, KernelStats, Meminfo};
 
 use crate::bus::EventSink;
 use crate::event::{Clock, Event, Nanos, RunId, Sample, SeriesDef, SeriesId, SeriesKind};
+use crate::plan::Guest;
 
 pub const CPU_FIELDS: [&str; 8] = [
     "cpu.user",
@@ -100,14 +103,27 @@ struct WatchedProcess {
     ids: [SeriesId; 4],
 }
 
+/// The session's series ids, shared by the host sampler and every guest
+/// sampler so that no two series get the same id.
+#[derive(Clone, Default)]
+pub struct SeriesIds(Arc<AtomicU32>);
+
 /// Allocates series ids and remembers which (source, metric) each one names.
-#[derive(Default)]
 struct Registry {
-    next: SeriesId,
+    ids: SeriesIds,
+    count: usize,
     new_defs: Vec<SeriesDef>,
 }
 
 impl Registry {
+    fn new(ids: SeriesIds) -> Self {
+        Registry {
+            ids,
+            count: 0,
+            new_defs: Vec::new(),
+        }
+    }
+
     fn define<const N: usize>(
         &mut self,
         source: &str,
@@ -116,8 +132,8 @@ impl Registry {
         kind: SeriesKind,
     ) -> [SeriesId; N] {
         std::array::from_fn(|i| {
-            let id = self.next;
-            self.next += 1;
+            let id = self.ids.0.fetch_add(1, Ordering::Relaxed);
+            self.count += 1;
             self.new_defs.push(SeriesDef {
                 id,
                 source: source.to_string(),
@@ -139,13 +155,10 @@ enum DiskState {
     Tracked([SeriesId; 7]),
 }
 
-pub struct HostSampler {
-    stat: ProcFile,
-    net_dev: ProcFile,
-    diskstats: ProcFile,
-    meminfo: ProcFile,
-    buf: Vec<u8>,
-    registry: Registry,
+/// One machine's /proc counters as series under one source prefix: `host`
+/// for this host, `guest:<name>` for what a guest sees of itself.
+struct ProcView {
+    prefix: String,
     cpu_total: [SeriesId; 8],
     cpus: Vec<[SeriesId; 8]>,
     context_switches: SeriesId,
@@ -153,34 +166,21 @@ pub struct HostSampler {
     mem: [SeriesId; 5],
     nets: HashMap<String, [SeriesId; 4]>,
     disks: HashMap<String, DiskState>,
-    processes: Vec<WatchedProcess>,
-    /// vmbench's own process, so that its cost is in every recording.
-    own: WatchedProcess,
-    errors: Vec<String>,
+    /// This tick's raw values per interface and per disk, for attribution.
+    net_now: HashMap<String, [u64; 4]>,
+    disk_now: HashMap<String, [u64; 7]>,
 }
 
-impl HostSampler {
-    pub fn new() -> io::Result<Self> {
-        let mut registry = Registry::default();
-        let cpu_total = registry.define("host", CPU_FIELDS, ["ticks"; 8], SeriesKind::Counter);
+impl ProcView {
+    fn new(prefix: &str, registry: &mut Registry) -> Self {
+        let cpu_total = registry.define(prefix, CPU_FIELDS, ["ticks"; 8], SeriesKind::Counter);
         let [context_switches] =
-            registry.define("host", ["ctxt"], ["switches"], SeriesKind::Counter);
+            registry.define(prefix, ["ctxt"], ["switches"], SeriesKind::Counter);
         let [procs_running] =
-            registry.define("host", ["procs_running"], ["tasks"], SeriesKind::Gauge);
-        let mem = registry.define("host", MEM_FIELDS, ["bytes"; 5], SeriesKind::Gauge);
-        let own = WatchedProcess {
-            run: RunId::MAX,
-            stat: ProcFile::open("/proc/self/stat")?,
-            io: ProcFile::open("/proc/self/io")?,
-            ids: registry.define("vmbench", PROC_FIELDS, PROC_UNITS, SeriesKind::Counter),
-        };
-        Ok(HostSampler {
-            stat: ProcFile::open("/proc/stat")?,
-            net_dev: ProcFile::open("/proc/net/dev")?,
-            diskstats: ProcFile::open("/proc/diskstats")?,
-            meminfo: ProcFile::open("/proc/meminfo")?,
-            buf: Vec::with_capacity(64 << 10),
-            registry,
+            registry.define(prefix, ["procs_running"], ["tasks"], SeriesKind::Gauge);
+        let mem = registry.define(prefix, MEM_FIELDS, ["bytes"; 5], SeriesKind::Gauge);
+        ProcView {
+            prefix: prefix.to_string(),
             cpu_total,
             cpus: Vec::new(),
             context_switches,
@@ -188,65 +188,17 @@ impl HostSampler {
             mem,
             nets: HashMap::new(),
             disks: HashMap::new(),
-            processes: Vec::new(),
-            own,
-            errors: Vec::new(),
-        })
-    }
-
-    pub fn watch(&mut self, run: RunId, pid: u32) {
-        let opened = ProcFile::open(&format!("/proc/{pid}/stat"))
-            .and_then(|stat| Ok((stat, ProcFile::open(&format!("/proc/{pid}/io"))?)));
-        match opened {
-            Ok((stat, io)) => {
-                let ids = self.registry.define(
-                    &format!("run/{run}"),
-                    PROC_FIELDS,
-                    PROC_UNITS,
-                    SeriesKind::Counter,
-                );
-                self.processes.push(WatchedProcess { run, stat, io, ids });
-            }
-            Err(e) => self
-                .errors
-                .push(format!("cannot sample process {pid} of run {run}: {e}")),
+            net_now: HashMap::new(),
+            disk_now: HashMap::new(),
         }
     }
 
-    pub fn unwatch(&mut self, run: RunId) {
-        self.processes.retain(|p| p.run != run);
-    }
-
-    /// Series first seen since the last call, to be announced before the sample.
-    pub fn take_new_series(&mut self) -> Vec<SeriesDef> {
-        std::mem::take(&mut self.registry.new_defs)
-    }
-
-    /// Problems met while sampling (a file unreadable, a process gone).
-    pub fn take_errors(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.errors)
-    }
-
-    pub fn sample(&mut self, t: Nanos) -> Sample {
-        let mut values = Vec::with_capacity(self.registry.next as usize);
-        if let Err(e) = self.sample_stat(&mut values) {
-            self.errors.push(format!("/proc/stat: {e}"));
-        }
-        if let Err(e) = self.sample_meminfo(&mut values) {
-            self.errors.push(format!("/proc/meminfo: {e}"));
-        }
-        if let Err(e) = self.sample_net(&mut values) {
-            self.errors.push(format!("/proc/net/dev: {e}"));
-        }
-        if let Err(e) = self.sample_disks(&mut values) {
-            self.errors.push(format!("/proc/diskstats: {e}"));
-        }
-        self.sample_processes(&mut values);
-        Sample { t, values }
-    }
-
-    fn sample_stat(&mut self, values: &mut Vec<(SeriesId, u64)>) -> anyhow::Result<()> {
-        let bytes = self.stat.read_into(&mut self.buf)?;
+    fn stat(
+        &mut self,
+        bytes: &[u8],
+        registry: &mut Registry,
+        values: &mut Vec<(SeriesId, u64)>,
+    ) -> anyhow::Result<()> {
         let stats = KernelStats::from_read(bytes, procfs::current_system_info())?;
         let cpu_values = |c: &procfs::CpuTime| {
             [
@@ -262,10 +214,8 @@ impl HostSampler {
         };
         values.extend(self.cpu_total.iter().copied().zip(cpu_values(&stats.total)));
         while self.cpus.len() < stats.cpu_time.len() {
-            let source = format!("host/cpu{}", self.cpus.len());
-            let ids = self
-                .registry
-                .define(&source, CPU_FIELDS, ["ticks"; 8], SeriesKind::Counter);
+            let source = format!("{}/cpu{}", self.prefix, self.cpus.len());
+            let ids = registry.define(&source, CPU_FIELDS, ["ticks"; 8], SeriesKind::Counter);
             self.cpus.push(ids);
         }
         for (ids, cpu) in self.cpus.iter().zip(&stats.cpu_time) {
@@ -279,8 +229,7 @@ impl HostSampler {
         Ok(())
     }
 
-    fn sample_meminfo(&mut self, values: &mut Vec<(SeriesId, u64)>) -> anyhow::Result<()> {
-        let bytes = self.meminfo.read_into(&mut self.buf)?;
+    fn meminfo(&mut self, bytes: &[u8], values: &mut Vec<(SeriesId, u64)>) -> anyhow::Result<()> {
         let m = Meminfo::from_read(bytes)?;
         let read = [
             m.mem_total,
@@ -293,26 +242,26 @@ impl HostSampler {
         Ok(())
     }
 
-    fn sample_net(&mut self, values: &mut Vec<(SeriesId, u64)>) -> anyhow::Result<()> {
-        let bytes = self.net_dev.read_into(&mut self.buf)?;
+    fn net(
+        &mut self,
+        bytes: &[u8],
+        registry: &mut Registry,
+        values: &mut Vec<(SeriesId, u64)>,
+    ) -> anyhow::Result<()> {
         let devices = InterfaceDeviceStatus::from_read(bytes)?;
         let mut names: Vec<&String> = devices.0.keys().collect();
         names.sort();
+        self.net_now.clear();
         for name in names {
             let dev = &devices.0[name];
-            let ids = match self.nets.get(name) {
-                Some(ids) => *ids,
-                None => {
-                    let ids = self.registry.define(
-                        &format!("host/net/{name}"),
-                        NET_FIELDS,
-                        NET_UNITS,
-                        SeriesKind::Counter,
-                    );
-                    self.nets.insert(name.clone(), ids);
-                    ids
-                }
-            };
+            let ids = *self.nets.entry(name.clone()).or_insert_with(|| {
+                registry.define(
+                    &format!("{}/net/{name}", self.prefix),
+                    NET_FIELDS,
+                    NET_UNITS,
+                    SeriesKind::Counter,
+                )
+            });
             let read = [
                 dev.recv_bytes,
                 dev.recv_packets,
@@ -320,13 +269,20 @@ impl HostSampler {
                 dev.sent_packets,
             ];
             values.extend(ids.iter().copied().zip(read));
+            self.net_now.insert(name.clone(), read);
         }
         Ok(())
     }
 
-    fn sample_disks(&mut self, values: &mut Vec<(SeriesId, u64)>) -> anyhow::Result<()> {
-        let bytes = self.diskstats.read_into(&mut self.buf)?;
+    fn disks(
+        &mut self,
+        bytes: &[u8],
+        registry: &mut Registry,
+        values: &mut Vec<(SeriesId, u64)>,
+        is_partition: fn(&str, &HashMap<String, [u64; 7]>) -> bool,
+    ) -> anyhow::Result<()> {
         let disks = DiskStats::from_read(bytes)?;
+        self.disk_now.clear();
         for d in &disks.0 {
             let read = [
                 d.reads,
@@ -337,17 +293,17 @@ impl HostSampler {
                 d.time_writing,
                 d.time_in_progress,
             ];
+            self.disk_now.insert(d.name.clone(), read);
+        }
+        for d in &disks.0 {
+            let read = self.disk_now[&d.name];
             let known = self.disks.get(&d.name).copied();
             let state = match known {
                 Some(settled @ (DiskState::Partition | DiskState::Tracked(_))) => settled,
                 _ if read.iter().all(|v| *v == 0) => DiskState::Idle,
-                _ if std::path::Path::new(&format!("/sys/class/block/{}/partition", d.name))
-                    .exists() =>
-                {
-                    DiskState::Partition
-                }
-                _ => DiskState::Tracked(self.registry.define(
-                    &format!("host/disk/{}", d.name),
+                _ if is_partition(&d.name, &self.disk_now) => DiskState::Partition,
+                _ => DiskState::Tracked(registry.define(
+                    &format!("{}/disk/{}", self.prefix, d.name),
                     DISK_FIELDS,
                     DISK_UNITS,
                     SeriesKind::Counter,
@@ -370,6 +326,245 @@ impl HostSampler {
         }
         Ok(())
     }
+}
+
+fn host_partition(name: &str, _: &HashMap<String, [u64; 7]>) -> bool {
+    std::path::Path::new(&format!("/sys/class/block/{name}/partition")).exists()
+}
+
+/// A guest's view of its own disks, where the host's /sys cannot tell: a
+/// device named as another plus digits (vda1), or plus `p` and digits after
+/// a name ending in a digit (nvme0n1p1), is a partition of it.
+fn guest_partition(name: &str, all: &HashMap<String, [u64; 7]>) -> bool {
+    all.keys().any(|disk| {
+        let Some(rest) = name.strip_prefix(disk.as_str()) else {
+            return false;
+        };
+        let digits = if disk.ends_with(|c: char| c.is_ascii_digit()) {
+            rest.strip_prefix('p').unwrap_or("")
+        } else {
+            rest
+        };
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// A guest as the host sees it: its interface, its disk, its cgroup or its
+/// process, as `host-seen:<guest>` series.
+struct HostSeenGuest {
+    interface: Option<(String, [SeriesId; 4])>,
+    disk: Option<(String, [SeriesId; 7])>,
+    cgroup: Option<(ProcFile, CgroupVersion, SeriesId)>,
+    process: Option<WatchedProcess>,
+}
+
+#[derive(Clone, Copy)]
+enum CgroupVersion {
+    /// cpu.stat's usage_usec.
+    V2,
+    /// cpuacct.usage, in nanoseconds.
+    V1,
+}
+
+pub struct HostSampler {
+    stat: ProcFile,
+    net_dev: ProcFile,
+    diskstats: ProcFile,
+    meminfo: ProcFile,
+    buf: Vec<u8>,
+    registry: Registry,
+    view: ProcView,
+    processes: Vec<WatchedProcess>,
+    /// vmbench's own process, so that its cost is in every recording.
+    own: WatchedProcess,
+    guests: Vec<HostSeenGuest>,
+    errors: Vec<String>,
+}
+
+impl HostSampler {
+    pub fn new(ids: SeriesIds) -> io::Result<Self> {
+        let mut registry = Registry::new(ids);
+        let view = ProcView::new("host", &mut registry);
+        let own = WatchedProcess {
+            run: RunId::MAX,
+            stat: ProcFile::open("/proc/self/stat")?,
+            io: ProcFile::open("/proc/self/io")?,
+            ids: registry.define("vmbench", PROC_FIELDS, PROC_UNITS, SeriesKind::Counter),
+        };
+        Ok(HostSampler {
+            stat: ProcFile::open("/proc/stat")?,
+            net_dev: ProcFile::open("/proc/net/dev")?,
+            diskstats: ProcFile::open("/proc/diskstats")?,
+            meminfo: ProcFile::open("/proc/meminfo")?,
+            buf: Vec::with_capacity(64 << 10),
+            registry,
+            view,
+            processes: Vec::new(),
+            own,
+            guests: Vec::new(),
+            errors: Vec::new(),
+        })
+    }
+
+    pub fn watch(&mut self, run: RunId, pid: u32) {
+        match WatchedProcess::open(run, pid, &format!("run/{run}"), &mut self.registry) {
+            Ok(p) => self.processes.push(p),
+            Err(e) => self
+                .errors
+                .push(format!("cannot sample process {pid} of run {run}: {e}")),
+        }
+    }
+
+    pub fn unwatch(&mut self, run: RunId) {
+        self.processes.retain(|p| p.run != run);
+    }
+
+    /// Follows a guest through what the host sees of it. Parts that cannot be
+    /// found are reported once and left out; the rest are sampled.
+    pub fn watch_guest(&mut self, guest: &Guest) {
+        let name = guest.name();
+        let source = format!("host-seen:{name}");
+        let mut seen = HostSeenGuest {
+            interface: None,
+            disk: None,
+            cgroup: None,
+            process: None,
+        };
+        if let Some(interface) = &guest.interface {
+            seen.interface = Some((
+                interface.clone(),
+                self.registry.define(
+                    &source,
+                    NET_METRICS_PREFIXED,
+                    NET_UNITS,
+                    SeriesKind::Counter,
+                ),
+            ));
+        }
+        let device = match (&guest.block_device, &guest.image) {
+            (Some(dev), _) => Some(Ok(dev.trim_start_matches("/dev/").to_string())),
+            (None, Some(image)) => Some(loop_device_of(std::path::Path::new(image))),
+            (None, None) => None,
+        };
+        match device {
+            Some(Ok(dev)) => {
+                let ids = self.registry.define(
+                    &source,
+                    DISK_METRICS_PREFIXED,
+                    DISK_UNITS,
+                    SeriesKind::Counter,
+                );
+                seen.disk = Some((dev, ids));
+            }
+            Some(Err(e)) => self.errors.push(format!("guest {name}: {e}")),
+            None => {}
+        }
+        if let Some(path) = &guest.cgroup {
+            match open_cgroup(path) {
+                Ok((file, version)) => {
+                    let [id] = self.registry.define(
+                        &source,
+                        ["cpu.cgroup_ns"],
+                        ["ns"],
+                        SeriesKind::Counter,
+                    );
+                    seen.cgroup = Some((file, version, id));
+                }
+                Err(e) => self
+                    .errors
+                    .push(format!("guest {name}: cgroup {path}: {e}")),
+            }
+        }
+        match find_process(guest) {
+            Some(Ok(pid)) => {
+                match WatchedProcess::open(RunId::MAX, pid, &source, &mut self.registry) {
+                    Ok(p) => seen.process = Some(p),
+                    Err(e) => self
+                        .errors
+                        .push(format!("guest {name}: process {pid}: {e}")),
+                }
+            }
+            Some(Err(e)) => self.errors.push(format!("guest {name}: {e}")),
+            None => {}
+        }
+        self.guests.push(seen);
+    }
+
+    /// Series first seen since the last call, to be announced before the sample.
+    pub fn take_new_series(&mut self) -> Vec<SeriesDef> {
+        std::mem::take(&mut self.registry.new_defs)
+    }
+
+    /// Problems met while sampling (a file unreadable, a process gone).
+    pub fn take_errors(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.errors)
+    }
+
+    pub fn sample(&mut self, t: Nanos) -> Sample {
+        let mut values = Vec::with_capacity(self.registry.count);
+        let view = &mut self.view;
+        let registry = &mut self.registry;
+        let read = self.stat.read_into(&mut self.buf);
+        if let Err(e) = read
+            .map_err(anyhow::Error::from)
+            .and_then(|b| view.stat(b, registry, &mut values))
+        {
+            self.errors.push(format!("/proc/stat: {e}"));
+        }
+        let read = self.meminfo.read_into(&mut self.buf);
+        if let Err(e) = read
+            .map_err(anyhow::Error::from)
+            .and_then(|b| view.meminfo(b, &mut values))
+        {
+            self.errors.push(format!("/proc/meminfo: {e}"));
+        }
+        let read = self.net_dev.read_into(&mut self.buf);
+        if let Err(e) = read
+            .map_err(anyhow::Error::from)
+            .and_then(|b| view.net(b, registry, &mut values))
+        {
+            self.errors.push(format!("/proc/net/dev: {e}"));
+        }
+        let read = self.diskstats.read_into(&mut self.buf);
+        if let Err(e) = read
+            .map_err(anyhow::Error::from)
+            .and_then(|b| view.disks(b, registry, &mut values, host_partition))
+        {
+            self.errors.push(format!("/proc/diskstats: {e}"));
+        }
+        self.sample_guests(&mut values);
+        self.sample_processes(&mut values);
+        Sample { t, values }
+    }
+
+    fn sample_guests(&mut self, values: &mut Vec<(SeriesId, u64)>) {
+        for guest in &mut self.guests {
+            if let Some((name, ids)) = &guest.interface {
+                if let Some(read) = self.view.net_now.get(name) {
+                    values.extend(ids.iter().copied().zip(*read));
+                }
+            }
+            if let Some((name, ids)) = &guest.disk {
+                if let Some(read) = self.view.disk_now.get(name) {
+                    values.extend(ids.iter().copied().zip(*read));
+                }
+            }
+            if let Some((file, version, id)) = &guest.cgroup {
+                if let Some(ns) = file
+                    .read_into(&mut self.buf)
+                    .ok()
+                    .and_then(|b| cgroup_cpu_ns(b, *version))
+                {
+                    values.push((*id, ns));
+                }
+            }
+            if let Some(p) = &guest.process {
+                if !sample_process(p, &mut self.buf, values) {
+                    guest.process = None;
+                }
+            }
+        }
+    }
 
     fn sample_processes(&mut self, values: &mut Vec<(SeriesId, u64)>) {
         let buf = &mut self.buf;
@@ -377,6 +572,131 @@ impl HostSampler {
         // A process that has exited is dropped; its last sample stands.
         self.processes.retain(|p| sample_process(p, buf, values));
     }
+}
+
+const NET_METRICS_PREFIXED: [&str; 4] = [
+    "net.rx_bytes",
+    "net.rx_packets",
+    "net.tx_bytes",
+    "net.tx_packets",
+];
+const DISK_METRICS_PREFIXED: [&str; 7] = [
+    "disk.reads",
+    "disk.read_sectors",
+    "disk.read_ms",
+    "disk.writes",
+    "disk.write_sectors",
+    "disk.write_ms",
+    "disk.io_ms",
+];
+
+impl WatchedProcess {
+    fn open(run: RunId, pid: u32, source: &str, registry: &mut Registry) -> io::Result<Self> {
+        let stat = ProcFile::open(&format!("/proc/{pid}/stat"))?;
+        let io = ProcFile::open(&format!("/proc/{pid}/io"))?;
+        let ids = registry.define(source, PROC_FIELDS, PROC_UNITS, SeriesKind::Counter);
+        Ok(WatchedProcess { run, stat, io, ids })
+    }
+}
+
+/// The loop device whose backing file is `image`.
+fn loop_device_of(image: &std::path::Path) -> Result<String, String> {
+    let wanted =
+        std::fs::canonicalize(image).map_err(|e| format!("image {}: {e}", image.display()))?;
+    let entries = std::fs::read_dir("/sys/block").map_err(|e| format!("/sys/block: {e}"))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let backing = entry.path().join("loop/backing_file");
+        if let Ok(text) = std::fs::read_to_string(&backing) {
+            if std::path::Path::new(text.trim()) == wanted {
+                return Ok(name);
+            }
+        }
+    }
+    Err(format!(
+        "image {} is not attached to any loop device",
+        image.display()
+    ))
+}
+
+/// The cgroup's CPU counter: v2 where the cgroup exists there, else v1's
+/// cpuacct hierarchy.
+fn open_cgroup(path: &str) -> Result<(ProcFile, CgroupVersion), String> {
+    let path = path.trim_start_matches('/');
+    let v2_roots = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
+    for root in v2_roots {
+        if std::path::Path::new(&format!("{root}/cgroup.controllers")).exists() {
+            if let Ok(f) = ProcFile::open(&format!("{root}/{path}/cpu.stat")) {
+                return Ok((f, CgroupVersion::V2));
+            }
+        }
+    }
+    for root in ["/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/cpu,cpuacct"] {
+        if let Ok(f) = ProcFile::open(&format!("{root}/{path}/cpuacct.usage")) {
+            return Ok((f, CgroupVersion::V1));
+        }
+    }
+    Err("not found under cgroup v2 nor v1 cpuacct".into())
+}
+
+fn cgroup_cpu_ns(bytes: &[u8], version: CgroupVersion) -> Option<u64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    match version {
+        CgroupVersion::V1 => text.trim().parse().ok(),
+        CgroupVersion::V2 => text
+            .lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|us| us * 1000),
+    }
+}
+
+/// The guest's process from `pid`, `pidfile` or `process` (a regex over
+/// /proc/*/cmdline); None when the plan gives none.
+fn find_process(guest: &Guest) -> Option<Result<u32, String>> {
+    if let Some(pid) = guest.pid {
+        return Some(Ok(pid));
+    }
+    if let Some(file) = &guest.pidfile {
+        return Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| format!("pidfile {file}: {e}"))
+                .and_then(|t| {
+                    t.trim()
+                        .parse()
+                        .map_err(|_| format!("pidfile {file} holds no pid"))
+                }),
+        );
+    }
+    let pattern = guest.process.as_ref()?;
+    let Ok(re) = regex::Regex::new(pattern) else {
+        return Some(Err(format!("process pattern {pattern:?} is not valid")));
+    };
+    let own = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == own {
+            continue;
+        }
+        if let Ok(raw) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            if re.is_match(cmdline.trim_end()) {
+                found.push(pid);
+            }
+        }
+    }
+    Some(match found.as_slice() {
+        [pid] => Ok(*pid),
+        [] => Err(format!("no process matches {pattern:?}")),
+        many => Err(format!(
+            "{} processes match {pattern:?} ({:?}); make the pattern specific",
+            many.len(),
+            many
+        )),
+    })
 }
 
 /// False when the process is gone.
@@ -400,6 +720,123 @@ fn sample_process(
         values.push((p.ids[3], io.write_bytes));
     }
     true
+}
+
+/// What a guest sees of itself, read over SFTP from its own /proc on a
+/// session of its own: the files stay open on the guest and are re-read from
+/// offset 0, so a tick starts no process there.
+pub struct GuestSampler {
+    files: Vec<(&'static str, ssh2::File)>,
+    buf: Vec<u8>,
+    registry: Registry,
+    view: ProcView,
+    errors: Vec<String>,
+    // Declared last so that the files close before the SFTP channel.
+    _sftp: ssh2::Sftp,
+}
+
+const GUEST_FILES: [&str; 4] = [
+    "/proc/stat",
+    "/proc/meminfo",
+    "/proc/net/dev",
+    "/proc/diskstats",
+];
+
+impl GuestSampler {
+    pub fn open(session: &ssh2::Session, guest: &str, ids: SeriesIds) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let sftp = session.sftp().context("opening SFTP")?;
+        let mut files = Vec::new();
+        for path in GUEST_FILES {
+            let file = sftp
+                .open(std::path::Path::new(path))
+                .with_context(|| format!("opening {path} on the guest"))?;
+            files.push((path, file));
+        }
+        let mut registry = Registry::new(ids);
+        let view = ProcView::new(&format!("guest:{guest}"), &mut registry);
+        Ok(GuestSampler {
+            files,
+            buf: Vec::with_capacity(64 << 10),
+            registry,
+            view,
+            errors: Vec::new(),
+            _sftp: sftp,
+        })
+    }
+
+    pub fn sample(&mut self, clock: &Clock) -> anyhow::Result<Sample> {
+        use std::io::{Read, Seek, SeekFrom};
+        let t0 = clock.now();
+        let mut values = Vec::with_capacity(self.registry.count);
+        for (path, file) in &mut self.files {
+            self.buf.clear();
+            file.seek(SeekFrom::Start(0))?;
+            file.read_to_end(&mut self.buf)?;
+            let parsed = match *path {
+                "/proc/stat" => self.view.stat(&self.buf, &mut self.registry, &mut values),
+                "/proc/meminfo" => self.view.meminfo(&self.buf, &mut values),
+                "/proc/net/dev" => self.view.net(&self.buf, &mut self.registry, &mut values),
+                _ => self
+                    .view
+                    .disks(&self.buf, &mut self.registry, &mut values, guest_partition),
+            };
+            if let Err(e) = parsed {
+                self.errors.push(format!("{path}: {e}"));
+            }
+        }
+        // Stamped halfway through the reads, like a clock probe.
+        let t = t0 + (clock.now() - t0) / 2;
+        Ok(Sample { t, values })
+    }
+}
+
+/// Samples a guest on its own thread until `stop` says so or the bus
+/// closes; a broken session ends it with a warning.
+pub fn run_guest_sampler(
+    mut sampler: GuestSampler,
+    guest: String,
+    clock: Clock,
+    interval: Duration,
+    sink: EventSink,
+    stop: Receiver<()>,
+) {
+    let interval = interval.as_nanos() as Nanos;
+    let start = clock.now();
+    let mut due = start;
+    loop {
+        match sampler.sample(&clock) {
+            Ok(sample) => {
+                for def in std::mem::take(&mut sampler.registry.new_defs) {
+                    sink.send(Event::SeriesDefined(def));
+                }
+                if !sink.send(Event::Sample(sample)) {
+                    return;
+                }
+            }
+            Err(e) => {
+                sink.send(Event::Log {
+                    t: clock.now(),
+                    level: crate::event::LogLevel::Warn,
+                    text: format!("{guest}: guest-side sampling stopped: {e:#}"),
+                });
+                return;
+            }
+        }
+        for text in std::mem::take(&mut sampler.errors) {
+            sink.send(Event::Log {
+                t: clock.now(),
+                level: crate::event::LogLevel::Warn,
+                text: format!("{guest}: {text}"),
+            });
+        }
+        (_, due) = next_tick(start, interval, clock.now().max(due));
+        let wait = due.saturating_sub(clock.now());
+        match stop.recv_timeout(Duration::from_nanos(wait)) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+    }
 }
 
 /// Tick k of a schedule that started at `start`: never drifts, and a tick
@@ -470,7 +907,7 @@ mod tests {
 
     #[test]
     fn real_proc_gives_cpu_memory_and_loopback() {
-        let mut sampler = HostSampler::new().expect("/proc is readable");
+        let mut sampler = HostSampler::new(SeriesIds::default()).expect("/proc is readable");
         let first = sampler.sample(1);
         let defs = sampler.take_new_series();
         assert!(sampler.take_errors().is_empty());
@@ -493,7 +930,7 @@ mod tests {
             .arg("5")
             .spawn()
             .expect("sleep runs");
-        let mut sampler = HostSampler::new().expect("/proc is readable");
+        let mut sampler = HostSampler::new(SeriesIds::default()).expect("/proc is readable");
         sampler.watch(7, child.id());
         sampler.sample(1);
         let defs = sampler.take_new_series();

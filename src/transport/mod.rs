@@ -7,7 +7,7 @@ pub mod ssh;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Barrier, OnceLock};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,23 @@ pub struct GuestInfo {
     pub clock_rtt_ns: Option<u64>,
     /// Where this binary was put on the guest, or why it could not run there.
     pub vmbench: Result<String, String>,
+}
+
+/// Arrives at a barrier once: on `arrive`, or when dropped on an early return.
+struct Arrival<'a>(Option<&'a Barrier>);
+
+impl Arrival<'_> {
+    fn arrive(&mut self) {
+        if let Some(barrier) = self.0.take() {
+            barrier.wait();
+        }
+    }
+}
+
+impl Drop for Arrival<'_> {
+    fn drop(&mut self) {
+        self.arrive();
+    }
 }
 
 /// This program's own bytes and digest, read once per process.
@@ -77,7 +94,12 @@ pub fn shell_command(argv: &[String]) -> String {
 
 /// Learns the guest's architecture and kernel, puts this binary in a fresh
 /// folder there (checksum verified) and measures the clock offset with it.
-pub fn prepare(connection: &ssh::Connection, address: &str) -> Result<GuestInfo> {
+///
+/// Uploads to several guests at once disturb each other's clock probes, so
+/// each guest waits at `quiet` (shared by all guests being prepared) between
+/// its upload and its probe. Every caller arrives there exactly once.
+pub fn prepare(connection: &ssh::Connection, address: &str, quiet: &Barrier) -> Result<GuestInfo> {
+    let mut arrival = Arrival(Some(quiet));
     let session = &connection.session;
     let (code, out, err) = ssh::run(session, "uname -m; uname -r")?;
     if code != 0 {
@@ -87,6 +109,7 @@ pub fn prepare(connection: &ssh::Connection, address: &str) -> Result<GuestInfo>
     let arch = words.next().unwrap_or_default().trim().to_string();
     let kernel = words.next().unwrap_or_default().trim().to_string();
     let vmbench = install(session, &arch);
+    arrival.arrive();
     let (clock_offset_ns, clock_rtt_ns) = match &vmbench {
         Ok(path) => match measure_clock(session, path) {
             Ok((offset, rtt)) => (Some(offset), Some(rtt)),
@@ -170,7 +193,7 @@ fn upload(session: &ssh2::Session, path: &str, bytes: &[u8]) -> Result<()> {
 /// NTP's estimate: the guest read its clock halfway through the round trip;
 /// the round trip with the least delay bounds the error best.
 fn measure_clock(session: &ssh2::Session, vmbench: &str) -> Result<(i64, u64)> {
-    const ROUNDS: usize = 9;
+    const ROUNDS: usize = 16;
     let mut channel = session.channel_session()?;
     channel.exec(&format!("{} workload clock", shell_quote(vmbench)))?;
     let mut best: Option<(i64, u64)> = None;

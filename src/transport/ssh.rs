@@ -383,6 +383,7 @@ pub struct Link {
     commands: Sender<LinkCommand>,
     wake: Arc<OwnedFd>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl Link {
@@ -426,8 +427,17 @@ impl Link {
         self.send(LinkCommand::Kill { id });
     }
 
+    /// Asks the session to end: running commands are killed, `on_close`
+    /// runs, the connection is closed.
     pub fn close(&self) {
         self.send(LinkCommand::Close);
+    }
+
+    pub fn wait_closed(&self) {
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -490,13 +500,14 @@ pub fn spawn_link(
     let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
     let (tx, rx) = channel();
     let thread_wake = wake.clone();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(format!("ssh-{name}"))
         .spawn(move || link_loop(connection, rx, &thread_wake, on_close))?;
     Ok(Link {
         commands: tx,
         wake,
         next_id: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        thread: Arc::new(Mutex::new(Some(thread))),
     })
 }
 

@@ -152,25 +152,60 @@ impl OutputParser for LineParser {
     }
 }
 
-/// Waits for the orchestrator's release byte. False when the orchestrator
-/// closed the pipe instead (the phase was cancelled before it began).
+/// Waits at the barrier for the orchestrator's release line: empty (go now)
+/// or `at NS`, a CLOCK_MONOTONIC instant of this machine to start at. A
+/// start instant lets every copy, here or on any guest, wake in its own
+/// kernel at the same moment, however long the release took to arrive.
+/// False when the orchestrator closed the pipe instead (the phase was
+/// cancelled before it began).
 fn wait_at_gate(gate: bool) -> bool {
     if !gate {
         return true;
     }
     emit(&Line::Ready);
+    let mut line = Vec::new();
     let mut byte = [0u8; 1];
-    if !matches!(io::stdin().lock().read(&mut byte), Ok(1)) {
-        return false;
+    loop {
+        match io::stdin().lock().read(&mut byte) {
+            Ok(1) if byte[0] == b'\n' => break,
+            Ok(1) => line.push(byte[0]),
+            _ => return false,
+        }
     }
     // The orchestrator keeps stdin open while the copy runs; its end means the
     // orchestrator (or the SSH connection to it) is gone, and so is the copy.
+    // Started before the start instant, so that it costs the start nothing.
     std::thread::spawn(|| {
         let mut rest = [0u8; 64];
         while matches!(io::stdin().lock().read(&mut rest), Ok(n) if n > 0) {}
         std::process::exit(3);
     });
+    if let Some(at) = std::str::from_utf8(&line)
+        .ok()
+        .and_then(|l| l.strip_prefix("at "))
+        .and_then(|ns| ns.trim().parse::<u64>().ok())
+    {
+        sleep_until_monotonic(at);
+    }
     true
+}
+
+fn sleep_until_monotonic(at_ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (at_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (at_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: clock_nanosleep reads the timespec it is given; with
+    // TIMER_ABSTIME no remainder is written. EINTR is retried.
+    while unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &ts,
+            std::ptr::null_mut(),
+        )
+    } == libc::EINTR
+    {}
 }
 
 /// Answers each line on stdin with this machine's CLOCK_MONOTONIC in
