@@ -59,8 +59,9 @@ fn reach(
         }
     };
     let key_added = connection.host_key_added;
-    let info =
-        transport::prepare(&connection, &guest.endpoint(), quiet).map_err(|e| format!("{e:#}"))?;
+    let exe = std::env::current_exe().map_err(|e| format!("finding vmbench: {e}"))?;
+    let info = transport::prepare(&connection, &guest.endpoint(), &exe, quiet)
+        .map_err(|e| format!("{e:#}"))?;
     if let Some(command) = transport::cleanup_command(&info) {
         let _ = ssh::run(&connection.session, &command);
     }

@@ -140,6 +140,7 @@ impl Orchestrator {
                 sink: self.sink.clone(),
                 ids: self.series_ids.clone(),
                 interval: self.plan.interval.get(),
+                exe: self.exe.clone(),
             },
         );
         let mut targets = Targets {

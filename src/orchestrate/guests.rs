@@ -3,6 +3,7 @@
 //! their guests ready and one unreachable guest holds up nobody else.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
@@ -30,6 +31,8 @@ pub struct PoolContext {
     pub sink: EventSink,
     pub ids: SeriesIds,
     pub interval: Duration,
+    /// The vmbench binary put on each guest.
+    pub exe: PathBuf,
 }
 
 impl GuestPool {
@@ -52,6 +55,7 @@ impl GuestPool {
             let guest = guest.clone();
             let name = guest.name().to_string();
             let origin = ctx.plan_origin.clone();
+            let exe = ctx.exe.clone();
             let (clock, sink, ids, interval) =
                 (ctx.clock, ctx.sink.clone(), ctx.ids.clone(), ctx.interval);
             let spawned = std::thread::Builder::new()
@@ -65,7 +69,7 @@ impl GuestPool {
                         });
                     };
                     state(GuestState::Connecting);
-                    let remote = bring_up(&guest, &origin, &quiet);
+                    let remote = bring_up(&guest, &origin, &exe, &quiet);
                     match &remote {
                         Ok(r) => state(GuestState::Ready {
                             info: (*r.info).clone(),
@@ -154,7 +158,13 @@ impl GuestPool {
         for handle in self.threads {
             let _ = handle.join();
         }
-        let mut names: Vec<&String> = self.ready.keys().collect();
+        // A guest that failed keeps its failure as its last state.
+        let mut names: Vec<&String> = self
+            .ready
+            .iter()
+            .filter(|(_, rx)| matches!(rx.borrow().as_ref(), Some(Ok(_))))
+            .map(|(name, _)| name)
+            .collect();
         names.sort();
         for name in names {
             sink.send(Event::GuestState {
@@ -166,7 +176,12 @@ impl GuestPool {
     }
 }
 
-fn bring_up(guest: &Guest, plan_origin: &str, quiet: &Barrier) -> Result<Remote, String> {
+fn bring_up(
+    guest: &Guest,
+    plan_origin: &str,
+    exe: &Path,
+    quiet: &Barrier,
+) -> Result<Remote, String> {
     let host = guest.address.as_deref().unwrap_or_default();
     let connection = match ssh::connect(guest, ssh::UnknownKey::Refuse) {
         Ok(c) => c,
@@ -175,8 +190,8 @@ fn bring_up(guest: &Guest, plan_origin: &str, quiet: &Barrier) -> Result<Remote,
             return Err(e.describe(plan_origin, host));
         }
     };
-    let info =
-        transport::prepare(&connection, &guest.endpoint(), quiet).map_err(|e| format!("{e:#}"))?;
+    let info = transport::prepare(&connection, &guest.endpoint(), exe, quiet)
+        .map_err(|e| format!("{e:#}"))?;
     let link = ssh::spawn_link(connection, guest.name(), transport::cleanup_command(&info))
         .map_err(|e| format!("no thread for the session: {e}"))?;
     Ok(Remote {

@@ -7,7 +7,8 @@ pub mod ssh;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
-use std::sync::{Arc, Barrier, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier, Mutex};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
@@ -49,24 +50,28 @@ impl Drop for Arrival<'_> {
     }
 }
 
-/// This program's own bytes and digest, read once per process.
+/// The vmbench binary's bytes and digest, read once per process.
 struct Image {
+    path: PathBuf,
     bytes: Vec<u8>,
     sha256: String,
 }
 
-fn own_image() -> Result<&'static Image, String> {
-    static IMAGE: OnceLock<Result<Image, String>> = OnceLock::new();
-    IMAGE
-        .get_or_init(|| {
-            let path = std::env::current_exe().map_err(|e| format!("finding vmbench: {e}"))?;
-            let bytes =
-                std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-            let sha256 = hex(&Sha256::digest(&bytes));
-            Ok(Image { bytes, sha256 })
-        })
-        .as_ref()
-        .map_err(Clone::clone)
+fn image_of(path: &Path) -> Result<Arc<Image>, String> {
+    static IMAGE: Mutex<Option<Arc<Image>>> = Mutex::new(None);
+    let mut cached = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(image) = cached.as_ref().filter(|i| i.path == path) {
+        return Ok(image.clone());
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let sha256 = hex(&Sha256::digest(&bytes));
+    let image = Arc::new(Image {
+        path: path.to_path_buf(),
+        bytes,
+        sha256,
+    });
+    *cached = Some(image.clone());
+    Ok(image)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -92,13 +97,18 @@ pub fn shell_command(argv: &[String]) -> String {
         .join(" ")
 }
 
-/// Learns the guest's architecture and kernel, puts this binary in a fresh
+/// Learns the guest's architecture and kernel, puts the vmbench binary in a fresh
 /// folder there (checksum verified) and measures the clock offset with it.
 ///
 /// Uploads to several guests at once disturb each other's clock probes, so
 /// each guest waits at `quiet` (shared by all guests being prepared) between
 /// its upload and its probe. Every caller arrives there exactly once.
-pub fn prepare(connection: &ssh::Connection, address: &str, quiet: &Barrier) -> Result<GuestInfo> {
+pub fn prepare(
+    connection: &ssh::Connection,
+    address: &str,
+    vmbench: &Path,
+    quiet: &Barrier,
+) -> Result<GuestInfo> {
     let mut arrival = Arrival(Some(quiet));
     let session = &connection.session;
     let (code, out, err) = ssh::run(session, "uname -m; uname -r")?;
@@ -108,7 +118,7 @@ pub fn prepare(connection: &ssh::Connection, address: &str, quiet: &Barrier) -> 
     let mut words = out.lines();
     let arch = words.next().unwrap_or_default().trim().to_string();
     let kernel = words.next().unwrap_or_default().trim().to_string();
-    let vmbench = install(session, &arch);
+    let vmbench = install(session, &arch, vmbench);
     arrival.arrive();
     let (clock_offset_ns, clock_rtt_ns) = match &vmbench {
         Ok(path) => match measure_clock(session, path) {
@@ -129,7 +139,7 @@ pub fn prepare(connection: &ssh::Connection, address: &str, quiet: &Barrier) -> 
     })
 }
 
-fn install(session: &ssh2::Session, arch: &str) -> Result<String, String> {
+fn install(session: &ssh2::Session, arch: &str, vmbench: &Path) -> Result<String, String> {
     let ours = std::env::consts::ARCH;
     if arch != ours {
         return Err(format!(
@@ -137,7 +147,7 @@ fn install(session: &ssh2::Session, arch: &str) -> Result<String, String> {
              workloads cannot run there (external tools can)"
         ));
     }
-    let image = own_image()?;
+    let image = image_of(vmbench)?;
     let step =
         |what: &str, e: anyhow::Error| format!("putting vmbench on the guest: {what}: {e:#}");
     let (code, out, err) =

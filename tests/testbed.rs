@@ -1,0 +1,374 @@
+//! Against the testbed: real sshd guests in network namespaces, each with
+//! its own disk and cgroup, brought up by tests/testbed/testbed (root).
+//! The tests share the guests, so they take turns.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use vmbench::app::{Bus, Consumer, Live, Replay};
+use vmbench::event::{PhaseOutcome, RunOutcome};
+use vmbench::model::RunState;
+use vmbench::plan::LoadedPlan;
+use vmbench::store::Reader;
+
+const GUESTS: usize = 4;
+const STATE: &str = "/run/vmbench-testbed";
+
+fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vmbench"))
+}
+
+/// Brings the testbed up once (idempotent) and hands out one turn at a time.
+fn testbed() -> MutexGuard<'static, ()> {
+    static UP: OnceLock<()> = OnceLock::new();
+    static TURN: Mutex<()> = Mutex::new(());
+    UP.get_or_init(|| {
+        let script = format!("{}/tests/testbed/testbed", env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(&script)
+            .args(["up", &GUESTS.to_string()])
+            .output()
+            .expect("the testbed script runs");
+        assert!(
+            out.status.success(),
+            "`{script} up {GUESTS}` failed (it needs root and openssh-server): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn guest(i: usize, known_hosts: &str) -> String {
+    format!(
+        "[[guest]]\nname = \"g{i}\"\ntransport = \"ssh\"\ntechnology = \"netns\"\n\
+         address = \"198.18.0.{}\"\nuser = \"root\"\nidentity = \"{STATE}/id_ed25519\"\n\
+         known_hosts = \"{known_hosts}\"\ninterface = \"vmbt-g{i}h\"\n\
+         image = \"/var/tmp/vmbench-testbed/g{i}.img\"\ncgroup = \"/vmbench-testbed/g{i}\"\n\n",
+        10 + i
+    )
+}
+
+fn plan_text(guests: &str, benchmarks: &str) -> String {
+    format!(
+        "name = \"testbed-test\"\ninterval = \"500ms\"\n\n[[guest]]\nname = \"host\"\n\
+         transport = \"local\"\ntechnology = \"bare-metal\"\n\n{guests}{benchmarks}"
+    )
+}
+
+fn all_guests() -> String {
+    (1..=GUESTS)
+        .map(|i| guest(i, &format!("{STATE}/known_hosts")))
+        .collect()
+}
+
+fn write_plan(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("plan.toml");
+    std::fs::write(&path, text).expect("plan written");
+    path
+}
+
+fn drain_until_finished(consumer: &mut Consumer, bus: &Bus, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !consumer.finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the session did not finish within {limit:?}"
+        );
+        if let Ok(msg) = bus.rx.recv_timeout(Duration::from_millis(100)) {
+            consumer.take(msg);
+        }
+    }
+}
+
+fn run_live(plan: &Path, recording: &Path) -> Consumer {
+    let plan = LoadedPlan::from_file(plan).expect("test plan");
+    let (live, mut consumer, bus) =
+        Live::start(&plan, recording, true, exe()).expect("live session");
+    drain_until_finished(&mut consumer, &bus, Duration::from_secs(300));
+    live.shutdown();
+    consumer.close().expect("recording closes");
+    consumer
+}
+
+/// What `ps` shows inside a guest, over the testbed's own ssh.
+fn processes_in(i: usize) -> String {
+    let out = Command::new("ssh")
+        .args([
+            "-i",
+            &format!("{STATE}/id_ed25519"),
+            "-o",
+            &format!("UserKnownHostsFile={STATE}/known_hosts"),
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            &format!("root@198.18.0.{}", 10 + i),
+            "ps -eo pid,args",
+        ])
+        .output()
+        .expect("ssh runs");
+    assert!(
+        out.status.success(),
+        "ssh g{i}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// vmbench's folders on the guests (they share this host's /tmp).
+fn leftovers() -> Vec<PathBuf> {
+    std::fs::read_dir("/tmp")
+        .expect("/tmp")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmbench."))
+        })
+        .collect()
+}
+
+#[test]
+fn cpu_disk_and_net_on_1_2_and_4_guests_replay_to_the_same_results() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let benchmarks = "\
+[[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\nduration = \"2s\"\nconcurrency = [1, 2, 4]\nguests = [\"g1\", \"g2\", \"g3\", \"g4\"]\n\n\
+[[benchmark]]\nname = \"disk\"\nworkload = { type = \"disk\", size = \"32MiB\", dir = \"/srv/vmbench\" }\nduration = \"2s\"\nconcurrency = [1, 2, 4]\nguests = [\"g1\", \"g2\", \"g3\", \"g4\"]\n\n\
+[[benchmark]]\nname = \"net\"\nworkload = { type = \"net\" }\nduration = \"2s\"\nconcurrency = [1, 2, 4]\nguests = [\"g1\", \"g2\", \"g3\", \"g4\"]\n";
+    let plan = write_plan(dir.path(), &plan_text(&all_guests(), benchmarks));
+    let recording = dir.path().join("guests.vmb");
+    let live = run_live(&plan, &recording);
+    let session = &live.session;
+
+    assert_eq!(session.phases.len(), 9);
+    for phase in &session.phases {
+        assert_eq!(
+            phase.ended.map(|e| e.1),
+            Some(PhaseOutcome::Completed),
+            "phase {} {} x{}: {:?}",
+            phase.id,
+            phase.benchmark,
+            phase.concurrency,
+            session.log
+        );
+        assert!(phase.released.is_some());
+        let summary = phase.summary.as_ref().expect("summarised");
+        let skew = summary.skew.expect("every copy stamped its start");
+        assert!(skew < 100_000_000, "phase {} skew {skew} ns", phase.id);
+        for m in &summary.metrics {
+            assert!(
+                m.aggregate.is_some_and(|a| a > 0.0),
+                "phase {}: {m:?}",
+                phase.id
+            );
+        }
+        // Copy i ran on guest i+1: every guest of the phase took part.
+        let guests: Vec<&str> = session
+            .runs
+            .values()
+            .filter(|r| r.phase == phase.id)
+            .map(|r| r.guest.as_str())
+            .collect();
+        let expected: Vec<String> = (1..=phase.concurrency).map(|i| format!("g{i}")).collect();
+        assert_eq!(guests, expected);
+    }
+    assert_eq!(live.failed_runs, 0);
+    assert_eq!(session.guests.len(), GUESTS);
+
+    // Seen from inside each guest, and from the host.
+    let reader = Reader::open(&recording).expect("reader");
+    let has = |source: &str, metric: &str| {
+        reader
+            .series
+            .iter()
+            .any(|s| s.source == source && s.metric == metric)
+    };
+    for i in 1..=GUESTS {
+        assert!(has(&format!("guest:g{i}"), "cpu.steal"), "guest:g{i}");
+        assert!(has(&format!("guest:g{i}/net/eth0"), "tx_bytes"));
+        for metric in ["net.rx_bytes", "disk.write_sectors", "cpu.cgroup_ns"] {
+            assert!(
+                has(&format!("host-seen:g{i}"), metric),
+                "host-seen:g{i} {metric}"
+            );
+        }
+    }
+
+    // Nothing stays on the guests.
+    assert_eq!(leftovers(), Vec::<PathBuf>::new());
+
+    let (_replay, mut replayed, bus) = Replay::open(&recording, 10_000.0).expect("replay");
+    drain_until_finished(&mut replayed, &bus, Duration::from_secs(60));
+    let summaries = |c: &Consumer| {
+        c.session
+            .phases
+            .iter()
+            .map(|p| (p.id, p.released, p.ended, p.summary.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(summaries(&replayed), summaries(&live));
+    assert_eq!(replayed.session.guests, live.session.guests);
+}
+
+#[test]
+fn cancelling_mid_phase_leaves_no_benchmark_on_any_guest() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let benchmarks = "[[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\nduration = \"60s\"\nconcurrency = [4]\nguests = [\"g1\", \"g2\", \"g3\", \"g4\"]\n";
+    let plan = write_plan(dir.path(), &plan_text(&all_guests(), benchmarks));
+    let recording = dir.path().join("cancel.vmb");
+    let mut child = Command::new(exe())
+        .arg("record")
+        .arg(&plan)
+        .arg("-o")
+        .arg(&recording)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("vmbench record starts");
+
+    // Wait until the copies are released and running on every guest.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "the phase never started");
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Reader::open(&recording)
+            .ok()
+            .and_then(|r| r.events(0, u64::MAX).ok())
+            .map_or(0, |events| {
+                events.iter().filter(|e| e.kind() == "run_started").count()
+            });
+        if started == GUESTS {
+            break;
+        }
+    }
+    for i in 1..=GUESTS {
+        assert!(
+            processes_in(i).contains("vmbench workload cpu"),
+            "g{i} runs its copy"
+        );
+    }
+    // SAFETY: signals the child this test started.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().expect("vmbench exits");
+    assert!(status.code().is_some(), "exited by itself: {status:?}");
+    for i in 1..=GUESTS {
+        let ps = processes_in(i);
+        assert!(!ps.contains("vmbench workload"), "g{i} still runs:\n{ps}");
+    }
+    assert_eq!(leftovers(), Vec::<PathBuf>::new());
+    let events = Reader::open(&recording)
+        .expect("recording")
+        .events(0, u64::MAX)
+        .expect("events");
+    let cancelled = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                vmbench::event::Event::RunEnded {
+                    outcome: RunOutcome::Cancelled,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(cancelled, GUESTS);
+}
+
+#[test]
+fn an_unknown_host_key_is_refused_until_accepted() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, "").expect("empty known_hosts");
+    let guests = guest(1, known_hosts.to_str().expect("utf-8"));
+    let benchmarks = "[[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\nduration = \"1s\"\nconcurrency = [1]\nguests = [\"g1\"]\n";
+    let plan = write_plan(dir.path(), &plan_text(&guests, benchmarks));
+    let check = |extra: &[&str]| {
+        Command::new(exe())
+            .arg("check")
+            .arg(&plan)
+            .args(extra)
+            .output()
+            .expect("check runs")
+    };
+
+    let refused = check(&[]);
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(text.contains("g1: unknown host key SHA256:"), "{text}");
+    assert!(
+        text.contains(&format!("vmbench check {} --accept-new", plan.display())),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&known_hosts).expect("read"), "");
+
+    // A session refuses it too, and says so for the run.
+    let live = run_live(&plan, &dir.path().join("refused.vmb"));
+    let run = live.session.runs.values().next().expect("one run");
+    assert!(
+        matches!(&run.state, RunState::Done(RunOutcome::Failed { reason }) if reason.contains("unknown host key")),
+        "{:?}",
+        run.state
+    );
+
+    let accepted = check(&["--accept-new"]);
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stdout)
+    );
+    let written = std::fs::read_to_string(&known_hosts).expect("read");
+    assert!(written.starts_with("198.18.0.11 ssh-ed25519 "), "{written}");
+    assert!(check(&[]).status.success());
+
+    // A different key for the same address is refused even with --accept-new.
+    let other = std::fs::read_to_string(format!("{STATE}/g2/known_host")).expect("g2 key");
+    std::fs::write(&known_hosts, other.replace("198.18.0.12", "198.18.0.11")).expect("swap");
+    let changed = check(&["--accept-new"]);
+    let text = String::from_utf8_lossy(&changed.stdout);
+    assert_eq!(changed.status.code(), Some(1), "{text}");
+    assert!(text.contains("HOST KEY CHANGED"), "{text}");
+}
+
+#[test]
+fn an_unreachable_guest_fails_and_the_others_go_on() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An address on the testbed's bridge that no namespace answers.
+    let ghost = guest(1, &format!("{STATE}/known_hosts"))
+        .replace("name = \"g1\"", "name = \"ghost\"")
+        .replace("198.18.0.11", "198.18.0.250")
+        .replace("interface = \"vmbt-g1h\"\n", "")
+        .replace("image = \"/var/tmp/vmbench-testbed/g1.img\"\n", "")
+        .replace("cgroup = \"/vmbench-testbed/g1\"\n", "");
+    let guests = format!("{}{ghost}", guest(2, &format!("{STATE}/known_hosts")));
+    let benchmarks = "[[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\nduration = \"2s\"\nconcurrency = [2]\nguests = [\"g2\", \"ghost\"]\n";
+    let plan = write_plan(dir.path(), &plan_text(&guests, benchmarks));
+    let live = run_live(&plan, &dir.path().join("ghost.vmb"));
+    let phase = &live.session.phases[0];
+    assert_eq!(phase.ended.map(|e| e.1), Some(PhaseOutcome::Partial));
+    let state_of = |name: &str| {
+        live.session
+            .runs
+            .values()
+            .find(|r| r.guest == name)
+            .map(|r| r.state.clone())
+            .expect("a run per guest")
+    };
+    assert_eq!(state_of("g2"), RunState::Done(RunOutcome::Completed));
+    assert!(
+        matches!(state_of("ghost"), RunState::Done(RunOutcome::Failed { reason }) if reason.contains("guest unreachable")),
+        "{:?}",
+        state_of("ghost")
+    );
+    assert!(
+        live.session
+            .guests
+            .iter()
+            .any(|(name, state)| name == "ghost"
+                && matches!(state, vmbench::event::GuestState::Failed { .. }))
+    );
+}
