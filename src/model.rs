@@ -151,6 +151,28 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// A guest's load over the last interval, as the host saw it and as the
+/// guest saw itself: CPU in cores, network and disk in bytes per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GuestFigures {
+    pub host_cpu: Option<f64>,
+    pub host_net: Option<f64>,
+    pub host_disk: Option<f64>,
+    pub guest_cpu: Option<f64>,
+    pub guest_net: Option<f64>,
+    pub guest_disk: Option<f64>,
+}
+
+impl GuestFigures {
+    pub fn host_side(&self) -> [Option<f64>; 3] {
+        [self.host_cpu, self.host_net, self.host_disk]
+    }
+
+    pub fn guest_side(&self) -> [Option<f64>; 3] {
+        [self.guest_cpu, self.guest_net, self.guest_disk]
+    }
+}
+
 /// The share of all CPUs' time in each state over one interval, in percent.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CpuShares {
@@ -536,6 +558,83 @@ impl Session {
                 .and_then(|s| self.rates(s, 1).last().map(|r| r.1))
         };
         Some((rate("cpu.utime")? + rate("cpu.stime").unwrap_or(0.0)) / ticks * 100.0)
+    }
+
+    /// The last interval's rate of one series, if it has two points.
+    fn last_rate(&self, source: &str, metric: &str) -> Option<f64> {
+        self.series_named(source, metric)
+            .and_then(|s| self.rates(s, 1).last().map(|r| r.1))
+    }
+
+    /// What the host and the guest itself saw of a guest over the last
+    /// interval; each figure is None when nothing measures it.
+    pub fn guest_figures(&self, guest: &str) -> GuestFigures {
+        let host = format!("host-seen:{guest}");
+        let inside = format!("guest:{guest}");
+        let ticks = self.header.host.clock_ticks_per_sec.max(1) as f64;
+        let sum = |parts: [Option<f64>; 2]| match parts {
+            [None, None] => None,
+            [a, b] => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        };
+        let host_cpu = self
+            .last_rate(&host, "cpu.cgroup_ns")
+            .map(|ns| ns / NANOS_PER_SEC)
+            .or_else(|| {
+                sum([
+                    self.last_rate(&host, "cpu.utime"),
+                    self.last_rate(&host, "cpu.stime"),
+                ])
+                .map(|t| t / ticks)
+            });
+        let host_net = sum([
+            self.last_rate(&host, "net.rx_bytes"),
+            self.last_rate(&host, "net.tx_bytes"),
+        ]);
+        let host_disk = sum([
+            self.last_rate(&host, "disk.read_sectors"),
+            self.last_rate(&host, "disk.write_sectors"),
+        ])
+        .map(|sectors| sectors * 512.0);
+        let guest_cpus = self
+            .all_series()
+            .filter(|s| {
+                s.def.metric == "cpu.user"
+                    && s.def
+                        .source
+                        .strip_prefix(&inside)
+                        .is_some_and(|rest| rest.starts_with("/cpu"))
+            })
+            .count();
+        let guest_cpu = self
+            .cpu_shares(&inside, 1)
+            .last()
+            .map(|shares| shares.busy() / 100.0 * guest_cpus.max(1) as f64);
+        // The guest's own loopback never leaves it; the host cannot see it.
+        let guest_sum = |kind: &str, metrics: [&str; 2]| {
+            let prefix = format!("{inside}/{kind}/");
+            let mut total = None;
+            for s in self.all_series() {
+                let Some(device) = s.def.source.strip_prefix(&prefix) else {
+                    continue;
+                };
+                if device == "lo" || !metrics.contains(&s.def.metric.as_str()) {
+                    continue;
+                }
+                if let Some((_, rate)) = self.rates(s, 1).last() {
+                    *total.get_or_insert(0.0) += rate;
+                }
+            }
+            total
+        };
+        GuestFigures {
+            host_cpu,
+            host_net,
+            host_disk,
+            guest_cpu,
+            guest_net: guest_sum("net", ["rx_bytes", "tx_bytes"]),
+            guest_disk: guest_sum("disk", ["read_sectors", "write_sectors"])
+                .map(|sectors| sectors * 512.0),
+        }
     }
 
     /// Planned time still to run: the rest of the current phase and every

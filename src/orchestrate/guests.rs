@@ -48,6 +48,14 @@ impl GuestPool {
             .filter(|g| g.transport == Transport::Ssh)
             .collect();
         let quiet = Arc::new(Barrier::new(ssh_guests.len()));
+        // Announced in plan order, before any connection reports back.
+        for guest in &ssh_guests {
+            ctx.sink.send(Event::GuestState {
+                t: ctx.clock.now(),
+                guest: guest.name().to_string(),
+                state: GuestState::Connecting,
+            });
+        }
         for guest in ssh_guests {
             let quiet = quiet.clone();
             let (tx, rx) = watch::channel(None);
@@ -68,7 +76,6 @@ impl GuestPool {
                             state,
                         });
                     };
-                    state(GuestState::Connecting);
                     let remote = bring_up(&guest, &origin, &exe, &quiet);
                     match &remote {
                         Ok(r) => state(GuestState::Ready {

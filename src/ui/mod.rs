@@ -13,7 +13,7 @@ use ratatui::widgets::{
     Block, BorderType, Borders, Cell, Clear, Gauge, Paragraph, Row, Sparkline, Table, Widget, Wrap,
 };
 
-use crate::event::{LogLevel, Nanos, PhaseOutcome, RunId, RunOutcome};
+use crate::event::{GuestState, LogLevel, Nanos, PhaseOutcome, RunId, RunOutcome};
 use crate::model::{CpuShares, Phase, Run, RunState, Session};
 use keys::bindings_for;
 use theme::Theme;
@@ -529,22 +529,29 @@ fn render_copies(
 ) {
     let runs = shown_runs(session);
     if runs.is_empty() {
-        let block = pane_block(" copies ".into(), theme, false);
-        let inner = block.inner(area);
-        block.render(area, buf);
-        Paragraph::new("no benchmark has run yet")
-            .style(Style::new().fg(theme.dim.0))
-            .render(inner, buf);
-        return;
+        return render_guests(buf, area, session, theme);
     }
-    const PANE_HEIGHT: u16 = 4;
-    const MIN_WIDTH: u16 = 26;
-    let columns = (area.width / MIN_WIDTH).clamp(1, 4) as usize;
+    let technologies = technology_line(&runs, theme);
+    let area = match technologies {
+        Some(line) if area.height > 4 => {
+            let [top, rest] =
+                Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+            line.render(top, buf);
+            rest
+        }
+        _ => area,
+    };
+    let seen = runs
+        .iter()
+        .any(|r| seen_lines(&session.guest_figures(&r.guest)).is_some());
+    // Host-seen and guest-seen lines need a wider, taller pane.
+    let (pane_height, min_width): (u16, u16) = if seen { (6, 36) } else { (4, 26) };
+    let columns = (area.width / min_width).clamp(1, 4) as usize;
     let rows_needed = runs.len().div_ceil(columns);
-    if rows_needed as u16 * PANE_HEIGHT > area.height {
+    if rows_needed as u16 * pane_height > area.height {
         return render_copies_compact(buf, area, session, theme, selected, &runs);
     }
-    let rows = Layout::vertical(vec![Constraint::Length(PANE_HEIGHT); rows_needed]).split(area);
+    let rows = Layout::vertical(vec![Constraint::Length(pane_height); rows_needed]).split(area);
     for (i, run) in runs.iter().enumerate() {
         let row = rows[i / columns];
         let cells =
@@ -572,8 +579,21 @@ fn render_copy_pane(
     let block = pane_block(title, theme, selected);
     let inner = block.inner(area);
     block.render(area, buf);
-    let [status, spark] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    let [status, spark] = match seen_lines(&session.guest_figures(&run.guest)) {
+        Some([host, guest]) => {
+            let [status, host_area, guest_area, spark] = Layout::vertical([
+                Constraint::Length(1),
+                Constraint::Length(1),
+                Constraint::Length(1),
+                Constraint::Min(0),
+            ])
+            .areas(inner);
+            Span::styled(host, Style::new().fg(theme.dim.0)).render(host_area, buf);
+            Span::styled(guest, Style::new().fg(theme.dim.0)).render(guest_area, buf);
+            [status, spark]
+        }
+        None => Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner),
+    };
     let (state, colour) = run_state_text(run);
     let cpu = session
         .run_cpu_percent(run.id)
@@ -629,12 +649,16 @@ fn render_copies_compact(
         } else {
             " "
         };
+        let seen = seen_lines(&session.guest_figures(&run.guest))
+            .map(|[host, guest]| format!("  {host}  {guest}"))
+            .unwrap_or_default();
         let line = Line::from(vec![
             Span::styled(marker, Style::new().fg(theme.border_selected.0)),
             Span::raw(format!("{} #{:<3} ", run.guest, run.copy + 1)),
             Span::styled(format!("{state:<9} "), Style::new().fg(colour(theme))),
             Span::styled(run_metric_text(run), Style::new().fg(theme.accent.0)),
             Span::styled(cpu, Style::new().fg(theme.dim.0)),
+            Span::styled(seen, Style::new().fg(theme.dim.0)),
         ]);
         line.render(
             Rect {
@@ -644,6 +668,133 @@ fn render_copies_compact(
             },
             buf,
         );
+    }
+}
+
+/// A guest as the host saw it and as it saw itself, one line each: CPU in
+/// cores, network and disk in bytes per second. None when nothing measures it.
+fn seen_lines(f: &crate::model::GuestFigures) -> Option<[String; 2]> {
+    if f.host_side()
+        .iter()
+        .chain(&f.guest_side())
+        .all(Option::is_none)
+    {
+        return None;
+    }
+    let line = |who: &str, [cpu, net, disk]: [Option<f64>; 3]| {
+        let or_dash = |v: Option<f64>, format: fn(f64) -> String| v.map_or("–".into(), format);
+        format!(
+            "{who:<5} cpu {} net {} dsk {}",
+            or_dash(cpu, |c| format!("{c:.2}")),
+            or_dash(net, si),
+            or_dash(disk, si)
+        )
+    };
+    Some([line("host", f.host_side()), line("guest", f.guest_side())])
+}
+
+/// The current rates summed per technology: the live form of the study's
+/// "aggregate of N guests" figures.
+fn technology_line<'a>(runs: &[&Run], theme: &Theme) -> Option<Line<'a>> {
+    let mut groups: Vec<(&str, usize, f64, &str, &str)> = Vec::new();
+    for run in runs {
+        let Some(m) = run.active_metric() else {
+            continue;
+        };
+        let rate = run.current_rate(m).unwrap_or(0.0);
+        let def = &run.metrics[m];
+        match groups
+            .iter_mut()
+            .find(|g| g.0 == run.technology && g.3 == def.name)
+        {
+            Some(g) => {
+                g.1 += 1;
+                g.2 += rate;
+            }
+            None => groups.push((&run.technology, 1, rate, &def.name, &def.unit)),
+        }
+    }
+    if groups.is_empty() {
+        return None;
+    }
+    let mut spans = vec![Span::styled("by technology ", Style::new().fg(theme.dim.0))];
+    for (i, (technology, copies, rate, metric, unit)) in groups.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" │ ", Style::new().fg(theme.dim.0)));
+        }
+        spans.push(Span::raw(format!("{technology} ×{copies} {metric} ")));
+        spans.push(Span::styled(
+            figure(Some(*rate), unit),
+            Style::new().fg(theme.accent.0),
+        ));
+    }
+    Some(Line::from(spans))
+}
+
+/// Before any phase: each guest's connection, as far as it has got.
+fn render_guests(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
+    let title = if session.guests.is_empty() {
+        " copies ".to_string()
+    } else {
+        format!(" guests ({}) ", session.guests.len())
+    };
+    let block = pane_block(title, theme, false);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if session.guests.is_empty() {
+        Paragraph::new("no benchmark has run yet")
+            .style(Style::new().fg(theme.dim.0))
+            .render(inner, buf);
+        return;
+    }
+    for (row, (name, state)) in session
+        .guests
+        .iter()
+        .take(inner.height as usize)
+        .enumerate()
+    {
+        let (text, colour) = guest_state_text(state, theme);
+        Line::from(vec![
+            Span::raw(format!("{name:<12} ")),
+            Span::styled(text, Style::new().fg(colour)),
+        ])
+        .render(
+            Rect {
+                y: inner.y + row as u16,
+                height: 1,
+                ..inner
+            },
+            buf,
+        );
+    }
+}
+
+fn guest_state_text(state: &GuestState, theme: &Theme) -> (String, Color) {
+    match state {
+        GuestState::Connecting => ("connecting…".into(), theme.dim.0),
+        GuestState::Ready { info } => {
+            let clock = match (info.clock_offset_ns, info.clock_rtt_ns) {
+                (Some(offset), Some(rtt)) => format!(
+                    "clock {:+.3} ms ±{:.3}",
+                    offset as f64 / 1e6,
+                    rtt as f64 / 2e6
+                ),
+                _ => "clock unmeasured".into(),
+            };
+            let workloads = match &info.vmbench {
+                Ok(_) => String::new(),
+                Err(why) => format!(" · {why}"),
+            };
+            (
+                format!(
+                    "ready  {} {}  connect {:.0} ms  {clock}{workloads}",
+                    info.arch, info.kernel, info.connect_ms
+                ),
+                theme.good.0,
+            )
+        }
+        GuestState::Failed { reason } => (format!("failed: {reason}"), theme.bad.0),
+        GuestState::Closed => ("closed".into(), theme.dim.0),
     }
 }
 
@@ -947,6 +1098,20 @@ fn detail_lines<'a>(session: &'a Session, theme: &Theme, pane: PaneId) -> (Strin
                     figure(Some(*value), unit)
                 )));
             }
+            if let Some((_, state)) = session.guests.iter().find(|(name, _)| *name == run.guest) {
+                let (text, colour) = guest_state_text(state, theme);
+                lines.push(Line::styled(
+                    format!("guest  {text}"),
+                    Style::new().fg(colour),
+                ));
+            }
+            if let Some(seen) = seen_lines(&session.guest_figures(&run.guest)) {
+                lines.extend(seen.map(|l| Line::raw(format!("seen by {l}"))));
+                lines.push(Line::styled(
+                    "(cpu in cores, net and disk in bytes/s)",
+                    Style::new().fg(theme.dim.0),
+                ));
+            }
             format!(" {} #{} ", run.guest, run.copy + 1)
         }
     };
@@ -1139,6 +1304,99 @@ mod tests {
             }
         }
         session
+    }
+
+    fn guest_info(offset_ns: i64) -> crate::transport::GuestInfo {
+        crate::transport::GuestInfo {
+            address: "198.18.0.11:22".into(),
+            local_ip: std::net::Ipv4Addr::new(198, 18, 0, 1).into(),
+            arch: "x86_64".into(),
+            kernel: "6.1.0-28-amd64".into(),
+            connect_ms: 62.0,
+            clock_offset_ns: Some(offset_ns),
+            clock_rtt_ns: Some(80_000),
+            vmbench: Ok("/tmp/vmbench.Ab12Cd/vmbench".into()),
+        }
+    }
+
+    /// Before the first phase: one guest ready, one connecting, one refused.
+    fn guests_connecting() -> Session {
+        let mut session = Session::new(test_header());
+        let states = [
+            (
+                "kvm-1",
+                GuestState::Ready {
+                    info: guest_info(-1_250_000),
+                },
+            ),
+            ("kvm-2", GuestState::Connecting),
+            (
+                "xen-1",
+                GuestState::Failed {
+                    reason: "unknown host key SHA256:abc (not in ~/.ssh/known_hosts); refused"
+                        .into(),
+                },
+            ),
+        ];
+        for (guest, state) in states {
+            session.apply(&Event::GuestState {
+                t: 1,
+                guest: guest.into(),
+                state,
+            });
+        }
+        session
+    }
+
+    #[test]
+    fn guests_show_their_connection_before_the_first_phase() {
+        let terminal = draw(&guests_connecting(), &live_view(), 100, 20);
+        insta::assert_snapshot!(terminal.backend());
+    }
+
+    #[test]
+    fn guest_copies_show_host_seen_and_guest_seen_load() {
+        let mut session = sixteen_copies();
+        // vm00 and vm01, seen by the host (cgroup, tap, loop device) and from
+        // inside (/proc over SFTP), one second apart.
+        let mut id = 100;
+        let mut values = [Vec::new(), Vec::new()];
+        for guest in ["vm00", "vm01"] {
+            let series = [
+                (
+                    format!("host-seen:{guest}"),
+                    "cpu.cgroup_ns",
+                    900_000_000u64,
+                ),
+                (format!("host-seen:{guest}"), "net.rx_bytes", 125_000_000),
+                (format!("host-seen:{guest}"), "disk.write_sectors", 100_000),
+                (format!("guest:{guest}"), "cpu.user", 95),
+                (format!("guest:{guest}"), "cpu.idle", 5),
+                (format!("guest:{guest}/cpu0"), "cpu.user", 95),
+                (format!("guest:{guest}/net/eth0"), "rx_bytes", 120_000_000),
+                (format!("guest:{guest}/net/lo"), "rx_bytes", 7_000_000),
+                (format!("guest:{guest}/disk/vda"), "write_sectors", 99_000),
+            ];
+            for (source, metric, per_second) in series {
+                define(&mut session, id, &source, metric, SeriesKind::Counter);
+                values[0].push((id, 1_000));
+                values[1].push((id, 1_000 + per_second));
+                id += 1;
+            }
+        }
+        for (i, values) in values.into_iter().enumerate() {
+            session.apply(&Event::Sample(Sample {
+                t: 8_000_000_000 + i as u64 * 1_000_000_000,
+                values,
+            }));
+        }
+        let mut view = live_view();
+        view.selected = 4;
+        let terminal = draw(&session, &view, 120, 40);
+        insta::assert_snapshot!(terminal.backend());
+        view.overlay = Overlay::Detail(PaneId::Run(10));
+        let terminal = draw(&session, &view, 120, 40);
+        insta::assert_snapshot!("guest_copy_detail", terminal.backend());
     }
 
     #[test]
