@@ -8,7 +8,12 @@
 //! - CPU time of `vmbench record` over 60 s of sampling at 1 Hz and 10 Hz,
 //!   beside sadc and dstat sampling the same 60 s (when they are installed).
 //!
-//! `VMBENCH_BENCH_QUICK=1` skips the 60-second CPU comparison.
+//! - start skew of N copies on testbed guests (2, and 16 by default): vmbench's
+//!   barrier against parallel-ssh launching the same command on the same
+//!   guests (needs root for the testbed and Debian's pssh).
+//!
+//! `VMBENCH_BENCH_QUICK=1` skips the 60-second CPU comparison;
+//! `VMBENCH_BENCH_GUESTS=N` sets the larger guest count.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -317,6 +322,124 @@ fn bench_cpu_cost(dir: &Path) {
     }
 }
 
+/// Phases' start skews from a recording, in milliseconds, by concurrency.
+fn recorded_skews(path: &Path) -> Vec<(u32, f64)> {
+    let reader = Reader::open(path).expect("recording");
+    let mut session = Session::new(reader.header.clone());
+    for event in reader.events(0, u64::MAX).expect("events") {
+        session.apply(&event);
+    }
+    session
+        .phases
+        .iter()
+        .filter_map(|p| {
+            let skew = p.summary.as_ref()?.skew?;
+            Some((p.concurrency, skew as f64 / 1e6))
+        })
+        .collect()
+}
+
+/// parallel-ssh starting the same copy on the first n guests: the spread of
+/// the copies' own start stamps (the guests share this host's clock).
+fn parallel_ssh_skew_ms(dir: &Path, exe: &str, n: usize, state: &str) -> Option<f64> {
+    let hosts = dir.join(format!("hosts-{n}"));
+    let list: String = (1..=n).map(|i| format!("198.18.0.{}\n", 10 + i)).collect();
+    std::fs::write(&hosts, list).ok()?;
+    let out = Command::new("parallel-ssh")
+        .args(["-h", hosts.to_str()?, "-l", "root", "-p", "64", "-t", "60", "-i", "-x"])
+        .arg(format!(
+            "-i {state}/id_ed25519 -o UserKnownHostsFile={state}/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes"
+        ))
+        .arg(format!("{exe} workload cpu --duration-ms 1000"))
+        .output()
+        .ok()?;
+    let starts: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"start\""))
+        .filter_map(|l| {
+            let value: serde_json::Value = serde_json::from_str(l).ok()?;
+            value["mono_ns"].as_u64()
+        })
+        .collect();
+    if starts.len() != n {
+        return None;
+    }
+    Some((starts.iter().max()? - starts.iter().min()?) as f64 / 1e6)
+}
+
+fn bench_skew(dir: &Path) {
+    let exe = env!("CARGO_BIN_EXE_vmbench");
+    let many: usize = std::env::var("VMBENCH_BENCH_GUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let state = "/run/vmbench-testbed";
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/testbed");
+    let up = Command::new(script)
+        .args(["up", &many.to_string()])
+        .output();
+    if !up.as_ref().is_ok_and(|o| o.status.success()) {
+        println!(
+            "start skew: skipped, the testbed did not come up (root and openssh-server are needed)"
+        );
+        return;
+    }
+    const REPETITIONS: usize = 7;
+    let guests: String = (1..=many)
+        .map(|i| {
+            format!(
+                "[[guest]]\nname = \"g{i}\"\ntransport = \"ssh\"\ntechnology = \"netns\"\naddress = \"198.18.0.{}\"\n\
+                 user = \"root\"\nidentity = \"{state}/id_ed25519\"\nknown_hosts = \"{state}/known_hosts\"\n",
+                10 + i
+            )
+        })
+        .collect();
+    let plan = dir.join("skew.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "name = \"skew\"\n{guests}[[benchmark]]\nname = \"cpu\"\nworkload = {{ type = \"cpu\" }}\n\
+             duration = \"1s\"\nconcurrency = [2, {many}]\nrepetitions = {REPETITIONS}\n"
+        ),
+    )
+    .expect("plan");
+    let out = dir.join("skew.vmb");
+    let status = Command::new(exe)
+        .args([
+            "record",
+            plan.to_str().expect("utf-8"),
+            "-o",
+            out.to_str().expect("utf-8"),
+        ])
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        println!("start skew: the vmbench session failed");
+        return;
+    }
+    let skews = recorded_skews(&out);
+    for n in [2, many] {
+        let ours: Vec<f64> = skews
+            .iter()
+            .filter(|(c, _)| *c as usize == n)
+            .map(|s| s.1)
+            .collect();
+        let theirs: Vec<f64> = (0..REPETITIONS)
+            .filter_map(|_| parallel_ssh_skew_ms(dir, exe, n, state))
+            .collect();
+        if ours.is_empty() || theirs.is_empty() {
+            println!("start skew of {n} guests: not measured (is pssh installed?)");
+            continue;
+        }
+        let (ours, theirs) = (median(ours), median(theirs));
+        println!(
+            "start skew of {n} guests on {} cores, median of {REPETITIONS}: vmbench {ours:.3} ms, parallel-ssh {theirs:.1} ms ({:.0}x smaller)",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            theirs / ours.max(1e-6)
+        );
+    }
+}
+
 fn main() {
     // `cargo test --benches` runs this binary too; benchmarks only under `cargo bench`.
     if !std::env::args().any(|a| a == "--bench") {
@@ -326,6 +449,7 @@ fn main() {
     bench_sampler();
     bench_frame();
     bench_recording(dir.path());
+    bench_skew(dir.path());
     if std::env::var_os("VMBENCH_BENCH_QUICK").is_none() {
         bench_cpu_cost(dir.path());
     }
