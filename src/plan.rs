@@ -558,6 +558,45 @@ mod tests {
         assert_eq!((e.line, e.field.as_str()), (11, "benchmark[0].guests[0]"));
     }
 
+    const BENCH: &str = "[[benchmark]]\nname = \"c\"\nworkload = { type = \"cpu\" }\nduration = \"1s\"\nconcurrency = [1]\n";
+
+    #[test]
+    fn ssh_guests_need_an_address_and_a_user() {
+        let e = error_of(&format!(
+            "{HEAD}[[guest]]\nname = \"vm\"\ntransport = \"ssh\"\ntechnology = \"kvm\"\nuser = \"root\"\n{BENCH}"
+        ));
+        assert_eq!((e.line, e.field.as_str()), (7, "guest[1].address"));
+        assert!(e.message.contains("needs an address"), "{e}");
+        let e = error_of(&format!(
+            "{HEAD}[[guest]]\nname = \"vm\"\ntransport = \"ssh\"\ntechnology = \"kvm\"\naddress = \"198.18.0.11\"\n{BENCH}"
+        ));
+        assert_eq!(e.field, "guest[1].user");
+    }
+
+    #[test]
+    fn ssh_keys_on_a_local_guest_and_two_disks_are_refused() {
+        let e = error_of(&format!("{HEAD}address = \"10.0.0.1\"\n{BENCH}"));
+        assert_eq!((e.line, e.field.as_str()), (3, "guest[0].address"));
+        let e = error_of(&format!(
+            "{HEAD}block_device = \"loop0\"\nimage = \"/x.img\"\n{BENCH}"
+        ));
+        assert_eq!(e.field, "guest[0].image");
+        let e = error_of(&format!("{HEAD}process = \"qemu(\"\n{BENCH}"));
+        assert_eq!(e.field, "guest[0].process");
+        assert!(e.message.contains("regular expression"), "{e}");
+        let e = error_of(&format!("{HEAD}port = \"ssh\"\n{BENCH}"));
+        assert_eq!((e.line, e.field.as_str()), (6, "guest[0].port"));
+    }
+
+    #[test]
+    fn the_testbed_plan_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/plan.toml");
+        let plan = LoadedPlan::from_file(Path::new(path)).expect("valid").plan;
+        assert_eq!(plan.guests.len(), 5);
+        assert_eq!(plan.guests[1].endpoint(), "198.18.0.11:22");
+        assert!(plan.guests[1].has_host_identity());
+    }
+
     #[test]
     fn schedule_puts_repetitions_innermost() {
         let plan = LoadedPlan::parse(

@@ -924,6 +924,84 @@ mod tests {
         assert!(value(named("host/cpu0", "cpu.user")).is_some());
     }
 
+    fn guest_with(identity: &str) -> Guest {
+        let source = format!(
+            "name = \"t\"\n[[guest]]\nname = \"vm\"\ntransport = \"local\"\ntechnology = \"kvm\"\n{identity}\n\
+             [[benchmark]]\nname = \"c\"\nworkload = {{ type = \"cpu\" }}\nduration = \"1s\"\nconcurrency = [1]\n"
+        );
+        let plan = crate::plan::LoadedPlan::parse(&source, "t.toml").expect("valid plan");
+        plan.plan.guests[0].clone()
+    }
+
+    #[test]
+    fn a_guest_process_is_found_by_pattern_and_by_pidfile() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("31.4159")
+            .spawn()
+            .expect("sleep runs");
+        let by_pattern = guest_with("process = '^sleep 31\\.4159$'");
+        assert_eq!(find_process(&by_pattern), Some(Ok(child.id())));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = dir.path().join("vm.pid");
+        std::fs::write(&pidfile, format!("{}\n", child.id())).expect("pidfile");
+        let by_file = guest_with(&format!("pidfile = {:?}", pidfile.display().to_string()));
+        assert_eq!(find_process(&by_file), Some(Ok(child.id())));
+        assert!(matches!(
+            find_process(&guest_with("process = '^no such process here$'")),
+            Some(Err(e)) if e.contains("no process matches")
+        ));
+
+        let mut sampler = HostSampler::new(SeriesIds::default()).expect("/proc is readable");
+        sampler.watch_guest(&by_pattern);
+        let sample = sampler.sample(1);
+        let defs = sampler.take_new_series();
+        let utime = defs
+            .iter()
+            .find(|d| d.source == "host-seen:vm" && d.metric == "cpu.utime")
+            .expect("host-seen CPU of the guest's process");
+        assert!(sample.values.iter().any(|(id, _)| *id == utime.id));
+        assert!(sampler.take_errors().is_empty());
+        child.kill().expect("kill sleep");
+        child.wait().expect("reap sleep");
+    }
+
+    #[test]
+    fn an_identity_that_cannot_be_found_is_reported_not_fatal() {
+        let mut sampler = HostSampler::new(SeriesIds::default()).expect("/proc is readable");
+        sampler.watch_guest(&guest_with(
+            "image = '/nonexistent/vm.img'\ncgroup = '/no/such/cgroup'",
+        ));
+        sampler.sample(1);
+        let errors = sampler.take_errors().join("\n");
+        assert!(errors.contains("image /nonexistent/vm.img"), "{errors}");
+        assert!(errors.contains("cgroup /no/such/cgroup"), "{errors}");
+    }
+
+    #[test]
+    fn cgroup_counters_of_both_versions_are_read_in_nanoseconds() {
+        let v2 = b"usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n";
+        assert_eq!(cgroup_cpu_ns(v2, CgroupVersion::V2), Some(1_500_000));
+        assert_eq!(
+            cgroup_cpu_ns(b"123456789\n", CgroupVersion::V1),
+            Some(123_456_789)
+        );
+        assert_eq!(cgroup_cpu_ns(b"garbage", CgroupVersion::V1), None);
+    }
+
+    #[test]
+    fn a_guest_tells_partitions_from_disks_by_name() {
+        let disks: HashMap<String, [u64; 7]> =
+            ["vda", "vda1", "nvme0n1", "nvme0n1p2", "loop0", "sr0"]
+                .iter()
+                .map(|n| (n.to_string(), [0; 7]))
+                .collect();
+        let partitions: Vec<&str> = ["vda", "vda1", "nvme0n1", "nvme0n1p2", "loop0", "sr0"]
+            .into_iter()
+            .filter(|n| guest_partition(n, &disks))
+            .collect();
+        assert_eq!(partitions, ["vda1", "nvme0n1p2"]);
+    }
+
     #[test]
     fn a_watched_process_is_sampled_until_it_exits() {
         let mut child = std::process::Command::new("sleep")

@@ -765,3 +765,38 @@ fn wait_ready(session: &Session, stream: &TcpStream, wake: &OwnedFd, wait: Durat
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_split_into_lines_across_reads() {
+        let mut buffer = LineBuffer::default();
+        let mut lines = Vec::new();
+        buffer.push(b"vmbench-pgid 42\n{\"kind\":", |l| lines.push(l));
+        buffer.push(b"\"ready\"}\r\npartial", |l| lines.push(l));
+        assert_eq!(lines, ["vmbench-pgid 42", "{\"kind\":\"ready\"}"]);
+        buffer.finish(|l| lines.push(l));
+        assert_eq!(lines.last().map(String::as_str), Some("partial"));
+    }
+
+    #[test]
+    fn every_command_reports_its_process_group_first() {
+        assert_eq!(
+            wrap("/tmp/x/vmbench workload cpu"),
+            "echo vmbench-pgid $$; exec /tmp/x/vmbench workload cpu"
+        );
+    }
+
+    #[test]
+    fn remote_exits_say_how_the_command_ended() {
+        assert!(RemoteExit::Code(0).success());
+        assert!(!RemoteExit::Signal("KILL".into()).success());
+        assert_eq!(
+            RemoteExit::Signal("KILL".into()).describe(),
+            "killed by SIGKILL"
+        );
+        assert_eq!(RemoteExit::Code(3).describe(), "exited with status 3");
+    }
+}
