@@ -155,6 +155,33 @@ enum DiskState {
     Tracked([SeriesId; 7]),
 }
 
+/// The /proc files every machine is sampled from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ProcKind {
+    Stat,
+    Meminfo,
+    NetDev,
+    Diskstats,
+}
+
+impl ProcKind {
+    const ALL: [ProcKind; 4] = [
+        ProcKind::Stat,
+        ProcKind::Meminfo,
+        ProcKind::NetDev,
+        ProcKind::Diskstats,
+    ];
+
+    fn path(self) -> &'static str {
+        match self {
+            ProcKind::Stat => "/proc/stat",
+            ProcKind::Meminfo => "/proc/meminfo",
+            ProcKind::NetDev => "/proc/net/dev",
+            ProcKind::Diskstats => "/proc/diskstats",
+        }
+    }
+}
+
 /// One machine's /proc counters as series under one source prefix: `host`
 /// for this host, `guest:<name>` for what a guest sees of itself.
 struct ProcView {
@@ -190,6 +217,22 @@ impl ProcView {
             disks: HashMap::new(),
             net_now: HashMap::new(),
             disk_now: HashMap::new(),
+        }
+    }
+
+    fn parse(
+        &mut self,
+        kind: ProcKind,
+        bytes: &[u8],
+        registry: &mut Registry,
+        values: &mut Vec<(SeriesId, u64)>,
+        is_partition: fn(&str, &HashMap<String, [u64; 7]>) -> bool,
+    ) -> anyhow::Result<()> {
+        match kind {
+            ProcKind::Stat => self.stat(bytes, registry, values),
+            ProcKind::Meminfo => self.meminfo(bytes, values),
+            ProcKind::NetDev => self.net(bytes, registry, values),
+            ProcKind::Diskstats => self.disks(bytes, registry, values, is_partition),
         }
     }
 
@@ -367,10 +410,7 @@ enum CgroupVersion {
 }
 
 pub struct HostSampler {
-    stat: ProcFile,
-    net_dev: ProcFile,
-    diskstats: ProcFile,
-    meminfo: ProcFile,
+    files: Vec<(ProcKind, ProcFile)>,
     buf: Vec<u8>,
     registry: Registry,
     view: ProcView,
@@ -391,11 +431,12 @@ impl HostSampler {
             io: ProcFile::open("/proc/self/io")?,
             ids: registry.define("vmbench", PROC_FIELDS, PROC_UNITS, SeriesKind::Counter),
         };
+        let files = ProcKind::ALL
+            .iter()
+            .map(|kind| Ok((*kind, ProcFile::open(kind.path())?)))
+            .collect::<io::Result<_>>()?;
         Ok(HostSampler {
-            stat: ProcFile::open("/proc/stat")?,
-            net_dev: ProcFile::open("/proc/net/dev")?,
-            diskstats: ProcFile::open("/proc/diskstats")?,
-            meminfo: ProcFile::open("/proc/meminfo")?,
+            files,
             buf: Vec::with_capacity(64 << 10),
             registry,
             view,
@@ -502,35 +543,22 @@ impl HostSampler {
 
     pub fn sample(&mut self, t: Nanos) -> Sample {
         let mut values = Vec::with_capacity(self.registry.count);
-        let view = &mut self.view;
-        let registry = &mut self.registry;
-        let read = self.stat.read_into(&mut self.buf);
-        if let Err(e) = read
-            .map_err(anyhow::Error::from)
-            .and_then(|b| view.stat(b, registry, &mut values))
-        {
-            self.errors.push(format!("/proc/stat: {e}"));
-        }
-        let read = self.meminfo.read_into(&mut self.buf);
-        if let Err(e) = read
-            .map_err(anyhow::Error::from)
-            .and_then(|b| view.meminfo(b, &mut values))
-        {
-            self.errors.push(format!("/proc/meminfo: {e}"));
-        }
-        let read = self.net_dev.read_into(&mut self.buf);
-        if let Err(e) = read
-            .map_err(anyhow::Error::from)
-            .and_then(|b| view.net(b, registry, &mut values))
-        {
-            self.errors.push(format!("/proc/net/dev: {e}"));
-        }
-        let read = self.diskstats.read_into(&mut self.buf);
-        if let Err(e) = read
-            .map_err(anyhow::Error::from)
-            .and_then(|b| view.disks(b, registry, &mut values, host_partition))
-        {
-            self.errors.push(format!("/proc/diskstats: {e}"));
+        for (kind, file) in &self.files {
+            let parsed = file
+                .read_into(&mut self.buf)
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| {
+                    self.view.parse(
+                        *kind,
+                        bytes,
+                        &mut self.registry,
+                        &mut values,
+                        host_partition,
+                    )
+                });
+            if let Err(e) = parsed {
+                self.errors.push(format!("{}: {e}", kind.path()));
+            }
         }
         self.sample_guests(&mut values);
         self.sample_processes(&mut values);
@@ -726,7 +754,7 @@ fn sample_process(
 /// session of its own: the files stay open on the guest and are re-read from
 /// offset 0, so a tick starts no process there.
 pub struct GuestSampler {
-    files: Vec<(&'static str, ssh2::File)>,
+    files: Vec<(ProcKind, ssh2::File)>,
     buf: Vec<u8>,
     registry: Registry,
     view: ProcView,
@@ -735,23 +763,17 @@ pub struct GuestSampler {
     _sftp: ssh2::Sftp,
 }
 
-const GUEST_FILES: [&str; 4] = [
-    "/proc/stat",
-    "/proc/meminfo",
-    "/proc/net/dev",
-    "/proc/diskstats",
-];
-
 impl GuestSampler {
     pub fn open(session: &ssh2::Session, guest: &str, ids: SeriesIds) -> anyhow::Result<Self> {
         use anyhow::Context;
         let sftp = session.sftp().context("opening SFTP")?;
         let mut files = Vec::new();
-        for path in GUEST_FILES {
+        for kind in ProcKind::ALL {
+            let path = kind.path();
             let file = sftp
                 .open(std::path::Path::new(path))
                 .with_context(|| format!("opening {path} on the guest"))?;
-            files.push((path, file));
+            files.push((kind, file));
         }
         let mut registry = Registry::new(ids);
         let view = ProcView::new(&format!("guest:{guest}"), &mut registry);
@@ -769,20 +791,19 @@ impl GuestSampler {
         use std::io::{Read, Seek, SeekFrom};
         let t0 = clock.now();
         let mut values = Vec::with_capacity(self.registry.count);
-        for (path, file) in &mut self.files {
+        for (kind, file) in &mut self.files {
             self.buf.clear();
             file.seek(SeekFrom::Start(0))?;
             file.read_to_end(&mut self.buf)?;
-            let parsed = match *path {
-                "/proc/stat" => self.view.stat(&self.buf, &mut self.registry, &mut values),
-                "/proc/meminfo" => self.view.meminfo(&self.buf, &mut values),
-                "/proc/net/dev" => self.view.net(&self.buf, &mut self.registry, &mut values),
-                _ => self
-                    .view
-                    .disks(&self.buf, &mut self.registry, &mut values, guest_partition),
-            };
+            let parsed = self.view.parse(
+                *kind,
+                &self.buf,
+                &mut self.registry,
+                &mut values,
+                guest_partition,
+            );
             if let Err(e) = parsed {
-                self.errors.push(format!("{path}: {e}"));
+                self.errors.push(format!("{}: {e}", kind.path()));
             }
         }
         // Stamped halfway through the reads, like a clock probe.
@@ -939,6 +960,13 @@ mod tests {
             .arg("31.4159")
             .spawn()
             .expect("sleep runs");
+        // Until exec completes, the child's cmdline is still this test's.
+        let cmdline = format!("/proc/{}/cmdline", child.id());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !std::fs::read(&cmdline).is_ok_and(|c| c.starts_with(b"sleep")) {
+            assert!(std::time::Instant::now() < deadline, "sleep never ran");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let by_pattern = guest_with("process = '^sleep 31\\.4159$'");
         assert_eq!(find_process(&by_pattern), Some(Ok(child.id())));
         let dir = tempfile::tempdir().expect("tempdir");

@@ -1,13 +1,16 @@
 //! End to end on this host: the real workloads, the real /proc, the real
 //! recording; live and replay compared; a crash survived.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod common;
 
-use vmbench::app::{Bus, Consumer, Live, Replay};
+use common::{drain_until_finished, exe};
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vmbench::app::{Consumer, Replay};
 use vmbench::event::{Event, PhaseOutcome};
 use vmbench::model::PhaseSummary;
-use vmbench::plan::LoadedPlan;
 use vmbench::store::Reader;
 
 fn fixture(name: &str) -> PathBuf {
@@ -15,10 +18,6 @@ fn fixture(name: &str) -> PathBuf {
         "{}/tests/fixtures/plans/{name}",
         env!("CARGO_MANIFEST_DIR")
     ))
-}
-
-fn exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_vmbench"))
 }
 
 /// Runs `vmbench export` and expects it to succeed.
@@ -35,19 +34,6 @@ fn export(recording: &Path, out: &Path) {
     assert!(status.success());
 }
 
-fn drain_until_finished(consumer: &mut Consumer, bus: &Bus, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while !consumer.finished() {
-        assert!(
-            Instant::now() < deadline,
-            "the session did not finish within {limit:?}"
-        );
-        if let Ok(msg) = bus.rx.recv_timeout(Duration::from_millis(100)) {
-            consumer.take(msg);
-        }
-    }
-}
-
 fn summaries(consumer: &Consumer) -> Vec<(u32, Option<PhaseOutcome>, Option<PhaseSummary>)> {
     consumer
         .session
@@ -57,21 +43,11 @@ fn summaries(consumer: &Consumer) -> Vec<(u32, Option<PhaseOutcome>, Option<Phas
         .collect()
 }
 
-fn run_live(plan: &Path, recording: &Path) -> Consumer {
-    let plan = LoadedPlan::from_file(plan).expect("fixture plan");
-    let (live, mut consumer, bus) =
-        Live::start(&plan, recording, true, exe()).expect("live session");
-    drain_until_finished(&mut consumer, &bus, Duration::from_secs(120));
-    live.shutdown();
-    consumer.close().expect("recording closes");
-    consumer
-}
-
 #[test]
 fn a_live_session_replayed_gives_the_same_results() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tiny.vmb");
-    let live = run_live(&fixture("tiny.toml"), &path);
+    let live = run_live_for(&fixture("tiny.toml"), &path);
     let live_results = summaries(&live);
     assert_eq!(live_results.len(), 4, "cpu ×1, cpu ×2, disk ×2, net ×2");
     for (id, outcome, summary) in &live_results {
@@ -123,7 +99,7 @@ fn a_live_session_replayed_gives_the_same_results() {
 fn export_writes_csv_that_loads() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tiny.vmb");
-    run_live(&fixture("tiny.toml"), &path);
+    run_live_for(&fixture("tiny.toml"), &path);
     let out = dir.path().join("csv");
     export(&path, &out);
 
@@ -213,4 +189,8 @@ fn kill_9_leaves_a_readable_recording_and_no_benchmark_running() {
     }
     let out = dir.path().join("csv");
     export(&path, &out);
+}
+
+fn run_live_for(plan: &Path, recording: &Path) -> Consumer {
+    common::run_live(plan, recording, Duration::from_secs(120))
 }

@@ -2,23 +2,22 @@
 //! its own disk and cgroup, brought up by tests/testbed/testbed (root).
 //! The tests share the guests, so they take turns.
 
+mod common;
+
+use common::{drain_until_finished, exe};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use vmbench::app::{Bus, Consumer, Live, Replay};
+use vmbench::app::{Consumer, Replay};
 use vmbench::event::{PhaseOutcome, RunOutcome};
 use vmbench::model::RunState;
-use vmbench::plan::LoadedPlan;
 use vmbench::store::Reader;
 
 const GUESTS: usize = 4;
 const STATE: &str = "/run/vmbench-testbed";
-
-fn exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_vmbench"))
-}
 
 /// Brings the testbed up once (idempotent) and hands out one turn at a time.
 fn testbed() -> MutexGuard<'static, ()> {
@@ -66,29 +65,6 @@ fn write_plan(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("plan.toml");
     std::fs::write(&path, text).expect("plan written");
     path
-}
-
-fn drain_until_finished(consumer: &mut Consumer, bus: &Bus, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while !consumer.finished() {
-        assert!(
-            Instant::now() < deadline,
-            "the session did not finish within {limit:?}"
-        );
-        if let Ok(msg) = bus.rx.recv_timeout(Duration::from_millis(100)) {
-            consumer.take(msg);
-        }
-    }
-}
-
-fn run_live(plan: &Path, recording: &Path) -> Consumer {
-    let plan = LoadedPlan::from_file(plan).expect("test plan");
-    let (live, mut consumer, bus) =
-        Live::start(&plan, recording, true, exe()).expect("live session");
-    drain_until_finished(&mut consumer, &bus, Duration::from_secs(300));
-    live.shutdown();
-    consumer.close().expect("recording closes");
-    consumer
 }
 
 /// What `ps` shows inside a guest, over the testbed's own ssh.
@@ -139,7 +115,7 @@ fn cpu_disk_and_net_on_1_2_and_4_guests_replay_to_the_same_results() {
 [[benchmark]]\nname = \"net\"\nworkload = { type = \"net\" }\nduration = \"2s\"\nconcurrency = [1, 2, 4]\nguests = [\"g1\", \"g2\", \"g3\", \"g4\"]\n";
     let plan = write_plan(dir.path(), &plan_text(&all_guests(), benchmarks));
     let recording = dir.path().join("guests.vmb");
-    let live = run_live(&plan, &recording);
+    let live = run_live_for(&plan, &recording);
     let session = &live.session;
 
     assert_eq!(session.phases.len(), 9);
@@ -306,7 +282,7 @@ fn an_unknown_host_key_is_refused_until_accepted() {
     assert_eq!(std::fs::read_to_string(&known_hosts).expect("read"), "");
 
     // A session refuses it too, and says so for the run.
-    let live = run_live(&plan, &dir.path().join("refused.vmb"));
+    let live = run_live_for(&plan, &dir.path().join("refused.vmb"));
     let run = live.session.runs.values().next().expect("one run");
     assert!(
         matches!(&run.state, RunState::Done(RunOutcome::Failed { reason }) if reason.contains("unknown host key")),
@@ -347,7 +323,7 @@ fn an_unreachable_guest_fails_and_the_others_go_on() {
     let guests = format!("{}{ghost}", guest(2, &format!("{STATE}/known_hosts")));
     let benchmarks = "[[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\nduration = \"2s\"\nconcurrency = [2]\nguests = [\"g2\", \"ghost\"]\n";
     let plan = write_plan(dir.path(), &plan_text(&guests, benchmarks));
-    let live = run_live(&plan, &dir.path().join("ghost.vmb"));
+    let live = run_live_for(&plan, &dir.path().join("ghost.vmb"));
     let phase = &live.session.phases[0];
     assert_eq!(phase.ended.map(|e| e.1), Some(PhaseOutcome::Partial));
     let state_of = |name: &str| {
@@ -371,4 +347,8 @@ fn an_unreachable_guest_fails_and_the_others_go_on() {
             .any(|(name, state)| name == "ghost"
                 && matches!(state, vmbench::event::GuestState::Failed { .. }))
     );
+}
+
+fn run_live_for(plan: &Path, recording: &Path) -> Consumer {
+    common::run_live(plan, recording, Duration::from_secs(300))
 }

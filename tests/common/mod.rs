@@ -1,0 +1,35 @@
+//! Helpers the end-to-end test files share.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use vmbench::app::{Bus, Consumer, Live};
+use vmbench::plan::LoadedPlan;
+
+pub fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vmbench"))
+}
+
+pub fn drain_until_finished(consumer: &mut Consumer, bus: &Bus, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !consumer.finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the session did not finish within {limit:?}"
+        );
+        if let Ok(msg) = bus.rx.recv_timeout(Duration::from_millis(100)) {
+            consumer.take(msg);
+        }
+    }
+}
+
+/// Runs a plan to its end, started at once, and closes its recording.
+pub fn run_live(plan: &Path, recording: &Path, limit: Duration) -> Consumer {
+    let plan = LoadedPlan::from_file(plan).expect("test plan");
+    let (live, mut consumer, bus) =
+        Live::start(&plan, recording, true, exe()).expect("live session");
+    drain_until_finished(&mut consumer, &bus, limit);
+    live.shutdown();
+    consumer.close().expect("recording closes");
+    consumer
+}
