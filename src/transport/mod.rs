@@ -196,7 +196,6 @@ fn upload(session: &ssh2::Session, path: &str, bytes: &[u8]) -> Result<()> {
     for chunk in bytes.chunks(256 << 10) {
         file.write_all(chunk)?;
     }
-    file.fsync().ok();
     Ok(())
 }
 
