@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use vmbench::app::{Consumer, Replay};
 use vmbench::event::{PhaseOutcome, RunOutcome};
 use vmbench::model::RunState;
+use vmbench::plan::LoadedPlan;
 use vmbench::store::Reader;
+use vmbench::transport::ssh;
 
 const GUESTS: usize = 4;
 const STATE: &str = "/run/vmbench-testbed";
@@ -351,4 +353,104 @@ fn an_unreachable_guest_fails_and_the_others_go_on() {
 
 fn run_live_for(plan: &Path, recording: &Path) -> Consumer {
     common::run_live(plan, recording, Duration::from_secs(300))
+}
+
+#[test]
+fn many_connections_to_one_sshd_stay_under_its_max_startups() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = write_plan(
+        dir.path(),
+        &plan_text(
+            &all_guests(),
+            "[[benchmark]]\nname = \"c\"\nworkload = { type = \"cpu\" }\nduration = \"1s\"\nconcurrency = [1]\n",
+        ),
+    );
+    let g1 = LoadedPlan::from_file(&plan).expect("plan").plan.guests[1].clone();
+    // sshd's MaxStartups 10:30:100 drops unauthenticated connections beyond
+    // ten at random; 30 at once would lose some without vmbench's staggering.
+    let outcomes: Vec<Result<(), String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..30)
+            .map(|_| {
+                scope.spawn(|| {
+                    ssh::connect(&g1, ssh::UnknownKey::Refuse)
+                        .map(drop)
+                        .map_err(|e| e.describe("plan", "198.18.0.11"))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("joins"))
+            .collect()
+    });
+    let failed: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
+#[test]
+fn an_ssh_agent_authenticates_when_the_plan_names_no_key() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("agent.sock");
+    let agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("ssh-agent starts");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _agent = Kill(agent);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "ssh-agent made no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let added = Command::new("ssh-add")
+        .arg(format!("{STATE}/id_ed25519"))
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .expect("ssh-add runs");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let guests = guest(1, &format!("{STATE}/known_hosts"))
+        .replace(&format!("identity = \"{STATE}/id_ed25519\"\n"), "");
+    let plan = write_plan(
+        dir.path(),
+        &plan_text(
+            &guests,
+            "[[benchmark]]\nname = \"c\"\nworkload = { type = \"cpu\" }\nduration = \"1s\"\nconcurrency = [1]\n",
+        ),
+    );
+    // An empty home: no default key files, only the agent.
+    let check = |agent: bool| {
+        let mut command = Command::new(exe());
+        command.arg("check").arg(&plan).env("HOME", dir.path());
+        if agent {
+            command.env("SSH_AUTH_SOCK", &socket);
+        } else {
+            command.env_remove("SSH_AUTH_SOCK");
+        }
+        command.output().expect("check runs")
+    };
+    let with_agent = check(true);
+    assert!(
+        with_agent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_agent.stdout)
+    );
+    let without = check(false);
+    let text = String::from_utf8_lossy(&without.stdout);
+    assert_eq!(without.status.code(), Some(1), "{text}");
+    assert!(text.contains("no way to authenticate as root"), "{text}");
 }
