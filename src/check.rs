@@ -60,10 +60,11 @@ fn reach(
     };
     let key_added = connection.host_key_added;
     let exe = std::env::current_exe().map_err(|e| format!("finding vmbench: {e}"))?;
-    let info = transport::prepare(&connection, &guest.endpoint(), &exe, quiet)
-        .map_err(|e| format!("{e:#}"))?;
-    if let Some(command) = transport::cleanup_command(&info) {
-        let _ = ssh::run(&connection.session, &command);
+    let transport::Prepared { info, janitor } =
+        transport::prepare(&connection, &guest.endpoint(), &exe, quiet)
+            .map_err(|e| format!("{e:#}"))?;
+    if let Some(janitor) = janitor {
+        janitor.finish();
     }
     let mut problems = Vec::new();
     if let Err(why) = &info.vmbench {

@@ -190,9 +190,9 @@ fn cpu_disk_and_net_on_1_2_and_4_guests_replay_to_the_same_results() {
     assert_eq!(replayed.session.guests, live.session.guests);
 }
 
-#[test]
-fn cancelling_mid_phase_leaves_no_benchmark_on_any_guest() {
-    let _turn = testbed();
+/// Starts a long phase on every guest, signals vmbench once all copies
+/// run, and checks the guests inside: no copy, no folder of vmbench's.
+fn interrupt_mid_phase(signal: libc::c_int) -> Vec<vmbench::event::Event> {
     let dir = tempfile::tempdir().expect("tempdir");
     let benchmarks = "[[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\nduration = \"60s\"\nconcurrency = [4]\nguests = [\"g1\", \"g2\", \"g3\", \"g4\"]\n";
     let plan = write_plan(dir.path(), &plan_text(&all_guests(), benchmarks));
@@ -228,18 +228,31 @@ fn cancelling_mid_phase_leaves_no_benchmark_on_any_guest() {
         );
     }
     // SAFETY: signals the child this test started.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let status = child.wait().expect("vmbench exits");
-    assert!(status.code().is_some(), "exited by itself: {status:?}");
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    child.wait().expect("vmbench exits");
+    // After a kill -9 the guests notice the lost connection by themselves.
+    let deadline = Instant::now() + Duration::from_secs(10);
     for i in 1..=GUESTS {
-        let ps = processes_in(i);
-        assert!(!ps.contains("vmbench workload"), "g{i} still runs:\n{ps}");
+        loop {
+            let ps = processes_in(i);
+            if !ps.contains("vmbench workload") && !ps.contains("/tmp/vmbench.") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "g{i} still runs:\n{ps}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     assert_eq!(leftovers(), Vec::<PathBuf>::new());
-    let events = Reader::open(&recording)
+    Reader::open(&recording)
         .expect("recording")
         .events(0, u64::MAX)
-        .expect("events");
+        .expect("events")
+}
+
+#[test]
+fn cancelling_mid_phase_leaves_no_benchmark_on_any_guest() {
+    let _turn = testbed();
+    let events = interrupt_mid_phase(libc::SIGTERM);
     let cancelled = events
         .iter()
         .filter(|e| {
@@ -253,6 +266,13 @@ fn cancelling_mid_phase_leaves_no_benchmark_on_any_guest() {
         })
         .count();
     assert_eq!(cancelled, GUESTS);
+}
+
+#[test]
+fn a_killed_vmbench_leaves_nothing_on_the_guests() {
+    let _turn = testbed();
+    let events = interrupt_mid_phase(libc::SIGKILL);
+    assert!(!events.iter().any(|e| e.kind() == "session_ended"));
 }
 
 #[test]

@@ -197,9 +197,10 @@ fn bring_up(
             return Err(e.describe(plan_origin, host));
         }
     };
-    let info = transport::prepare(&connection, &guest.endpoint(), exe, quiet)
-        .map_err(|e| format!("{e:#}"))?;
-    let link = ssh::spawn_link(connection, guest.name(), transport::cleanup_command(&info))
+    let transport::Prepared { info, janitor } =
+        transport::prepare(&connection, &guest.endpoint(), exe, quiet)
+            .map_err(|e| format!("{e:#}"))?;
+    let link = ssh::spawn_link(connection, guest.name(), janitor)
         .map_err(|e| format!("no thread for the session: {e}"))?;
     Ok(Remote {
         link,

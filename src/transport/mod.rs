@@ -108,7 +108,7 @@ pub fn prepare(
     address: &str,
     vmbench: &Path,
     quiet: &Barrier,
-) -> Result<GuestInfo> {
+) -> Result<Prepared> {
     let mut arrival = Arrival(Some(quiet));
     let session = &connection.session;
     let (code, out, err) = ssh::run(session, "uname -m; uname -r")?;
@@ -118,7 +118,7 @@ pub fn prepare(
     let mut words = out.lines();
     let arch = words.next().unwrap_or_default().trim().to_string();
     let kernel = words.next().unwrap_or_default().trim().to_string();
-    let vmbench = install(session, &arch, vmbench);
+    let (vmbench, janitor) = install(session, &arch, vmbench);
     arrival.arrive();
     let (clock_offset_ns, clock_rtt_ns) = match &vmbench {
         Ok(path) => match measure_clock(session, path) {
@@ -127,7 +127,7 @@ pub fn prepare(
         },
         Err(_) => (None, None),
     };
-    Ok(GuestInfo {
+    let info = GuestInfo {
         address: address.to_string(),
         local_ip: connection.local_ip,
         arch,
@@ -136,39 +136,67 @@ pub fn prepare(
         clock_offset_ns,
         clock_rtt_ns,
         vmbench,
-    })
+    };
+    Ok(Prepared { info, janitor })
 }
 
-fn install(session: &ssh2::Session, arch: &str, vmbench: &Path) -> Result<String, String> {
+/// A guest made ready, and what removes vmbench from it afterwards.
+pub struct Prepared {
+    pub info: GuestInfo,
+    pub janitor: Option<ssh::Janitor>,
+}
+
+/// Where vmbench now is on the guest, or why it cannot run there; and the
+/// janitor of its folder, started as soon as the folder exists.
+fn install(
+    session: &ssh2::Session,
+    arch: &str,
+    vmbench: &Path,
+) -> (Result<String, String>, Option<ssh::Janitor>) {
     let ours = std::env::consts::ARCH;
     if arch != ours {
-        return Err(format!(
+        let why = format!(
             "the guest is {arch} and this vmbench is built for {ours}, so the built-in \
              workloads cannot run there (external tools can)"
-        ));
+        );
+        return (Err(why), None);
     }
-    let image = image_of(vmbench)?;
     let step =
         |what: &str, e: anyhow::Error| format!("putting vmbench on the guest: {what}: {e:#}");
-    let (code, out, err) =
-        ssh::run(session, "mktemp -d /tmp/vmbench.XXXXXX").map_err(|e| step("mktemp", e))?;
-    if code != 0 {
-        return Err(format!(
-            "cannot make a folder under /tmp on the guest: {}",
-            err.trim()
-        ));
-    }
-    let dir = out.trim().to_string();
+    let dir = match ssh::run(session, "mktemp -d /tmp/vmbench.XXXXXX") {
+        Ok((0, out, _)) => out.trim().to_string(),
+        Ok((_, _, err)) => {
+            let why = format!(
+                "cannot make a folder under /tmp on the guest: {}",
+                err.trim()
+            );
+            return (Err(why), None);
+        }
+        Err(e) => return (Err(step("mktemp", e)), None),
+    };
+    let janitor = match ssh::Janitor::start(session, &dir) {
+        Ok(j) => j,
+        Err(e) => {
+            let _ = ssh::run(session, &format!("rm -rf {}", shell_quote(&dir)));
+            return (Err(step("cleanup watch", e)), None);
+        }
+    };
     let path = format!("{dir}/vmbench");
-    upload(session, &path, &image.bytes).map_err(|e| step("upload", e))?;
+    (copy_and_verify(session, vmbench, &path), Some(janitor))
+}
+
+fn copy_and_verify(session: &ssh2::Session, vmbench: &Path, path: &str) -> Result<String, String> {
+    let step =
+        |what: &str, e: anyhow::Error| format!("putting vmbench on the guest: {what}: {e:#}");
+    let image = image_of(vmbench)?;
+    upload(session, path, &image.bytes).map_err(|e| step("upload", e))?;
     let check = format!(
         "chmod 755 {0} && sha256sum {0} && {0} --version",
-        shell_quote(&path)
+        shell_quote(path)
     );
     let (code, out, err) = ssh::run(session, &check).map_err(|e| step("check", e))?;
     let sum = out.split_whitespace().next().unwrap_or_default();
     if code != 0 || sum != image.sha256 {
-        let _ = ssh::run(session, &format!("rm -rf {}", shell_quote(&dir)));
         let why = if sum.is_empty() || sum == image.sha256 {
             format!("it does not run there ({})", last_line(&err))
         } else {
@@ -178,7 +206,7 @@ fn install(session: &ssh2::Session, arch: &str, vmbench: &Path) -> Result<String
             "the built-in workloads cannot run on this guest: vmbench was copied but {why}"
         ));
     }
-    Ok(path)
+    Ok(path.to_string())
 }
 
 fn last_line(text: &str) -> &str {
@@ -231,13 +259,6 @@ fn measure_clock(session: &ssh2::Session, vmbench: &str) -> Result<(i64, u64)> {
     channel.wait_eof()?;
     channel.wait_close()?;
     best.ok_or_else(|| anyhow!("no clock answer"))
-}
-
-/// The command that removes what `prepare` put on the guest.
-pub fn cleanup_command(info: &GuestInfo) -> Option<String> {
-    let path = info.vmbench.as_ref().ok()?;
-    let dir = std::path::Path::new(path).parent()?;
-    Some(format!("rm -rf {}", shell_quote(&dir.to_string_lossy())))
 }
 
 /// A prepared guest: its session thread and what was learned.

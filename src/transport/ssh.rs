@@ -336,6 +336,32 @@ pub fn run(session: &Session, command: &str) -> Result<(i32, String, String)> {
     Ok((channel.exit_status()?, out, err))
 }
 
+/// A command on the guest that waits for its input to end and then removes
+/// a folder. Its input ends when vmbench finishes it, or when the connection
+/// goes away for any reason, a crash or kill -9 of vmbench included.
+pub struct Janitor {
+    channel: Channel,
+}
+
+impl Janitor {
+    pub fn start(session: &Session, dir: &str) -> Result<Self> {
+        let mut channel = session.channel_session()?;
+        channel.exec(&format!(
+            "cat >/dev/null; rm -rf {}",
+            crate::transport::shell_quote(dir)
+        ))?;
+        Ok(Janitor { channel })
+    }
+
+    /// Ends the janitor's input and waits until it has cleaned up. Needs the
+    /// session in blocking mode.
+    pub fn finish(mut self) {
+        let _ = self.channel.send_eof();
+        let _ = self.channel.wait_eof();
+        let _ = self.channel.wait_close();
+    }
+}
+
 /// How a remote command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoteExit {
@@ -437,8 +463,8 @@ impl Link {
         self.send(LinkCommand::Kill { id });
     }
 
-    /// Asks the session to end: running commands are killed, `on_close`
-    /// runs, the connection is closed.
+    /// Asks the session to end: running commands are killed, the janitor
+    /// cleans up, the connection is closed.
     pub fn close(&self) {
         self.send(LinkCommand::Close);
     }
@@ -494,12 +520,11 @@ impl LineBuffer {
 }
 
 /// Hands an authenticated session to its own thread and returns the handle.
-/// `on_close` runs on the guest when the link closes (removing what was put
-/// there).
+/// `janitor`, if any, is finished when the link closes.
 pub fn spawn_link(
     connection: Connection,
     name: &str,
-    on_close: Option<String>,
+    janitor: Option<Janitor>,
 ) -> std::io::Result<Link> {
     // SAFETY: eventfd returns a new descriptor or -1, checked below.
     let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
@@ -512,7 +537,7 @@ pub fn spawn_link(
     let thread_wake = wake.clone();
     let thread = std::thread::Builder::new()
         .name(format!("ssh-{name}"))
-        .spawn(move || link_loop(connection, rx, &thread_wake, on_close))?;
+        .spawn(move || link_loop(connection, rx, &thread_wake, janitor))?;
     Ok(Link {
         commands: tx,
         wake,
@@ -533,7 +558,7 @@ fn link_loop(
     connection: Connection,
     commands: Receiver<LinkCommand>,
     wake: &OwnedFd,
-    on_close: Option<String>,
+    janitor: Option<Janitor>,
 ) {
     let Connection {
         session, stream, ..
@@ -633,8 +658,8 @@ fn link_loop(
         }
         if closing && running.is_empty() {
             session.set_blocking(true);
-            if let Some(command) = &on_close {
-                let _ = run(&session, command);
+            if let Some(janitor) = janitor {
+                janitor.finish();
             }
             let _ = session.disconnect(None, "vmbench session over", None);
             return;
