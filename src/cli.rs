@@ -23,7 +23,7 @@ use crate::ui::keys::Action;
 use crate::ui::terminal::{self, Next, Steer};
 use crate::ui::theme::{Theme, slot_names};
 use crate::ui::{Feed, View, clock, figure, skew_text};
-use crate::workload::builtin;
+use crate::workload::{builtin, gate};
 
 #[derive(Parser)]
 #[command(
@@ -155,6 +155,17 @@ enum WorkloadKind {
     },
     /// Prints CLOCK_MONOTONIC for each line read, to measure clock offsets.
     Clock,
+    /// Runs an external tool behind the barrier, relaying its output.
+    Gate {
+        /// The command that prints the tool's version, e.g. "iperf3 --version".
+        #[arg(long)]
+        probe: Option<String>,
+        /// The oldest version the adapter reads, as MAJOR.MINOR.
+        #[arg(long)]
+        min_version: Option<String>,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
 }
 
 /// Exit codes: 0 success, 1 a run or the session failed, 2 bad input.
@@ -205,6 +216,17 @@ fn workload(kind: WorkloadKind) -> i32 {
         } => builtin::run_net(ms(timed.duration_ms), timed.gate, connect, buffer),
         WorkloadKind::NetSink { listen } => builtin::run_net_sink(listen),
         WorkloadKind::Clock => builtin::run_clock(),
+        WorkloadKind::Gate {
+            probe,
+            min_version,
+            argv,
+        } => gate::run_gate(gate::GateArgs {
+            probe: probe
+                .map(|p| p.split_whitespace().map(String::from).collect())
+                .unwrap_or_default(),
+            min_version: min_version.as_deref().and_then(gate::version_numbers),
+            argv,
+        }),
     })
 }
 

@@ -113,6 +113,13 @@ pub enum Event {
         pid: Option<u32>,
         metrics: Vec<MetricDef>,
     },
+    /// The external tool a copy runs and the version it reported.
+    RunTool {
+        t: Nanos,
+        run: RunId,
+        tool: String,
+        version: String,
+    },
     /// The copy's own clock reading of when its measured work began.
     RunStarted {
         t: Nanos,
@@ -201,6 +208,7 @@ impl Event {
             Event::PhaseStarted { .. } => "phase_started",
             Event::RunSpawned { .. } => "run_spawned",
             Event::RunStarted { .. } => "run_started",
+            Event::RunTool { .. } => "run_tool",
             Event::Progress { .. } => "progress",
             Event::RunResult { .. } => "run_result",
             Event::RunEnded { .. } => "run_ended",
@@ -221,6 +229,7 @@ impl Event {
             Event::PhaseStarted { t, .. }
             | Event::RunSpawned { t, .. }
             | Event::RunStarted { t, .. }
+            | Event::RunTool { t, .. }
             | Event::Progress { t, .. }
             | Event::RunResult { t, .. }
             | Event::RunEnded { t, .. }

@@ -44,6 +44,8 @@ pub struct Run {
     pub progress: Vec<Vec<(Nanos, f64)>>,
     /// The tool's own figures: metric, value, unit.
     pub tool_results: Vec<(String, f64, String)>,
+    /// The external tool it ran and its version, for tools.
+    pub tool: Option<(String, String)>,
 }
 
 impl Run {
@@ -294,8 +296,16 @@ impl Session {
                         state: RunState::Waiting,
                         progress: vec![Vec::new(); metrics.len()],
                         tool_results: Vec::new(),
+                        tool: None,
                     },
                 );
+            }
+            Event::RunTool {
+                run, tool, version, ..
+            } => {
+                if let Some(r) = self.runs.get_mut(run) {
+                    r.tool = Some((tool.clone(), version.clone()));
+                }
             }
             Event::RunStarted { t, run } => {
                 if let Some(r) = self.runs.get_mut(run) {

@@ -13,7 +13,7 @@ use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -23,7 +23,7 @@ use crate::plan::{Plan, PlannedPhase, Transport};
 use crate::sample::{SamplerCommand, SeriesIds};
 use crate::transport::ssh::{ExecId, Link, RemoteOutput};
 use crate::transport::{Remote, shell_command};
-use crate::workload::{LaunchContext, Output, OutputParser, builtin};
+use crate::workload::{LaunchContext, Output, OutputParser, WorkloadSpec, builtin, tools};
 pub use guests::GuestPool;
 use guests::PoolContext;
 
@@ -54,7 +54,7 @@ pub struct Orchestrator {
 }
 
 enum CopyMsg {
-    Output(usize, Result<Option<Output>, String>),
+    Output(usize, Result<Vec<Output>, String>),
     Exited {
         index: usize,
         /// Err says how it did not succeed.
@@ -94,6 +94,8 @@ struct Copy {
 struct Targets {
     pool: GuestPool,
     receivers: HashMap<IpAddr, NetReceiver>,
+    /// Servers started for one phase's copies (iperf3), stopped after it.
+    servers: Vec<ToolServer>,
 }
 
 /// How a phase ended, and what the operator wants next.
@@ -146,6 +148,7 @@ impl Orchestrator {
         let mut targets = Targets {
             pool,
             receivers: HashMap::new(),
+            servers: Vec::new(),
         };
         if autostart || self.wait_for_start(&mut control, true).await {
             let unsettled = targets.pool.unsettled();
@@ -265,10 +268,19 @@ impl Orchestrator {
                 (Some(remote), exe, ip)
             }
         };
-        let net_sink = if bench.workload.needs_net_sink() {
-            Some(self.net_sink(&mut targets.receivers, sink_ip).await?)
-        } else {
-            None
+        let net_sink = match &bench.workload {
+            WorkloadSpec::Iperf3 { server: None, .. } => {
+                let listen = SocketAddr::new(sink_ip, tools::iperf3::BASE_PORT + index as u16);
+                let server = ToolServer::start(&tools::iperf3::server_argv(listen))
+                    .await
+                    .map_err(|e| format!("iperf3 server on this host at {listen}: {e:#}"))?;
+                targets.servers.push(server);
+                Some(listen)
+            }
+            workload if workload.needs_net_sink() => {
+                Some(self.net_sink(&mut targets.receivers, sink_ip).await?)
+            }
+            _ => None,
         };
         let ctx = LaunchContext {
             exe,
@@ -414,6 +426,9 @@ impl Orchestrator {
         for copy in &copies {
             let _ = self.sampler.send(SamplerCommand::Unwatch { run: copy.run });
         }
+        for server in targets.servers.drain(..) {
+            server.stop().await;
+        }
         let failed = copies.iter().filter(|c| c.failure.is_some()).count();
         let outcome = outcome.unwrap_or(match failed {
             0 => PhaseOutcome::Completed,
@@ -474,50 +489,66 @@ impl Orchestrator {
         }
     }
 
+    fn handle_output(&self, copy: &mut Copy, output: Output) {
+        let run = copy.run;
+        match output {
+            Output::Ready => copy.ready = true,
+            Output::Started { mono_ns } => self.emit(Event::RunStarted {
+                t: self.clock.from_monotonic(mono_ns),
+                run,
+            }),
+            Output::Progress {
+                metric,
+                mono_ns,
+                done,
+            } => self.emit(Event::Progress {
+                t: self.clock.from_monotonic(mono_ns),
+                run,
+                metric,
+                done,
+            }),
+            Output::Result {
+                metric,
+                value,
+                unit,
+            } => self.emit(Event::RunResult {
+                t: self.clock.now(),
+                run,
+                metric,
+                value,
+                unit,
+            }),
+            Output::Note(text) => {
+                self.log(LogLevel::Info, format!("{} run {run}: {text}", copy.guest))
+            }
+            Output::Failed(reason) => {
+                self.log(
+                    LogLevel::Error,
+                    format!("{} run {run}: {reason}", copy.guest),
+                );
+                copy.failure = Some(reason);
+            }
+            Output::Version { tool, text } => self.emit(Event::RunTool {
+                t: self.clock.now(),
+                run,
+                tool,
+                version: text,
+            }),
+        }
+    }
+
     fn handle(&self, msg: CopyMsg, copies: &mut [Copy]) {
         match msg {
-            CopyMsg::Output(index, parsed) => {
-                let copy = &mut copies[index];
-                let run = copy.run;
-                match parsed {
-                    Ok(None) => {}
-                    Ok(Some(Output::Ready)) => copy.ready = true,
-                    Ok(Some(Output::Started { mono_ns })) => self.emit(Event::RunStarted {
-                        t: self.clock.from_monotonic(mono_ns),
-                        run,
-                    }),
-                    Ok(Some(Output::Progress {
-                        metric,
-                        mono_ns,
-                        done,
-                    })) => self.emit(Event::Progress {
-                        t: self.clock.from_monotonic(mono_ns),
-                        run,
-                        metric,
-                        done,
-                    }),
-                    Ok(Some(Output::Result {
-                        metric,
-                        value,
-                        unit,
-                    })) => self.emit(Event::RunResult {
-                        t: self.clock.now(),
-                        run,
-                        metric,
-                        value,
-                        unit,
-                    }),
-                    Ok(Some(Output::Note(text))) => {
-                        self.log(LogLevel::Info, format!("{} run {run}: {text}", copy.guest))
-                    }
-                    Ok(Some(Output::Failed(reason))) => {
-                        self.log(
-                            LogLevel::Error,
-                            format!("{} run {run}: {reason}", copy.guest),
-                        );
-                        copy.failure = Some(reason);
-                    }
-                    Err(e) => self.log(LogLevel::Warn, format!("{} run {run}: {e}", copy.guest)),
+            CopyMsg::Output(index, Err(e)) => {
+                let copy = &copies[index];
+                self.log(
+                    LogLevel::Warn,
+                    format!("{} run {}: {e}", copy.guest, copy.run),
+                );
+            }
+            CopyMsg::Output(index, Ok(outputs)) => {
+                for output in outputs {
+                    self.handle_output(&mut copies[index], output);
                 }
             }
             CopyMsg::Exited {
@@ -675,22 +706,25 @@ async fn watch_remote(
     while let Some(item) = output.recv().await {
         match item {
             RemoteOutput::Stdout(line) => {
-                let parsed = parser.parse_line(&line).map(|o| {
-                    o.map(|o| match o {
-                        Output::Started { mono_ns } => Output::Started {
-                            mono_ns: to_host(mono_ns),
-                        },
-                        Output::Progress {
-                            metric,
-                            mono_ns,
-                            done,
-                        } => Output::Progress {
-                            metric,
-                            mono_ns: to_host(mono_ns),
-                            done,
-                        },
-                        other => other,
-                    })
+                let parsed = parser.parse_line(&line).map(|outputs| {
+                    outputs
+                        .into_iter()
+                        .map(|o| match o {
+                            Output::Started { mono_ns } => Output::Started {
+                                mono_ns: to_host(mono_ns),
+                            },
+                            Output::Progress {
+                                metric,
+                                mono_ns,
+                                done,
+                            } => Output::Progress {
+                                metric,
+                                mono_ns: to_host(mono_ns),
+                                done,
+                            },
+                            other => other,
+                        })
+                        .collect()
                 });
                 let _ = tx.send(CopyMsg::Output(index, parsed));
             }
@@ -715,6 +749,63 @@ async fn watch_remote(
             }
         }
     }
+}
+
+/// A server a tool's copies need on this host, up once it says it listens.
+struct ToolServer {
+    child: Child,
+}
+
+impl ToolServer {
+    async fn start(argv: &[String]) -> Result<Self> {
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        die_with_parent(&mut command);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {}", argv[0]))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let listening = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.to_ascii_lowercase().contains("listening") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        if listening != Ok(true) {
+            let _ = child.kill().await;
+            let mut err = String::new();
+            if let Some(stderr) = child.stderr.take() {
+                let _ = BufReader::new(stderr).read_to_string(&mut err).await;
+            }
+            return Err(anyhow!("it did not start listening: {}", last_words(&err)));
+        }
+        // Its reports are not needed (the client's are), but a full pipe
+        // would stall it mid-test.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(ToolServer { child })
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn last_words(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("(nothing on stderr)")
+        .trim()
 }
 
 /// The receiving end of `net` copies, started once per session.

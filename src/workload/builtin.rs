@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use super::tools::ToolParser;
 use super::{LaunchContext, Output, OutputParser, WorkloadSpec};
 use crate::event::{MetricDef, monotonic_ns};
 
@@ -41,9 +42,19 @@ pub enum Line {
     Error {
         message: String,
     },
+    /// The version an external tool reported, read before the barrier.
+    Version {
+        tool: String,
+        text: String,
+    },
+    /// One line of an external tool's standard output, stamped when read.
+    Tool {
+        mono_ns: u64,
+        line: String,
+    },
 }
 
-fn emit(line: &Line) {
+pub(crate) fn emit(line: &Line) {
     let text = serde_json::to_string(line).expect("protocol lines always serialize");
     let mut out = io::stdout().lock();
     // A parent that went away is not this process's problem to report.
@@ -67,6 +78,8 @@ pub fn metrics(spec: &WorkloadSpec) -> Vec<MetricDef> {
             vec![metric("write", "MB/s", 1e-6), metric("read", "MB/s", 1e-6)]
         }
         WorkloadSpec::Net { .. } => vec![metric("send", "Gbit/s", 8e-9)],
+        // External tools describe their own metrics (tools/).
+        _ => Vec::new(),
     }
 }
 
@@ -80,7 +93,6 @@ pub fn command(spec: &WorkloadSpec, ctx: &LaunchContext) -> Vec<String> {
         ctx.duration.as_millis().to_string(),
     ];
     match spec {
-        WorkloadSpec::Cpu => {}
         WorkloadSpec::Disk {
             size,
             dir,
@@ -96,31 +108,44 @@ pub fn command(spec: &WorkloadSpec, ctx: &LaunchContext) -> Vec<String> {
                 argv.extend(["--connect".into(), addr.to_string()]);
             }
         }
+        // cpu takes no options; external tools build their own commands.
+        _ => {}
     }
     argv
 }
 
+/// Reads the JSON-line protocol that built-in workloads and the gate speak;
+/// an external tool's relayed lines go to its own parser.
 pub struct LineParser {
     metrics: Vec<MetricDef>,
+    tool: Option<Box<dyn ToolParser>>,
+    started_ns: u64,
 }
 
 impl LineParser {
-    pub fn new(metrics: Vec<MetricDef>) -> Self {
-        LineParser { metrics }
+    pub fn new(metrics: Vec<MetricDef>, tool: Option<Box<dyn ToolParser>>) -> Self {
+        LineParser {
+            metrics,
+            tool,
+            started_ns: 0,
+        }
     }
 }
 
 impl OutputParser for LineParser {
-    fn parse_line(&mut self, line: &str) -> Result<Option<Output>, String> {
+    fn parse_line(&mut self, line: &str) -> Result<Vec<Output>, String> {
         if line.trim().is_empty() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let parsed: Line =
             serde_json::from_str(line).map_err(|e| format!("unreadable line {line:?}: {e}"))?;
-        Ok(Some(match parsed {
+        Ok(vec![match parsed {
             Line::Ready => Output::Ready,
             Line::Listening { addr } => Output::Note(format!("listening on {addr}")),
-            Line::Start { mono_ns } => Output::Started { mono_ns },
+            Line::Start { mono_ns } => {
+                self.started_ns = mono_ns;
+                Output::Started { mono_ns }
+            }
             Line::Progress {
                 metric,
                 mono_ns,
@@ -148,7 +173,14 @@ impl OutputParser for LineParser {
             },
             Line::Note { message } => Output::Note(message),
             Line::Error { message } => Output::Failed(message),
-        }))
+            Line::Version { tool, text } => Output::Version { tool, text },
+            Line::Tool { mono_ns, line } => {
+                return Ok(match &mut self.tool {
+                    Some(tool) => tool.line(&line, mono_ns, self.started_ns),
+                    None => Vec::new(),
+                });
+            }
+        }])
     }
 }
 
@@ -158,7 +190,7 @@ impl OutputParser for LineParser {
 /// kernel at the same moment, however long the release took to arrive.
 /// False when the orchestrator closed the pipe instead (the phase was
 /// cancelled before it began).
-fn wait_at_gate(gate: bool) -> bool {
+pub(crate) fn wait_at_gate(gate: bool) -> bool {
     if !gate {
         return true;
     }
@@ -175,9 +207,18 @@ fn wait_at_gate(gate: bool) -> bool {
     // The orchestrator keeps stdin open while the copy runs; its end means the
     // orchestrator (or the SSH connection to it) is gone, and so is the copy.
     // Started before the start instant, so that it costs the start nothing.
+    // The whole process group goes, an external tool started by the gate too.
     std::thread::spawn(|| {
         let mut rest = [0u8; 64];
         while matches!(io::stdin().lock().read(&mut rest), Ok(n) if n > 0) {}
+        // Only a group this process leads (as vmbench starts every copy) is
+        // its own to kill; run by hand inside a shell's group, it just ends.
+        // SAFETY: getpgrp/getpid cannot fail; killpg signals our own group.
+        unsafe {
+            if libc::getpgrp() == libc::getpid() {
+                libc::killpg(libc::getpgrp(), libc::SIGKILL);
+            }
+        }
         std::process::exit(3);
     });
     if let Some(at) = std::str::from_utf8(&line)
@@ -508,9 +549,9 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let mut parser = LineParser::new(metrics(spec));
+        let mut parser = LineParser::new(metrics(spec), None);
         text.lines()
-            .filter_map(|l| {
+            .flat_map(|l| {
                 parser
                     .parse_line(l)
                     .unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -572,7 +613,7 @@ mod tests {
 
     #[test]
     fn arbitrary_input_is_an_error_never_a_panic() {
-        let mut parser = LineParser::new(metrics(&WorkloadSpec::Cpu));
+        let mut parser = LineParser::new(metrics(&WorkloadSpec::Cpu), None);
         let mut x = 0x1234_5678_9abc_def0u64;
         for len in 0..2000 {
             let line: String = (0..len % 97)

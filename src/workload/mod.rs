@@ -3,6 +3,8 @@
 //! this binary so that N copies behave like N guests.
 
 pub mod builtin;
+pub mod gate;
+pub mod tools;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -34,6 +36,62 @@ pub enum WorkloadSpec {
         #[serde(default = "default_block_size")]
         buffer: ByteSize,
     },
+    /// sysbench 1.0 `cpu` (events/s) or `memory` (MiB/s).
+    Sysbench {
+        test: tools::sysbench::Test,
+        #[serde(default = "one")]
+        threads: u32,
+    },
+    /// An iperf3 client against a server vmbench starts on this host (one
+    /// port per copy), or against `server`; Gbit/s as the receiver counted.
+    Iperf3 {
+        /// Socket buffer (`-w`), e.g. "256KiB" as in the study.
+        #[serde(default)]
+        window: Option<ByteSize>,
+        /// Parallel streams (`-P`).
+        #[serde(default = "one")]
+        parallel: u32,
+        #[serde(default = "outbound")]
+        direction: tools::iperf3::Direction,
+        /// A server of your own instead of the ones vmbench starts.
+        #[serde(default)]
+        server: Option<SocketAddr>,
+    },
+    /// One stress-ng stressor (`cpu`, `vm`, `matrix`, ...); bogo-ops/s.
+    StressNg {
+        stressor: Stressor,
+        #[serde(default = "one")]
+        workers: u32,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn outbound() -> tools::iperf3::Direction {
+    tools::iperf3::Direction::Outbound
+}
+
+/// A stress-ng stressor name; it becomes an option (`--cpu`), so only
+/// letters, digits and dashes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stressor(pub String);
+
+impl<'de> Deserialize<'de> for Stressor {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        let valid = !name.is_empty()
+            && !name.starts_with('-')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if valid {
+            Ok(Stressor(name))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "{name:?} is not a stress-ng stressor name (letters, digits, dashes)"
+            )))
+        }
+    }
 }
 
 fn default_disk_size() -> ByteSize {
@@ -54,6 +112,7 @@ fn default_block_size() -> ByteSize {
 pub struct LaunchContext {
     pub exe: PathBuf,
     pub duration: Duration,
+    /// Where `net` copies send to, and where an iperf3 copy's server listens.
     pub net_sink: Option<SocketAddr>,
 }
 
@@ -77,12 +136,17 @@ pub enum Output {
     },
     Note(String),
     Failed(String),
+    /// The version an external tool reported before the barrier.
+    Version {
+        tool: String,
+        text: String,
+    },
 }
 
 /// Turns a workload's output lines into [`Output`]s. Never panics on any input:
 /// a line it cannot read is an error naming the line.
 pub trait OutputParser: Send {
-    fn parse_line(&mut self, line: &str) -> Result<Option<Output>, String>;
+    fn parse_line(&mut self, line: &str) -> Result<Vec<Output>, String>;
 }
 
 impl WorkloadSpec {
@@ -91,23 +155,97 @@ impl WorkloadSpec {
             WorkloadSpec::Cpu => "cpu",
             WorkloadSpec::Disk { .. } => "disk",
             WorkloadSpec::Net { .. } => "net",
+            WorkloadSpec::Sysbench { .. } => "sysbench",
+            WorkloadSpec::Iperf3 { .. } => "iperf3",
+            WorkloadSpec::StressNg { .. } => "stress-ng",
         }
     }
 
     pub fn metrics(&self) -> Vec<MetricDef> {
-        builtin::metrics(self)
+        match self {
+            WorkloadSpec::Sysbench { test, .. } => tools::sysbench::metrics(*test),
+            WorkloadSpec::Iperf3 { .. } => tools::iperf3::metrics(),
+            WorkloadSpec::StressNg { .. } => tools::stress_ng::metrics(),
+            builtin => builtin::metrics(builtin),
+        }
     }
 
+    /// Needs a receiver on this host: the built-in sink, or an iperf3 server
+    /// per copy when the plan names none.
     pub fn needs_net_sink(&self) -> bool {
-        matches!(self, WorkloadSpec::Net { .. })
+        matches!(
+            self,
+            WorkloadSpec::Net { .. } | WorkloadSpec::Iperf3 { server: None, .. }
+        )
+    }
+
+    /// Which external program the workload runs, if any.
+    pub fn tool(&self) -> Option<&'static str> {
+        match self {
+            WorkloadSpec::Sysbench { .. } => Some("sysbench"),
+            WorkloadSpec::Iperf3 { .. } => Some("iperf3"),
+            WorkloadSpec::StressNg { .. } => Some("stress-ng"),
+            _ => None,
+        }
     }
 
     pub fn command(&self, ctx: &LaunchContext) -> Vec<String> {
-        builtin::command(self, ctx)
+        let seconds = ctx.duration.as_secs().max(1);
+        let (tool_argv, min_version) = match self {
+            WorkloadSpec::Sysbench { test, threads } => (
+                tools::sysbench::argv(*test, *threads, seconds),
+                tools::sysbench::MIN_VERSION,
+            ),
+            WorkloadSpec::Iperf3 {
+                window,
+                parallel,
+                direction,
+                server,
+            } => {
+                let server = server.or(ctx.net_sink).unwrap_or_else(|| {
+                    SocketAddr::from(([127, 0, 0, 1], tools::iperf3::BASE_PORT))
+                });
+                let options = tools::iperf3::Options {
+                    server,
+                    seconds,
+                    parallel: *parallel,
+                    window: window.map(|w| w.0),
+                    direction: *direction,
+                };
+                (tools::iperf3::argv(&options), tools::iperf3::MIN_VERSION)
+            }
+            WorkloadSpec::StressNg { stressor, workers } => (
+                tools::stress_ng::argv(&stressor.0, *workers, seconds),
+                tools::stress_ng::MIN_VERSION,
+            ),
+            builtin => return builtin::command(builtin, ctx),
+        };
+        let mut argv = vec![
+            ctx.exe.display().to_string(),
+            "workload".into(),
+            "gate".into(),
+            "--probe".into(),
+            format!("{} --version", tool_argv[0]),
+            "--min-version".into(),
+            format!("{}.{}", min_version.0, min_version.1),
+            "--".into(),
+        ];
+        argv.extend(tool_argv);
+        argv
     }
 
     pub fn parser(&self) -> Box<dyn OutputParser> {
-        Box::new(builtin::LineParser::new(self.metrics()))
+        let tool: Option<Box<dyn tools::ToolParser>> = match self {
+            WorkloadSpec::Sysbench { test, .. } => {
+                Some(Box::new(tools::sysbench::Parser::new(*test)))
+            }
+            WorkloadSpec::Iperf3 { parallel, .. } => {
+                Some(Box::new(tools::iperf3::Parser::new(*parallel)))
+            }
+            WorkloadSpec::StressNg { .. } => Some(Box::new(tools::stress_ng::Parser::default())),
+            _ => None,
+        };
+        Box::new(builtin::LineParser::new(self.metrics(), tool))
     }
 }
 
