@@ -474,3 +474,80 @@ fn an_ssh_agent_authenticates_when_the_plan_names_no_key() {
     assert_eq!(without.status.code(), Some(1), "{text}");
     assert!(text.contains("no way to authenticate as root"), "{text}");
 }
+
+#[test]
+fn sysbench_iperf3_and_stress_ng_run_on_bare_metal_and_on_guests() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut benchmarks = String::new();
+    for (name, workload) in [
+        ("sysbench-cpu", "{ type = \"sysbench\", test = \"cpu\" }"),
+        (
+            "sysbench-memory",
+            "{ type = \"sysbench\", test = \"memory\" }",
+        ),
+        (
+            "iperf3-out",
+            "{ type = \"iperf3\", window = \"256KiB\", parallel = 5 }",
+        ),
+        (
+            "iperf3-in",
+            "{ type = \"iperf3\", window = \"256KiB\", parallel = 5, direction = \"inbound\" }",
+        ),
+        ("stress-ng", "{ type = \"stress-ng\", stressor = \"cpu\" }"),
+    ] {
+        benchmarks.push_str(&format!(
+            "[[benchmark]]\nname = \"{name}-host\"\nworkload = {workload}\nduration = \"2s\"\nconcurrency = [1]\nguests = [\"host\"]\n\n\
+             [[benchmark]]\nname = \"{name}\"\nworkload = {workload}\nduration = \"2s\"\nconcurrency = [2]\nguests = [\"g1\", \"g2\"]\n\n"
+        ));
+    }
+    let plan = write_plan(dir.path(), &plan_text(&all_guests(), &benchmarks));
+    let recording = dir.path().join("tools.vmb");
+    let live = run_live_for(&plan, &recording);
+    let session = &live.session;
+    assert_eq!(session.phases.len(), 10);
+    for phase in &session.phases {
+        assert_eq!(
+            phase.ended.map(|e| e.1),
+            Some(PhaseOutcome::Completed),
+            "{} x{}: {:?}",
+            phase.benchmark,
+            phase.concurrency,
+            session.log
+        );
+        let summary = phase.summary.as_ref().expect("summarised");
+        assert!(summary.skew.is_some(), "{}", phase.benchmark);
+        for m in &summary.metrics {
+            assert!(
+                m.aggregate.is_some_and(|a| a > 0.0),
+                "{}: {m:?}",
+                phase.benchmark
+            );
+        }
+        for run in session.runs.values().filter(|r| r.phase == phase.id) {
+            // The tool's own figure and its version, for each copy.
+            assert_eq!(
+                run.tool_results.len(),
+                1,
+                "{} {}",
+                phase.benchmark,
+                run.guest
+            );
+            let (tool, version) = run.tool.as_ref().expect("tool version recorded");
+            assert!(
+                phase.benchmark.starts_with(tool.as_str()) && !version.is_empty(),
+                "{tool} {version}"
+            );
+        }
+    }
+    // Every server and tool is gone.
+    let left = Command::new("pgrep")
+        .args(["-a", "iperf3|sysbench|stress-ng"])
+        .output()
+        .expect("pgrep");
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
