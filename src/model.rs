@@ -335,7 +335,12 @@ impl Session {
                 ..
             } => {
                 if let Some(r) = self.runs.get_mut(run) {
-                    r.tool_results.push((metric.clone(), *value, unit.clone()));
+                    // A tool that reports as it goes (fio): its last word stands.
+                    let figure = (metric.clone(), *value, unit.clone());
+                    match r.tool_results.iter_mut().find(|f| f.0 == *metric) {
+                        Some(known) => *known = figure,
+                        None => r.tool_results.push(figure),
+                    }
                 }
             }
             Event::RunEnded { run, outcome, .. } => {

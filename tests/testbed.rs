@@ -476,36 +476,49 @@ fn an_ssh_agent_authenticates_when_the_plan_names_no_key() {
 }
 
 #[test]
-fn sysbench_iperf3_and_stress_ng_run_on_bare_metal_and_on_guests() {
+fn sysbench_iperf3_stress_ng_and_fio_run_on_bare_metal_and_on_guests() {
     let _turn = testbed();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut benchmarks = String::new();
-    for (name, workload) in [
-        ("sysbench-cpu", "{ type = \"sysbench\", test = \"cpu\" }"),
+    let fio = |dir: &str| {
+        format!("{{ type = \"fio\", preset = \"rand-read\", size = \"16MiB\", dir = \"{dir}\" }}")
+    };
+    let same = |w: &str| (w.to_string(), w.to_string());
+    for (name, (on_host, on_guests)) in [
+        (
+            "sysbench-cpu",
+            same("{ type = \"sysbench\", test = \"cpu\" }"),
+        ),
         (
             "sysbench-memory",
-            "{ type = \"sysbench\", test = \"memory\" }",
+            same("{ type = \"sysbench\", test = \"memory\" }"),
         ),
         (
             "iperf3-out",
-            "{ type = \"iperf3\", window = \"256KiB\", parallel = 5 }",
+            same("{ type = \"iperf3\", window = \"256KiB\", parallel = 5 }"),
         ),
         (
             "iperf3-in",
-            "{ type = \"iperf3\", window = \"256KiB\", parallel = 5, direction = \"inbound\" }",
+            same(
+                "{ type = \"iperf3\", window = \"256KiB\", parallel = 5, direction = \"inbound\" }",
+            ),
         ),
-        ("stress-ng", "{ type = \"stress-ng\", stressor = \"cpu\" }"),
+        (
+            "stress-ng",
+            same("{ type = \"stress-ng\", stressor = \"cpu\" }"),
+        ),
+        ("fio", (fio("/var/tmp"), fio("/srv/vmbench"))),
     ] {
         benchmarks.push_str(&format!(
-            "[[benchmark]]\nname = \"{name}-host\"\nworkload = {workload}\nduration = \"2s\"\nconcurrency = [1]\nguests = [\"host\"]\n\n\
-             [[benchmark]]\nname = \"{name}\"\nworkload = {workload}\nduration = \"2s\"\nconcurrency = [2]\nguests = [\"g1\", \"g2\"]\n\n"
+            "[[benchmark]]\nname = \"{name}-host\"\nworkload = {on_host}\nduration = \"2s\"\nconcurrency = [1]\nguests = [\"host\"]\n\n\
+             [[benchmark]]\nname = \"{name}\"\nworkload = {on_guests}\nduration = \"2s\"\nconcurrency = [2]\nguests = [\"g1\", \"g2\"]\n\n"
         ));
     }
     let plan = write_plan(dir.path(), &plan_text(&all_guests(), &benchmarks));
     let recording = dir.path().join("tools.vmb");
     let live = run_live_for(&plan, &recording);
     let session = &live.session;
-    assert_eq!(session.phases.len(), 10);
+    assert_eq!(session.phases.len(), 12);
     for phase in &session.phases {
         assert_eq!(
             phase.ended.map(|e| e.1),
@@ -542,7 +555,7 @@ fn sysbench_iperf3_and_stress_ng_run_on_bare_metal_and_on_guests() {
     }
     // Every server and tool is gone.
     let left = Command::new("pgrep")
-        .args(["-a", "iperf3|sysbench|stress-ng"])
+        .args(["-a", "iperf3|sysbench|stress-ng|fio"])
         .output()
         .expect("pgrep");
     assert!(

@@ -57,6 +57,24 @@ pub enum WorkloadSpec {
         #[serde(default)]
         server: Option<SocketAddr>,
     },
+    /// fio with a preset (`seq-read`, `seq-write`, `rand-read`,
+    /// `rand-write`) on files in `dir`, or a job file already on the guest;
+    /// MB/s.
+    Fio {
+        #[serde(default)]
+        preset: Option<tools::fio::Preset>,
+        #[serde(default)]
+        job_file: Option<PathBuf>,
+        #[serde(default = "default_disk_size")]
+        size: ByteSize,
+        /// Default 1MiB for sequential, 4KiB for random presets.
+        #[serde(default)]
+        block_size: Option<ByteSize>,
+        #[serde(default = "default_disk_dir")]
+        dir: PathBuf,
+        #[serde(default = "one")]
+        jobs: u32,
+    },
     /// One stress-ng stressor (`cpu`, `vm`, `matrix`, ...); bogo-ops/s.
     StressNg {
         stressor: Stressor,
@@ -158,6 +176,7 @@ impl WorkloadSpec {
             WorkloadSpec::Sysbench { .. } => "sysbench",
             WorkloadSpec::Iperf3 { .. } => "iperf3",
             WorkloadSpec::StressNg { .. } => "stress-ng",
+            WorkloadSpec::Fio { .. } => "fio",
         }
     }
 
@@ -166,6 +185,7 @@ impl WorkloadSpec {
             WorkloadSpec::Sysbench { test, .. } => tools::sysbench::metrics(*test),
             WorkloadSpec::Iperf3 { .. } => tools::iperf3::metrics(),
             WorkloadSpec::StressNg { .. } => tools::stress_ng::metrics(),
+            WorkloadSpec::Fio { .. } => tools::fio::metrics(),
             builtin => builtin::metrics(builtin),
         }
     }
@@ -185,6 +205,7 @@ impl WorkloadSpec {
             WorkloadSpec::Sysbench { .. } => Some("sysbench"),
             WorkloadSpec::Iperf3 { .. } => Some("iperf3"),
             WorkloadSpec::StressNg { .. } => Some("stress-ng"),
+            WorkloadSpec::Fio { .. } => Some("fio"),
             _ => None,
         }
     }
@@ -218,6 +239,30 @@ impl WorkloadSpec {
                 tools::stress_ng::argv(&stressor.0, *workers, seconds),
                 tools::stress_ng::MIN_VERSION,
             ),
+            WorkloadSpec::Fio {
+                preset,
+                job_file,
+                size,
+                block_size,
+                dir,
+                jobs,
+            } => {
+                let argv = match (job_file, preset) {
+                    (Some(path), _) => tools::fio::job_file_argv(path),
+                    (None, preset) => {
+                        let preset = preset.unwrap_or(tools::fio::Preset::SeqWrite);
+                        tools::fio::argv(&tools::fio::Options {
+                            preset,
+                            size: size.0,
+                            block_size: block_size.map_or(preset.default_block_size(), |b| b.0),
+                            dir,
+                            jobs: *jobs,
+                            seconds,
+                        })
+                    }
+                };
+                (argv, tools::fio::MIN_VERSION)
+            }
             builtin => return builtin::command(builtin, ctx),
         };
         let mut argv = vec![
@@ -243,6 +288,7 @@ impl WorkloadSpec {
                 Some(Box::new(tools::iperf3::Parser::new(*parallel)))
             }
             WorkloadSpec::StressNg { .. } => Some(Box::new(tools::stress_ng::Parser::default())),
+            WorkloadSpec::Fio { .. } => Some(Box::new(tools::fio::Parser::default())),
             _ => None,
         };
         Box::new(builtin::LineParser::new(self.metrics(), tool))

@@ -1,0 +1,259 @@
+//! fio: sequential and random read/write presets, or a job file of your own.
+//! `--output-format=json --status-interval=1` prints a whole JSON report
+//! every second and once more at the end; each report's cumulative bytes
+//! are the progress, the last report's bandwidth is the result.
+
+use std::path::Path;
+
+use super::ToolParser;
+use crate::event::MetricDef;
+use crate::workload::Output;
+
+/// JSON status reports with `--status-interval` since 2.x.
+pub const MIN_VERSION: (u32, u32) = (3, 0);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    SeqRead,
+    SeqWrite,
+    RandRead,
+    RandWrite,
+}
+
+impl Preset {
+    fn rw(self) -> &'static str {
+        match self {
+            Preset::SeqRead => "read",
+            Preset::SeqWrite => "write",
+            Preset::RandRead => "randread",
+            Preset::RandWrite => "randwrite",
+        }
+    }
+
+    /// 1 MiB for streaming, 4 KiB for random I/O, as such tests usually are.
+    pub fn default_block_size(self) -> u64 {
+        match self {
+            Preset::SeqRead | Preset::SeqWrite => 1 << 20,
+            Preset::RandRead | Preset::RandWrite => 4 << 10,
+        }
+    }
+}
+
+pub struct Options<'a> {
+    pub preset: Preset,
+    pub size: u64,
+    pub block_size: u64,
+    pub dir: &'a Path,
+    pub jobs: u32,
+    pub seconds: u64,
+}
+
+const REPORTING: [&str; 2] = ["--output-format=json", "--status-interval=1"];
+
+pub fn argv(o: &Options) -> Vec<String> {
+    let mut argv: Vec<String> = vec![
+        "fio".into(),
+        "--name=vmbench".into(),
+        format!("--rw={}", o.preset.rw()),
+        format!("--bs={}", o.block_size),
+        format!("--size={}", o.size),
+        format!("--directory={}", o.dir.display()),
+        "--direct=1".into(),
+        "--ioengine=psync".into(),
+        format!("--runtime={}", o.seconds),
+        "--time_based".into(),
+        format!("--numjobs={}", o.jobs),
+        "--group_reporting".into(),
+        // Its data files go when it ends.
+        "--unlink=1".into(),
+    ];
+    argv.extend(REPORTING.map(String::from));
+    argv
+}
+
+/// A job file already on the guest; vmbench adds only its reporting options.
+pub fn job_file_argv(path: &Path) -> Vec<String> {
+    let mut argv = vec!["fio".to_string()];
+    argv.extend(REPORTING.map(String::from));
+    argv.push(path.display().to_string());
+    argv
+}
+
+pub fn metrics() -> Vec<MetricDef> {
+    vec![MetricDef {
+        name: "throughput".into(),
+        unit: "MB/s".into(),
+        // Progress is counted in bytes.
+        scale: 1e-6,
+        higher_is_better: true,
+    }]
+}
+
+/// Collects lines into whole JSON reports, tracking brace depth outside strings.
+#[derive(Default)]
+pub struct Parser {
+    buffer: String,
+    depth: i64,
+    in_string: bool,
+    escaped: bool,
+    started: bool,
+}
+
+impl Parser {
+    fn scan(&mut self, line: &str) {
+        for c in line.chars() {
+            if self.in_string {
+                match (self.escaped, c) {
+                    (true, _) => self.escaped = false,
+                    (false, '\\') => self.escaped = true,
+                    (false, '"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                '"' => self.in_string = true,
+                '{' => self.depth += 1,
+                '}' => self.depth -= 1,
+                _ => {}
+            }
+        }
+    }
+
+    /// (bytes moved so far, bandwidth in bytes/s) over every job of a report.
+    fn totals(report: &serde_json::Value) -> Option<(f64, f64)> {
+        let jobs = report.get("jobs")?.as_array()?;
+        let mut bytes = 0.0;
+        let mut bandwidth = 0.0;
+        for job in jobs {
+            for side in ["read", "write"] {
+                let side = job.get(side)?;
+                bytes += side.get("io_bytes")?.as_f64()?;
+                bandwidth += side.get("bw_bytes")?.as_f64()?;
+            }
+        }
+        Some((bytes, bandwidth))
+    }
+}
+
+impl ToolParser for Parser {
+    fn line(&mut self, line: &str, mono_ns: u64, started_ns: u64) -> Vec<Output> {
+        let mut out = Vec::new();
+        if !self.started {
+            self.started = true;
+            out.push(Output::Progress {
+                metric: 0,
+                mono_ns: started_ns,
+                done: 0.0,
+            });
+        }
+        if self.depth == 0 && !line.trim_start().starts_with('{') {
+            // Outside a report: fio's own messages.
+            if let Some(message) = line.trim().strip_prefix("fio:") {
+                out.push(Output::Failed(format!("fio: {}", message.trim())));
+            }
+            return out;
+        }
+        self.buffer.push_str(line);
+        self.buffer.push('\n');
+        self.scan(line);
+        if self.depth > 0 {
+            if self.buffer.len() > 16 << 20 {
+                // Not a report fio would write; start over rather than grow.
+                *self = Parser {
+                    started: true,
+                    ..Parser::default()
+                };
+            }
+            return out;
+        }
+        let text = std::mem::take(&mut self.buffer);
+        self.depth = 0;
+        self.in_string = false;
+        let Some((bytes, bandwidth)) = serde_json::from_str(&text)
+            .ok()
+            .and_then(|report: serde_json::Value| Self::totals(&report))
+        else {
+            return out;
+        };
+        out.push(Output::Progress {
+            metric: 0,
+            mono_ns: mono_ns.max(started_ns),
+            done: bytes,
+        });
+        // Each report's figure replaces the last; the final one stands.
+        out.push(Output::Result {
+            metric: "throughput".into(),
+            value: bandwidth / 1e6,
+            unit: "MB/s".into(),
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::tools::tests::{feed, never_panics};
+
+    fn figures(outputs: &[Output]) -> (Vec<f64>, Vec<f64>) {
+        let done = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Progress { done, .. } => Some(*done),
+                _ => None,
+            })
+            .collect();
+        let results = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Result { value, .. } => Some(*value),
+                _ => None,
+            })
+            .collect();
+        (done, results)
+    }
+
+    #[test]
+    fn status_reports_give_cumulative_bytes_and_the_last_bandwidth() {
+        let outputs = feed(&mut Parser::default(), "fio-3.33-seqwrite-status.json");
+        let (done, results) = figures(&outputs);
+        assert_eq!(
+            done,
+            [
+                0.0,
+                415_236_096.0,
+                873_463_808.0,
+                1_371_537_408.0,
+                1_456_472_064.0
+            ]
+        );
+        assert_eq!(results.last(), Some(&485.328911));
+    }
+
+    #[test]
+    fn grouped_jobs_are_summed() {
+        let outputs = feed(
+            &mut Parser::default(),
+            "fio-3.33-randread-2jobs-status.json",
+        );
+        let (done, results) = figures(&outputs);
+        assert_eq!(done.len(), 4);
+        assert!(done.windows(2).all(|w| w[0] <= w[1]), "{done:?}");
+        assert!(results.last().is_some_and(|r| *r > 0.0));
+    }
+
+    #[test]
+    fn its_errors_fail_the_copy() {
+        let outputs = feed(&mut Parser::default(), "fio-3.33-bad-dir.txt");
+        assert!(outputs.iter().any(
+            |o| matches!(o, Output::Failed(m) if m.contains("/nonexistent/dir is not a directory"))
+        ));
+    }
+
+    #[test]
+    fn arbitrary_input_never_panics() {
+        never_panics(&mut Parser::default());
+    }
+}
