@@ -75,6 +75,15 @@ pub enum WorkloadSpec {
         #[serde(default = "one")]
         jobs: u32,
     },
+    /// bonnie++ block write and read in `dir`; MB/s. `size` defaults to
+    /// twice the machine's RAM, as in the study.
+    #[serde(rename = "bonnie++", alias = "bonnie")]
+    Bonnie {
+        #[serde(default)]
+        size: Option<ByteSize>,
+        #[serde(default = "default_disk_dir")]
+        dir: PathBuf,
+    },
     /// One stress-ng stressor (`cpu`, `vm`, `matrix`, ...); bogo-ops/s.
     StressNg {
         stressor: Stressor,
@@ -177,6 +186,7 @@ impl WorkloadSpec {
             WorkloadSpec::Iperf3 { .. } => "iperf3",
             WorkloadSpec::StressNg { .. } => "stress-ng",
             WorkloadSpec::Fio { .. } => "fio",
+            WorkloadSpec::Bonnie { .. } => "bonnie++",
         }
     }
 
@@ -186,6 +196,7 @@ impl WorkloadSpec {
             WorkloadSpec::Iperf3 { .. } => tools::iperf3::metrics(),
             WorkloadSpec::StressNg { .. } => tools::stress_ng::metrics(),
             WorkloadSpec::Fio { .. } => tools::fio::metrics(),
+            WorkloadSpec::Bonnie { .. } => tools::bonnie::metrics(),
             builtin => builtin::metrics(builtin),
         }
     }
@@ -206,6 +217,7 @@ impl WorkloadSpec {
             WorkloadSpec::Iperf3 { .. } => Some("iperf3"),
             WorkloadSpec::StressNg { .. } => Some("stress-ng"),
             WorkloadSpec::Fio { .. } => Some("fio"),
+            WorkloadSpec::Bonnie { .. } => Some("bonnie++"),
             _ => None,
         }
     }
@@ -263,6 +275,10 @@ impl WorkloadSpec {
                 };
                 (argv, tools::fio::MIN_VERSION)
             }
+            WorkloadSpec::Bonnie { size, dir } => (
+                tools::bonnie::argv(dir, size.map(|s| (s.0 >> 20).max(1))),
+                tools::bonnie::MIN_VERSION,
+            ),
             builtin => return builtin::command(builtin, ctx),
         };
         let mut argv = vec![
@@ -289,6 +305,7 @@ impl WorkloadSpec {
             }
             WorkloadSpec::StressNg { .. } => Some(Box::new(tools::stress_ng::Parser::default())),
             WorkloadSpec::Fio { .. } => Some(Box::new(tools::fio::Parser::default())),
+            WorkloadSpec::Bonnie { .. } => Some(Box::new(tools::bonnie::Parser::default())),
             _ => None,
         };
         Box::new(builtin::LineParser::new(self.metrics(), tool))

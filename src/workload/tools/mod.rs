@@ -4,6 +4,7 @@
 //! (`vmbench workload gate`), which stamps each output line where it is
 //! produced.
 
+pub mod bonnie;
 pub mod fio;
 pub mod iperf3;
 pub mod stress_ng;
