@@ -511,6 +511,13 @@ fn every_tool_runs_on_bare_metal_and_on_guests() {
         ),
         ("fio", (fio("/var/tmp"), fio("/srv/vmbench"))),
         ("bonnie++", (bonnie("/var/tmp"), bonnie("/srv/vmbench"))),
+        (
+            "custom",
+            same(
+                "{ type = \"custom\", command = [\"sh\", \"-c\", \"sleep 1; echo '{\\\"rate\\\": 123.5}'\"], \
+                 json_pointer = \"/rate\", metric = \"rate\", unit = \"ops/s\" }",
+            ),
+        ),
     ] {
         benchmarks.push_str(&format!(
             "[[benchmark]]\nname = \"{name}-host\"\nworkload = {on_host}\nduration = \"2s\"\nconcurrency = [1]\nguests = [\"host\"]\n\n\
@@ -521,7 +528,7 @@ fn every_tool_runs_on_bare_metal_and_on_guests() {
     let recording = dir.path().join("tools.vmb");
     let live = run_live_for(&plan, &recording);
     let session = &live.session;
-    assert_eq!(session.phases.len(), 14);
+    assert_eq!(session.phases.len(), 16);
     for phase in &session.phases {
         assert_eq!(
             phase.ended.map(|e| e.1),
@@ -550,6 +557,10 @@ fn every_tool_runs_on_bare_metal_and_on_guests() {
                 phase.benchmark,
                 run.guest
             );
+            if phase.benchmark.starts_with("custom") {
+                assert_eq!(run.tool_results[0].1, 123.5);
+                continue;
+            }
             let (tool, version) = run.tool.as_ref().expect("tool version recorded");
             assert!(
                 phase.benchmark.starts_with(tool.as_str()) && !version.is_empty(),

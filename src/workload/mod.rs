@@ -84,6 +84,21 @@ pub enum WorkloadSpec {
         #[serde(default = "default_disk_dir")]
         dir: PathBuf,
     },
+    /// A command of your own; its figure is read from its output by
+    /// `result_regex` (first capture group) or `json_pointer`.
+    Custom {
+        /// The program and its arguments, e.g. ["dd", "if=/dev/zero", ...].
+        #[serde(deserialize_with = "non_empty_command")]
+        command: Vec<String>,
+        #[serde(default)]
+        result_regex: Option<Pattern>,
+        #[serde(default)]
+        json_pointer: Option<String>,
+        metric: String,
+        unit: String,
+        #[serde(default = "yes")]
+        higher_is_better: bool,
+    },
     /// One stress-ng stressor (`cpu`, `vm`, `matrix`, ...); bogo-ops/s.
     StressNg {
         stressor: Stressor,
@@ -94,6 +109,45 @@ pub enum WorkloadSpec {
 
 fn one() -> u32 {
     1
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn non_empty_command<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let command = Vec::<String>::deserialize(d)?;
+    if command.first().is_none_or(|program| program.is_empty()) {
+        return Err(serde::de::Error::custom(
+            "command must name a program, e.g. [\"dd\", \"if=/dev/zero\", \"of=/dev/null\"]",
+        ));
+    }
+    Ok(command)
+}
+
+/// A regular expression from the plan, checked when the plan is read.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        regex::Regex::new(&text)
+            .map(Pattern)
+            .map_err(|e| serde::de::Error::custom(format!("not a regular expression: {e}")))
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
 }
 
 fn outbound() -> tools::iperf3::Direction {
@@ -187,6 +241,7 @@ impl WorkloadSpec {
             WorkloadSpec::StressNg { .. } => "stress-ng",
             WorkloadSpec::Fio { .. } => "fio",
             WorkloadSpec::Bonnie { .. } => "bonnie++",
+            WorkloadSpec::Custom { .. } => "custom",
         }
     }
 
@@ -197,6 +252,12 @@ impl WorkloadSpec {
             WorkloadSpec::StressNg { .. } => tools::stress_ng::metrics(),
             WorkloadSpec::Fio { .. } => tools::fio::metrics(),
             WorkloadSpec::Bonnie { .. } => tools::bonnie::metrics(),
+            WorkloadSpec::Custom {
+                metric,
+                unit,
+                higher_is_better,
+                ..
+            } => tools::custom::metrics(metric, unit, *higher_is_better),
             builtin => builtin::metrics(builtin),
         }
     }
@@ -279,6 +340,17 @@ impl WorkloadSpec {
                 tools::bonnie::argv(dir, size.map(|s| (s.0 >> 20).max(1))),
                 tools::bonnie::MIN_VERSION,
             ),
+            WorkloadSpec::Custom { command, .. } => {
+                // No version to ask an arbitrary command for.
+                let mut argv = vec![
+                    ctx.exe.display().to_string(),
+                    "workload".into(),
+                    "gate".into(),
+                    "--".into(),
+                ];
+                argv.extend(command.iter().cloned());
+                return argv;
+            }
             builtin => return builtin::command(builtin, ctx),
         };
         let mut argv = vec![
@@ -306,6 +378,22 @@ impl WorkloadSpec {
             WorkloadSpec::StressNg { .. } => Some(Box::new(tools::stress_ng::Parser::default())),
             WorkloadSpec::Fio { .. } => Some(Box::new(tools::fio::Parser::default())),
             WorkloadSpec::Bonnie { .. } => Some(Box::new(tools::bonnie::Parser::default())),
+            WorkloadSpec::Custom {
+                result_regex,
+                json_pointer,
+                metric,
+                unit,
+                ..
+            } => {
+                let extract = match (result_regex, json_pointer) {
+                    (Some(re), _) => tools::custom::Extract::Regex(re.0.clone()),
+                    (None, Some(pointer)) => tools::custom::Extract::JsonPointer(pointer.clone()),
+                    (None, None) => tools::custom::Extract::Regex(
+                        regex::Regex::new(r"^\s*([-+0-9.eE]+)\s*$").expect("a valid pattern"),
+                    ),
+                };
+                Some(Box::new(tools::custom::Parser::new(extract, metric, unit)))
+            }
             _ => None,
         };
         Box::new(builtin::LineParser::new(self.metrics(), tool))

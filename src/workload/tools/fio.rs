@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::ToolParser;
+use super::{Collected, JsonCollector, ToolParser};
 use crate::event::MetricDef;
 use crate::workload::Output;
 
@@ -90,37 +90,13 @@ pub fn metrics() -> Vec<MetricDef> {
     }]
 }
 
-/// Collects lines into whole JSON reports, tracking brace depth outside strings.
 #[derive(Default)]
 pub struct Parser {
-    buffer: String,
-    depth: i64,
-    in_string: bool,
-    escaped: bool,
+    reports: JsonCollector,
     started: bool,
 }
 
 impl Parser {
-    fn scan(&mut self, line: &str) {
-        for c in line.chars() {
-            if self.in_string {
-                match (self.escaped, c) {
-                    (true, _) => self.escaped = false,
-                    (false, '\\') => self.escaped = true,
-                    (false, '"') => self.in_string = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match c {
-                '"' => self.in_string = true,
-                '{' => self.depth += 1,
-                '}' => self.depth -= 1,
-                _ => {}
-            }
-        }
-    }
-
     /// (bytes moved so far, bandwidth in bytes/s) over every job of a report.
     fn totals(report: &serde_json::Value) -> Option<(f64, f64)> {
         let jobs = report.get("jobs")?.as_array()?;
@@ -148,29 +124,17 @@ impl ToolParser for Parser {
                 done: 0.0,
             });
         }
-        if self.depth == 0 && !line.trim_start().starts_with('{') {
-            // Outside a report: fio's own messages.
-            if let Some(message) = line.trim().strip_prefix("fio:") {
-                out.push(Output::Failed(format!("fio: {}", message.trim())));
+        let text = match self.reports.push(line) {
+            Collected::Outside => {
+                // Outside a report: fio's own messages.
+                if let Some(message) = line.trim().strip_prefix("fio:") {
+                    out.push(Output::Failed(format!("fio: {}", message.trim())));
+                }
+                return out;
             }
-            return out;
-        }
-        self.buffer.push_str(line);
-        self.buffer.push('\n');
-        self.scan(line);
-        if self.depth > 0 {
-            if self.buffer.len() > 16 << 20 {
-                // Not a report fio would write; start over rather than grow.
-                *self = Parser {
-                    started: true,
-                    ..Parser::default()
-                };
-            }
-            return out;
-        }
-        let text = std::mem::take(&mut self.buffer);
-        self.depth = 0;
-        self.in_string = false;
+            Collected::Partial => return out,
+            Collected::Whole(text) => text,
+        };
         let Some((bytes, bandwidth)) = serde_json::from_str(&text)
             .ok()
             .and_then(|report: serde_json::Value| Self::totals(&report))

@@ -5,6 +5,7 @@
 //! produced.
 
 pub mod bonnie;
+pub mod custom;
 pub mod fio;
 pub mod iperf3;
 pub mod stress_ng;
@@ -29,6 +30,64 @@ pub fn number_after(line: &str, label: &str) -> Option<f64> {
 }
 
 pub const SECOND_NS: f64 = 1e9;
+
+/// Gathers lines into whole JSON documents by counting braces outside
+/// strings, for tools that print multi-line JSON among other text.
+#[derive(Default)]
+pub struct JsonCollector {
+    buffer: String,
+    depth: i64,
+    in_string: bool,
+    escaped: bool,
+}
+
+pub enum Collected {
+    /// The line is not part of a JSON document.
+    Outside,
+    Partial,
+    Whole(String),
+}
+
+/// Beyond this a document is not one a tool would print; start over.
+const MAX_DOCUMENT: usize = 16 << 20;
+
+impl JsonCollector {
+    pub fn push(&mut self, line: &str) -> Collected {
+        if self.depth == 0 && !line.trim_start().starts_with('{') {
+            return Collected::Outside;
+        }
+        self.buffer.push_str(line);
+        self.buffer.push('\n');
+        for c in line.chars() {
+            if self.in_string {
+                match (self.escaped, c) {
+                    (true, _) => self.escaped = false,
+                    (false, '\\') => self.escaped = true,
+                    (false, '"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                '"' => self.in_string = true,
+                '{' => self.depth += 1,
+                '}' => self.depth -= 1,
+                _ => {}
+            }
+        }
+        if self.depth > 0 && self.buffer.len() <= MAX_DOCUMENT {
+            return Collected::Partial;
+        }
+        let whole = self.depth <= 0;
+        let text = std::mem::take(&mut self.buffer);
+        *self = JsonCollector::default();
+        if whole {
+            Collected::Whole(text)
+        } else {
+            Collected::Partial
+        }
+    }
+}
 
 #[cfg(test)]
 pub(crate) mod tests {
