@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::Barrier;
 
-use crate::plan::{Guest, LoadedPlan, Transport};
+use crate::plan::{Guest, LoadedPlan, Plan, Transport};
 use crate::transport::{self, GuestInfo, ssh};
 
 pub struct GuestCheck {
@@ -17,18 +17,192 @@ pub struct GuestCheck {
 pub struct Reached {
     pub info: Option<GuestInfo>,
     pub key_added: bool,
+    /// Each tool the plan runs there and its version, as found.
+    pub tools: Vec<(String, String)>,
     /// Problems that do not stop the guest from being reached.
     pub problems: Vec<String>,
 }
 
-fn check_guest(guest: &Guest, plan: &str, unknown: ssh::UnknownKey, quiet: &Barrier) -> GuestCheck {
+/// What the plan needs on one guest: tools (with the oldest version vmbench
+/// reads) and room for data sets in folders.
+#[derive(Debug, Default, PartialEq)]
+pub struct Needs {
+    pub tools: Vec<(&'static str, (u32, u32))>,
+    /// (folder, bytes at the largest concurrency, the benchmark; None means
+    /// twice the machine's RAM per copy).
+    pub room: Vec<(String, Option<u64>, u64, String)>,
+}
+
+pub fn needs(plan: &Plan, guest: &Guest, cores: usize) -> Needs {
+    let mut needs = Needs::default();
+    for bench in &plan.benchmarks {
+        let guests = plan.guests_of(bench);
+        let Some(position) = guests.iter().position(|g| g.name() == guest.name()) else {
+            continue;
+        };
+        let max = bench
+            .concurrency
+            .levels(cores)
+            .into_iter()
+            .max()
+            .unwrap_or(1) as usize;
+        // Copy i runs on guest i mod len.
+        let copies_here = (0..max).filter(|i| i % guests.len() == position).count() as u64;
+        if copies_here == 0 {
+            continue;
+        }
+        if let (Some(tool), Some(min)) = (bench.workload.tool(), bench.workload.min_version()) {
+            if !needs.tools.iter().any(|(t, _)| *t == tool) {
+                needs.tools.push((tool, min));
+            }
+        }
+        if let Some((dir, bytes)) = bench.workload.data_set() {
+            needs.room.push((
+                dir.display().to_string(),
+                bytes,
+                copies_here,
+                bench.name.clone(),
+            ));
+        }
+    }
+    needs
+}
+
+/// One shell script that reports every needed tool's version, the free
+/// space of every folder and the RAM, in sections.
+fn probe_script(needs: &Needs) -> String {
+    let mut script = String::new();
+    for (tool, _) in &needs.tools {
+        let t = transport::shell_quote(tool);
+        let _ = writeln!(
+            script,
+            "echo '== tool {tool}'; if command -v {t} >/dev/null 2>&1; then {t} --version 2>&1 | grep -i -m 1 version || {t} --version 2>&1 | head -n 1; else echo '== missing'; fi"
+        );
+    }
+    for (dir, ..) in &needs.room {
+        let _ = writeln!(
+            script,
+            "echo '== room {dir}'; df -Pk {} 2>&1 | tail -n 1",
+            transport::shell_quote(dir)
+        );
+    }
+    script.push_str("echo '== mem'; grep MemTotal /proc/meminfo\n");
+    script
+}
+
+/// Problems and found versions from the probe script's output.
+fn judge(needs: &Needs, output: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let mut sections: Vec<(String, Vec<&str>)> = Vec::new();
+    for line in output.lines() {
+        match line.strip_prefix("== ") {
+            Some(head) if head != "missing" => sections.push((head.to_string(), Vec::new())),
+            _ => {
+                if let Some((_, body)) = sections.last_mut() {
+                    body.push(line);
+                }
+            }
+        }
+    }
+    let body = |head: &str| {
+        sections
+            .iter()
+            .find(|(h, _)| h == head)
+            .map(|(_, b)| b.clone())
+    };
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for (tool, (major, minor)) in &needs.tools {
+        let lines = body(&format!("tool {tool}")).unwrap_or_default();
+        if lines.is_empty() || output.contains(&format!("== tool {tool}\n== missing")) {
+            problems.push(format!("{tool} is not installed (not found in PATH)"));
+            continue;
+        }
+        let text = lines.join("\n");
+        let version = text
+            .lines()
+            .find(|l| l.to_ascii_lowercase().contains("version"))
+            .or(text.lines().find(|l| !l.trim().is_empty()))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        match crate::workload::gate::version_numbers(&version) {
+            Some(v) if v >= (*major, *minor) => {}
+            Some((a, b)) => problems.push(format!(
+                "{tool} {a}.{b} is too old; vmbench reads {major}.{minor} or newer"
+            )),
+            None => problems.push(format!("cannot read {tool}'s version from {version:?}")),
+        }
+        found.push((tool.to_string(), version));
+    }
+    let ram_kib: Option<u64> = body("mem").and_then(|l| {
+        l.first()
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+    });
+    for (dir, bytes, copies, bench) in &needs.room {
+        let per_copy = bytes.or(ram_kib.map(|k| k * 1024 * 2));
+        let free_kib: Option<u64> = body(&format!("room {dir}")).and_then(|l| {
+            l.first()
+                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        });
+        match (free_kib, per_copy) {
+            (None, _) => problems.push(format!(
+                "{dir} (for {bench}) does not exist or cannot be read"
+            )),
+            (Some(free), Some(per_copy)) if free * 1024 < per_copy * copies => {
+                problems.push(format!(
+                    "{dir} has {} free; {bench} needs {} ({copies} × {})",
+                    mib(free * 1024),
+                    mib(per_copy * copies),
+                    mib(per_copy)
+                ));
+            }
+            _ => {}
+        }
+    }
+    (found, problems)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{} MiB", bytes >> 20)
+}
+
+fn probe(
+    needs: &Needs,
+    run: impl FnOnce(&str) -> anyhow::Result<String>,
+) -> (Vec<(String, String)>, Vec<String>) {
+    if needs.tools.is_empty() && needs.room.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    match run(&probe_script(needs)) {
+        Ok(output) => judge(needs, &output),
+        Err(e) => (Vec::new(), vec![format!("cannot look for tools: {e:#}")]),
+    }
+}
+
+fn check_guest(
+    guest: &Guest,
+    plan: &LoadedPlan,
+    unknown: ssh::UnknownKey,
+    quiet: &Barrier,
+) -> GuestCheck {
+    let needs = needs(&plan.plan, guest, cores());
     let outcome = match guest.transport {
-        Transport::Local => Ok(Reached {
-            info: None,
-            key_added: false,
-            problems: Vec::new(),
-        }),
-        Transport::Ssh => reach(guest, plan, unknown, quiet),
+        Transport::Local => {
+            let (tools, problems) = probe(&needs, |script| {
+                let out = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(script)
+                    .output()?;
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            });
+            Ok(Reached {
+                info: None,
+                key_added: false,
+                tools,
+                problems,
+            })
+        }
+        Transport::Ssh => reach(guest, &plan.origin, unknown, quiet, &needs),
     };
     GuestCheck {
         guest: guest.name().to_string(),
@@ -45,11 +219,16 @@ fn check_guest(guest: &Guest, plan: &str, unknown: ssh::UnknownKey, quiet: &Barr
     }
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn reach(
     guest: &Guest,
     plan: &str,
     unknown: ssh::UnknownKey,
     quiet: &Barrier,
+    needs: &Needs,
 ) -> Result<Reached, String> {
     let connection = match ssh::connect(guest, unknown) {
         Ok(c) => c,
@@ -66,13 +245,17 @@ fn reach(
     if let Some(janitor) = janitor {
         janitor.finish();
     }
-    let mut problems = Vec::new();
+    let (tools, mut problems) = probe(needs, |script| {
+        let (_, out, _) = ssh::run(&connection.session, script)?;
+        Ok(out)
+    });
     if let Err(why) = &info.vmbench {
         problems.push(why.clone());
     }
     Ok(Reached {
         info: Some(info),
         key_added,
+        tools,
         problems,
     })
 }
@@ -92,7 +275,7 @@ pub fn check_plan(plan: &LoadedPlan, unknown: ssh::UnknownKey) -> Vec<GuestCheck
             .plan
             .guests
             .iter()
-            .map(|g| scope.spawn(move || check_guest(g, &plan.origin, unknown, quiet)))
+            .map(|g| scope.spawn(move || check_guest(g, plan, unknown, quiet)))
             .collect();
         handles
             .into_iter()
@@ -178,6 +361,14 @@ pub fn render(checks: &[GuestCheck]) -> String {
         out.push_str(&line(&cells));
         out.push('\n');
     }
+    for c in checks {
+        if let Ok(r) = &c.outcome {
+            if !r.tools.is_empty() {
+                let tools: Vec<String> = r.tools.iter().map(|(t, v)| format!("{t}: {v}")).collect();
+                let _ = writeln!(out, "{}: {}", c.guest, tools.join("; "));
+            }
+        }
+    }
     let problems = problems(checks);
     if !problems.is_empty() {
         out.push('\n');
@@ -198,4 +389,48 @@ pub fn problems(checks: &[GuestCheck]) -> Vec<String> {
         }
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAN: &str = "name = \"t\"\n\
+        [[guest]]\nname = \"a\"\ntransport = \"local\"\ntechnology = \"x\"\n\
+        [[guest]]\nname = \"b\"\ntransport = \"local\"\ntechnology = \"x\"\n\
+        [[benchmark]]\nname = \"f\"\nworkload = { type = \"fio\", size = \"1GiB\", dir = \"/data\" }\nduration = \"1s\"\nconcurrency = [1, 3]\n\
+        [[benchmark]]\nname = \"n\"\nworkload = { type = \"iperf3\" }\nduration = \"1s\"\nconcurrency = [1]\nguests = [\"b\"]\n";
+
+    #[test]
+    fn needs_count_the_copies_each_guest_gets_at_the_largest_concurrency() {
+        let plan = LoadedPlan::parse(PLAN, "t.toml").expect("valid").plan;
+        let a = needs(&plan, &plan.guests[0], 2);
+        assert_eq!(a.tools, [("fio", (3, 0))]);
+        // Copies 0 and 2 of 3 run on the first of two guests.
+        assert_eq!(
+            a.room,
+            [("/data".to_string(), Some(1 << 30), 2, "f".to_string())]
+        );
+        let b = needs(&plan, &plan.guests[1], 2);
+        assert_eq!(b.tools, [("fio", (3, 0)), ("iperf3", (3, 1))]);
+        assert_eq!(b.room[0].2, 1);
+    }
+
+    #[test]
+    fn the_probe_output_gives_versions_missing_tools_and_room() {
+        let plan = LoadedPlan::parse(PLAN, "t.toml").expect("valid").plan;
+        let b = needs(&plan, &plan.guests[1], 2);
+        let output = "== tool fio\nfio-2.2\n== tool iperf3\n== missing\n\
+                      == room /data\n/dev/vdb 1024 0 524288 0% /data\n== mem\nMemTotal: 2048000 kB\n";
+        let (found, problems) = judge(&b, output);
+        assert_eq!(found, [("fio".to_string(), "fio-2.2".to_string())]);
+        assert_eq!(
+            problems,
+            [
+                "fio 2.2 is too old; vmbench reads 3.0 or newer",
+                "iperf3 is not installed (not found in PATH)",
+                "/data has 512 MiB free; f needs 1024 MiB (1 × 1024 MiB)"
+            ]
+        );
+    }
 }

@@ -579,3 +579,55 @@ fn every_tool_runs_on_bare_metal_and_on_guests() {
         String::from_utf8_lossy(&left.stdout)
     );
 }
+
+#[test]
+fn a_guest_without_fio_is_named_by_check_and_fails_alone_in_a_session() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Port 2222 of a testbed guest is the same guest with no benchmark tools
+    // on its PATH.
+    let bare = guest(4, &format!("{STATE}/known_hosts"))
+        .replace("name = \"g4\"", "name = \"g4-bare\"")
+        .replace(
+            "address = \"198.18.0.14\"\n",
+            "address = \"198.18.0.14\"\nport = 2222\n",
+        );
+    let guests = format!("{}{bare}", guest(1, &format!("{STATE}/known_hosts")));
+    let benchmarks = "[[benchmark]]\nname = \"fio\"\nworkload = { type = \"fio\", preset = \"seq-write\", size = \"16MiB\", dir = \"/srv/vmbench\" }\nduration = \"2s\"\nconcurrency = [2]\nguests = [\"g1\", \"g4-bare\"]\n";
+    let plan = write_plan(dir.path(), &plan_text(&guests, benchmarks));
+
+    let check = Command::new(exe())
+        .arg("check")
+        .arg(&plan)
+        .output()
+        .expect("check runs");
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{text}");
+    let problems: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.is_empty())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        problems,
+        ["g4-bare: fio is not installed (not found in PATH)"],
+        "{text}"
+    );
+    assert!(text.contains("g1: fio: fio-"), "{text}");
+
+    let live = run_live_for(&plan, &dir.path().join("bare.vmb"));
+    assert_eq!(
+        live.session.phases[0].ended.map(|e| e.1),
+        Some(PhaseOutcome::Partial)
+    );
+    for run in live.session.runs.values() {
+        match run.guest.as_str() {
+            "g1" => assert_eq!(run.state, RunState::Done(RunOutcome::Completed)),
+            _ => assert!(
+                matches!(&run.state, RunState::Done(RunOutcome::Failed { reason }) if reason.contains("fio is not installed")),
+                "{:?}",
+                run.state
+            ),
+        }
+    }
+}

@@ -8,7 +8,7 @@ pub mod tools;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -269,6 +269,35 @@ impl WorkloadSpec {
             self,
             WorkloadSpec::Net { .. } | WorkloadSpec::Iperf3 { server: None, .. }
         )
+    }
+
+    /// The oldest version of its tool whose output vmbench reads.
+    pub fn min_version(&self) -> Option<(u32, u32)> {
+        Some(match self {
+            WorkloadSpec::Sysbench { .. } => tools::sysbench::MIN_VERSION,
+            WorkloadSpec::Iperf3 { .. } => tools::iperf3::MIN_VERSION,
+            WorkloadSpec::StressNg { .. } => tools::stress_ng::MIN_VERSION,
+            WorkloadSpec::Fio { .. } => tools::fio::MIN_VERSION,
+            WorkloadSpec::Bonnie { .. } => tools::bonnie::MIN_VERSION,
+            _ => return None,
+        })
+    }
+
+    /// The folder a copy writes its data set in and its size in bytes (None:
+    /// twice the machine's RAM, bonnie++'s default).
+    pub fn data_set(&self) -> Option<(&Path, Option<u64>)> {
+        match self {
+            WorkloadSpec::Disk { size, dir, .. } => Some((dir, Some(size.0))),
+            WorkloadSpec::Fio {
+                job_file: None,
+                size,
+                dir,
+                jobs,
+                ..
+            } => Some((dir, Some(size.0 * u64::from(*jobs)))),
+            WorkloadSpec::Bonnie { size, dir } => Some((dir, size.map(|s| s.0))),
+            _ => None,
+        }
     }
 
     /// Which external program the workload runs, if any.
