@@ -67,10 +67,22 @@ enum Command {
     Workload(WorkloadArgs),
 }
 
+/// Multiplies every benchmark's duration (and timeout), e.g. 0.01 to try a
+/// long plan in minutes; each duration stays at least one second.
+fn time_scale(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
+        _ => Err(format!("{text:?} is not a factor in (0, 1]")),
+    }
+}
+
 #[derive(Args)]
 struct RunArgs {
     /// The plan (TOML); without it, the embedded default plan.
     plan: Option<PathBuf>,
+    /// Shorten every duration by this factor, e.g. 0.01.
+    #[arg(long, value_parser = time_scale, value_name = "FACTOR")]
+    time_scale: Option<f64>,
     /// Where to record (default: recordings/<plan>-<UTC time>.vmb).
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -83,6 +95,9 @@ struct RunArgs {
 struct RecordArgs {
     /// The plan (TOML); without it, the embedded default plan.
     plan: Option<PathBuf>,
+    /// Shorten every duration by this factor, e.g. 0.01.
+    #[arg(long, value_parser = time_scale, value_name = "FACTOR")]
+    time_scale: Option<f64>,
     /// Where to record (default: recordings/<plan>-<UTC time>.vmb).
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -178,9 +193,15 @@ pub fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let result = match cli.command {
-        None => run_tui(None, None, false, &cli.screen),
-        Some(Command::Run(args)) => run_tui(args.plan, args.output, args.start, &cli.screen),
-        Some(Command::Record(args)) => record(args.plan, args.output),
+        None => run_tui(None, None, None, false, &cli.screen),
+        Some(Command::Run(args)) => run_tui(
+            args.plan,
+            args.time_scale,
+            args.output,
+            args.start,
+            &cli.screen,
+        ),
+        Some(Command::Record(args)) => record(args.plan, args.time_scale, args.output),
         Some(Command::Replay(args)) => replay(&args.recording, args.speed, &cli.screen),
         Some(Command::Export(args)) => export(&args.recording, &args.csv),
         Some(Command::Check(args)) => check(&args.plan, args.accept_new),
@@ -250,8 +271,12 @@ fn check(path: &Path, accept_new: bool) -> Result<ExitCode> {
     })
 }
 
-fn load_plan(path: Option<&PathBuf>) -> Result<LoadedPlan> {
-    Ok(LoadedPlan::load(path)?)
+fn load_plan(path: Option<&PathBuf>, time_scale: Option<f64>) -> Result<LoadedPlan> {
+    let mut plan = LoadedPlan::load(path)?;
+    if let Some(factor) = time_scale {
+        plan.plan.scale_durations(factor);
+    }
+    Ok(plan)
 }
 
 struct LiveSteer {
@@ -320,11 +345,12 @@ impl Steer for LiveSteer {
 
 fn run_tui(
     plan: Option<PathBuf>,
+    time_scale: Option<f64>,
     output: Option<PathBuf>,
     start: bool,
     screen: &ScreenArgs,
 ) -> Result<ExitCode> {
-    let plan = load_plan(plan.as_ref())?;
+    let plan = load_plan(plan.as_ref(), time_scale)?;
     let theme = Theme::resolve(
         screen.theme.as_deref(),
         std::env::var_os("NO_COLOR").is_some(),
@@ -459,8 +485,12 @@ fn export(recording: &Path, dir: &Path) -> Result<ExitCode> {
 /// How often headless progress is printed when stderr is not a terminal.
 const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
 
-fn record(plan: Option<PathBuf>, output: Option<PathBuf>) -> Result<ExitCode> {
-    let plan = load_plan(plan.as_ref())?;
+fn record(
+    plan: Option<PathBuf>,
+    time_scale: Option<f64>,
+    output: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let plan = load_plan(plan.as_ref(), time_scale)?;
     let path = output.unwrap_or_else(|| default_recording_path(&plan.plan.name));
     let (live, mut consumer, bus) = Live::start(&plan, &path, true, this_program()?)?;
     drop(bus.tx);

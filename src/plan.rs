@@ -482,6 +482,25 @@ impl Plan {
         phases
     }
 
+    /// Shortens every benchmark's duration and timeout by `factor`, keeping
+    /// each at least a second; the recording's schedule shows the result.
+    pub fn scale_durations(&mut self, factor: f64) {
+        let scale = |d: Duration| d.mul_f64(factor).max(Duration::from_secs(1));
+        for bench in &mut self.benchmarks {
+            // bonnie++ runs for as long as its data set takes, whatever the
+            // plan says; shortening its timeout would only cut it off.
+            if matches!(bench.workload, WorkloadSpec::Bonnie { .. }) {
+                continue;
+            }
+            let timeout = bench.timeout();
+            bench.duration = PlanDuration(scale(bench.duration.0));
+            // The default timeout follows the new duration; a given one scales.
+            if bench.timeout.is_some() {
+                bench.timeout = Some(PlanDuration(scale(timeout).max(bench.duration.0 * 2)));
+            }
+        }
+    }
+
     /// The guests a benchmark's copies run on, in copy order.
     pub fn guests_of(&self, bench: &Benchmark) -> Vec<&Guest> {
         if bench.guests.is_empty() {
@@ -595,6 +614,28 @@ mod tests {
         assert_eq!(plan.guests.len(), 5);
         assert_eq!(plan.guests[1].endpoint(), "198.18.0.11:22");
         assert!(plan.guests[1].has_host_identity());
+    }
+
+    #[test]
+    fn the_study_plan_parses_and_shortens_to_minutes() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/plans/study-2009.toml");
+        let mut plan = LoadedPlan::from_file(Path::new(path)).expect("valid").plan;
+        let levels: Vec<u32> = plan.benchmarks[1].concurrency.levels(2);
+        assert_eq!(levels, [1, 2, 3, 4, 5, 6, 7, 8]);
+        let total = |p: &Plan| p.schedule(2).iter().map(|s| s.duration).sum::<Nanos>();
+        assert!(
+            total(&plan) > 4 * 3600 * 1_000_000_000,
+            "hours, as the study ran"
+        );
+        plan.scale_durations(0.01);
+        let sysbench = &plan.benchmarks[0];
+        assert_eq!(sysbench.duration.0, Duration::from_secs(6));
+        let bonnie = plan.benchmarks.last().expect("disk");
+        assert_eq!(
+            bonnie.duration.0,
+            Duration::from_secs(600),
+            "bonnie++ is not cut"
+        );
     }
 
     #[test]

@@ -631,3 +631,57 @@ fn a_guest_without_fio_is_named_by_check_and_fails_alone_in_a_session() {
         }
     }
 }
+
+#[test]
+fn the_study_plan_shortened_runs_headless_on_guests_and_bare_metal() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recording = dir.path().join("study.vmb");
+    let plan = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/study.toml");
+    let status = Command::new(exe())
+        .args(["record", plan, "--time-scale", "0.4", "-o"])
+        .arg(&recording)
+        .stderr(Stdio::null())
+        .status()
+        .expect("vmbench record runs");
+    assert!(status.success());
+    let reader = Reader::open(&recording).expect("recording");
+    let mut session = vmbench::model::Session::new(reader.header.clone());
+    for event in reader.events(0, u64::MAX).expect("events") {
+        session.apply(&event);
+    }
+    assert_eq!(session.phases.len(), 17);
+    let mut technologies = std::collections::BTreeSet::new();
+    for phase in &session.phases {
+        assert_eq!(phase.ended.map(|e| e.1), Some(PhaseOutcome::Completed));
+        // bonnie++ (the disk rows) runs as long as its data set takes.
+        let scaled = if phase.workload == "bonnie++" {
+            10_000_000_000
+        } else {
+            2_000_000_000
+        };
+        assert_eq!(phase.duration, scaled, "{}", phase.benchmark);
+        let summary = phase.summary.as_ref().expect("summarised");
+        assert!(summary.skew.is_some(), "{}", phase.benchmark);
+        let first = &summary.metrics[0];
+        assert!(
+            first.aggregate.is_some_and(|a| a > 0.0) && first.window.is_some(),
+            "{}: {first:?}",
+            phase.benchmark
+        );
+        for run in session.runs.values().filter(|r| r.phase == phase.id) {
+            assert_eq!(
+                run.tool_results.first().map(|r| r.0.as_str()),
+                Some(first.metric.name.as_str()),
+                "{} on {}",
+                phase.benchmark,
+                run.guest
+            );
+            technologies.insert(run.technology.clone());
+        }
+    }
+    assert_eq!(
+        technologies.into_iter().collect::<Vec<_>>(),
+        ["bare-metal", "netns"]
+    );
+}
