@@ -485,6 +485,9 @@ fn every_tool_runs_on_bare_metal_and_on_guests() {
     };
     let bonnie =
         |dir: &str| format!("{{ type = \"bonnie++\", size = \"256MiB\", dir = \"{dir}\" }}");
+    let fileio = |dir: &str| {
+        format!("{{ type = \"sysbench\", test = \"fileio\", size = \"32MiB\", dir = \"{dir}\" }}")
+    };
     let same = |w: &str| (w.to_string(), w.to_string());
     for (name, (on_host, on_guests)) in [
         (
@@ -512,6 +515,10 @@ fn every_tool_runs_on_bare_metal_and_on_guests() {
         ("fio", (fio("/var/tmp"), fio("/srv/vmbench"))),
         ("bonnie++", (bonnie("/var/tmp"), bonnie("/srv/vmbench"))),
         (
+            "sysbench-fileio",
+            (fileio("/var/tmp"), fileio("/srv/vmbench")),
+        ),
+        (
             "custom",
             same(
                 "{ type = \"custom\", command = [\"sh\", \"-c\", \"sleep 1; echo '{\\\"rate\\\": 123.5}'\"], \
@@ -528,7 +535,7 @@ fn every_tool_runs_on_bare_metal_and_on_guests() {
     let recording = dir.path().join("tools.vmb");
     let live = run_live_for(&plan, &recording);
     let session = &live.session;
-    assert_eq!(session.phases.len(), 16);
+    assert_eq!(session.phases.len(), 18);
     for phase in &session.phases {
         assert_eq!(
             phase.ended.map(|e| e.1),

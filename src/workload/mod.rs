@@ -36,11 +36,21 @@ pub enum WorkloadSpec {
         #[serde(default = "default_block_size")]
         buffer: ByteSize,
     },
-    /// sysbench 1.0 `cpu` (events/s) or `memory` (MiB/s).
+    /// sysbench 1.0 `cpu` (events/s), `memory` (MiB/s) or `fileio` (read
+    /// and written MiB/s on files in `dir`).
     Sysbench {
         test: tools::sysbench::Test,
         #[serde(default = "one")]
         threads: u32,
+        /// fileio only: `seqwr`, `seqrd`, `rndrd`, `rndwr` or `rndrw`.
+        #[serde(default = "rndrw")]
+        file_mode: tools::sysbench::FileMode,
+        /// fileio only: the total size of its files.
+        #[serde(default = "default_disk_size")]
+        size: ByteSize,
+        /// fileio only: where its files go.
+        #[serde(default = "default_disk_dir")]
+        dir: PathBuf,
     },
     /// An iperf3 client against a server vmbench starts on this host (one
     /// port per copy), or against `server`; Gbit/s as the receiver counted.
@@ -148,6 +158,10 @@ impl Serialize for Pattern {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.0.as_str())
     }
+}
+
+fn rndrw() -> tools::sysbench::FileMode {
+    tools::sysbench::FileMode::Rndrw
 }
 
 fn outbound() -> tools::iperf3::Direction {
@@ -296,6 +310,12 @@ impl WorkloadSpec {
                 ..
             } => Some((dir, Some(size.0 * u64::from(*jobs)))),
             WorkloadSpec::Bonnie { size, dir } => Some((dir, size.map(|s| s.0))),
+            WorkloadSpec::Sysbench {
+                test: tools::sysbench::Test::Fileio,
+                size,
+                dir,
+                ..
+            } => Some((dir, Some(size.0))),
             _ => None,
         }
     }
@@ -315,8 +335,21 @@ impl WorkloadSpec {
     pub fn command(&self, ctx: &LaunchContext) -> Vec<String> {
         let seconds = ctx.duration.as_secs().max(1);
         let (tool_argv, min_version) = match self {
-            WorkloadSpec::Sysbench { test, threads } => (
-                tools::sysbench::argv(*test, *threads, seconds),
+            WorkloadSpec::Sysbench {
+                test,
+                threads,
+                file_mode,
+                size,
+                dir,
+            } => (
+                tools::sysbench::argv(&tools::sysbench::Options {
+                    test: *test,
+                    threads: *threads,
+                    seconds,
+                    file_mode: *file_mode,
+                    file_size: size.0,
+                    dir,
+                }),
                 tools::sysbench::MIN_VERSION,
             ),
             WorkloadSpec::Iperf3 {
@@ -387,7 +420,7 @@ impl WorkloadSpec {
             "workload".into(),
             "gate".into(),
             "--probe".into(),
-            format!("{} --version", tool_argv[0]),
+            format!("{} --version", self.tool().unwrap_or(&tool_argv[0])),
             "--min-version".into(),
             format!("{}.{}", min_version.0, min_version.1),
             "--".into(),

@@ -1,6 +1,8 @@
-//! sysbench 1.0: `cpu` (events per second) and `memory` (MiB per second).
-//! Live progress from `--report-interval=1` lines, the result from its
-//! closing statistics.
+//! sysbench 1.0: `cpu` (events per second), `memory` (MiB per second) and
+//! `fileio` (read and written MiB per second, on files it prepares in the
+//! plan's folder and removes afterwards). Live progress from
+//! `--report-interval=1` lines, counted from "Threads started!", the result
+//! from its closing statistics.
 
 use super::{SECOND_NS, ToolParser, number_after};
 use crate::event::MetricDef;
@@ -13,109 +15,161 @@ pub const MIN_VERSION: (u32, u32) = (1, 0);
 pub enum Test {
     Cpu,
     Memory,
+    Fileio,
 }
 
-pub fn argv(test: Test, threads: u32, seconds: u64) -> Vec<String> {
-    let mut argv = vec![
-        "sysbench".to_string(),
-        match test {
-            Test::Cpu => "cpu",
-            Test::Memory => "memory",
-        }
-        .to_string(),
-        format!("--threads={threads}"),
-        format!("--time={seconds}"),
-        "--report-interval=1".to_string(),
-    ];
-    if test == Test::Memory {
+/// sysbench's `--file-test-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileMode {
+    Seqwr,
+    Seqrd,
+    Rndrd,
+    Rndwr,
+    Rndrw,
+}
+
+pub struct Options<'a> {
+    pub test: Test,
+    pub threads: u32,
+    pub seconds: u64,
+    pub file_mode: FileMode,
+    pub file_size: u64,
+    pub dir: &'a std::path::Path,
+}
+
+pub fn argv(o: &Options) -> Vec<String> {
+    let common = format!(
+        "--threads={} --time={} --report-interval=1",
+        o.threads, o.seconds
+    );
+    match o.test {
+        Test::Cpu => format!("sysbench cpu {common} run")
+            .split(' ')
+            .map(String::from)
+            .collect(),
         // Bounded by time, not by a total that a fast machine reaches first.
-        argv.push("--memory-total-size=1000T".to_string());
+        Test::Memory => format!("sysbench memory {common} --memory-total-size=1000T run")
+            .split(' ')
+            .map(String::from)
+            .collect(),
+        Test::Fileio => {
+            let files = format!(
+                "--file-total-size={} --file-num=4 --file-extra-flags=direct",
+                o.file_size
+            );
+            let mode = format!("{:?}", o.file_mode).to_lowercase();
+            let dir = crate::transport::shell_quote(&o.dir.display().to_string());
+            // Its files are made before and removed after the timed run.
+            let script = format!(
+                "cd {dir} && sysbench fileio {files} prepare >/dev/null && \
+                 sysbench fileio {files} --file-test-mode={mode} {common} run; \
+                 status=$?; sysbench fileio {files} cleanup >/dev/null; exit $status"
+            );
+            vec!["sh".into(), "-c".into(), script]
+        }
     }
-    argv.push("run".to_string());
-    argv
 }
 
 pub fn metrics(test: Test) -> Vec<MetricDef> {
-    vec![match test {
-        Test::Cpu => MetricDef {
-            name: "events".into(),
-            unit: "events/s".into(),
-            scale: 1.0,
-            higher_is_better: true,
-        },
-        Test::Memory => MetricDef {
-            name: "memory".into(),
-            unit: "MiB/s".into(),
-            scale: 1.0,
-            higher_is_better: true,
-        },
-    }]
+    let metric = |name: &str, unit: &str| MetricDef {
+        name: name.into(),
+        unit: unit.into(),
+        scale: 1.0,
+        higher_is_better: true,
+    };
+    match test {
+        Test::Cpu => vec![metric("events", "events/s")],
+        Test::Memory => vec![metric("memory", "MiB/s")],
+        Test::Fileio => vec![metric("read", "MiB/s"), metric("write", "MiB/s")],
+    }
 }
 
 pub struct Parser {
     test: Test,
-    done: f64,
-    started: bool,
+    done: Vec<f64>,
+    threads_started: Option<u64>,
 }
 
 impl Parser {
     pub fn new(test: Test) -> Self {
         Parser {
             test,
-            done: 0.0,
-            started: false,
+            done: vec![0.0; metrics(test).len()],
+            threads_started: None,
+        }
+    }
+
+    /// This second's rate of each metric from an interval line.
+    fn rates(&self, line: &str) -> Vec<Option<f64>> {
+        match self.test {
+            Test::Cpu => vec![number_after(line, "eps:")],
+            Test::Memory => vec![number_after(line, "]")],
+            Test::Fileio => vec![number_after(line, "reads:"), number_after(line, "writes:")],
+        }
+    }
+
+    /// The closing figure of each metric, from a summary line.
+    fn result(&self, line: &str) -> Option<(usize, f64)> {
+        match self.test {
+            Test::Cpu => number_after(line, "events per second:").map(|v| (0, v)),
+            Test::Memory if line.contains("MiB transferred") => {
+                number_after(line, "(").map(|v| (0, v))
+            }
+            Test::Memory => None,
+            Test::Fileio => number_after(line, "read, MiB/s:")
+                .map(|v| (0, v))
+                .or_else(|| number_after(line, "written, MiB/s:").map(|v| (1, v))),
         }
     }
 }
 
 impl ToolParser for Parser {
-    fn line(&mut self, line: &str, _mono_ns: u64, started_ns: u64) -> Vec<Output> {
-        let mut out = Vec::new();
-        if !self.started {
-            self.started = true;
-            out.push(Output::Progress {
-                metric: 0,
-                mono_ns: started_ns,
-                done: 0.0,
-            });
-        }
+    fn line(&mut self, line: &str, mono_ns: u64, _started_ns: u64) -> Vec<Output> {
         let trimmed = line.trim();
         if let Some(rest) = trimmed.strip_prefix("FATAL:") {
-            out.push(Output::Failed(format!("sysbench: {}", rest.trim())));
-            return out;
+            return vec![Output::Failed(format!("sysbench: {}", rest.trim()))];
         }
+        // Intervals count from here, after its set-up (fileio's files).
+        if trimmed == "Threads started!" {
+            self.threads_started = Some(mono_ns);
+            return (0..self.done.len() as u16)
+                .map(|metric| Output::Progress {
+                    metric,
+                    mono_ns,
+                    done: 0.0,
+                })
+                .collect();
+        }
+        let mut out = Vec::new();
         // "[ 3s ] thds: 1 eps: 712.95 ..." or "[ 2s ] 3929.41 MiB/sec"
         if let Some(interval) = trimmed.strip_prefix('[') {
-            let Some(seconds) = interval
-                .split_whitespace()
-                .next()
-                .and_then(|w| w.trim_end_matches('s').parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0)
-            else {
+            let (Some(base), Some(seconds)) = (
+                self.threads_started,
+                interval
+                    .split_whitespace()
+                    .next()
+                    .and_then(|w| w.trim_end_matches('s').parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s >= 0.0),
+            ) else {
                 return out;
             };
-            let rate = match self.test {
-                Test::Cpu => number_after(trimmed, "eps:"),
-                Test::Memory => number_after(trimmed, "]"),
-            };
-            if let Some(rate) = rate.filter(|r| r.is_finite() && *r >= 0.0) {
-                // Reports come once a second and give that second's rate.
-                self.done += rate;
-                out.push(Output::Progress {
-                    metric: 0,
-                    mono_ns: started_ns.saturating_add((seconds.min(1e9) * SECOND_NS) as u64),
-                    done: self.done,
-                });
+            let at = base.saturating_add((seconds.min(1e9) * SECOND_NS) as u64);
+            for (metric, rate) in self.rates(trimmed).into_iter().enumerate() {
+                if let Some(rate) = rate.filter(|r| r.is_finite() && *r >= 0.0) {
+                    // Reports come once a second and give that second's rate.
+                    self.done[metric] += rate;
+                    out.push(Output::Progress {
+                        metric: metric as u16,
+                        mono_ns: at,
+                        done: self.done[metric],
+                    });
+                }
             }
             return out;
         }
-        let result = match self.test {
-            Test::Cpu => number_after(trimmed, "events per second:"),
-            Test::Memory if trimmed.contains("MiB transferred") => number_after(trimmed, "("),
-            Test::Memory => None,
-        };
-        if let Some(value) = result.filter(|v| v.is_finite()) {
-            let def = &metrics(self.test)[0];
+        if let Some((metric, value)) = self.result(trimmed).filter(|(_, v)| v.is_finite()) {
+            let def = &metrics(self.test)[metric];
             out.push(Output::Result {
                 metric: def.name.clone(),
                 value,
@@ -151,11 +205,13 @@ mod tests {
                 _ => None,
             })
             .collect();
+        // Counted from the "Threads started!" line, a second per report.
+        let base = progress[0].0;
         let expected = [
-            (1_000_000_000, 0.0),
-            (2_000_000_000, 1755.0),
-            (3_000_000_000, 2268.87),
-            (4_000_000_000, 2981.82),
+            (base, 0.0),
+            (base + 1_000_000_000, 1755.0),
+            (base + 2_000_000_000, 2268.87),
+            (base + 3_000_000_000, 2981.82),
         ];
         assert_eq!(progress.len(), expected.len());
         for ((t, done), (want_t, want)) in progress.iter().zip(expected) {
@@ -182,8 +238,52 @@ mod tests {
     }
 
     #[test]
+    fn fileio_gives_read_and_written_mib_per_second() {
+        let outputs = feed(
+            &mut Parser::new(Test::Fileio),
+            "sysbench-1.0.20-fileio-rndrw.txt",
+        );
+        let results: Vec<(&str, f64)> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Result { metric, value, .. } => Some((metric.as_str(), *value)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(results, [("read", 123.50), ("write", 82.33)]);
+        let last_write = outputs.iter().rev().find_map(|o| match o {
+            Output::Progress {
+                metric: 1, done, ..
+            } => Some(*done),
+            _ => None,
+        });
+        assert!(last_write.is_some_and(|d| (d - (86.67 + 81.39 + 79.02)).abs() < 1e-9));
+    }
+
+    #[test]
+    fn the_fileio_command_prepares_runs_and_cleans_up_in_the_folder() {
+        let argv = argv(&Options {
+            test: Test::Fileio,
+            threads: 1,
+            seconds: 5,
+            file_mode: FileMode::Rndrw,
+            file_size: 64 << 20,
+            dir: std::path::Path::new("/srv/my data"),
+        });
+        assert_eq!(argv[..2], ["sh", "-c"]);
+        assert!(
+            argv[2].starts_with("cd '/srv/my data' && sysbench fileio"),
+            "{}",
+            argv[2]
+        );
+        assert!(argv[2].contains("--file-test-mode=rndrw --threads=1 --time=5"));
+        assert!(argv[2].contains("cleanup"));
+    }
+
+    #[test]
     fn arbitrary_input_never_panics() {
         never_panics(&mut Parser::new(Test::Cpu));
         never_panics(&mut Parser::new(Test::Memory));
+        never_panics(&mut Parser::new(Test::Fileio));
     }
 }
