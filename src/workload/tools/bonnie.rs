@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::{SECOND_NS, ToolParser};
+use super::{SECOND_NS, ToolParser, whole_run};
 use crate::event::MetricDef;
 use crate::workload::Output;
 
@@ -78,23 +78,13 @@ impl ToolParser for Parser {
             {
                 Some(kib_per_s) => {
                     let bytes_per_s = kib_per_s * 1024.0;
-                    out.extend([
-                        Output::Progress {
-                            metric,
-                            mono_ns: started_ns,
-                            done: 0.0,
-                        },
-                        Output::Progress {
-                            metric,
-                            mono_ns: mono_ns.max(started_ns),
-                            done: bytes_per_s * seconds,
-                        },
-                        Output::Result {
-                            metric: name.into(),
-                            value: bytes_per_s / 1e6,
-                            unit: "MB/s".into(),
-                        },
-                    ]);
+                    let result = Output::Result {
+                        metric: name.into(),
+                        value: bytes_per_s / 1e6,
+                        unit: "MB/s".into(),
+                    };
+                    let done = bytes_per_s * seconds;
+                    out.extend(whole_run(metric, started_ns, mono_ns, done, result));
                 }
                 None => out.push(Output::Note(format!(
                     "bonnie++ could not time block {name}s ({:?}): the data set is too small \
@@ -110,19 +100,15 @@ impl ToolParser for Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::tools::tests::{feed, never_panics};
+    use crate::workload::tools::tests::{feed, never_panics, results_of};
 
     #[test]
     fn the_csv_line_gives_block_write_and_says_when_reads_were_too_fast() {
         let outputs = feed(&mut Parser::default(), "bonnie++-2.00a-quiet.csv");
-        let results: Vec<(&str, f64)> = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Result { metric, value, .. } => Some((metric.as_str(), *value)),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(results, [("write", 133_567.0 * 1024.0 / 1e6)]);
+        assert_eq!(
+            results_of(&outputs),
+            [("write".to_string(), 133_567.0 * 1024.0 / 1e6)]
+        );
         assert!(
             outputs
                 .iter()

@@ -3,7 +3,7 @@
 //! a JSON pointer into a JSON document it prints; the last match stands.
 //! It reports nothing while it runs, so its progress is its whole run.
 
-use super::{Collected, JsonCollector, SECOND_NS, ToolParser};
+use super::{Collected, JsonCollector, SECOND_NS, ToolParser, whole_run};
 use crate::event::MetricDef;
 use crate::workload::Output;
 
@@ -66,40 +66,26 @@ impl ToolParser for Parser {
             return Vec::new();
         };
         let seconds = mono_ns.saturating_sub(started_ns) as f64 / SECOND_NS;
-        vec![
-            Output::Progress {
-                metric: 0,
-                mono_ns: started_ns,
-                done: 0.0,
-            },
-            Output::Progress {
-                metric: 0,
-                mono_ns: mono_ns.max(started_ns),
-                done: value * seconds,
-            },
-            Output::Result {
-                metric: self.metric.clone(),
-                value,
-                unit: self.unit.clone(),
-            },
-        ]
+        let result = Output::Result {
+            metric: self.metric.clone(),
+            value,
+            unit: self.unit.clone(),
+        };
+        whole_run(0, started_ns, mono_ns, value * seconds, result).to_vec()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::tools::tests::never_panics;
+    use crate::workload::tools::tests::{never_panics, results_of};
 
     fn results(parser: &mut Parser, lines: &[&str]) -> Vec<f64> {
-        lines
+        let outputs: Vec<Output> = lines
             .iter()
             .flat_map(|l| parser.line(l, 3_000_000_000, 1_000_000_000))
-            .filter_map(|o| match o {
-                Output::Result { value, .. } => Some(value),
-                _ => None,
-            })
-            .collect()
+            .collect();
+        results_of(&outputs).into_iter().map(|r| r.1).collect()
     }
 
     #[test]

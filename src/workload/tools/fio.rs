@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::{Collected, JsonCollector, ToolParser};
+use super::{Collected, JsonCollector, ToolParser, start_once};
 use crate::event::MetricDef;
 use crate::workload::Output;
 
@@ -115,15 +115,7 @@ impl Parser {
 
 impl ToolParser for Parser {
     fn line(&mut self, line: &str, mono_ns: u64, started_ns: u64) -> Vec<Output> {
-        let mut out = Vec::new();
-        if !self.started {
-            self.started = true;
-            out.push(Output::Progress {
-                metric: 0,
-                mono_ns: started_ns,
-                done: 0.0,
-            });
-        }
+        let mut out = start_once(&mut self.started, started_ns);
         let text = match self.reports.push(line) {
             Collected::Outside => {
                 // Outside a report: fio's own messages.
@@ -159,23 +151,11 @@ impl ToolParser for Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::tools::tests::{feed, never_panics};
+    use crate::workload::tools::tests::{feed, never_panics, progress_of, results_of};
 
     fn figures(outputs: &[Output]) -> (Vec<f64>, Vec<f64>) {
-        let done = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Progress { done, .. } => Some(*done),
-                _ => None,
-            })
-            .collect();
-        let results = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Result { value, .. } => Some(*value),
-                _ => None,
-            })
-            .collect();
+        let done = progress_of(outputs).into_iter().map(|p| p.1).collect();
+        let results = results_of(outputs).into_iter().map(|r| r.1).collect();
         (done, results)
     }
 

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use super::{SECOND_NS, ToolParser};
+use super::{SECOND_NS, ToolParser, start_once};
 use crate::event::MetricDef;
 use crate::workload::Output;
 
@@ -127,15 +127,7 @@ fn interval_line(line: &str) -> Option<(&str, f64, f64, f64, &str)> {
 
 impl ToolParser for Parser {
     fn line(&mut self, line: &str, _mono_ns: u64, started_ns: u64) -> Vec<Output> {
-        let mut out = Vec::new();
-        if !self.started {
-            self.started = true;
-            out.push(Output::Progress {
-                metric: 0,
-                mono_ns: started_ns,
-                done: 0.0,
-            });
-        }
+        let mut out = start_once(&mut self.started, started_ns);
         let trimmed = line.trim();
         if let Some(rest) = trimmed.strip_prefix("iperf3: error -") {
             out.push(Output::Failed(format!("iperf3: {}", rest.trim())));
@@ -178,24 +170,11 @@ impl ToolParser for Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::tools::tests::{feed, never_panics};
+    use crate::workload::tools::tests::{feed, never_panics, progress_of, results_of};
 
     fn summary(outputs: &[Output]) -> (Vec<(u64, f64)>, Vec<f64>) {
-        let progress = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Progress { mono_ns, done, .. } => Some((*mono_ns, *done)),
-                _ => None,
-            })
-            .collect();
-        let results = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Result { value, .. } => Some(*value),
-                _ => None,
-            })
-            .collect();
-        (progress, results)
+        let results = results_of(outputs).into_iter().map(|r| r.1).collect();
+        (progress_of(outputs), results)
     }
 
     #[test]

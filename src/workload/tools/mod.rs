@@ -31,6 +31,42 @@ pub fn number_after(line: &str, label: &str) -> Option<f64> {
 
 pub const SECOND_NS: f64 = 1e9;
 
+/// The zero point of a tool's progress, at its start, the first time only.
+pub fn start_once(started: &mut bool, started_ns: u64) -> Vec<Output> {
+    if std::mem::replace(started, true) {
+        return Vec::new();
+    }
+    vec![Output::Progress {
+        metric: 0,
+        mono_ns: started_ns,
+        done: 0.0,
+    }]
+}
+
+/// For tools that report only at their end: nothing done at the start, the
+/// whole run's worth at the end, and the tool's own figure.
+pub fn whole_run(
+    metric: u16,
+    started_ns: u64,
+    ended_ns: u64,
+    done: f64,
+    result: Output,
+) -> [Output; 3] {
+    [
+        Output::Progress {
+            metric,
+            mono_ns: started_ns,
+            done: 0.0,
+        },
+        Output::Progress {
+            metric,
+            mono_ns: ended_ns.max(started_ns),
+            done,
+        },
+        result,
+    ]
+}
+
 /// Gathers lines into whole JSON documents by counting braces outside
 /// strings, for tools that print multi-line JSON among other text.
 #[derive(Default)]
@@ -104,6 +140,28 @@ pub(crate) mod tests {
         text.lines()
             .enumerate()
             .flat_map(|(i, line)| parser.line(line, 1_000_000_000 + i as u64 * 1000, 1_000_000_000))
+            .collect()
+    }
+
+    /// (time, cumulative done) of every progress point.
+    pub fn progress_of(outputs: &[Output]) -> Vec<(u64, f64)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Progress { mono_ns, done, .. } => Some((*mono_ns, *done)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// (metric, value) of every result.
+    pub fn results_of(outputs: &[Output]) -> Vec<(String, f64)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Result { metric, value, .. } => Some((metric.clone(), *value)),
+                _ => None,
+            })
             .collect()
     }
 

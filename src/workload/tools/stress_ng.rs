@@ -3,7 +3,7 @@
 //! while it runs, so its progress is the whole run: nothing at the start,
 //! all of its bogo-ops at the end of its wall-clock time.
 
-use super::{SECOND_NS, ToolParser};
+use super::{SECOND_NS, ToolParser, whole_run};
 use crate::event::MetricDef;
 use crate::workload::Output;
 
@@ -76,23 +76,13 @@ impl ToolParser for Parser {
         };
         // One stressor per run: its first complete block is the answer.
         self.in_metrics = false;
-        vec![
-            Output::Progress {
-                metric: 0,
-                mono_ns: started_ns,
-                done: 0.0,
-            },
-            Output::Progress {
-                metric: 0,
-                mono_ns: started_ns.saturating_add((wall.min(1e9) * SECOND_NS) as u64),
-                done: ops,
-            },
-            Output::Result {
-                metric: "bogo-ops".into(),
-                value: rate,
-                unit: "bogo-ops/s".into(),
-            },
-        ]
+        let ended_ns = started_ns.saturating_add((wall.min(1e9) * SECOND_NS) as u64);
+        let result = Output::Result {
+            metric: "bogo-ops".into(),
+            value: rate,
+            unit: "bogo-ops/s".into(),
+        };
+        whole_run(0, started_ns, ended_ns, ops, result).to_vec()
     }
 }
 

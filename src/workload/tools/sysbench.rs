@@ -183,28 +183,16 @@ impl ToolParser for Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::tools::tests::{feed, never_panics};
+    use crate::workload::tools::tests::{feed, never_panics, progress_of, results_of};
 
     fn results(outputs: &[Output]) -> Vec<f64> {
-        outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Result { value, .. } => Some(*value),
-                _ => None,
-            })
-            .collect()
+        results_of(outputs).into_iter().map(|r| r.1).collect()
     }
 
     #[test]
     fn cpu_output_gives_progress_each_second_and_the_result() {
         let outputs = feed(&mut Parser::new(Test::Cpu), "sysbench-1.0.20-cpu.txt");
-        let progress: Vec<(u64, f64)> = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Progress { mono_ns, done, .. } => Some((*mono_ns, *done)),
-                _ => None,
-            })
-            .collect();
+        let progress = progress_of(&outputs);
         // Counted from the "Threads started!" line, a second per report.
         let base = progress[0].0;
         let expected = [
