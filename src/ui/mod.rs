@@ -1092,6 +1092,9 @@ fn detail_lines<'a>(session: &'a Session, theme: &Theme, pane: PaneId) -> (Strin
                     figure(run.current_rate(m), &def.unit)
                 )));
             }
+            if let Some((tool, version)) = &run.tool {
+                lines.push(Line::raw(format!("tool   {tool}: {version}")));
+            }
             for (metric, value, unit) in &run.tool_results {
                 lines.push(Line::raw(format!(
                     "result  {metric} {}",
