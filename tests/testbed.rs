@@ -692,3 +692,55 @@ fn the_study_plan_shortened_runs_headless_on_guests_and_bare_metal() {
         ["bare-metal", "netns"]
     );
 }
+
+#[test]
+fn idle_guests_cost_vmbench_almost_no_cpu() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Longer than the SSH keepalive (15 s), whose replies once made the
+    // session threads spin.
+    let benchmarks = "[[benchmark]]\nname = \"idle\"\nworkload = { type = \"custom\", command = [\"sleep\", \"20\"], result_regex = \"never\", metric = \"none\", unit = \"-\" }\nduration = \"20s\"\nconcurrency = [1]\nguests = [\"host\"]\n";
+    let plan = write_plan(dir.path(), &plan_text(&all_guests(), benchmarks));
+    let recording = dir.path().join("idle.vmb");
+    run_live_for(&plan, &recording);
+    let reader = Reader::open(&recording).expect("recording");
+    let own: Vec<u32> = reader
+        .series
+        .iter()
+        .filter(|s| s.source == "vmbench" && s.metric.starts_with("cpu."))
+        .map(|s| s.id)
+        .collect();
+    let samples = reader.samples(0, u64::MAX).expect("samples");
+    let ticks = |s: &vmbench::event::Sample| -> u64 {
+        s.values
+            .iter()
+            .filter(|(id, _)| own.contains(id))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    // From the release of the phase on: the guests are up and idle, only
+    // sampled and kept alive (bring-up, with its uploads, is before it).
+    let released = reader
+        .events(0, u64::MAX)
+        .expect("events")
+        .iter()
+        .find_map(|e| match e {
+            vmbench::event::Event::PhaseReleased { t, .. } => Some(*t),
+            _ => None,
+        })
+        .expect("released");
+    let steady: Vec<&vmbench::event::Sample> = samples
+        .iter()
+        .filter(|s| s.t >= released && s.values.iter().any(|(id, _)| own.contains(id)))
+        .collect();
+    let (first, last) = (steady[0], steady[steady.len() - 1]);
+    let seconds = (last.t - first.t) as f64 / 1e9;
+    let cpu = (ticks(last) - ticks(first)) as f64 / reader.header.host.clock_ticks_per_sec as f64;
+    assert!(seconds > 18.0, "{seconds} s sampled");
+    // Sampling 4 guests (from inside and from the host) and the host each
+    // second, and keeping 4 sessions alive.
+    assert!(
+        cpu / seconds < 0.05,
+        "vmbench used {cpu:.2} s of CPU in {seconds:.1} s"
+    );
+}

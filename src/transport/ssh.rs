@@ -155,7 +155,9 @@ pub fn connect(guest: &Guest, unknown: UnknownKey) -> Result<Connection, Connect
                 drop(slot);
                 let host_key_added = check_host_key(&session, guest, unknown)?;
                 authenticate(&session, guest)?;
-                session.set_keepalive(true, KEEPALIVE_SECS);
+                // No reply wanted: an unasked-for reply would sit in the
+                // socket of a session that has nothing else to read.
+                session.set_keepalive(false, KEEPALIVE_SECS);
                 let local_ip = stream
                     .local_addr()
                     .map(|a| a.ip())
@@ -351,6 +353,13 @@ impl Janitor {
             crate::transport::shell_quote(dir)
         ))?;
         Ok(Janitor { channel })
+    }
+
+    /// Reads whatever the session has received, so that a packet no channel
+    /// asked for (a keepalive reply) cannot leave the socket readable for
+    /// ever and spin the loop that polls it.
+    fn drain(&mut self, buf: &mut [u8]) {
+        while matches!(self.channel.read(buf), Ok(n) if n > 0) {}
     }
 
     /// Ends the janitor's input and waits until it has cleaned up. Needs the
@@ -558,7 +567,7 @@ fn link_loop(
     connection: Connection,
     commands: Receiver<LinkCommand>,
     wake: &OwnedFd,
-    janitor: Option<Janitor>,
+    mut janitor: Option<Janitor>,
 ) {
     let Connection {
         session, stream, ..
@@ -646,6 +655,9 @@ fn link_loop(
         }
         for pgid in kills {
             kill_group(&session, pgid);
+        }
+        if let Some(janitor) = &mut janitor {
+            janitor.drain(&mut buf);
         }
         running.retain(|_, r| !finished(r));
         if let Some(why) = &lost {
