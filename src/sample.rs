@@ -182,10 +182,37 @@ impl ProcKind {
     }
 }
 
+/// Whose /proc a view reads: this host's, whose /sys can say more about a
+/// device, or a guest's, known only by its /proc files.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Machine {
+    Host,
+    Guest,
+}
+
+impl Machine {
+    fn is_partition(self, name: &str, all: &HashMap<String, [u64; 7]>) -> bool {
+        match self {
+            Machine::Host => {
+                std::path::Path::new(&format!("/sys/class/block/{name}/partition")).exists()
+            }
+            Machine::Guest => guest_partition(name, all),
+        }
+    }
+
+    /// A bridge's port (a tap or veth, or a NIC enslaved to a bridge): its
+    /// traffic is counted again at the bridge, so it is kept apart.
+    fn is_bridge_port(self, name: &str) -> bool {
+        self == Machine::Host
+            && std::path::Path::new(&format!("/sys/class/net/{name}/master")).exists()
+    }
+}
+
 /// One machine's /proc counters as series under one source prefix: `host`
 /// for this host, `guest:<name>` for what a guest sees of itself.
 struct ProcView {
     prefix: String,
+    machine: Machine,
     cpu_total: [SeriesId; 8],
     cpus: Vec<[SeriesId; 8]>,
     context_switches: SeriesId,
@@ -199,7 +226,7 @@ struct ProcView {
 }
 
 impl ProcView {
-    fn new(prefix: &str, registry: &mut Registry) -> Self {
+    fn new(prefix: &str, machine: Machine, registry: &mut Registry) -> Self {
         let cpu_total = registry.define(prefix, CPU_FIELDS, ["ticks"; 8], SeriesKind::Counter);
         let [context_switches] =
             registry.define(prefix, ["ctxt"], ["switches"], SeriesKind::Counter);
@@ -208,6 +235,7 @@ impl ProcView {
         let mem = registry.define(prefix, MEM_FIELDS, ["bytes"; 5], SeriesKind::Gauge);
         ProcView {
             prefix: prefix.to_string(),
+            machine,
             cpu_total,
             cpus: Vec::new(),
             context_switches,
@@ -226,13 +254,12 @@ impl ProcView {
         bytes: &[u8],
         registry: &mut Registry,
         values: &mut Vec<(SeriesId, u64)>,
-        is_partition: fn(&str, &HashMap<String, [u64; 7]>) -> bool,
     ) -> anyhow::Result<()> {
         match kind {
             ProcKind::Stat => self.stat(bytes, registry, values),
             ProcKind::Meminfo => self.meminfo(bytes, values),
             ProcKind::NetDev => self.net(bytes, registry, values),
-            ProcKind::Diskstats => self.disks(bytes, registry, values, is_partition),
+            ProcKind::Diskstats => self.disks(bytes, registry, values),
         }
     }
 
@@ -297,9 +324,15 @@ impl ProcView {
         self.net_now.clear();
         for name in names {
             let dev = &devices.0[name];
+            let machine = self.machine;
             let ids = *self.nets.entry(name.clone()).or_insert_with(|| {
+                let kind = if machine.is_bridge_port(name) {
+                    "port"
+                } else {
+                    "net"
+                };
                 registry.define(
-                    &format!("{}/net/{name}", self.prefix),
+                    &format!("{}/{kind}/{name}", self.prefix),
                     NET_FIELDS,
                     NET_UNITS,
                     SeriesKind::Counter,
@@ -322,7 +355,6 @@ impl ProcView {
         bytes: &[u8],
         registry: &mut Registry,
         values: &mut Vec<(SeriesId, u64)>,
-        is_partition: fn(&str, &HashMap<String, [u64; 7]>) -> bool,
     ) -> anyhow::Result<()> {
         let disks = DiskStats::from_read(bytes)?;
         self.disk_now.clear();
@@ -344,7 +376,7 @@ impl ProcView {
             let state = match known {
                 Some(settled @ (DiskState::Partition | DiskState::Tracked(_))) => settled,
                 _ if read.iter().all(|v| *v == 0) => DiskState::Idle,
-                _ if is_partition(&d.name, &self.disk_now) => DiskState::Partition,
+                _ if self.machine.is_partition(&d.name, &self.disk_now) => DiskState::Partition,
                 _ => DiskState::Tracked(registry.define(
                     &format!("{}/disk/{}", self.prefix, d.name),
                     DISK_FIELDS,
@@ -369,10 +401,6 @@ impl ProcView {
         }
         Ok(())
     }
-}
-
-fn host_partition(name: &str, _: &HashMap<String, [u64; 7]>) -> bool {
-    std::path::Path::new(&format!("/sys/class/block/{name}/partition")).exists()
 }
 
 /// A guest's view of its own disks, where the host's /sys cannot tell: a
@@ -424,7 +452,7 @@ pub struct HostSampler {
 impl HostSampler {
     pub fn new(ids: SeriesIds) -> io::Result<Self> {
         let mut registry = Registry::new(ids);
-        let view = ProcView::new("host", &mut registry);
+        let view = ProcView::new("host", Machine::Host, &mut registry);
         let own = WatchedProcess {
             run: RunId::MAX,
             stat: ProcFile::open("/proc/self/stat")?,
@@ -548,13 +576,8 @@ impl HostSampler {
                 .read_into(&mut self.buf)
                 .map_err(anyhow::Error::from)
                 .and_then(|bytes| {
-                    self.view.parse(
-                        *kind,
-                        bytes,
-                        &mut self.registry,
-                        &mut values,
-                        host_partition,
-                    )
+                    self.view
+                        .parse(*kind, bytes, &mut self.registry, &mut values)
                 });
             if let Err(e) = parsed {
                 self.errors.push(format!("{}: {e}", kind.path()));
@@ -776,7 +799,7 @@ impl GuestSampler {
             files.push((kind, file));
         }
         let mut registry = Registry::new(ids);
-        let view = ProcView::new(&format!("guest:{guest}"), &mut registry);
+        let view = ProcView::new(&format!("guest:{guest}"), Machine::Guest, &mut registry);
         Ok(GuestSampler {
             files,
             buf: Vec::with_capacity(64 << 10),
@@ -795,13 +818,9 @@ impl GuestSampler {
             self.buf.clear();
             file.seek(SeekFrom::Start(0))?;
             file.read_to_end(&mut self.buf)?;
-            let parsed = self.view.parse(
-                *kind,
-                &self.buf,
-                &mut self.registry,
-                &mut values,
-                guest_partition,
-            );
+            let parsed = self
+                .view
+                .parse(*kind, &self.buf, &mut self.registry, &mut values);
             if let Err(e) = parsed {
                 self.errors.push(format!("{}: {e}", kind.path()));
             }
