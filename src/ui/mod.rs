@@ -872,7 +872,7 @@ fn render_results(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme
             Constraint::Min(5),
             Constraint::Length(4),
             Constraint::Length(3),
-            Constraint::Length(6),
+            Constraint::Length(10),
             Constraint::Length(15),
             Constraint::Length(15),
             Constraint::Length(8),
