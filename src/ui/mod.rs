@@ -4,6 +4,8 @@ pub mod keys;
 pub mod terminal;
 pub mod theme;
 
+use std::collections::HashMap;
+
 use ratatui::Frame;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -541,15 +543,19 @@ fn render_copies(
         }
         _ => area,
     };
-    let seen = runs
-        .iter()
-        .any(|r| seen_lines(&session.guest_figures(&r.guest)).is_some());
+    // Each guest's load once per frame, however many copies it runs.
+    let mut seen: HashMap<&str, Option<[String; 2]>> = HashMap::new();
+    for run in &runs {
+        seen.entry(run.guest.as_str())
+            .or_insert_with(|| seen_lines(&session.guest_figures(&run.guest)));
+    }
     // Host-seen and guest-seen lines need a wider, taller pane.
-    let (pane_height, min_width): (u16, u16) = if seen { (6, 36) } else { (4, 26) };
+    let any_seen = seen.values().any(Option::is_some);
+    let (pane_height, min_width): (u16, u16) = if any_seen { (6, 36) } else { (4, 26) };
     let columns = (area.width / min_width).clamp(1, 4) as usize;
     let rows_needed = runs.len().div_ceil(columns);
     if rows_needed as u16 * pane_height > area.height {
-        return render_copies_compact(buf, area, session, theme, selected, &runs);
+        return render_copies_compact(buf, area, session, theme, selected, &runs, &seen);
     }
     let rows = Layout::vertical(vec![Constraint::Length(pane_height); rows_needed]).split(area);
     for (i, run) in runs.iter().enumerate() {
@@ -562,6 +568,7 @@ fn render_copies(
             session,
             theme,
             run,
+            seen[run.guest.as_str()].as_ref(),
             selected == Some(PaneId::Run(run.id)),
         );
     }
@@ -573,13 +580,14 @@ fn render_copy_pane(
     session: &Session,
     theme: &Theme,
     run: &Run,
+    seen: Option<&[String; 2]>,
     selected: bool,
 ) {
     let title = format!(" {} #{} · {} ", run.guest, run.copy + 1, run.technology);
     let block = pane_block(title, theme, selected);
     let inner = block.inner(area);
     block.render(area, buf);
-    let [status, spark] = match seen_lines(&session.guest_figures(&run.guest)) {
+    let [status, spark] = match seen {
         Some([host, guest]) => {
             let [status, host_area, guest_area, spark] = Layout::vertical([
                 Constraint::Length(1),
@@ -628,6 +636,7 @@ fn render_copies_compact(
     theme: &Theme,
     selected: Option<PaneId>,
     runs: &[&Run],
+    seen: &HashMap<&str, Option<[String; 2]>>,
 ) {
     let block = pane_block(format!(" copies ({}) ", runs.len()), theme, false);
     let inner = block.inner(area);
@@ -649,7 +658,8 @@ fn render_copies_compact(
         } else {
             " "
         };
-        let seen = seen_lines(&session.guest_figures(&run.guest))
+        let seen = seen[run.guest.as_str()]
+            .as_ref()
             .map(|[host, guest]| format!("  {host}  {guest}"))
             .unwrap_or_default();
         let line = Line::from(vec![
