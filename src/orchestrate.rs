@@ -233,16 +233,7 @@ impl Orchestrator {
     }
 
     fn spawn_copy(&self, argv: &[String]) -> std::io::Result<Child> {
-        let mut command = Command::new(&argv[0]);
-        command
-            .args(&argv[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        die_with_parent(&mut command);
-        command.spawn()
+        owned_command(argv, Stdio::piped(), Stdio::piped()).spawn()
     }
 
     /// Starts one copy on a guest and returns how to reach it, or why not.
@@ -644,6 +635,22 @@ fn release(copies: &[Copy]) -> u64 {
     start_at
 }
 
+/// A child this orchestrator owns: its own process group (so that a kill
+/// reaches all it starts), stdout read by vmbench, killed when dropped or
+/// when vmbench dies.
+fn owned_command(argv: &[String], stdin: Stdio, stderr: Stdio) -> Command {
+    let mut command = Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .process_group(0)
+        .kill_on_drop(true);
+    die_with_parent(&mut command);
+    command
+}
+
 /// Makes a child die with the orchestrator's thread, so that even a kill -9
 /// of vmbench leaves no benchmark running.
 fn die_with_parent(command: &mut Command) {
@@ -758,16 +765,7 @@ struct ToolServer {
 
 impl ToolServer {
     async fn start(argv: &[String]) -> Result<Self> {
-        let mut command = Command::new(&argv[0]);
-        command
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        die_with_parent(&mut command);
-        let mut child = command
+        let mut child = owned_command(argv, Stdio::null(), Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {}", argv[0]))?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
@@ -816,17 +814,16 @@ struct NetReceiver {
 
 impl NetReceiver {
     async fn start(exe: &std::path::Path, ip: IpAddr) -> Result<Self> {
-        let mut command = Command::new(exe);
-        command
-            .args(["workload", "net-sink", "--listen"])
-            .arg(SocketAddr::new(ip, 0).to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true);
-        die_with_parent(&mut command);
-        let mut child = command.spawn().context("starting the receiver")?;
+        let argv = [
+            exe.display().to_string(),
+            "workload".into(),
+            "net-sink".into(),
+            "--listen".into(),
+            SocketAddr::new(ip, 0).to_string(),
+        ];
+        let mut child = owned_command(&argv, Stdio::null(), Stdio::null())
+            .spawn()
+            .context("starting the receiver")?;
         let stdout = child
             .stdout
             .take()
