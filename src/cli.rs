@@ -59,6 +59,9 @@ enum Command {
     Replay(ReplayArgs),
     /// Write a recording's samples and results as CSV files.
     Export(ExportArgs),
+    /// Compare technologies across recordings: % loss from the baseline per
+    /// measured figure and number of concurrent guests, with 95 % intervals.
+    Report(ReportArgs),
     /// Reach every guest of a plan as a session would (host key, login,
     /// architecture, clock offset) and print one table; non-zero exit on
     /// any problem.
@@ -126,6 +129,59 @@ struct ExportArgs {
     /// Directory to write samples_long.csv, samples_wide.csv, results.csv and phases.csv into.
     #[arg(long, value_name = "DIR")]
     csv: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Markdown,
+    Csv,
+    Json,
+}
+
+/// A share such as "20%" or "0.2".
+fn share(text: &str) -> Result<f64, String> {
+    let value = match text.strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.parse::<f64>(),
+    };
+    match value {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{text:?} is not a share such as 20% or 0.2")),
+    }
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Recordings are pooled by technology label; rows are workload metric × \
+number of concurrent guests. Runs of a workload are pooled only when their tool, version, \
+parameters and duration match (where files go and which server is used may differ)."
+)]
+struct ReportArgs {
+    /// One or more recordings, e.g. one per hypervisor host.
+    #[arg(required = true)]
+    recordings: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    format: ReportFormat,
+    /// The technology others are compared with.
+    #[arg(long, default_value = crate::report::DEFAULT_BASELINE)]
+    baseline: String,
+    /// Pool runs whose workload configuration differs (listed in the notes).
+    #[arg(long)]
+    force: bool,
+    /// Count phases whose start skew plus stop gap exceed the bound.
+    #[arg(long)]
+    include_skewed: bool,
+    /// Start skew plus stop gap, as a share of a phase's length, beyond which
+    /// the phase is left out.
+    #[arg(long, value_parser = share, default_value = "20%", value_name = "SHARE")]
+    skew_bound: f64,
+    /// Also write the study's charts as SVG files into DIR.
+    #[arg(long, value_name = "DIR")]
+    charts: Option<PathBuf>,
+    /// Write the report to this file instead of standard output.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -205,6 +261,7 @@ pub fn main() -> ExitCode {
         Some(Command::Replay(args)) => replay(&args.recording, args.speed, &cli.screen),
         Some(Command::Export(args)) => export(&args.recording, &args.csv),
         Some(Command::Check(args)) => check(&args.plan, args.accept_new),
+        Some(Command::Report(args)) => report(&args),
         Some(Command::Workload(args)) => return ExitCode::from(workload(args.kind) as u8),
     };
     match result {
@@ -479,6 +536,57 @@ fn export(recording: &Path, dir: &Path) -> Result<ExitCode> {
         done.phases,
         dir.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(args: &ReportArgs) -> Result<ExitCode> {
+    use crate::report::{Matrix, Options, charts, load};
+    let results = load(&args.recordings, args.skew_bound)?;
+    let options = Options {
+        baseline: args.baseline.clone(),
+        include_skewed: args.include_skewed,
+    };
+    let matrix = Matrix::build(&results, &options);
+    if matrix.rows.is_empty() {
+        bail!(
+            "no phase in {} has a figure to compare",
+            args.recordings.len()
+        );
+    }
+    if !matrix.technologies.contains(&options.baseline) {
+        bail!(
+            "no phase of the baseline technology {:?} is in these recordings (they have {}); name one with --baseline",
+            options.baseline,
+            matrix.technologies.join(", ")
+        );
+    }
+    if !matrix.mismatches.is_empty() && !args.force {
+        let list: Vec<String> = matrix
+            .mismatches
+            .iter()
+            .map(|m| format!("  {}", m.describe()))
+            .collect();
+        bail!(
+            "refusing to pool runs whose workload configuration differs:\n{}\npool them anyway with --force",
+            list.join("\n")
+        );
+    }
+    let text = match args.format {
+        ReportFormat::Table => matrix.to_table(),
+        ReportFormat::Markdown => matrix.to_markdown(),
+        ReportFormat::Csv => matrix.to_csv()?,
+        ReportFormat::Json => matrix.to_json()?,
+    };
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => print!("{text}"),
+    }
+    if let Some(dir) = &args.charts {
+        let written = charts::write_all(&matrix, dir)?;
+        eprintln!("wrote {} chart(s) to {}", written.len(), dir.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -39,6 +39,8 @@ pub struct Run {
     pub pid: Option<u32>,
     pub metrics: Vec<MetricDef>,
     pub started: Option<Nanos>,
+    /// When it ended, as recorded by the orchestrator.
+    pub ended: Option<Nanos>,
     pub state: RunState,
     /// Cumulative work per metric, as (time, done).
     pub progress: Vec<Vec<(Nanos, f64)>>,
@@ -293,6 +295,7 @@ impl Session {
                         pid: *pid,
                         metrics: metrics.clone(),
                         started: None,
+                        ended: None,
                         state: RunState::Waiting,
                         progress: vec![Vec::new(); metrics.len()],
                         tool_results: Vec::new(),
@@ -343,8 +346,9 @@ impl Session {
                     }
                 }
             }
-            Event::RunEnded { run, outcome, .. } => {
+            Event::RunEnded { t, run, outcome } => {
                 if let Some(r) = self.runs.get_mut(run) {
+                    r.ended = Some(*t);
                     r.state = RunState::Done(outcome.clone());
                 }
             }

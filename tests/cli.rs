@@ -73,7 +73,7 @@ fn replaying_what_is_not_there_says_so() {
 fn help_lists_the_user_commands_but_not_the_workload_runner() {
     let out = vmbench().arg("--help").output().expect("vmbench runs");
     let help = String::from_utf8_lossy(&out.stdout);
-    for command in ["run", "record", "replay", "export"] {
+    for command in ["run", "record", "replay", "export", "check", "report"] {
         assert!(help.contains(command), "{help}");
     }
     assert!(!help.contains("workload"), "{help}");

@@ -8,8 +8,9 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::Reader;
-use crate::event::{Event, NANOS_PER_SEC, Nanos, RunOutcome};
-use crate::model::{RunState, Session};
+use crate::event::{Event, NANOS_PER_SEC, Nanos};
+use crate::model::Session;
+use crate::results::{DEFAULT_SKEW_BOUND, Results, plan_of};
 
 /// Session time is exported in seconds with nanosecond digits.
 fn seconds(t: Nanos) -> f64 {
@@ -23,42 +24,6 @@ struct LongRow<'a> {
     metric: &'a str,
     unit: &'a str,
     value: u64,
-}
-
-#[derive(Serialize)]
-struct ResultRow<'a> {
-    phase: u32,
-    benchmark: &'a str,
-    workload: &'a str,
-    concurrency: u32,
-    repetition: u32,
-    copy: u32,
-    guest: &'a str,
-    technology: &'a str,
-    metric: &'a str,
-    unit: &'a str,
-    value: Option<f64>,
-    start_s: Option<f64>,
-    stop_s: Option<f64>,
-    outcome: &'a str,
-}
-
-#[derive(Serialize)]
-struct PhaseRow<'a> {
-    phase: u32,
-    benchmark: &'a str,
-    workload: &'a str,
-    concurrency: u32,
-    repetition: u32,
-    metric: &'a str,
-    unit: &'a str,
-    aggregate: Option<f64>,
-    window_start_s: Option<f64>,
-    window_stop_s: Option<f64>,
-    skew_ms: Option<f64>,
-    copies: usize,
-    contributing: usize,
-    outcome: &'a str,
 }
 
 /// Time read from the recording per pass, so memory stays bounded.
@@ -137,7 +102,7 @@ pub fn export(recording: &Path, dir: &Path) -> Result<Exported> {
     }
     long.flush()?;
     wide.flush()?;
-    let (results, phases) = write_results(&session, dir)?;
+    let (results, phases) = write_results(&session, recording, dir)?;
     Ok(Exported {
         samples,
         results,
@@ -145,67 +110,21 @@ pub fn export(recording: &Path, dir: &Path) -> Result<Exported> {
     })
 }
 
-fn write_results(session: &Session, dir: &Path) -> Result<(usize, usize)> {
-    let path = dir.join("results.csv");
-    let mut results =
-        csv::Writer::from_path(&path).with_context(|| format!("creating {}", path.display()))?;
-    let path = dir.join("phases.csv");
-    let mut phases =
-        csv::Writer::from_path(&path).with_context(|| format!("creating {}", path.display()))?;
-    let (mut result_rows, mut phase_rows) = (0, 0);
-    for phase in &session.phases {
-        let Some(summary) = &phase.summary else {
-            continue;
-        };
-        for m in &summary.metrics {
-            for figure in &m.per_copy {
-                let Some(run) = session.runs.get(&figure.run) else {
-                    continue;
-                };
-                let outcome = match &run.state {
-                    RunState::Done(RunOutcome::Completed) => "completed",
-                    RunState::Done(RunOutcome::Failed { .. }) => "failed",
-                    RunState::Done(RunOutcome::Cancelled) => "cancelled",
-                    RunState::Waiting | RunState::Running => "unfinished",
-                };
-                results.serialize(ResultRow {
-                    phase: phase.id + 1,
-                    benchmark: &phase.benchmark,
-                    workload: &phase.workload,
-                    concurrency: phase.concurrency,
-                    repetition: phase.repetition,
-                    copy: run.copy + 1,
-                    guest: &run.guest,
-                    technology: &run.technology,
-                    metric: &m.metric.name,
-                    unit: &m.metric.unit,
-                    value: figure.value,
-                    start_s: figure.span.map(|s| seconds(s.0)),
-                    stop_s: figure.span.map(|s| seconds(s.1)),
-                    outcome,
-                })?;
-                result_rows += 1;
-            }
-            phases.serialize(PhaseRow {
-                phase: phase.id + 1,
-                benchmark: &phase.benchmark,
-                workload: &phase.workload,
-                concurrency: phase.concurrency,
-                repetition: phase.repetition,
-                metric: &m.metric.name,
-                unit: &m.metric.unit,
-                aggregate: m.aggregate,
-                window_start_s: m.window.map(|w| seconds(w.0)),
-                window_stop_s: m.window.map(|w| seconds(w.1)),
-                skew_ms: summary.skew.map(|s| s as f64 / 1e6),
-                copies: m.per_copy.len(),
-                contributing: m.contributing,
-                outcome: phase.ended.map_or("", |(_, o)| o.name()),
-            })?;
-            phase_rows += 1;
-        }
+fn write_results(session: &Session, recording: &Path, dir: &Path) -> Result<(usize, usize)> {
+    let plan = plan_of(session);
+    let source = recording.display().to_string();
+    let results = Results::of_session(session, plan.as_ref(), &source, DEFAULT_SKEW_BOUND);
+    write_rows(&dir.join("results.csv"), &results.copies)?;
+    write_rows(&dir.join("phases.csv"), &results.phases)?;
+    Ok((results.copies.len(), results.phases.len()))
+}
+
+fn write_rows<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    let mut writer =
+        csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
+    for row in rows {
+        writer.serialize(row)?;
     }
-    results.flush()?;
-    phases.flush()?;
-    Ok((result_rows, phase_rows))
+    writer.flush()?;
+    Ok(())
 }

@@ -202,6 +202,28 @@ fn default_block_size() -> ByteSize {
     ByteSize(1 << 20)
 }
 
+/// Which of the study's figures a workload's results belong in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadClass {
+    /// A score against the number of guests (CPU, memory, anything else).
+    Score,
+    /// Network, from the guest out.
+    NetOut,
+    /// Network, into the guest.
+    NetIn,
+    /// Disk read and write.
+    Disk,
+}
+
+/// A unit enum's name as plans spell it (`inbound`, `seq-read`).
+fn name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
 /// What a copy needs to know beyond the plan to build its command line.
 #[derive(Debug, Clone)]
 pub struct LaunchContext {
@@ -257,6 +279,74 @@ impl WorkloadSpec {
             WorkloadSpec::Bonnie { .. } => "bonnie++",
             WorkloadSpec::Custom { .. } => "custom",
         }
+    }
+
+    /// What the comparison calls this workload, and which of the study's
+    /// figures it belongs in. Runs of the same key are compared across
+    /// technologies, so the key holds what changes the measurement's meaning
+    /// (a test, a direction) and leaves the rest to [`Self::fingerprint`].
+    pub fn comparison(&self) -> (String, WorkloadClass) {
+        match self {
+            WorkloadSpec::Cpu => ("cpu".into(), WorkloadClass::Score),
+            WorkloadSpec::Disk { .. } => ("disk".into(), WorkloadClass::Disk),
+            WorkloadSpec::Net { .. } => ("net".into(), WorkloadClass::NetOut),
+            WorkloadSpec::Sysbench {
+                test, file_mode, ..
+            } => match test {
+                tools::sysbench::Test::Fileio => (
+                    format!("sysbench fileio {}", name(file_mode)),
+                    WorkloadClass::Disk,
+                ),
+                _ => (format!("sysbench {}", name(test)), WorkloadClass::Score),
+            },
+            WorkloadSpec::Iperf3 { direction, .. } => (
+                format!("iperf3 {}", name(direction)),
+                match direction {
+                    tools::iperf3::Direction::Outbound => WorkloadClass::NetOut,
+                    tools::iperf3::Direction::Inbound => WorkloadClass::NetIn,
+                },
+            ),
+            WorkloadSpec::Fio {
+                preset, job_file, ..
+            } => {
+                let what = match (preset, job_file) {
+                    (Some(p), _) => name(p),
+                    (None, Some(file)) => file.file_name().map_or_else(
+                        || file.display().to_string(),
+                        |f| f.to_string_lossy().into_owned(),
+                    ),
+                    (None, None) => "job".into(),
+                };
+                (format!("fio {what}"), WorkloadClass::Disk)
+            }
+            WorkloadSpec::Bonnie { .. } => ("bonnie++".into(), WorkloadClass::Disk),
+            WorkloadSpec::StressNg { stressor, .. } => {
+                (format!("stress-ng {}", stressor.0), WorkloadClass::Score)
+            }
+            WorkloadSpec::Custom { metric, .. } => {
+                (format!("custom {metric}"), WorkloadClass::Score)
+            }
+        }
+    }
+
+    /// The parameters that must match for runs to be pooled or compared,
+    /// by name. Where a copy keeps its files and which server it talks to
+    /// necessarily differ between a host and its guests, so they are left out.
+    pub fn parameters(&self) -> Vec<(String, String)> {
+        let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(self) else {
+            return Vec::new();
+        };
+        fields
+            .into_iter()
+            .filter(|(key, _)| !matches!(key.as_str(), "type" | "dir" | "server"))
+            .map(|(key, value)| {
+                let text = match value {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (key, text)
+            })
+            .collect()
     }
 
     pub fn metrics(&self) -> Vec<MetricDef> {

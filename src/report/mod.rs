@@ -1,0 +1,533 @@
+//! The comparison: figures pooled by technology over repetitions and
+//! recordings, and each technology's loss from the baseline with its
+//! interval. Rows are workload metric × number of concurrent guests.
+
+pub mod charts;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::model::Session;
+use crate::results::{PhaseResult, Results, plan_of};
+use crate::stats::{Loss, Summary};
+use crate::store::Reader;
+use crate::workload::WorkloadClass;
+
+pub const DEFAULT_BASELINE: &str = "bare-metal";
+
+/// Reads the results of recordings, each named as the user gave it.
+pub fn load(paths: &[PathBuf], skew_bound: f64) -> anyhow::Result<Results> {
+    let mut results = Results::default();
+    for path in paths {
+        let reader = Reader::open(path)?;
+        let end = reader.end()?;
+        let mut session = Session::new(reader.header.clone());
+        // Samples are not needed: results come from the copies' own figures.
+        for event in reader.events(0, end.saturating_add(1))? {
+            session.apply(&event);
+        }
+        let plan = plan_of(&session);
+        results.extend(Results::of_session(
+            &session,
+            plan.as_ref(),
+            &path.display().to_string(),
+            skew_bound,
+        ));
+    }
+    Ok(results)
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub baseline: String,
+    /// Count phases flagged for start skew and stop gap.
+    pub include_skewed: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            baseline: DEFAULT_BASELINE.into(),
+            include_skewed: false,
+        }
+    }
+}
+
+/// One technology's figures in one row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cell {
+    pub technology: String,
+    /// Phase aggregates over repetitions.
+    pub aggregate: Summary,
+    /// Mean per-guest figures over repetitions.
+    pub per_guest: Option<Summary>,
+    /// Against the baseline's aggregate; None for the baseline itself or
+    /// where the baseline did not run this workload.
+    pub loss: Option<Loss>,
+    /// The baseline's number of copies compared with, when not the row's.
+    pub baseline_concurrency: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    pub workload: String,
+    pub class: WorkloadClass,
+    pub metric: String,
+    pub unit: String,
+    pub higher_is_better: bool,
+    pub concurrency: u32,
+    /// Aligned with [`Matrix::technologies`]; None where it did not run.
+    pub cells: Vec<Option<Cell>>,
+}
+
+/// A phase left out of the comparison, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Excluded {
+    pub source: String,
+    pub phase: u32,
+    pub benchmark: String,
+    pub metric: String,
+    pub reason: String,
+}
+
+/// Workload runs that differ in what was measured, which the comparison
+/// would otherwise mix.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mismatch {
+    pub workload: String,
+    pub field: String,
+    pub first: String,
+    pub first_at: String,
+    pub other: String,
+    pub other_at: String,
+}
+
+impl Mismatch {
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: {} is {} in {} but {} in {}",
+            self.workload, self.field, self.first, self.first_at, self.other, self.other_at
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Matrix {
+    pub baseline: String,
+    pub confidence: f64,
+    /// The baseline first (when present), then others as first met.
+    pub technologies: Vec<String>,
+    pub rows: Vec<Row>,
+    pub excluded: Vec<Excluded>,
+    pub mismatches: Vec<Mismatch>,
+}
+
+fn place(r: &PhaseResult) -> String {
+    format!("{} phase {} ({})", r.source, r.phase, r.technology)
+}
+
+type Key<'a> = (&'a str, &'a str, u32);
+
+impl Matrix {
+    pub fn build(results: &Results, options: &Options) -> Matrix {
+        let counted: Vec<&PhaseResult> = results
+            .phases
+            .iter()
+            .filter(|p| p.counts(options.include_skewed))
+            .collect();
+        let excluded = results
+            .phases
+            .iter()
+            .filter(|p| !p.counts(options.include_skewed))
+            .map(|p| Excluded {
+                source: p.source.clone(),
+                phase: p.phase,
+                benchmark: p.benchmark.clone(),
+                metric: p.metric.clone(),
+                reason: p
+                    .flag
+                    .as_ref()
+                    .map_or_else(|| "no figure".into(), ToString::to_string),
+            })
+            .collect();
+
+        let mut technologies: Vec<String> = Vec::new();
+        if counted.iter().any(|p| p.technology == options.baseline) {
+            technologies.push(options.baseline.clone());
+        }
+        // Rows in the order their workload and metric were first met,
+        // concurrency ascending within each.
+        let mut order: Vec<(&str, &str)> = Vec::new();
+        let mut groups: HashMap<(Key, &str), Vec<&PhaseResult>> = HashMap::new();
+        for p in &counted {
+            if !technologies.contains(&p.technology) {
+                technologies.push(p.technology.clone());
+            }
+            let metric = (p.workload.as_str(), p.metric.as_str());
+            if !order.contains(&metric) {
+                order.push(metric);
+            }
+            groups
+                .entry(((metric.0, metric.1, p.concurrency), p.technology.as_str()))
+                .or_default()
+                .push(p);
+        }
+        let summary = |key: Key, technology: &str| {
+            groups.get(&(key, technology)).and_then(|phases| {
+                let aggregates: Vec<f64> = phases.iter().filter_map(|p| p.aggregate).collect();
+                let per_guest: Vec<f64> = phases.iter().filter_map(|p| p.per_guest_mean).collect();
+                Some((
+                    Summary::of(&aggregates)?,
+                    Summary::of(&per_guest),
+                    phases[0],
+                ))
+            })
+        };
+        let mut rows = Vec::new();
+        for (workload, metric) in order {
+            let mut levels: Vec<u32> = counted
+                .iter()
+                .filter(|p| p.workload == workload && p.metric == metric)
+                .map(|p| p.concurrency)
+                .collect();
+            levels.sort_unstable();
+            levels.dedup();
+            let baseline_levels: Vec<u32> = levels
+                .iter()
+                .copied()
+                .filter(|n| groups.contains_key(&((workload, metric, *n), &options.baseline)))
+                .collect();
+            for &n in &levels {
+                // The baseline at the same number of copies, or else at the
+                // most copies it ran below that (the study ran its network
+                // and disk baselines once, against 1 and 8 guests).
+                let base_n = baseline_levels.iter().rev().find(|b| **b <= n).copied();
+                let base = base_n.and_then(|b| summary((workload, metric, b), &options.baseline));
+                let mut example = None;
+                let cells = technologies
+                    .iter()
+                    .map(|tech| {
+                        let (aggregate, per_guest, first) = summary((workload, metric, n), tech)?;
+                        example.get_or_insert(first);
+                        let is_baseline = *tech == options.baseline;
+                        Some(Cell {
+                            technology: tech.clone(),
+                            aggregate,
+                            per_guest,
+                            loss: base.as_ref().filter(|_| !is_baseline).and_then(|b| {
+                                Loss::between(&b.0, &aggregate, first.higher_is_better)
+                            }),
+                            baseline_concurrency: base_n.filter(|b| *b != n && !is_baseline),
+                        })
+                    })
+                    .collect();
+                let Some(first) = example else { continue };
+                rows.push(Row {
+                    workload: workload.into(),
+                    class: first.class,
+                    metric: metric.into(),
+                    unit: first.unit.clone(),
+                    higher_is_better: first.higher_is_better,
+                    concurrency: n,
+                    cells,
+                });
+            }
+        }
+        Matrix {
+            baseline: options.baseline.clone(),
+            confidence: crate::stats::CONFIDENCE,
+            technologies,
+            rows,
+            excluded,
+            mismatches: mismatches(&counted),
+        }
+    }
+}
+
+/// For each workload, the fields in which its runs differ from the first.
+fn mismatches(counted: &[&PhaseResult]) -> Vec<Mismatch> {
+    let mut first_of: Vec<&PhaseResult> = Vec::new();
+    let mut found: Vec<Mismatch> = Vec::new();
+    for p in counted {
+        let Some(first) = first_of.iter().find(|f| f.workload == p.workload) else {
+            first_of.push(p);
+            continue;
+        };
+        for (field, ours, theirs) in first.fingerprint.differences(&p.fingerprint) {
+            let known = found
+                .iter()
+                .any(|m| m.workload == p.workload && m.field == field && m.other == theirs);
+            if !known {
+                found.push(Mismatch {
+                    workload: p.workload.clone(),
+                    field: field.into(),
+                    first: ours.into(),
+                    first_at: place(first),
+                    other: theirs.into(),
+                    other_at: place(p),
+                });
+            }
+        }
+    }
+    found
+}
+
+/// How many decimals a figure of this size needs, the same in every format
+/// so that they carry the same numbers.
+fn decimals(value: f64) -> usize {
+    match value.abs() {
+        v if v >= 1000.0 => 0,
+        v if v >= 100.0 => 1,
+        v if v >= 1.0 => 2,
+        _ => 4,
+    }
+}
+
+/// `value` at the precision `like` needs (an interval at its mean's).
+fn number_like(value: f64, like: f64) -> String {
+    format!("{value:.*}", decimals(like))
+}
+
+pub fn number(value: f64) -> String {
+    number_like(value, value)
+}
+
+/// A value and its interval at the value's precision.
+fn with_interval(value: f64, ci: Option<f64>) -> String {
+    match ci {
+        Some(ci) => format!("{} ± {}", number(value), number_like(ci, value)),
+        None => number(value),
+    }
+}
+
+pub fn percent(value: f64) -> String {
+    format!("{value:.1}")
+}
+
+/// "12.3 ± 4.5 %", with `~` in front when it cannot be told from noise.
+fn loss_text(loss: &Loss) -> String {
+    let marker = if loss.significant { "" } else { "~" };
+    match loss.ci {
+        Some(ci) => format!("{marker}{} ± {} %", percent(loss.percent), percent(ci)),
+        None => format!("{marker}{} %", percent(loss.percent)),
+    }
+}
+
+impl Cell {
+    /// The baseline's own figure; others' loss from it, or their own figure
+    /// in brackets where no baseline ran.
+    pub fn text(&self, is_baseline: bool) -> String {
+        let own = with_interval(self.aggregate.mean, self.aggregate.ci);
+        let mut text = match (&self.loss, is_baseline) {
+            (_, true) => own,
+            (Some(loss), false) => loss_text(loss),
+            (None, false) => format!("({own})"),
+        };
+        if let Some(n) = self.baseline_concurrency {
+            let _ = write!(text, " vs×{n}");
+        }
+        let _ = write!(text, " n={}", self.aggregate.n);
+        text
+    }
+}
+
+pub const LEGEND: &str = "\
+Baseline: its aggregate, mean ± 95 % CI over repetitions. Others: % loss from the baseline
+± 95 % CI (Welch's t); positive is worse. ~ marks a difference not significant at 95 %
+(an interval needs 2+ repetitions on both sides). (…) is a technology's own figure where no
+baseline ran; vs×k names the baseline's number of copies where it differs from the row's.";
+
+impl Matrix {
+    fn header(&self) -> Vec<String> {
+        let mut header: Vec<String> = ["workload", "metric", "unit", "guests"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        header.extend(self.technologies.iter().map(|t| {
+            if *t == self.baseline {
+                format!("{t} (baseline)")
+            } else {
+                format!("{t} % loss")
+            }
+        }));
+        header
+    }
+
+    fn text_rows(&self) -> Vec<Vec<String>> {
+        self.rows
+            .iter()
+            .map(|row| {
+                let mut cells = vec![
+                    row.workload.clone(),
+                    row.metric.clone(),
+                    row.unit.clone(),
+                    row.concurrency.to_string(),
+                ];
+                cells.extend(
+                    row.cells
+                        .iter()
+                        .zip(&self.technologies)
+                        .map(|(cell, tech)| {
+                            cell.as_ref()
+                                .map_or_else(|| "-".into(), |c| c.text(*tech == self.baseline))
+                        }),
+                );
+                cells
+            })
+            .collect()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        for m in &self.mismatches {
+            notes.push(format!("pooled despite a difference: {}", m.describe()));
+        }
+        for e in &self.excluded {
+            notes.push(format!(
+                "left out: {} phase {} ({}, {}): {}",
+                e.source, e.phase, e.benchmark, e.metric, e.reason
+            ));
+        }
+        notes
+    }
+
+    pub fn to_table(&self) -> String {
+        let mut lines = vec![self.header()];
+        lines.extend(self.text_rows());
+        let widths: Vec<usize> = (0..lines[0].len())
+            .map(|c| {
+                lines
+                    .iter()
+                    .map(|l| l[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for (i, line) in lines.iter().enumerate() {
+            let cells: Vec<String> = line
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(c, (text, w))| {
+                    // Figures align right, names left.
+                    if c == 3 || (c > 3 && i > 0) {
+                        format!("{text:>w$}")
+                    } else {
+                        format!("{text:<w$}")
+                    }
+                })
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+            if i == 0 {
+                let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+                out.push_str(&rule.join("  "));
+                out.push('\n');
+            }
+        }
+        out.push('\n');
+        out.push_str(LEGEND);
+        out.push('\n');
+        for note in self.notes() {
+            out.push_str(&note);
+            out.push('\n');
+        }
+        out
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let escape = |s: &str| s.replace('|', "\\|");
+        let mut out = String::new();
+        let header = self.header();
+        let _ = writeln!(
+            out,
+            "| {} |",
+            header
+                .iter()
+                .map(|h| escape(h))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        let align: Vec<&str> = (0..header.len())
+            .map(|c| if c >= 3 { "---:" } else { "---" })
+            .collect();
+        let _ = writeln!(out, "| {} |", align.join(" | "));
+        for row in self.text_rows() {
+            let _ = writeln!(
+                out,
+                "| {} |",
+                row.iter()
+                    .map(|c| escape(c))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+        }
+        let _ = writeln!(out, "\n{LEGEND}");
+        let notes = self.notes();
+        if !notes.is_empty() {
+            out.push('\n');
+            for note in notes {
+                let _ = writeln!(out, "- {}", escape(&note));
+            }
+        }
+        out
+    }
+
+    /// One line per row and technology, numbers as the table prints them.
+    pub fn to_csv(&self) -> anyhow::Result<String> {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            workload: &'a str,
+            metric: &'a str,
+            unit: &'a str,
+            higher_is_better: bool,
+            guests: u32,
+            technology: &'a str,
+            baseline: bool,
+            n: usize,
+            mean: String,
+            sd: Option<String>,
+            ci95: Option<String>,
+            per_guest_mean: Option<String>,
+            loss_pct: Option<String>,
+            loss_ci95_pct: Option<String>,
+            significant: Option<bool>,
+            baseline_guests: Option<u32>,
+        }
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        for row in &self.rows {
+            for cell in row.cells.iter().flatten() {
+                let mean = cell.aggregate.mean;
+                writer.serialize(Line {
+                    workload: &row.workload,
+                    metric: &row.metric,
+                    unit: &row.unit,
+                    higher_is_better: row.higher_is_better,
+                    guests: row.concurrency,
+                    technology: &cell.technology,
+                    baseline: cell.technology == self.baseline,
+                    n: cell.aggregate.n,
+                    mean: number(mean),
+                    sd: cell.aggregate.sd.map(|v| number_like(v, mean)),
+                    ci95: cell.aggregate.ci.map(|v| number_like(v, mean)),
+                    per_guest_mean: cell.per_guest.map(|s| number(s.mean)),
+                    loss_pct: cell.loss.map(|l| percent(l.percent)),
+                    loss_ci95_pct: cell.loss.and_then(|l| l.ci).map(percent),
+                    significant: cell.loss.map(|l| l.significant),
+                    baseline_guests: cell
+                        .loss
+                        .map(|_| cell.baseline_concurrency.unwrap_or(row.concurrency)),
+                })?;
+            }
+        }
+        Ok(String::from_utf8(writer.into_inner()?)?)
+    }
+
+    pub fn to_json(&self) -> anyhow::Result<String> {
+        Ok(serde_json::to_string_pretty(self)? + "\n")
+    }
+}

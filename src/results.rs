@@ -1,0 +1,352 @@
+//! The results model: every run copy's figure and every phase's aggregate,
+//! with what is needed to compare them across recordings: the technology,
+//! which way the metric points, and the workload's fingerprint. A phase whose
+//! copies did not run together, or did not all finish, is flagged and kept
+//! out of comparisons.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::event::{NANOS_PER_SEC, Nanos, PhaseOutcome, RunOutcome};
+use crate::model::{Phase, RunState, Session};
+use crate::plan::{LoadedPlan, Plan};
+use crate::workload::{WorkloadClass, WorkloadSpec};
+
+/// A phase whose start skew plus stop gap exceeds this share of its length
+/// did not run its copies together, and its aggregate means little.
+pub const DEFAULT_SKEW_BOUND: f64 = 0.20;
+
+fn seconds(t: Nanos) -> f64 {
+    t as f64 / NANOS_PER_SEC
+}
+
+fn millis(t: Nanos) -> f64 {
+    t as f64 / 1e6
+}
+
+/// One copy's figure for one metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CopyResult {
+    pub source: String,
+    pub phase: u32,
+    pub benchmark: String,
+    pub workload: String,
+    pub concurrency: u32,
+    pub repetition: u32,
+    pub copy: u32,
+    pub guest: String,
+    pub technology: String,
+    pub metric: String,
+    pub unit: String,
+    pub higher_is_better: bool,
+    /// The tool's own figure, or else the copy's whole-run rate.
+    pub value: Option<f64>,
+    /// When the copy did this metric's work, in session seconds.
+    pub start_s: Option<f64>,
+    pub stop_s: Option<f64>,
+    pub outcome: &'static str,
+}
+
+/// Why a phase is kept out of the comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Flag {
+    /// Its copies started or stopped too far apart: skew plus gap as a
+    /// share of its length, and the bound it exceeded.
+    Skewed { share: f64, bound: f64 },
+    /// Not every copy finished.
+    Partial { finished: usize, copies: usize },
+    /// It did not complete (failed, timed out, skipped, aborted, unfinished).
+    Ended { outcome: String },
+    /// Nothing measured the metric.
+    NoFigure,
+}
+
+impl std::fmt::Display for Flag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Flag::Skewed { share, bound } => write!(
+                f,
+                "start skew plus stop gap is {:.0} % of the phase (bound {:.0} %)",
+                share * 100.0,
+                bound * 100.0
+            ),
+            Flag::Partial { finished, copies } => {
+                write!(f, "{finished} of {copies} copies finished")
+            }
+            Flag::Ended { outcome } => write!(f, "phase {outcome}"),
+            Flag::NoFigure => f.write_str("no figure"),
+        }
+    }
+}
+
+impl Serialize for Flag {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One phase's figures for one metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhaseResult {
+    pub source: String,
+    pub phase: u32,
+    pub benchmark: String,
+    pub workload: String,
+    pub class: WorkloadClass,
+    pub technology: String,
+    pub concurrency: u32,
+    pub repetition: u32,
+    pub metric: String,
+    pub unit: String,
+    pub higher_is_better: bool,
+    /// Sum of the copies' rates over the window in which all of them ran;
+    /// for tools that report only at their end, the sum of their figures.
+    pub aggregate: Option<f64>,
+    /// Mean of the copies' own figures.
+    pub per_guest_mean: Option<f64>,
+    pub window_start_s: Option<f64>,
+    pub window_stop_s: Option<f64>,
+    pub skew_ms: Option<f64>,
+    pub stop_gap_ms: Option<f64>,
+    pub copies: usize,
+    pub contributing: usize,
+    pub outcome: &'static str,
+    /// Why it is left out of comparisons, if it is.
+    pub flag: Option<Flag>,
+    #[serde(skip)]
+    pub fingerprint: Fingerprint,
+}
+
+impl PhaseResult {
+    /// Whether it takes part in the comparison.
+    pub fn counts(&self, include_skewed: bool) -> bool {
+        let allowed = match self.flag {
+            None => true,
+            Some(Flag::Skewed { .. }) => include_skewed,
+            Some(_) => false,
+        };
+        allowed && self.aggregate.is_some()
+    }
+}
+
+/// What must match for two phases' figures to be compared: the tool and its
+/// version, the workload's parameters and the planned duration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fingerprint(pub BTreeMap<String, String>);
+
+impl Fingerprint {
+    /// Fields whose values differ, as (field, ours, theirs).
+    pub fn differences<'a>(&'a self, other: &'a Fingerprint) -> Vec<(&'a str, &'a str, &'a str)> {
+        let mut keys: Vec<&String> = self.0.keys().chain(other.0.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .filter_map(|k| {
+                let ours = self.0.get(k).map_or("(none)", String::as_str);
+                let theirs = other.0.get(k).map_or("(none)", String::as_str);
+                (ours != theirs).then_some((k.as_str(), ours, theirs))
+            })
+            .collect()
+    }
+}
+
+/// Every copy and phase of one or more recordings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Results {
+    pub copies: Vec<CopyResult>,
+    pub phases: Vec<PhaseResult>,
+}
+
+/// The plan a session ran, read back from its header, to learn each
+/// benchmark's workload parameters.
+pub fn plan_of(session: &Session) -> Option<Plan> {
+    let header = &session.header;
+    LoadedPlan::parse(&header.plan_source, &header.plan_origin)
+        .ok()
+        .map(|p| p.plan)
+}
+
+fn outcome_of(state: &RunState) -> &'static str {
+    match state {
+        RunState::Done(RunOutcome::Completed) => "completed",
+        RunState::Done(RunOutcome::Failed { .. }) => "failed",
+        RunState::Done(RunOutcome::Cancelled) => "cancelled",
+        RunState::Waiting | RunState::Running => "unfinished",
+    }
+}
+
+fn spread(times: &[Nanos]) -> Option<Nanos> {
+    Some(times.iter().max()? - times.iter().min()?)
+}
+
+impl Results {
+    /// The results of every summarised phase of a session. `plan` is the
+    /// plan it ran (see [`plan_of`]); without it, workloads are compared by
+    /// their label alone.
+    pub fn of_session(session: &Session, plan: Option<&Plan>, source: &str, bound: f64) -> Self {
+        let mut results = Results::default();
+        for phase in &session.phases {
+            results.add_phase(session, plan, phase, source, bound);
+        }
+        results
+    }
+
+    pub fn extend(&mut self, other: Results) {
+        self.copies.extend(other.copies);
+        self.phases.extend(other.phases);
+    }
+
+    fn add_phase(
+        &mut self,
+        session: &Session,
+        plan: Option<&Plan>,
+        phase: &Phase,
+        source: &str,
+        bound: f64,
+    ) {
+        let (Some(summary), Some((_, outcome))) = (&phase.summary, phase.ended) else {
+            return;
+        };
+        let spec = plan.and_then(|p| {
+            p.benchmarks
+                .iter()
+                .find(|b| b.name == phase.benchmark)
+                .map(|b| &b.workload)
+        });
+        let (workload, class) = spec.map_or_else(
+            || (phase.workload.clone(), WorkloadClass::Score),
+            WorkloadSpec::comparison,
+        );
+        let runs: Vec<_> = session.runs_of(phase).collect();
+        let mut technologies: Vec<&str> = runs.iter().map(|r| r.technology.as_str()).collect();
+        technologies.sort();
+        technologies.dedup();
+        let technology = technologies.join("+");
+        let fingerprint = fingerprint(spec, &runs, session, phase);
+
+        let finished: Vec<_> = runs
+            .iter()
+            .filter(|r| matches!(r.state, RunState::Done(RunOutcome::Completed)))
+            .collect();
+        let starts: Vec<Nanos> = runs.iter().filter_map(|r| r.started).collect();
+        let stops: Vec<Nanos> = finished.iter().filter_map(|r| r.ended).collect();
+        let stop_gap = spread(&stops);
+        // A run-to-completion tool (bonnie++) takes as long as it takes; its
+        // copies' span is its length when that exceeds the plan's duration.
+        let span = starts
+            .iter()
+            .min()
+            .zip(stops.iter().max())
+            .map_or(0, |(a, b)| b.saturating_sub(*a));
+        let length = phase.duration.max(span).max(1);
+        let share = (summary.skew.unwrap_or(0) + stop_gap.unwrap_or(0)) as f64 / length as f64;
+        let phase_flag = if !matches!(outcome, PhaseOutcome::Completed | PhaseOutcome::Partial) {
+            Some(Flag::Ended {
+                outcome: outcome.name().into(),
+            })
+        } else if finished.len() < runs.len() {
+            Some(Flag::Partial {
+                finished: finished.len(),
+                copies: runs.len(),
+            })
+        } else if share > bound {
+            Some(Flag::Skewed { share, bound })
+        } else {
+            None
+        };
+
+        for m in &summary.metrics {
+            let values: Vec<f64> = m.per_copy.iter().filter_map(|c| c.value).collect();
+            let per_guest_mean =
+                (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
+            let every_copy_has_a_figure = !runs.is_empty() && values.len() == runs.len();
+            let aggregate = m
+                .aggregate
+                .or_else(|| every_copy_has_a_figure.then(|| values.iter().sum()));
+            for figure in &m.per_copy {
+                let Some(run) = session.runs.get(&figure.run) else {
+                    continue;
+                };
+                self.copies.push(CopyResult {
+                    source: source.into(),
+                    phase: phase.id + 1,
+                    benchmark: phase.benchmark.clone(),
+                    workload: workload.clone(),
+                    concurrency: phase.concurrency,
+                    repetition: phase.repetition,
+                    copy: run.copy + 1,
+                    guest: run.guest.clone(),
+                    technology: run.technology.clone(),
+                    metric: m.metric.name.clone(),
+                    unit: m.metric.unit.clone(),
+                    higher_is_better: m.metric.higher_is_better,
+                    value: figure.value,
+                    start_s: figure.span.map(|s| seconds(s.0)),
+                    stop_s: figure.span.map(|s| seconds(s.1)),
+                    outcome: outcome_of(&run.state),
+                });
+            }
+            self.phases.push(PhaseResult {
+                source: source.into(),
+                phase: phase.id + 1,
+                benchmark: phase.benchmark.clone(),
+                workload: workload.clone(),
+                class,
+                technology: technology.clone(),
+                concurrency: phase.concurrency,
+                repetition: phase.repetition,
+                metric: m.metric.name.clone(),
+                unit: m.metric.unit.clone(),
+                higher_is_better: m.metric.higher_is_better,
+                aggregate,
+                per_guest_mean,
+                window_start_s: m.window.map(|w| seconds(w.0)),
+                window_stop_s: m.window.map(|w| seconds(w.1)),
+                skew_ms: summary.skew.map(millis),
+                stop_gap_ms: stop_gap.map(millis),
+                copies: runs.len(),
+                contributing: m.contributing,
+                outcome: outcome.name(),
+                flag: phase_flag
+                    .clone()
+                    .or_else(|| aggregate.is_none().then_some(Flag::NoFigure)),
+                fingerprint: fingerprint.clone(),
+            });
+        }
+    }
+}
+
+fn fingerprint(
+    spec: Option<&WorkloadSpec>,
+    runs: &[&crate::model::Run],
+    session: &Session,
+    phase: &Phase,
+) -> Fingerprint {
+    let mut fields = BTreeMap::new();
+    let mut tools: Vec<String> = runs
+        .iter()
+        .filter_map(|r| r.tool.as_ref())
+        .map(|(tool, version)| format!("{tool} {version}"))
+        .collect();
+    tools.sort();
+    tools.dedup();
+    let builtin = spec.is_some_and(|s| s.tool().is_none());
+    if builtin {
+        // Built-in workloads are vmbench's own code.
+        tools.push(format!("vmbench {}", session.header.vmbench_version));
+    }
+    fields.insert("tool".into(), tools.join(", "));
+    fields.insert("workload".into(), phase.workload.clone());
+    if let Some(spec) = spec {
+        fields.extend(spec.parameters());
+    }
+    // bonnie++ runs until its data set is done, whatever the plan says.
+    if !matches!(spec, Some(WorkloadSpec::Bonnie { .. })) {
+        fields.insert(
+            "duration".into(),
+            humantime::format_duration(std::time::Duration::from_nanos(phase.duration)).to_string(),
+        );
+    }
+    Fingerprint(fields)
+}

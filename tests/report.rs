@@ -1,0 +1,297 @@
+//! `vmbench report` on recordings with known values: the matrix, intervals
+//! and flags it prints must be the ones computed by hand (see the comments),
+//! in every format.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use vmbench::event::Event;
+use vmbench::plan::LoadedPlan;
+use vmbench::store::{FORMAT_VERSION, Header, HostSpecs, Recorder};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "{}/tests/fixtures/report/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+}
+
+/// Writes a recording of the fixture's events, as if `plan.toml` had run.
+fn recording(dir: &Path, name: &str) -> PathBuf {
+    let plan = LoadedPlan::from_file(&fixture("plan.toml")).expect("fixture plan");
+    let header = Header {
+        format_version: FORMAT_VERSION,
+        vmbench_version: "fixture".into(),
+        started_at: "2026-11-29T00:00:00Z".into(),
+        started_unix_ns: 0,
+        host: HostSpecs {
+            hostname: "fixture".into(),
+            os: "Linux".into(),
+            kernel: "6.1".into(),
+            arch: "x86_64".into(),
+            cpu_model: "Fixture CPU".into(),
+            logical_cores: 2,
+            physical_cores: Some(2),
+            memory_bytes: 8 << 30,
+            clock_ticks_per_sec: 100,
+        },
+        plan_name: plan.plan.name.clone(),
+        plan_origin: plan.origin.clone(),
+        plan_source: plan.source.clone(),
+        interval_ns: 1_000_000_000,
+        schedule: plan.plan.schedule(2),
+    };
+    let path = dir.join(format!("{name}.vmb"));
+    let recorder = Recorder::create(&path, &header).expect("recorder");
+    let events = std::fs::read_to_string(fixture(&format!("{name}.jsonl"))).expect("events");
+    for line in events.lines() {
+        let event: Event = serde_json::from_str(line).expect("fixture event");
+        recorder.record(event).expect("recorded");
+    }
+    recorder.close().expect("closed");
+    path
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn report(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::cargo_bin("vmbench")
+        .expect("binary")
+        .current_dir(dir)
+        .arg("report")
+        .args(args)
+        .output()
+        .expect("vmbench runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn close(actual: &serde_json::Value, expected: f64) -> bool {
+    actual
+        .as_f64()
+        .is_some_and(|a| (a - expected).abs() < 1e-9 * expected.abs().max(1.0))
+}
+
+fn fixtures() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["host", "guests", "guests-20s"] {
+        recording(dir.path(), name);
+    }
+    dir
+}
+
+#[test]
+fn the_matrix_is_the_one_computed_by_hand() {
+    let dir = fixtures();
+    let run = report(dir.path(), &["host.vmb", "guests.vmb", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let m: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(m["technologies"], serde_json::json!(["bare-metal", "kvm"]));
+    let rows = m["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    // t(0.975, 2) = 4.302652729749464: three repetitions per cell.
+    let t2 = 4.302652729749464_f64;
+    let one = &rows[0];
+    assert_eq!(
+        (one["workload"].as_str(), one["concurrency"].as_u64()),
+        (Some("cpu"), Some(1))
+    );
+    let base = &one["cells"][0];
+    // 98, 100, 102: mean 100, sd 2.
+    assert!(close(&base["aggregate"]["mean"], 100.0));
+    assert!(close(&base["aggregate"]["sd"], 2.0));
+    assert!(close(&base["aggregate"]["ci"], t2 * 2.0 / 3f64.sqrt()));
+    assert!(base["loss"].is_null());
+    let kvm = &one["cells"][1];
+    // 78, 80, 82 against 98, 100, 102: 20 % loss; Welch: se² = 4/3 + 4/3,
+    // df = 4, t(0.975, 4) = 2.7764451052, interval 2.7764 × √(8/3) = 4.5339 %.
+    assert!(close(&kvm["aggregate"]["mean"], 80.0));
+    assert!(close(&kvm["loss"]["percent"], 20.0));
+    assert!((kvm["loss"]["ci"].as_f64().expect("ci") - 4.533_915_871_055).abs() < 1e-6);
+    assert_eq!(kvm["loss"]["significant"], true);
+
+    let two = &rows[1];
+    assert_eq!(two["concurrency"], 2);
+    // Bare metal two copies: 97+99, 100+100, 101+103 = 196, 200, 204.
+    assert!(close(&two["cells"][0]["aggregate"]["mean"], 200.0));
+    assert!(close(&two["cells"][0]["aggregate"]["sd"], 4.0));
+    assert!(close(&two["cells"][0]["per_guest"]["mean"], 100.0));
+    // kvm: 180, 200, 220 (sd 20); the skewed phase (5+5) and the partial one
+    // (7) are left out, or the mean would fall. No loss, and a wide interval:
+    // se² = 16/3 + 400/3, df = 2.1597, t = 4.1009..., ± 23.62 % of 200.
+    let kvm = &two["cells"][1];
+    assert!(close(&kvm["aggregate"]["mean"], 200.0));
+    assert_eq!(kvm["aggregate"]["n"], 3);
+    assert!(close(&kvm["loss"]["percent"], 0.0));
+    assert!((kvm["loss"]["ci"].as_f64().expect("ci") - 23.619_782_184).abs() < 1e-6);
+    assert_eq!(kvm["loss"]["significant"], false);
+
+    let excluded = m["excluded"].as_array().expect("excluded");
+    let reasons: Vec<&str> = excluded
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "start skew plus stop gap is 25 % of the phase (bound 20 %)",
+            "1 of 2 copies finished"
+        ]
+    );
+    assert_eq!(excluded[0]["phase"], 7);
+}
+
+#[test]
+fn table_markdown_and_csv_carry_the_same_numbers() {
+    let dir = fixtures();
+    let table = report(dir.path(), &["host.vmb", "guests.vmb"]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>().join(" "),
+        "cpu cpu ops/s 1 100.0 ± 5.0 n=3 20.0 ± 4.5 % n=3",
+        "{}",
+        table.stdout
+    );
+    assert_eq!(
+        lines[3].split_whitespace().collect::<Vec<_>>().join(" "),
+        "cpu cpu ops/s 2 200.0 ± 9.9 n=3 ~0.0 ± 23.6 % n=3",
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table
+            .stdout
+            .contains("left out: guests.vmb phase 7 (cpu, cpu): start skew")
+    );
+
+    let markdown = report(
+        dir.path(),
+        &["host.vmb", "guests.vmb", "--format", "markdown"],
+    );
+    assert!(
+        markdown
+            .stdout
+            .contains("| cpu | cpu | ops/s | 2 | 200.0 ± 9.9 n=3 | ~0.0 ± 23.6 % n=3 |"),
+        "{}",
+        markdown.stdout
+    );
+    let csv = report(dir.path(), &["host.vmb", "guests.vmb", "--format", "csv"]);
+    let csv_lines: Vec<&str> = csv.stdout.lines().collect();
+    assert_eq!(
+        csv_lines[0],
+        "workload,metric,unit,higher_is_better,guests,technology,baseline,n,mean,sd,ci95,per_guest_mean,loss_pct,loss_ci95_pct,significant,baseline_guests"
+    );
+    assert_eq!(
+        csv_lines[4],
+        "cpu,cpu,ops/s,true,2,kvm,false,3,200.0,20.0,49.7,100.0,0.0,23.6,false,2"
+    );
+    assert_eq!(
+        csv_lines[1],
+        "cpu,cpu,ops/s,true,1,bare-metal,true,3,100.0,2.0,5.0,100.0,,,,"
+    );
+}
+
+#[test]
+fn pooling_different_configurations_is_refused_unless_forced() {
+    let dir = fixtures();
+    let refused = report(dir.path(), &["host.vmb", "guests.vmb", "guests-20s.vmb"]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stdout.is_empty());
+    assert!(
+        refused.stderr.contains(
+            "cpu: duration is 10s in host.vmb phase 1 (bare-metal) but 20s in guests-20s.vmb phase 1 (kvm)"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+    let forced = report(
+        dir.path(),
+        &["host.vmb", "guests.vmb", "guests-20s.vmb", "--force"],
+    );
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert!(
+        forced
+            .stdout
+            .contains("pooled despite a difference: cpu: duration")
+    );
+}
+
+#[test]
+fn a_missing_baseline_is_named() {
+    let dir = fixtures();
+    let run = report(dir.path(), &["guests.vmb"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("no phase of the baseline technology \"bare-metal\" is in these recordings (they have kvm)"),
+        "{}",
+        run.stderr
+    );
+    let own = report(dir.path(), &["guests.vmb", "--baseline", "kvm"]);
+    assert_eq!(own.code, 0, "{}", own.stderr);
+}
+
+#[test]
+fn skewed_phases_count_when_asked() {
+    let dir = fixtures();
+    let run = report(
+        dir.path(),
+        &[
+            "host.vmb",
+            "guests.vmb",
+            "--format",
+            "json",
+            "--include-skewed",
+        ],
+    );
+    let m: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    // 180, 200, 220 and the skewed 10: mean 152.5.
+    let kvm = &m["rows"][1]["cells"][1];
+    assert_eq!(kvm["aggregate"]["n"], 4);
+    assert!(close(&kvm["aggregate"]["mean"], 152.5));
+}
+
+/// Every chart is well-formed SVG with something drawn in it.
+pub fn assert_valid_svg(path: &Path) {
+    let text = std::fs::read_to_string(path).expect("chart");
+    let doc = roxmltree::Document::parse(&text)
+        .unwrap_or_else(|e| panic!("{}: not XML: {e}", path.display()));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let shapes = doc
+        .descendants()
+        .filter(|n| matches!(n.tag_name().name(), "rect" | "polyline" | "line" | "circle"))
+        .count();
+    assert!(shapes > 10, "{}: {shapes} shapes", path.display());
+}
+
+#[test]
+fn charts_are_written_as_svg() {
+    let dir = fixtures();
+    let charts = dir.path().join("charts");
+    let run = report(
+        dir.path(),
+        &[
+            "host.vmb",
+            "guests.vmb",
+            "--charts",
+            charts.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut names: Vec<String> = std::fs::read_dir(&charts)
+        .expect("charts dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["score-cpu.svg"]);
+    assert_valid_svg(&charts.join("score-cpu.svg"));
+}
