@@ -195,6 +195,9 @@ impl CpuShares {
 
 pub struct Session {
     pub header: Header,
+    /// The plan the header names, read once: results need each benchmark's
+    /// workload. None when its text no longer parses (an older recording).
+    pub plan: Option<crate::plan::Plan>,
     pub now: Nanos,
     series: Vec<Option<SeriesState>>,
     by_name: HashMap<(String, String), SeriesId>,
@@ -209,8 +212,12 @@ pub struct Session {
 
 impl Session {
     pub fn new(header: Header) -> Self {
+        let plan = crate::plan::LoadedPlan::parse(&header.plan_source, &header.plan_origin)
+            .ok()
+            .map(|p| p.plan);
         Session {
             header,
+            plan,
             now: 0,
             series: Vec::new(),
             by_name: HashMap::new(),

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::event::{NANOS_PER_SEC, Nanos, PhaseOutcome, RunOutcome};
 use crate::model::{Phase, RunState, Session};
-use crate::plan::{LoadedPlan, Plan};
+use crate::plan::Plan;
 use crate::workload::{WorkloadClass, WorkloadSpec};
 
 /// A phase whose start skew plus stop gap exceeds this share of its length
@@ -158,15 +158,6 @@ pub struct Results {
     pub phases: Vec<PhaseResult>,
 }
 
-/// The plan a session ran, read back from its header, to learn each
-/// benchmark's workload parameters.
-pub fn plan_of(session: &Session) -> Option<Plan> {
-    let header = &session.header;
-    LoadedPlan::parse(&header.plan_source, &header.plan_origin)
-        .ok()
-        .map(|p| p.plan)
-}
-
 fn outcome_of(state: &RunState) -> &'static str {
     match state {
         RunState::Done(RunOutcome::Completed) => "completed",
@@ -181,13 +172,12 @@ fn spread(times: &[Nanos]) -> Option<Nanos> {
 }
 
 impl Results {
-    /// The results of every summarised phase of a session. `plan` is the
-    /// plan it ran (see [`plan_of`]); without it, workloads are compared by
-    /// their label alone.
-    pub fn of_session(session: &Session, plan: Option<&Plan>, source: &str, bound: f64) -> Self {
+    /// The results of every summarised phase of a session. Without the
+    /// plan it ran, workloads are compared by their label alone.
+    pub fn of_session(session: &Session, source: &str, bound: f64) -> Self {
         let mut results = Results::default();
         for phase in &session.phases {
-            results.add_phase(session, plan, phase, source, bound);
+            results.add_phase(session, session.plan.as_ref(), phase, source, bound);
         }
         results
     }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::model::Session;
-use crate::results::{PhaseResult, Results, plan_of};
+use crate::results::{PhaseResult, Results};
 use crate::stats::{Loss, Summary};
 use crate::store::Reader;
 use crate::workload::WorkloadClass;
@@ -29,10 +29,8 @@ pub fn load(paths: &[PathBuf], skew_bound: f64) -> anyhow::Result<Results> {
         for event in reader.events(0, end.saturating_add(1))? {
             session.apply(&event);
         }
-        let plan = plan_of(&session);
         results.extend(Results::of_session(
             &session,
-            plan.as_ref(),
             &path.display().to_string(),
             skew_bound,
         ));
@@ -341,7 +339,8 @@ Baseline: its aggregate, mean ± 95 % CI over repetitions. Others: % loss from t
 baseline ran; vs×k names the baseline's number of copies where it differs from the row's.";
 
 impl Matrix {
-    fn header(&self) -> Vec<String> {
+    /// Column names: the row's, then one per technology.
+    pub fn header(&self) -> Vec<String> {
         let mut header: Vec<String> = ["workload", "metric", "unit", "guests"]
             .iter()
             .map(|s| s.to_string())

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::Reader;
 use crate::event::{Event, NANOS_PER_SEC, Nanos};
 use crate::model::Session;
-use crate::results::{DEFAULT_SKEW_BOUND, Results, plan_of};
+use crate::results::{DEFAULT_SKEW_BOUND, Results};
 
 /// Session time is exported in seconds with nanosecond digits.
 fn seconds(t: Nanos) -> f64 {
@@ -111,9 +111,8 @@ pub fn export(recording: &Path, dir: &Path) -> Result<Exported> {
 }
 
 fn write_results(session: &Session, recording: &Path, dir: &Path) -> Result<(usize, usize)> {
-    let plan = plan_of(session);
     let source = recording.display().to_string();
-    let results = Results::of_session(session, plan.as_ref(), &source, DEFAULT_SKEW_BOUND);
+    let results = Results::of_session(session, &source, DEFAULT_SKEW_BOUND);
     write_rows(&dir.join("results.csv"), &results.copies)?;
     write_rows(&dir.join("phases.csv"), &results.phases)?;
     Ok((results.copies.len(), results.phases.len()))

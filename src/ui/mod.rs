@@ -17,6 +17,8 @@ use ratatui::widgets::{
 
 use crate::event::{GuestState, LogLevel, Nanos, PhaseOutcome, RunId, RunOutcome};
 use crate::model::{CpuShares, Phase, Run, RunState, Session};
+use crate::report;
+use crate::results::{DEFAULT_SKEW_BOUND, Results};
 use keys::bindings_for;
 use theme::Theme;
 
@@ -36,6 +38,8 @@ pub enum Overlay {
     /// A note being typed.
     Note(String),
     Detail(PaneId),
+    /// The loss matrix of the session so far.
+    Results,
 }
 
 /// Where the session's events come from, as the header tells it.
@@ -122,6 +126,15 @@ pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View) 
         Overlay::Help => render_help(frame.buffer_mut(), area, theme, view),
         Overlay::Note(text) => render_note(frame, area, theme, text),
         Overlay::Detail(pane) => render_detail(frame.buffer_mut(), area, session, theme, *pane),
+        Overlay::Results => {
+            let [_, body, _] = Layout::vertical([
+                Constraint::Length(1),
+                Constraint::Min(3),
+                Constraint::Length(1),
+            ])
+            .areas(area);
+            render_matrix(frame.buffer_mut(), body, session, theme);
+        }
     }
 }
 
@@ -895,6 +908,88 @@ fn render_results(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme
     Widget::render(table, area, buf);
 }
 
+/// The report's loss matrix over this session's phases so far.
+fn render_matrix(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
+    let results = Results::of_session(session, "this session", DEFAULT_SKEW_BOUND);
+    let options = report::Options::default();
+    let matrix = report::Matrix::build(&results, &options);
+    Clear.render(area, buf);
+    let block = pane_block(
+        format!(" results: % loss from {} ", options.baseline),
+        theme,
+        true,
+    );
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let header = matrix.header();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let rows: Vec<Row> = matrix
+        .rows
+        .iter()
+        .map(|row| {
+            let mut cells = vec![
+                Cell::from(row.workload.clone()),
+                Cell::from(row.metric.clone()),
+                Cell::from(row.unit.clone()),
+                Cell::from(format!("{:>6}", row.concurrency)),
+            ];
+            let names = [&row.workload, &row.metric, &row.unit];
+            for (w, name) in widths.iter_mut().zip(names) {
+                *w = (*w).max(name.chars().count());
+            }
+            for (i, (cell, tech)) in row.cells.iter().zip(&matrix.technologies).enumerate() {
+                let (text, colour) = match cell {
+                    None => ("-".to_string(), theme.dim.0),
+                    Some(c) => {
+                        let colour = match c.loss {
+                            Some(l) if !l.significant => theme.dim.0,
+                            Some(l) if l.percent > 0.0 => theme.warn.0,
+                            Some(_) => theme.good.0,
+                            None => theme.accent.0,
+                        };
+                        (c.text(*tech == matrix.baseline), colour)
+                    }
+                };
+                widths[4 + i] = widths[4 + i].max(text.chars().count());
+                cells.push(Cell::from(text).style(Style::new().fg(colour)));
+            }
+            Row::new(cells)
+        })
+        .collect();
+    let left_out = matrix.excluded.len();
+    let mut notes = vec![Line::styled(
+        "~ not significant (95 %, Welch's t)   (…) no baseline yet   vs×k the baseline's copies",
+        Style::new().fg(theme.dim.0),
+    )];
+    if left_out > 0 {
+        notes.push(Line::styled(
+            format!("{left_out} phase result(s) left out: `vmbench report` says why"),
+            Style::new().fg(theme.warn.0),
+        ));
+    }
+    for m in &matrix.mismatches {
+        notes.push(Line::styled(
+            format!("differs: {}", m.describe()),
+            Style::new().fg(theme.bad.0),
+        ));
+    }
+    let [table_area, notes_area] =
+        Layout::vertical([Constraint::Min(1), Constraint::Length(notes.len() as u16)]).areas(inner);
+    if matrix.rows.is_empty() {
+        Paragraph::new("No phase has ended yet; the matrix fills in as phases end.")
+            .style(Style::new().fg(theme.dim.0))
+            .render(table_area, buf);
+    } else {
+        let table = Table::new(rows, widths.iter().map(|w| Constraint::Length(*w as u16)))
+            .header(
+                Row::new(header).style(Style::new().fg(theme.dim.0).add_modifier(Modifier::BOLD)),
+            )
+            .column_spacing(2);
+        Widget::render(table, table_area, buf);
+    }
+    Paragraph::new(notes).render(notes_area, buf);
+}
+
 fn render_log(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
     let Some(line) = session.log.back() else {
         return;
@@ -1246,6 +1341,37 @@ mod tests {
         let mut view = live_view();
         view.overlay = Overlay::Help;
         insta::assert_snapshot!(draw(&session(), &view, 80, 24).backend());
+    }
+
+    #[test]
+    fn results_overlay_shows_the_loss_matrix_so_far() {
+        let mut session = Session::new(test_header());
+        let path = format!(
+            "{}/tests/fixtures/report/one-session.jsonl",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let events = std::fs::read_to_string(&path).expect("fixture");
+        let events: Vec<crate::event::Event> = events
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("event"))
+            .collect();
+        // Before the guests' phases: the baseline alone.
+        for e in &events[..60] {
+            session.apply(e);
+        }
+        let mut view = live_view();
+        view.overlay = Overlay::Results;
+        insta::assert_snapshot!(
+            "results_baseline_only",
+            draw(&session, &view, 100, 16).backend()
+        );
+        for e in &events[60..] {
+            session.apply(e);
+        }
+        insta::assert_snapshot!(
+            "results_with_loss",
+            draw(&session, &view, 100, 16).backend()
+        );
     }
 
     #[test]

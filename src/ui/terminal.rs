@@ -141,6 +141,13 @@ fn handle_key(
                 Overlay::Help
             }
         }
+        Action::Results => {
+            view.overlay = if view.overlay == Overlay::Results {
+                Overlay::None
+            } else {
+                Overlay::Results
+            }
+        }
         Action::Close => view.overlay = Overlay::None,
         Action::NextPane => view.selected = (view.selected + 1) % count,
         Action::PrevPane => view.selected = (view.selected + count - 1) % count,
