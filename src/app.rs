@@ -14,7 +14,7 @@ use crate::bus::{EventSink, Msg};
 use crate::event::{Clock, Event, LogLevel, Nanos, RunOutcome};
 use crate::model::Session;
 use crate::orchestrate::{Control, Orchestrator};
-use crate::plan::LoadedPlan;
+use crate::plan::{LoadedPlan, Order};
 use crate::sample::{HostSampler, SamplerCommand, SeriesIds, run_host_sampler};
 use crate::store::{FORMAT_VERSION, Header, HostSpecs, Reader, Recorder};
 
@@ -143,6 +143,11 @@ impl Live {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let host = HostSpecs::of_this_host();
+        let mut plan = plan.clone();
+        if plan.plan.order == Order::Random && plan.plan.seed.is_none() {
+            plan.plan.seed = Some(fastrand::u64(..));
+        }
+        let plan = &plan;
         let schedule = plan.plan.schedule(host.logical_cores);
         let header = Header {
             format_version: FORMAT_VERSION,
@@ -188,6 +193,7 @@ impl Live {
             exe,
             plan_origin: plan.origin.clone(),
             series_ids,
+            results: std::sync::Mutex::new(Session::new(header.clone())),
         };
         let signal_control = control_tx.clone();
         threads.push(std::thread::Builder::new().name("orchestrator".into()).spawn(move || {

@@ -19,8 +19,11 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::bus::EventSink;
 use crate::event::{Clock, Event, LogLevel, PhaseOutcome, RunId, RunOutcome};
-use crate::plan::{Plan, PlannedPhase, Transport};
+use crate::model::Session;
+use crate::plan::{Order, Plan, PlannedPhase, Transport};
+use crate::results::{DEFAULT_SKEW_BOUND, Results};
 use crate::sample::{SamplerCommand, SeriesIds};
+use crate::stats::Summary;
 use crate::transport::ssh::{ExecId, Link, RemoteOutput};
 use crate::transport::{Remote, shell_command};
 use crate::workload::{LaunchContext, Output, OutputParser, WorkloadSpec, builtin, tools};
@@ -51,6 +54,9 @@ pub struct Orchestrator {
     pub exe: PathBuf,
     pub plan_origin: String,
     pub series_ids: SeriesIds,
+    /// The phases and runs so far, folded from what this orchestrator
+    /// emits: adaptive repetition judges the spread of their results.
+    pub results: std::sync::Mutex<Session>,
 }
 
 enum CopyMsg {
@@ -107,7 +113,79 @@ enum After {
 
 impl Orchestrator {
     fn emit(&self, event: Event) {
+        if let Ok(mut session) = self.results.lock() {
+            session.apply(&event);
+        }
         self.sink.send(event);
+    }
+
+    /// Another repetition of a phase whose benchmark repeats until its
+    /// figures settle, if their spread is still above the bound.
+    fn another_repetition(
+        &self,
+        done: &PlannedPhase,
+        queued: &VecDeque<PlannedPhase>,
+    ) -> Option<PlannedPhase> {
+        let bench = &self.plan.benchmarks[done.benchmark];
+        let (bound, max) = bench.adaptive()?;
+        let same =
+            |p: &PlannedPhase| p.benchmark == done.benchmark && p.concurrency == done.concurrency;
+        if queued.iter().any(same) {
+            return None;
+        }
+        let session = self.results.lock().ok()?;
+        let runs = session
+            .phases
+            .iter()
+            .filter(|p| p.benchmark == bench.name && p.concurrency == done.concurrency)
+            .count() as u32;
+        if runs >= max {
+            return None;
+        }
+        let results = Results::of_session(&session, "", DEFAULT_SKEW_BOUND);
+        let mut metrics: Vec<&str> = Vec::new();
+        for r in &results.phases {
+            if r.benchmark == bench.name && !metrics.contains(&r.metric.as_str()) {
+                metrics.push(&r.metric);
+            }
+        }
+        let spreads: Vec<Option<f64>> = metrics
+            .iter()
+            .map(|metric| {
+                let values: Vec<f64> = results
+                    .phases
+                    .iter()
+                    .filter(|r| r.benchmark == bench.name && r.concurrency == done.concurrency)
+                    .filter(|r| r.metric == *metric && r.counts(false))
+                    .filter_map(|r| r.aggregate)
+                    .collect();
+                Summary::of(&values).and_then(|s| s.rsd_percent())
+            })
+            .collect();
+        // Too few results to judge count as unsettled.
+        let settled = !spreads.is_empty()
+            && spreads
+                .iter()
+                .all(|s| s.is_some_and(|rsd| rsd < bound * 100.0));
+        if settled {
+            return None;
+        }
+        let worst = spreads.iter().flatten().fold(0.0f64, |a, b| a.max(*b));
+        drop(session);
+        self.log(
+            LogLevel::Info,
+            format!(
+                "{} ×{}: relative spread {:.1} % after {runs} run(s), above {} %: one more",
+                bench.name,
+                done.concurrency,
+                worst,
+                bound * 100.0
+            ),
+        );
+        Some(PlannedPhase {
+            repetition: runs + 1,
+            ..done.clone()
+        })
     }
 
     fn log(&self, level: LogLevel, text: impl Into<String>) {
@@ -180,7 +258,20 @@ impl Orchestrator {
 
     async fn run_schedule(&self, targets: &mut Targets, control: &mut UnboundedReceiver<Control>) {
         let mut next_run: RunId = 0;
-        for (index, planned) in self.schedule.iter().enumerate() {
+        let mut queue: VecDeque<PlannedPhase> = self.schedule.iter().cloned().collect();
+        let mut shuffle = fastrand::Rng::with_seed(self.plan.seed.unwrap_or(0).wrapping_add(1));
+        if self.plan.order == Order::Random {
+            self.log(
+                LogLevel::Info,
+                format!(
+                    "phases in random order, seed {} (give `seed = {0}` in the plan to repeat it)",
+                    self.plan.seed.unwrap_or(0)
+                ),
+            );
+        }
+        let mut index = 0usize;
+        while let Some(planned) = queue.pop_front() {
+            let planned = &planned;
             self.emit(Event::PhaseStarted {
                 t: self.clock.now(),
                 phase: index as u32,
@@ -198,6 +289,17 @@ impl Orchestrator {
                 phase: index as u32,
                 outcome,
             });
+            index += 1;
+            if matches!(after, After::Continue)
+                && let Some(more) = self.another_repetition(planned, &queue)
+            {
+                // Planned order keeps a level's repetitions together.
+                let at = match self.plan.order {
+                    Order::Planned => 0,
+                    Order::Random => shuffle.usize(..=queue.len()),
+                };
+                queue.insert(at, more);
+            }
             match after {
                 After::Continue => {}
                 After::Quit => break,

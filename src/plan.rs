@@ -26,6 +26,14 @@ pub struct Plan {
     /// How often counters are sampled.
     #[serde(default = "default_interval")]
     pub interval: Interval,
+    /// `planned` (benchmarks in plan order, concurrency levels in order,
+    /// repetitions innermost) or `random` (all phases shuffled, so that a
+    /// drift over the session, such as a warming machine, spreads evenly).
+    #[serde(default)]
+    pub order: Order,
+    /// The shuffle's seed; without it a random one is used and logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     #[serde(rename = "guest")]
     pub guests: Vec<Guest>,
     #[serde(rename = "benchmark")]
@@ -153,9 +161,61 @@ pub struct Benchmark {
     /// Defaults to every guest of the plan.
     #[serde(default)]
     pub guests: Vec<toml::Spanned<String>>,
+    /// Repeat each concurrency level beyond `repetitions` until the relative
+    /// standard deviation of its aggregates is under this share ("5%")...
+    #[serde(default)]
+    pub until_rsd: Option<Share>,
+    /// ...or it has run this many times (default 10).
+    #[serde(default)]
+    pub max_repetitions: Option<toml::Spanned<Count>>,
 }
 
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Order {
+    #[default]
+    Planned,
+    Random,
+}
+
+/// A share written as a percentage, "5%", above 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Share(pub f64);
+
+impl<'de> Deserialize<'de> for Share {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.strip_suffix('%')
+            .and_then(|p| p.trim().parse::<f64>().ok())
+            .filter(|p| *p > 0.0 && *p < 100.0)
+            .map(|p| Share(p / 100.0))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("{text:?} is not a percentage such as \"5%\""))
+            })
+    }
+}
+
+impl Serialize for Share {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}%", self.0 * 100.0))
+    }
+}
+
+/// Repetitions an adaptive benchmark stops at when its spread stays high.
+pub const DEFAULT_MAX_REPETITIONS: u32 = 10;
+
 impl Benchmark {
+    /// The bound and the most repetitions, for a benchmark that repeats
+    /// until its figures settle.
+    pub fn adaptive(&self) -> Option<(f64, u32)> {
+        let bound = self.until_rsd?.0;
+        let max = self
+            .max_repetitions
+            .as_ref()
+            .map_or(DEFAULT_MAX_REPETITIONS, |m| m.get_ref().0);
+        Some((bound, max.max(self.repetitions.0)))
+    }
+
     pub fn timeout(&self) -> Duration {
         match &self.timeout {
             Some(t) => t.0,
@@ -381,6 +441,40 @@ fn validate(plan: &Plan) -> Result<(), Invalid> {
         })?;
     }
     for (b, bench) in plan.benchmarks.iter().enumerate() {
+        if let Some(max) = &bench.max_repetitions {
+            if bench.until_rsd.is_none() {
+                return Err((
+                    max.span(),
+                    format!("benchmark[{b}].max_repetitions"),
+                    "max_repetitions goes with until_rsd (repeat until the spread is under it)"
+                        .into(),
+                ));
+            }
+            if max.get_ref().0 < bench.repetitions.0 {
+                return Err((
+                    max.span(),
+                    format!("benchmark[{b}].max_repetitions"),
+                    format!(
+                        "max_repetitions {} is below repetitions {}",
+                        max.get_ref().0,
+                        bench.repetitions.0
+                    ),
+                ));
+            }
+        }
+        if plan.benchmarks[..b]
+            .iter()
+            .any(|other| other.name == bench.name)
+        {
+            return Err((
+                0..0,
+                format!("benchmark[{b}].name"),
+                format!(
+                    "benchmark name {:?} is used twice; results are told apart by it",
+                    bench.name
+                ),
+            ));
+        }
         for (g, name) in bench.guests.iter().enumerate() {
             if !plan
                 .guests
@@ -461,9 +555,18 @@ pub struct PlannedPhase {
 }
 
 impl Plan {
+    /// The phases in the order they run: as planned, or shuffled by the seed.
+    pub fn schedule(&self, cores: usize) -> Vec<PlannedPhase> {
+        let mut phases = self.planned_schedule(cores);
+        if self.order == Order::Random {
+            fastrand::Rng::with_seed(self.seed.unwrap_or(0)).shuffle(&mut phases);
+        }
+        phases
+    }
+
     /// Benchmarks in plan order; within each, concurrency levels in order and
     /// repetitions innermost.
-    pub fn schedule(&self, cores: usize) -> Vec<PlannedPhase> {
+    fn planned_schedule(&self, cores: usize) -> Vec<PlannedPhase> {
         let mut phases = Vec::new();
         for (b, bench) in self.benchmarks.iter().enumerate() {
             for concurrency in bench.concurrency.levels(cores) {
@@ -636,6 +739,59 @@ mod tests {
             Duration::from_secs(600),
             "bonnie++ is not cut"
         );
+    }
+
+    #[test]
+    fn random_order_is_a_permutation_fixed_by_the_seed() {
+        let text = |seed: u64| {
+            format!(
+                "order = \"random\"\nseed = {seed}\n{HEAD}[[benchmark]]\nname = \"c\"\nworkload = {{ type = \"cpu\" }}\nduration = \"1s\"\nconcurrency = [1, 2, 3]\nrepetitions = 3\n"
+            )
+        };
+        let schedule = |seed| {
+            LoadedPlan::parse(&text(seed), "p.toml")
+                .expect("valid plan")
+                .plan
+                .schedule(4)
+        };
+        let planned: Vec<(u32, u32)> = (1..=3).flat_map(|c| (1..=3).map(move |r| (c, r))).collect();
+        let shuffled: Vec<(u32, u32)> = schedule(7)
+            .iter()
+            .map(|p| (p.concurrency, p.repetition))
+            .collect();
+        assert_ne!(shuffled, planned);
+        let mut sorted = shuffled.clone();
+        sorted.sort();
+        assert_eq!(sorted, planned);
+        assert_eq!(schedule(7), schedule(7));
+        assert_ne!(schedule(7), schedule(8));
+    }
+
+    #[test]
+    fn adaptive_repetition_keys_are_checked() {
+        let bench = |extra: &str| {
+            format!(
+                "{HEAD}[[benchmark]]\nname = \"c\"\nworkload = {{ type = \"cpu\" }}\nduration = \"1s\"\nconcurrency = [1]\nrepetitions = 3\n{extra}"
+            )
+        };
+        let err = |extra: &str| {
+            LoadedPlan::parse(&bench(extra), "p.toml")
+                .expect_err("invalid")
+                .to_string()
+        };
+        assert!(
+            err("until_rsd = \"5%\"\nmax_repetitions = 2\n").contains(
+                "field `benchmark[0].max_repetitions`: max_repetitions 2 is below repetitions 3"
+            ),
+            "{}",
+            err("until_rsd = \"5%\"\nmax_repetitions = 2\n")
+        );
+        assert!(err("max_repetitions = 5\n").contains("max_repetitions goes with until_rsd"));
+        assert!(err("until_rsd = \"five\"\n").contains("is not a percentage such as \"5%\""));
+        let plan = LoadedPlan::parse(&bench("until_rsd = \"5%\"\n"), "p.toml")
+            .expect("valid")
+            .plan;
+        assert_eq!(plan.benchmarks[0].adaptive(), Some((0.05, 10)));
     }
 
     #[test]

@@ -194,3 +194,40 @@ fn kill_9_leaves_a_readable_recording_and_no_benchmark_running() {
 fn run_live_for(plan: &Path, recording: &Path) -> Consumer {
     common::run_live(plan, recording, Duration::from_secs(120))
 }
+
+#[test]
+fn adaptive_benchmarks_repeat_until_their_spread_settles_in_random_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("adaptive.vmb");
+    let live = run_live_for(&fixture("adaptive.toml"), &path);
+    let runs_of = |name: &str| {
+        live.session
+            .phases
+            .iter()
+            .filter(|p| p.benchmark == name)
+            .map(|p| p.repetition)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    // Two cpu runs of 1 s agree within 50 %: no third.
+    assert_eq!(runs_of("settles"), [1, 2], "{:?}", live.session.log);
+    // No two runs agree within a millionth of a percent: up to the maximum.
+    assert_eq!(runs_of("never"), [1, 2, 3, 4], "{:?}", live.session.log);
+    let order: Vec<&str> = live
+        .session
+        .phases
+        .iter()
+        .map(|p| p.benchmark.as_str())
+        .collect();
+    // Seed 7 shuffles the four planned phases so that the benchmarks mix.
+    assert_ne!(order[..2], ["settles", "settles"], "{order:?}");
+    assert!(
+        live.session
+            .log
+            .iter()
+            .any(|l| l.text.contains("random order, seed 7")),
+        "{:?}",
+        live.session.log
+    );
+}
