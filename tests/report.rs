@@ -2,6 +2,8 @@
 //! and flags it prints must be the ones computed by hand (see the comments),
 //! in every format.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -260,19 +262,6 @@ fn skewed_phases_count_when_asked() {
     assert!(close(&kvm["aggregate"]["mean"], 152.5));
 }
 
-/// Every chart is well-formed SVG with something drawn in it.
-pub fn assert_valid_svg(path: &Path) {
-    let text = std::fs::read_to_string(path).expect("chart");
-    let doc = roxmltree::Document::parse(&text)
-        .unwrap_or_else(|e| panic!("{}: not XML: {e}", path.display()));
-    assert_eq!(doc.root_element().tag_name().name(), "svg");
-    let shapes = doc
-        .descendants()
-        .filter(|n| matches!(n.tag_name().name(), "rect" | "polyline" | "line" | "circle"))
-        .count();
-    assert!(shapes > 10, "{}: {shapes} shapes", path.display());
-}
-
 #[test]
 fn charts_are_written_as_svg() {
     let dir = fixtures();
@@ -293,5 +282,5 @@ fn charts_are_written_as_svg() {
         .collect();
     names.sort();
     assert_eq!(names, ["score-cpu.svg"]);
-    assert_valid_svg(&charts.join("score-cpu.svg"));
+    common::assert_valid_svg(&charts.join("score-cpu.svg"));
 }

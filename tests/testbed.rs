@@ -748,3 +748,114 @@ fn idle_guests_cost_vmbench_almost_no_cpu() {
         "vmbench used {cpu:.2} s of CPU in {seconds:.1} s"
     );
 }
+
+#[test]
+fn a_report_over_a_testbed_recording_renders_every_chart() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The same built-in workloads on the host and on the namespace guests,
+    // twice each, so that every cell has an interval.
+    let bench = |name: &str, workload: &str, guests: &str| {
+        format!(
+            "[[benchmark]]\nname = \"{name}\"\nworkload = {workload}\nduration = \"1s\"\n\
+             concurrency = [1, 2]\nrepetitions = 2\nguests = {guests}\n\n"
+        )
+    };
+    let host = "[\"host\"]";
+    let guests = "[\"g1\", \"g2\"]";
+    let benchmarks = [
+        bench("cpu-bare-metal", "{ type = \"cpu\" }", host),
+        bench("cpu", "{ type = \"cpu\" }", guests),
+        bench(
+            "disk-bare-metal",
+            "{ type = \"disk\", size = \"16MiB\", dir = \"/var/tmp\" }",
+            host,
+        ),
+        bench(
+            "disk",
+            "{ type = \"disk\", size = \"16MiB\", dir = \"/srv/vmbench\" }",
+            guests,
+        ),
+        bench("net-bare-metal", "{ type = \"net\" }", host),
+        bench("net", "{ type = \"net\" }", guests),
+    ]
+    .concat();
+    let guest_text: String = (1..=2)
+        .map(|i| guest(i, &format!("{STATE}/known_hosts")))
+        .collect();
+    let plan = write_plan(dir.path(), &plan_text(&guest_text, &benchmarks));
+    let recording = dir.path().join("both.vmb");
+    let live = run_live_for(&plan, &recording);
+    assert_eq!(live.failed_runs, 0, "{:?}", live.session.log);
+
+    let charts = dir.path().join("charts");
+    let report = |format: &str| {
+        let out = Command::new(exe())
+            .args(["report", "--format", format, "--charts"])
+            .arg(&charts)
+            .arg(&recording)
+            .output()
+            .expect("report runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let table = report("table");
+    assert!(
+        table
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("bare-metal (baseline)") && h.contains("netns % loss")),
+        "{table}"
+    );
+    // cpu; disk write and read; net send: each at 1 and 2 guests.
+    let rows: Vec<&str> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(rows.len(), 8, "{table}");
+    assert!(
+        rows.iter().all(|r| r.matches("n=2").count() == 2),
+        "{table}"
+    );
+
+    // The markdown carries the CSV's numbers.
+    let markdown = report("markdown");
+    let csv = report("csv");
+    for line in csv.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let (mean, ci, loss, loss_ci) = (fields[8], fields[10], fields[12], fields[13]);
+        let expected = if loss.is_empty() {
+            format!("{mean} ± {ci} n=2")
+        } else {
+            format!("{loss} ± {loss_ci} %")
+        };
+        assert!(
+            markdown.contains(&expected),
+            "{expected} not in\n{markdown}"
+        );
+    }
+
+    let mut names: Vec<String> = std::fs::read_dir(&charts)
+        .expect("charts")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "disk-1-guests.svg",
+            "disk-2-guests.svg",
+            "network-1-guests.svg",
+            "network-2-guests.svg",
+            "score-cpu.svg"
+        ]
+    );
+    for name in names {
+        common::assert_valid_svg(&charts.join(name));
+    }
+}

@@ -1,4 +1,6 @@
 //! Helpers the end-to-end test files share.
+// Each test file uses its own part of them.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -32,4 +34,17 @@ pub fn run_live(plan: &Path, recording: &Path, limit: Duration) -> Consumer {
     live.shutdown();
     consumer.close().expect("recording closes");
     consumer
+}
+
+/// A chart is well-formed SVG with something drawn in it.
+pub fn assert_valid_svg(path: &Path) {
+    let text = std::fs::read_to_string(path).expect("chart");
+    let doc = roxmltree::Document::parse(&text)
+        .unwrap_or_else(|e| panic!("{}: not XML: {e}", path.display()));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let shapes = doc
+        .descendants()
+        .filter(|n| matches!(n.tag_name().name(), "rect" | "polyline" | "line" | "circle"))
+        .count();
+    assert!(shapes > 10, "{}: {shapes} shapes", path.display());
 }
