@@ -99,16 +99,18 @@ pub fn write_all(matrix: &Matrix, dir: &Path) -> Result<Vec<PathBuf>> {
             let series: Vec<Series> = net
                 .iter()
                 .map(|r| Series {
-                    label: format!(
-                        "{} {} ({})",
-                        if r.class == WorkloadClass::NetIn {
+                    label: {
+                        let direction = if r.class == WorkloadClass::NetIn {
                             "inbound"
                         } else {
                             "outbound"
-                        },
-                        r.workload,
-                        r.metric
-                    ),
+                        };
+                        if r.workload.contains(direction) {
+                            title(r)
+                        } else {
+                            format!("{direction}: {}", title(r))
+                        }
+                    },
                     row: r,
                     per_guest: false,
                 })
