@@ -19,6 +19,8 @@ use vmbench::store::Reader;
 use vmbench::transport::ssh;
 
 const GUESTS: usize = 4;
+/// QEMU virtual machines q1..: the testbed's real hypervisor guests.
+const VMS: usize = 1;
 const STATE: &str = "/run/vmbench-testbed";
 
 /// Brings the testbed up once (idempotent) and hands out one turn at a time.
@@ -28,12 +30,12 @@ fn testbed() -> MutexGuard<'static, ()> {
     UP.get_or_init(|| {
         let script = format!("{}/tests/testbed/testbed", env!("CARGO_MANIFEST_DIR"));
         let out = Command::new(&script)
-            .args(["up", &GUESTS.to_string()])
+            .args(["up", &GUESTS.to_string(), &VMS.to_string()])
             .output()
             .expect("the testbed script runs");
         assert!(
             out.status.success(),
-            "`{script} up {GUESTS}` failed (it needs root and openssh-server): {}",
+            "`{script} up {GUESTS} {VMS}` failed (it needs root, openssh-server and qemu-system-x86): {}",
             String::from_utf8_lossy(&out.stderr)
         );
     });
