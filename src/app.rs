@@ -147,6 +147,7 @@ impl Live {
         if plan.plan.order == Order::Random && plan.plan.seed.is_none() {
             plan.plan.seed = Some(fastrand::u64(..));
         }
+        let discovered = crate::discover::fill_in(&mut plan.plan);
         let plan = &plan;
         let schedule = plan.plan.schedule(host.logical_cores);
         let header = Header {
@@ -194,6 +195,7 @@ impl Live {
             plan_origin: plan.origin.clone(),
             series_ids,
             results: std::sync::Mutex::new(Session::new(header.clone())),
+            discovered,
         };
         let signal_control = control_tx.clone();
         threads.push(std::thread::Builder::new().name("orchestrator".into()).spawn(move || {

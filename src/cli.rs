@@ -59,6 +59,10 @@ enum Command {
     Replay(ReplayArgs),
     /// Write a recording's samples and results as CSV files.
     Export(ExportArgs),
+    /// List the guests running on this host (QEMU processes, libvirt
+    /// domains, Xen domains) with their process, tap and disk, and print a
+    /// plan fragment for each; with a plan, which of its guests each is.
+    Discover(DiscoverArgs),
     /// Compare technologies across recordings: % loss from the baseline per
     /// measured figure and number of concurrent guests, with 95 % intervals.
     Report(ReportArgs),
@@ -129,6 +133,13 @@ struct ExportArgs {
     /// Directory to write samples_long.csv, samples_wide.csv, results.csv and phases.csv into.
     #[arg(long, value_name = "DIR")]
     csv: PathBuf,
+}
+
+#[derive(Args)]
+struct DiscoverArgs {
+    /// A plan whose guests to match (by name, or by the MAC their address
+    /// answers from).
+    plan: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -262,6 +273,7 @@ pub fn main() -> ExitCode {
         Some(Command::Export(args)) => export(&args.recording, &args.csv),
         Some(Command::Check(args)) => check(&args.plan, args.accept_new),
         Some(Command::Report(args)) => report(&args),
+        Some(Command::Discover(args)) => discover(args.plan.as_deref()),
         Some(Command::Workload(args)) => return ExitCode::from(workload(args.kind) as u8),
     };
     match result {
@@ -313,7 +325,10 @@ fn this_program() -> Result<PathBuf> {
 }
 
 fn check(path: &Path, accept_new: bool) -> Result<ExitCode> {
-    let plan = LoadedPlan::from_file(path)?;
+    let mut plan = LoadedPlan::from_file(path)?;
+    for line in crate::discover::fill_in(&mut plan.plan) {
+        println!("discovered {line}");
+    }
     let unknown = if accept_new {
         UnknownKey::AcceptNew
     } else {
@@ -536,6 +551,42 @@ fn export(recording: &Path, dir: &Path) -> Result<ExitCode> {
         done.phases,
         dir.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn discover(plan: Option<&Path>) -> Result<ExitCode> {
+    use crate::discover::{address_of, arp_table, describe, discover, matching, plan_fragment};
+    let plan = plan.map(LoadedPlan::from_file).transpose()?;
+    let found = discover();
+    let arp = std::fs::read_to_string("/proc/net/arp")
+        .map(|t| arp_table(&t))
+        .unwrap_or_default();
+    if found.is_empty() {
+        println!(
+            "no guests found on this host (QEMU processes, libvirt domains in {}, xentop)",
+            crate::discover::LIBVIRT_RUN
+        );
+    }
+    for f in &found {
+        println!("{:<16} {}", f.name, describe(f));
+    }
+    if let Some(plan) = &plan {
+        println!();
+        for guest in plan.plan.guests.iter().filter(|g| g.address.is_some()) {
+            match matching(guest, &found, &arp) {
+                Some(f) => println!(
+                    "plan guest {:<12} is {} ({})",
+                    guest.name(),
+                    f.name,
+                    describe(f)
+                ),
+                None => println!("plan guest {:<12} is not among them", guest.name()),
+            }
+        }
+    }
+    for f in &found {
+        println!("\n{}", plan_fragment(f, address_of(f, &arp)));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -57,6 +57,8 @@ pub struct Orchestrator {
     /// The phases and runs so far, folded from what this orchestrator
     /// emits: adaptive repetition judges the spread of their results.
     pub results: std::sync::Mutex<Session>,
+    /// What discovery found of the plan's guests, logged at the start.
+    pub discovered: Vec<String>,
 }
 
 enum CopyMsg {
@@ -211,6 +213,9 @@ impl Orchestrator {
     }
 
     pub async fn run(self, mut control: UnboundedReceiver<Control>, autostart: bool) -> Result<()> {
+        for line in &self.discovered {
+            self.log(LogLevel::Info, format!("discovered {line}"));
+        }
         // Guests connect while the operator reads the screen.
         let pool = GuestPool::start(
             &self.plan,

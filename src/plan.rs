@@ -87,6 +87,16 @@ pub struct Guest {
     pub pidfile: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<String>,
+    /// A Xen domain's name: its CPU, network and disk counters come from
+    /// xentop on this dom0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xen_domain: Option<String>,
+    /// Find this guest among the host's QEMU, libvirt and Xen guests (by
+    /// name, or by the MAC its address answers from) and fill in what the
+    /// keys above leave out; `technology = "auto"` then names its
+    /// hypervisor and accelerator (`qemu-kvm`, `qemu-tcg`, `xen`).
+    #[serde(default)]
+    pub discover: bool,
 }
 
 fn ssh_port() -> u16 {
@@ -124,6 +134,8 @@ impl Guest {
             || self.pid.is_some()
             || self.pidfile.is_some()
             || self.process.is_some()
+            || self.xen_domain.is_some()
+            || self.discover
     }
 }
 
@@ -518,6 +530,12 @@ fn validate_guest(guest: &Guest) -> Result<(), (&'static str, String)> {
                 return Err(("user", format!("ssh guest {name:?} needs a user")));
             }
         }
+    }
+    if guest.technology == "auto" && !guest.discover {
+        return Err((
+            "technology",
+            format!("guest {name:?}: technology \"auto\" needs discover = true"),
+        ));
     }
     if guest.block_device.is_some() && guest.image.is_some() {
         return Err((

@@ -427,6 +427,8 @@ struct HostSeenGuest {
     disk: Option<(String, [SeriesId; 7])>,
     cgroup: Option<(ProcFile, CgroupVersion, SeriesId)>,
     process: Option<WatchedProcess>,
+    /// The VM process's vCPU threads, each its own source.
+    vcpus: Vec<(ProcFile, [SeriesId; 2])>,
 }
 
 #[derive(Clone, Copy)]
@@ -498,6 +500,7 @@ impl HostSampler {
             disk: None,
             cgroup: None,
             process: None,
+            vcpus: Vec::new(),
         };
         if let Some(interface) = &guest.interface {
             seen.interface = Some((
@@ -546,6 +549,19 @@ impl HostSampler {
         }
         match find_process(guest) {
             Some(Ok(pid)) => {
+                // Its threads that run vCPUs, where QEMU names them: their
+                // time is the guest's own; the rest is emulation and I/O.
+                for (index, tid, _) in crate::discover::vcpu_threads(pid) {
+                    if let Ok(stat) = ProcFile::open(&format!("/proc/{pid}/task/{tid}/stat")) {
+                        let ids = self.registry.define(
+                            &format!("{source}/vcpu{index}"),
+                            ["cpu.utime", "cpu.stime"],
+                            ["ticks", "ticks"],
+                            SeriesKind::Counter,
+                        );
+                        seen.vcpus.push((stat, ids));
+                    }
+                }
                 match WatchedProcess::open(RunId::MAX, pid, &source, &mut self.registry) {
                     Ok(p) => seen.process = Some(p),
                     Err(e) => self
@@ -614,6 +630,18 @@ impl HostSampler {
                     guest.process = None;
                 }
             }
+            let buf = &mut self.buf;
+            guest.vcpus.retain(|(stat, ids)| {
+                let Some(stat) = stat
+                    .read_into(buf)
+                    .ok()
+                    .and_then(|b| Stat::from_read(b).ok())
+                else {
+                    return false;
+                };
+                values.extend([(ids[0], stat.utime), (ids[1], stat.stime)]);
+                true
+            });
         }
     }
 
@@ -651,7 +679,7 @@ impl WatchedProcess {
 }
 
 /// The loop device whose backing file is `image`.
-fn loop_device_of(image: &std::path::Path) -> Result<String, String> {
+pub fn loop_device_of(image: &std::path::Path) -> Result<String, String> {
     let wanted =
         std::fs::canonicalize(image).map_err(|e| format!("image {}: {e}", image.display()))?;
     let entries = std::fs::read_dir("/sys/block").map_err(|e| format!("/sys/block: {e}"))?;

@@ -861,3 +861,43 @@ fn a_report_over_a_testbed_recording_renders_every_chart() {
         common::assert_valid_svg(&charts.join(name));
     }
 }
+
+#[test]
+fn discovery_finds_the_testbed_vm_with_its_tap_disk_and_pid() {
+    let _turn = testbed();
+    let state = |file: &str| {
+        std::fs::read_to_string(format!("{STATE}/q1/{file}"))
+            .unwrap_or_else(|e| panic!("{STATE}/q1/{file}: {e}"))
+            .trim()
+            .to_string()
+    };
+    let out = Command::new(exe())
+        .arg("discover")
+        .output()
+        .expect("discover runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("q1 "))
+        .unwrap_or_else(|| panic!("q1 not listed:\n{text}"));
+    let accel = state("accel");
+    assert!(line.contains(&format!("qemu-{accel}")), "{line}");
+    assert!(
+        line.contains(&format!("pid {}", state("qemu.pid"))),
+        "{line}"
+    );
+    assert!(line.contains("tap vmbt-q1"), "{line}");
+    assert!(line.contains(&format!("disk {}", state("loop"))), "{line}");
+    assert!(line.contains("1 vCPU thread(s)"), "{line}");
+    // The fragment to paste names the same.
+    assert!(text.contains("interface = \"vmbt-q1\""), "{text}");
+    let device = state("loop");
+    assert!(
+        text.contains(&format!(
+            "block_device = \"{}\"",
+            device.trim_start_matches("/dev/")
+        )),
+        "{text}"
+    );
+}
