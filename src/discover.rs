@@ -528,6 +528,75 @@ pub fn parse_xentop(text: &str) -> Result<Vec<XenDomain>, String> {
     Ok(frame)
 }
 
+/// Cuts a stream of `xentop -b` lines into frames: a frame is complete when
+/// the next one's header arrives.
+#[derive(Default)]
+pub struct XentopFrames {
+    lines: String,
+}
+
+impl XentopFrames {
+    /// The frame that `line` ends, if it is a header after one.
+    pub fn push(&mut self, line: &str) -> Option<Result<Vec<XenDomain>, String>> {
+        let is_header = line.split_whitespace().next() == Some("NAME");
+        let done = (is_header && !self.lines.is_empty())
+            .then(|| parse_xentop(&std::mem::take(&mut self.lines)));
+        self.lines.push_str(line);
+        self.lines.push('\n');
+        done
+    }
+}
+
+/// A running `xentop -b -d 1`, its latest frame kept for the host sampler.
+pub struct XentopFeed {
+    child: std::process::Child,
+    latest: std::sync::Arc<std::sync::Mutex<HashMap<String, XenDomain>>>,
+}
+
+impl XentopFeed {
+    pub fn start() -> std::io::Result<Self> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("xentop")
+            .args(["-b", "-d", "1"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let latest = std::sync::Arc::new(std::sync::Mutex::new(HashMap::new()));
+        let shared = latest.clone();
+        std::thread::Builder::new()
+            .name("xentop".into())
+            .spawn(move || {
+                let mut frames = XentopFrames::default();
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(Ok(domains)) = frames.push(&line)
+                        && let Ok(mut map) = shared.lock()
+                    {
+                        map.clear();
+                        map.extend(domains.into_iter().map(|d| (d.name.clone(), d)));
+                    }
+                }
+            })?;
+        Ok(XentopFeed { child, latest })
+    }
+
+    pub fn domain(&self, name: &str) -> Option<XenDomain> {
+        self.latest.lock().ok()?.get(name).cloned()
+    }
+}
+
+impl Drop for XentopFeed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Xen domains other than dom0, from one `xentop -b -i 1` frame, if xentop
 /// runs here.
 pub fn xen_domains() -> Vec<Found> {
@@ -650,6 +719,9 @@ pub fn apply(plan: &mut Plan, found: &[Found], arp: &HashMap<String, String>) ->
         }
         if guest.interface.is_none() {
             guest.interface = f.interfaces.first().cloned();
+        }
+        if f.hypervisor == Some(Hypervisor::Xen) && guest.xen_domain.is_none() {
+            guest.xen_domain = Some(f.name.clone());
         }
         if guest.block_device.is_none()
             && guest.image.is_none()
@@ -865,6 +937,18 @@ mod tests {
         assert!(parse_xentop("nothing here").is_err());
         let short = "NAME STATE CPU(sec)\nx --b--- \n";
         assert!(parse_xentop(short).is_err());
+    }
+
+    #[test]
+    fn a_xentop_stream_is_cut_into_frames() {
+        let frame = fixture("xentop-batch-nolimit.txt");
+        let stream = format!("{frame}{frame}");
+        let mut frames = XentopFrames::default();
+        let done: Vec<_> = stream.lines().filter_map(|l| frames.push(l)).collect();
+        // The second header completes the first frame; the second waits.
+        assert_eq!(done.len(), 1);
+        let first = done[0].as_ref().expect("parses");
+        assert_eq!(first.len(), 3);
     }
 
     #[test]

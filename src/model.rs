@@ -604,6 +604,7 @@ impl Session {
         };
         let host_cpu = self
             .last_rate(&host, "cpu.cgroup_ns")
+            .or_else(|| self.last_rate(&host, "cpu.xen_ns"))
             .map(|ns| ns / NANOS_PER_SEC)
             .or_else(|| {
                 sum([

@@ -429,7 +429,21 @@ struct HostSeenGuest {
     process: Option<WatchedProcess>,
     /// The VM process's vCPU threads, each its own source.
     vcpus: Vec<(ProcFile, [SeriesId; 2])>,
+    /// A Xen domain's counters from xentop.
+    xen: Option<(String, [SeriesId; 7])>,
 }
+
+/// What xentop counts of a domain, as host-seen series.
+const XEN_METRICS: [&str; 7] = [
+    "cpu.xen_ns",
+    "net.rx_bytes",
+    "net.tx_bytes",
+    "disk.reads",
+    "disk.writes",
+    "disk.read_sectors",
+    "disk.write_sectors",
+];
+const XEN_UNITS: [&str; 7] = ["ns", "bytes", "bytes", "ops", "ops", "sectors", "sectors"];
 
 #[derive(Clone, Copy)]
 enum CgroupVersion {
@@ -448,6 +462,8 @@ pub struct HostSampler {
     /// vmbench's own process, so that its cost is in every recording.
     own: WatchedProcess,
     guests: Vec<HostSeenGuest>,
+    /// Started for the first guest with a Xen domain.
+    xentop: Option<crate::discover::XentopFeed>,
     errors: Vec<String>,
 }
 
@@ -473,6 +489,7 @@ impl HostSampler {
             processes: Vec::new(),
             own,
             guests: Vec::new(),
+            xentop: None,
             errors: Vec::new(),
         })
     }
@@ -501,7 +518,24 @@ impl HostSampler {
             cgroup: None,
             process: None,
             vcpus: Vec::new(),
+            xen: None,
         };
+        if let Some(domain) = &guest.xen_domain {
+            if self.xentop.is_none() {
+                match crate::discover::XentopFeed::start() {
+                    Ok(feed) => self.xentop = Some(feed),
+                    Err(e) => self.errors.push(format!(
+                        "guest {name}: xen_domain needs xentop on this host (a Xen dom0): {e}"
+                    )),
+                }
+            }
+            if self.xentop.is_some() {
+                let ids =
+                    self.registry
+                        .define(&source, XEN_METRICS, XEN_UNITS, SeriesKind::Counter);
+                seen.xen = Some((domain.clone(), ids));
+            }
+        }
         if let Some(interface) = &guest.interface {
             seen.interface = Some((
                 interface.clone(),
@@ -629,6 +663,21 @@ impl HostSampler {
                 if !sample_process(p, &mut self.buf, values) {
                     guest.process = None;
                 }
+            }
+            if let (Some((domain, ids)), Some(feed)) = (&guest.xen, &self.xentop)
+                && let Some(d) = feed.domain(domain)
+            {
+                // xentop counts whole seconds and KiB.
+                let mut read = vec![
+                    d.cpu_seconds * 1_000_000_000,
+                    d.net_rx_kib * 1024,
+                    d.net_tx_kib * 1024,
+                    d.block_reads,
+                    d.block_writes,
+                ];
+                read.extend(d.block_read_sectors);
+                read.extend(d.block_write_sectors);
+                values.extend(ids.iter().copied().zip(read));
             }
             let buf = &mut self.buf;
             guest.vcpus.retain(|(stat, ids)| {
