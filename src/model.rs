@@ -146,6 +146,9 @@ pub struct Phase {
     pub ended: Option<(Nanos, PhaseOutcome)>,
     pub runs: Vec<RunId>,
     pub summary: Option<PhaseSummary>,
+    /// Host-seen and guest-seen counters at the release and at the end.
+    pub opened: HashMap<SeriesId, (Nanos, u64)>,
+    pub closed: HashMap<SeriesId, (Nanos, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -277,6 +280,8 @@ impl Session {
                 ended: None,
                 runs: Vec::new(),
                 summary: None,
+                opened: HashMap::new(),
+                closed: HashMap::new(),
             }),
             Event::RunSpawned {
                 run,
@@ -361,9 +366,11 @@ impl Session {
             }
             Event::PhaseEnded { t, phase, outcome } => {
                 let summary = self.phase(*phase).map(|p| self.summarise(p));
+                let marks = self.seen_marks();
                 if let Some(p) = self.phase_mut(*phase) {
                     p.ended = Some((*t, *outcome));
                     p.summary = summary;
+                    p.closed = marks;
                     let runs = p.runs.clone();
                     for id in runs {
                         if let Some(run) = self.runs.get_mut(&id) {
@@ -394,8 +401,10 @@ impl Session {
                 }
             }
             Event::PhaseReleased { t, phase } => {
+                let marks = self.seen_marks();
                 if let Some(p) = self.phase_mut(*phase) {
                     p.released = Some(*t);
+                    p.opened = marks;
                 }
             }
         }
@@ -586,72 +595,73 @@ impl Session {
         Some((rate("cpu.utime")? + rate("cpu.stime").unwrap_or(0.0)) / ticks * 100.0)
     }
 
-    /// The last interval's rate of one series, if it has two points.
-    fn last_rate(&self, source: &str, metric: &str) -> Option<f64> {
-        self.series_named(source, metric)
-            .and_then(|s| self.rates(s, 1).last().map(|r| r.1))
-    }
-
     /// What the host and the guest itself saw of a guest over the last
     /// interval; each figure is None when nothing measures it.
     pub fn guest_figures(&self, guest: &str) -> GuestFigures {
+        self.figures_with(guest, &|s| self.rates(s, 1).last().map(|r| r.1))
+    }
+
+    /// The same over a phase, from its copies' release to its end.
+    pub fn phase_figures(&self, phase: &Phase, guest: &str) -> GuestFigures {
+        self.figures_with(guest, &|s| {
+            let (t0, v0) = phase.opened.get(&s.def.id)?;
+            let (t1, v1) = phase.closed.get(&s.def.id)?;
+            (t1 > t0 && s.def.kind == SeriesKind::Counter)
+                .then(|| v1.saturating_sub(*v0) as f64 / ((t1 - t0) as f64 / NANOS_PER_SEC))
+        })
+    }
+
+    /// CPU in cores, network and disk in bytes per second, by whatever
+    /// measures each, from per-second rates of single series.
+    fn figures_with(
+        &self,
+        guest: &str,
+        rate: &dyn Fn(&SeriesState) -> Option<f64>,
+    ) -> GuestFigures {
         let host = format!("host-seen:{guest}");
         let inside = format!("guest:{guest}");
         let ticks = self.header.host.clock_ticks_per_sec.max(1) as f64;
-        let sum = |parts: [Option<f64>; 2]| match parts {
-            [None, None] => None,
-            [a, b] => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
-        };
-        let host_cpu = self
-            .last_rate(&host, "cpu.cgroup_ns")
-            .or_else(|| self.last_rate(&host, "cpu.xen_ns"))
+        let of = |source: &str, metric: &str| self.series_named(source, metric).and_then(rate);
+        let sum = |parts: &[Option<f64>]| parts.iter().flatten().copied().reduce(|a, b| a + b);
+        let host_cpu = of(&host, "cpu.cgroup_ns")
+            .or_else(|| of(&host, "cpu.xen_ns"))
             .map(|ns| ns / NANOS_PER_SEC)
-            .or_else(|| {
-                sum([
-                    self.last_rate(&host, "cpu.utime"),
-                    self.last_rate(&host, "cpu.stime"),
-                ])
-                .map(|t| t / ticks)
-            });
-        let host_net = sum([
-            self.last_rate(&host, "net.rx_bytes"),
-            self.last_rate(&host, "net.tx_bytes"),
-        ]);
-        let host_disk = sum([
-            self.last_rate(&host, "disk.read_sectors"),
-            self.last_rate(&host, "disk.write_sectors"),
+            .or_else(|| sum(&[of(&host, "cpu.utime"), of(&host, "cpu.stime")]).map(|t| t / ticks));
+        let host_net = sum(&[of(&host, "net.rx_bytes"), of(&host, "net.tx_bytes")]);
+        // The disk the host sees, or else the VM process's own I/O (a disk
+        // on a plain file).
+        let host_disk = sum(&[
+            of(&host, "disk.read_sectors"),
+            of(&host, "disk.write_sectors"),
         ])
-        .map(|sectors| sectors * 512.0);
-        let guest_cpus = self
-            .all_series()
-            .filter(|s| {
-                s.def.metric == "cpu.user"
-                    && s.def
-                        .source
-                        .strip_prefix(&inside)
-                        .is_some_and(|rest| rest.starts_with("/cpu"))
-            })
-            .count();
-        let guest_cpu = self
-            .cpu_shares(&inside, 1)
-            .last()
-            .map(|shares| shares.busy() / 100.0 * guest_cpus.max(1) as f64);
+        .map(|sectors| sectors * 512.0)
+        .or_else(|| sum(&[of(&host, "io.read_bytes"), of(&host, "io.write_bytes")]));
+        // Busy time: everything but idle and iowait.
+        let busy = [
+            "cpu.user",
+            "cpu.nice",
+            "cpu.system",
+            "cpu.irq",
+            "cpu.softirq",
+            "cpu.steal",
+        ];
+        let guest_cpu =
+            sum(&busy.map(|field| of(&inside, field))).map(|busy_ticks| busy_ticks / ticks);
         // The guest's own loopback never leaves it; the host cannot see it.
         let guest_sum = |kind: &str, metrics: [&str; 2]| {
             let prefix = format!("{inside}/{kind}/");
-            let mut total = None;
-            for s in self.all_series() {
-                let Some(device) = s.def.source.strip_prefix(&prefix) else {
-                    continue;
-                };
-                if device == "lo" || !metrics.contains(&s.def.metric.as_str()) {
-                    continue;
-                }
-                if let Some((_, rate)) = self.rates(s, 1).last() {
-                    *total.get_or_insert(0.0) += rate;
-                }
-            }
-            total
+            let rates: Vec<Option<f64>> = self
+                .all_series()
+                .filter(|s| {
+                    s.def
+                        .source
+                        .strip_prefix(&prefix)
+                        .is_some_and(|device| device != "lo")
+                        && metrics.contains(&s.def.metric.as_str())
+                })
+                .map(rate)
+                .collect();
+            sum(&rates)
         };
         GuestFigures {
             host_cpu,
@@ -662,6 +672,17 @@ impl Session {
             guest_disk: guest_sum("disk", ["read_sectors", "write_sectors"])
                 .map(|sectors| sectors * 512.0),
         }
+    }
+
+    /// The last reading of every series that compares host and guest, kept
+    /// at a phase's release and end.
+    fn seen_marks(&self) -> HashMap<SeriesId, (Nanos, u64)> {
+        self.all_series()
+            .filter(|s| {
+                s.def.source.starts_with("host-seen:") || s.def.source.starts_with("guest:")
+            })
+            .filter_map(|s| s.points.back().map(|p| (s.def.id, *p)))
+            .collect()
     }
 
     /// Planned time still to run: the rest of the current phase and every

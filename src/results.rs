@@ -151,11 +151,42 @@ impl Fingerprint {
     }
 }
 
+/// What the host spent on a guest against what the guest saw itself, over
+/// one phase: CPU in cores, network and disk in bytes per second.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OverheadResult {
+    pub source: String,
+    pub phase: u32,
+    pub benchmark: String,
+    pub concurrency: u32,
+    pub repetition: u32,
+    pub guest: String,
+    pub technology: String,
+    pub host_cpu_cores: Option<f64>,
+    pub guest_cpu_cores: Option<f64>,
+    pub cpu_ratio: Option<f64>,
+    pub host_net_bytes_s: Option<f64>,
+    pub guest_net_bytes_s: Option<f64>,
+    pub net_ratio: Option<f64>,
+    pub host_disk_bytes_s: Option<f64>,
+    pub guest_disk_bytes_s: Option<f64>,
+    pub disk_ratio: Option<f64>,
+}
+
+/// host ÷ guest, when the guest saw anything to divide by.
+pub fn ratio(host: Option<f64>, guest: Option<f64>) -> Option<f64> {
+    match (host, guest) {
+        (Some(h), Some(g)) if g > 0.0 => Some(h / g),
+        _ => None,
+    }
+}
+
 /// Every copy and phase of one or more recordings.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Results {
     pub copies: Vec<CopyResult>,
     pub phases: Vec<PhaseResult>,
+    pub overhead: Vec<OverheadResult>,
 }
 
 fn outcome_of(state: &RunState) -> &'static str {
@@ -185,6 +216,7 @@ impl Results {
     pub fn extend(&mut self, other: Results) {
         self.copies.extend(other.copies);
         self.phases.extend(other.phases);
+        self.overhead.extend(other.overhead);
     }
 
     fn add_phase(
@@ -209,6 +241,40 @@ impl Results {
             WorkloadSpec::comparison,
         );
         let runs: Vec<_> = session.runs_of(phase).collect();
+        let mut guests: Vec<(&str, &str)> = runs
+            .iter()
+            .map(|r| (r.guest.as_str(), r.technology.as_str()))
+            .collect();
+        guests.sort();
+        guests.dedup();
+        for (guest, technology) in guests {
+            let f = session.phase_figures(phase, guest);
+            if f.host_side()
+                .iter()
+                .chain(&f.guest_side())
+                .all(Option::is_none)
+            {
+                continue;
+            }
+            self.overhead.push(OverheadResult {
+                source: source.into(),
+                phase: phase.id + 1,
+                benchmark: phase.benchmark.clone(),
+                concurrency: phase.concurrency,
+                repetition: phase.repetition,
+                guest: guest.into(),
+                technology: technology.into(),
+                host_cpu_cores: f.host_cpu,
+                guest_cpu_cores: f.guest_cpu,
+                cpu_ratio: ratio(f.host_cpu, f.guest_cpu),
+                host_net_bytes_s: f.host_net,
+                guest_net_bytes_s: f.guest_net,
+                net_ratio: ratio(f.host_net, f.guest_net),
+                host_disk_bytes_s: f.host_disk,
+                guest_disk_bytes_s: f.guest_disk,
+                disk_ratio: ratio(f.host_disk, f.guest_disk),
+            });
+        }
         let mut technologies: Vec<&str> = runs.iter().map(|r| r.technology.as_str()).collect();
         technologies.sort();
         technologies.dedup();

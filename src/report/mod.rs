@@ -112,6 +112,65 @@ impl Mismatch {
     }
 }
 
+/// One technology's virtualization overhead: what the host spent on its
+/// guests ÷ what the guests saw themselves, over phases and guests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Overhead {
+    pub technology: String,
+    pub cpu: Option<Summary>,
+    pub net: Option<Summary>,
+    pub disk: Option<Summary>,
+}
+
+impl Overhead {
+    fn by_technology(results: &Results) -> Vec<Overhead> {
+        let mut technologies: Vec<&str> = Vec::new();
+        for o in &results.overhead {
+            if !technologies.contains(&o.technology.as_str()) {
+                technologies.push(&o.technology);
+            }
+        }
+        technologies
+            .into_iter()
+            .map(|tech| {
+                let of = |pick: fn(&crate::results::OverheadResult) -> Option<f64>| {
+                    let values: Vec<f64> = results
+                        .overhead
+                        .iter()
+                        .filter(|o| o.technology == tech)
+                        .filter_map(pick)
+                        .collect();
+                    Summary::of(&values)
+                };
+                Overhead {
+                    technology: tech.into(),
+                    cpu: of(|o| o.cpu_ratio),
+                    net: of(|o| o.net_ratio),
+                    disk: of(|o| o.disk_ratio),
+                }
+            })
+            .collect()
+    }
+
+    fn cells(&self) -> [String; 4] {
+        let text = |s: &Option<Summary>| {
+            s.map_or_else(
+                || "-".into(),
+                |s| format!("{} n={}", with_interval(s.mean, s.ci), s.n),
+            )
+        };
+        [
+            self.technology.clone(),
+            text(&self.cpu),
+            text(&self.net),
+            text(&self.disk),
+        ]
+    }
+}
+
+pub const OVERHEAD_TITLE: &str = "Overhead: host-seen ÷ guest-seen per phase and guest (CPU time, network bytes, disk bytes), mean ± 95 % CI";
+const OVERHEAD_HEADER: [&str; 4] = ["technology", "CPU", "network", "disk"];
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Matrix {
     pub baseline: String,
@@ -121,6 +180,7 @@ pub struct Matrix {
     pub rows: Vec<Row>,
     pub excluded: Vec<Excluded>,
     pub mismatches: Vec<Mismatch>,
+    pub overhead: Vec<Overhead>,
 }
 
 fn place(r: &PhaseResult) -> String {
@@ -241,6 +301,7 @@ impl Matrix {
             rows,
             excluded,
             mismatches: mismatches(&counted),
+            overhead: Overhead::by_technology(results),
         }
     }
 }
@@ -338,6 +399,62 @@ Baseline: its aggregate, mean ± 95 % CI over repetitions. Others: % loss from t
 (an interval needs 2+ repetitions on both sides). (…) is a technology's own figure where no
 baseline ran; vs×k names the baseline's number of copies where it differs from the row's.";
 
+fn escape(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+/// A text table: columns from `right_from` on align right (figures), the
+/// others left (names), under a rule.
+fn aligned(header: &[String], rows: &[Vec<String>], right_from: usize) -> String {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            std::iter::once(header)
+                .chain(rows.iter().map(Vec::as_slice))
+                .map(|l| l[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String], is_header: bool| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (text, w))| {
+                if c >= right_from && !is_header {
+                    format!("{text:>w$}")
+                } else {
+                    format!("{text:<w$}")
+                }
+            })
+            .collect();
+        padded.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut out = line(header, true);
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    out.push_str(&(rule.join("  ") + "\n"));
+    for row in rows {
+        out.push_str(&line(row, false));
+    }
+    out
+}
+
+fn markdown(header: &[String], rows: &[Vec<String>], right_from: usize) -> String {
+    let line = |cells: &[String]| {
+        let cells: Vec<String> = cells.iter().map(|c| escape(c)).collect();
+        format!("| {} |\n", cells.join(" | "))
+    };
+    let mut out = line(header);
+    let align: Vec<String> = (0..header.len())
+        .map(|c| if c >= right_from { "---:" } else { "---" }.to_string())
+        .collect();
+    out.push_str(&format!("| {} |\n", align.join(" | ")));
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
 impl Matrix {
     /// Column names: the row's, then one per technology.
     pub fn header(&self) -> Vec<String> {
@@ -393,41 +510,12 @@ impl Matrix {
         notes
     }
 
+    fn overhead_rows(&self) -> Vec<Vec<String>> {
+        self.overhead.iter().map(|o| o.cells().to_vec()).collect()
+    }
+
     pub fn to_table(&self) -> String {
-        let mut lines = vec![self.header()];
-        lines.extend(self.text_rows());
-        let widths: Vec<usize> = (0..lines[0].len())
-            .map(|c| {
-                lines
-                    .iter()
-                    .map(|l| l[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let mut out = String::new();
-        for (i, line) in lines.iter().enumerate() {
-            let cells: Vec<String> = line
-                .iter()
-                .zip(&widths)
-                .enumerate()
-                .map(|(c, (text, w))| {
-                    // Figures align right, names left.
-                    if c == 3 || (c > 3 && i > 0) {
-                        format!("{text:>w$}")
-                    } else {
-                        format!("{text:<w$}")
-                    }
-                })
-                .collect();
-            out.push_str(cells.join("  ").trim_end());
-            out.push('\n');
-            if i == 0 {
-                let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-                out.push_str(&rule.join("  "));
-                out.push('\n');
-            }
-        }
+        let mut out = aligned(&self.header(), &self.text_rows(), 3);
         out.push('\n');
         out.push_str(LEGEND);
         out.push('\n');
@@ -435,36 +523,19 @@ impl Matrix {
             out.push_str(&note);
             out.push('\n');
         }
+        if !self.overhead.is_empty() {
+            let _ = writeln!(out, "\n{OVERHEAD_TITLE}\n");
+            out.push_str(&aligned(
+                &OVERHEAD_HEADER.map(String::from),
+                &self.overhead_rows(),
+                1,
+            ));
+        }
         out
     }
 
     pub fn to_markdown(&self) -> String {
-        let escape = |s: &str| s.replace('|', "\\|");
-        let mut out = String::new();
-        let header = self.header();
-        let _ = writeln!(
-            out,
-            "| {} |",
-            header
-                .iter()
-                .map(|h| escape(h))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
-        let align: Vec<&str> = (0..header.len())
-            .map(|c| if c >= 3 { "---:" } else { "---" })
-            .collect();
-        let _ = writeln!(out, "| {} |", align.join(" | "));
-        for row in self.text_rows() {
-            let _ = writeln!(
-                out,
-                "| {} |",
-                row.iter()
-                    .map(|c| escape(c))
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            );
-        }
+        let mut out = markdown(&self.header(), &self.text_rows(), 3);
         let _ = writeln!(out, "\n{LEGEND}");
         let notes = self.notes();
         if !notes.is_empty() {
@@ -472,6 +543,14 @@ impl Matrix {
             for note in notes {
                 let _ = writeln!(out, "- {}", escape(&note));
             }
+        }
+        if !self.overhead.is_empty() {
+            let _ = writeln!(out, "\n{OVERHEAD_TITLE}\n");
+            out.push_str(&markdown(
+                &OVERHEAD_HEADER.map(String::from),
+                &self.overhead_rows(),
+                1,
+            ));
         }
         out
     }

@@ -115,6 +115,7 @@ fn write_results(session: &Session, recording: &Path, dir: &Path) -> Result<(usi
     let results = Results::of_session(session, &source, DEFAULT_SKEW_BOUND);
     write_rows(&dir.join("results.csv"), &results.copies)?;
     write_rows(&dir.join("phases.csv"), &results.phases)?;
+    write_rows(&dir.join("overhead.csv"), &results.overhead)?;
     Ok((results.copies.len(), results.phases.len()))
 }
 

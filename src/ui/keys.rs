@@ -13,6 +13,7 @@ pub enum Action {
     PrevPane,
     Detail,
     Results,
+    Overhead,
     Pause,
     SeekBack,
     SeekForward,
@@ -103,6 +104,14 @@ pub const KEYS: &[Binding] = &[
         action: Action::Results,
         what: "results: the % loss matrix, filled in as phases end",
         hint: "loss",
+        applies: Applies::Both,
+    },
+    Binding {
+        label: "o",
+        codes: &[KeyCode::Char('o')],
+        action: Action::Overhead,
+        what: "overhead: host-seen ÷ guest-seen load, per guest",
+        hint: "ovh",
         applies: Applies::Both,
     },
     Binding {

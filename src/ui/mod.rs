@@ -40,6 +40,19 @@ pub enum Overlay {
     Detail(PaneId),
     /// The loss matrix of the session so far.
     Results,
+    /// Host-seen against guest-seen, per guest.
+    Overhead,
+}
+
+impl Overlay {
+    /// Shows `overlay`, or closes it if it is the one shown.
+    pub fn toggle(&mut self, overlay: Overlay) {
+        *self = if *self == overlay {
+            Overlay::None
+        } else {
+            overlay
+        };
+    }
 }
 
 /// Where the session's events come from, as the header tells it.
@@ -126,14 +139,18 @@ pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View) 
         Overlay::Help => render_help(frame.buffer_mut(), area, theme, view),
         Overlay::Note(text) => render_note(frame, area, theme, text),
         Overlay::Detail(pane) => render_detail(frame.buffer_mut(), area, session, theme, *pane),
-        Overlay::Results => {
+        Overlay::Results | Overlay::Overhead => {
             let [_, body, _] = Layout::vertical([
                 Constraint::Length(1),
                 Constraint::Min(3),
                 Constraint::Length(1),
             ])
             .areas(area);
-            render_matrix(frame.buffer_mut(), body, session, theme);
+            if view.overlay == Overlay::Results {
+                render_matrix(frame.buffer_mut(), body, session, theme);
+            } else {
+                render_overhead(frame.buffer_mut(), body, session, theme);
+            }
         }
     }
 }
@@ -908,6 +925,97 @@ fn render_results(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme
     Widget::render(table, area, buf);
 }
 
+/// Per guest: what the host spent on it against what it saw itself, over
+/// the last interval and over the last phase it ran in.
+fn render_overhead(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
+    Clear.render(area, buf);
+    let block = pane_block(
+        " overhead: host-seen ÷ guest-seen (cpu cores, net and disk B/s) ".into(),
+        theme,
+        true,
+    );
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let cell = |host: Option<f64>, guest: Option<f64>, format: fn(f64) -> String| {
+        let dash = |v: Option<f64>| v.map_or("–".to_string(), format);
+        let ratio =
+            crate::results::ratio(host, guest).map_or(String::new(), |r| format!("  ×{r:.2}"));
+        format!("{} / {}{ratio}", dash(host), dash(guest))
+    };
+    let cores = |c: f64| format!("{c:.2}");
+    let row = |label: String, tech: String, f: &crate::model::GuestFigures| {
+        Row::new(vec![
+            Cell::from(label),
+            Cell::from(tech),
+            Cell::from(cell(f.host_cpu, f.guest_cpu, cores)),
+            Cell::from(cell(f.host_net, f.guest_net, si)),
+            Cell::from(cell(f.host_disk, f.guest_disk, si)),
+        ])
+    };
+    let mut names: Vec<&str> = session.guests.iter().map(|(g, _)| g.as_str()).collect();
+    for run in session.runs.values() {
+        if !names.contains(&run.guest.as_str()) {
+            names.push(&run.guest);
+        }
+    }
+    let measured = |f: &crate::model::GuestFigures| {
+        f.host_side()
+            .iter()
+            .chain(&f.guest_side())
+            .any(Option::is_some)
+    };
+    let mut rows = Vec::new();
+    for guest in names {
+        let last_run = session.runs.values().rev().find(|r| r.guest == guest);
+        let technology = last_run.map_or_else(String::new, |r| r.technology.clone());
+        let live = session.guest_figures(guest);
+        if !measured(&live) {
+            continue;
+        }
+        rows.push(row(guest.to_string(), technology, &live));
+        let last_phase = last_run
+            .and_then(|r| session.phase(r.phase))
+            .filter(|p| p.ended.is_some());
+        if let Some(phase) = last_phase {
+            rows.push(
+                row(
+                    format!("  phase {}", phase.id + 1),
+                    String::new(),
+                    &session.phase_figures(phase, guest),
+                )
+                .style(Style::new().fg(theme.dim.0)),
+            );
+        }
+    }
+    if rows.is_empty() {
+        Paragraph::new("No guest over SSH in this session: nothing to reconcile.")
+            .style(Style::new().fg(theme.dim.0))
+            .render(inner, buf);
+        return;
+    }
+    let header = Row::new([
+        "guest",
+        "technology",
+        "cpu host / guest",
+        "net host / guest",
+        "disk host / guest",
+    ])
+    .style(Style::new().fg(theme.dim.0).add_modifier(Modifier::BOLD));
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(12),
+            Constraint::Length(10),
+            Constraint::Min(18),
+            Constraint::Min(20),
+            Constraint::Min(20),
+        ],
+    )
+    .header(header)
+    .column_spacing(2);
+    Widget::render(table, inner, buf);
+}
+
 /// The report's loss matrix over this session's phases so far.
 fn render_matrix(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
     let results = Results::of_session(session, "this session", DEFAULT_SKEW_BOUND);
@@ -1009,7 +1117,13 @@ fn render_log(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
 fn render_key_hints(buf: &mut Buffer, area: Rect, theme: &Theme, view: &View) {
     let mut spans = Vec::new();
     for b in bindings_for(view.is_replay())
-        .filter(|b| !matches!(b.action, keys::Action::Close | keys::Action::PrevPane))
+        // Tab is everyone's pane key; the help lists it with the rest.
+        .filter(|b| {
+            !matches!(
+                b.action,
+                keys::Action::Close | keys::Action::PrevPane | keys::Action::NextPane
+            )
+        })
     {
         spans.push(Span::styled(
             format!(" {} ", b.label.split(' ').next().unwrap_or(b.label)),
@@ -1536,6 +1650,9 @@ mod tests {
         view.overlay = Overlay::Detail(PaneId::Run(10));
         let terminal = draw(&session, &view, 120, 40);
         insta::assert_snapshot!("guest_copy_detail", terminal.backend());
+        view.overlay = Overlay::Overhead;
+        let terminal = draw(&session, &view, 120, 12);
+        insta::assert_snapshot!("guest_overhead", terminal.backend());
     }
 
     #[test]

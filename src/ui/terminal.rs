@@ -134,20 +134,9 @@ fn handle_key(
     };
     let count = panes(&consumer.session).len().max(1);
     match action {
-        Action::Help => {
-            view.overlay = if view.overlay == Overlay::Help {
-                Overlay::None
-            } else {
-                Overlay::Help
-            }
-        }
-        Action::Results => {
-            view.overlay = if view.overlay == Overlay::Results {
-                Overlay::None
-            } else {
-                Overlay::Results
-            }
-        }
+        Action::Help => view.overlay.toggle(Overlay::Help),
+        Action::Results => view.overlay.toggle(Overlay::Results),
+        Action::Overhead => view.overlay.toggle(Overlay::Overhead),
         Action::Close => view.overlay = Overlay::None,
         Action::NextPane => view.selected = (view.selected + 1) % count,
         Action::PrevPane => view.selected = (view.selected + count - 1) % count,
