@@ -119,8 +119,14 @@ struct CheckArgs {
     accept_new: bool,
 }
 
+/// The recording shipped with vmbench: bare metal, a namespace guest and a
+/// QEMU VM on the testbed (tests/testbed/demo.toml).
+const DEMO_RECORDING: &str = "recordings/demo.vmb";
+
 #[derive(Args)]
 struct ReplayArgs {
+    /// The recording; without it, the demo in recordings/demo.vmb.
+    #[arg(default_value = DEMO_RECORDING)]
     recording: PathBuf,
     /// Playback speed, 0.25 to 64.
     #[arg(long, default_value_t = 1.0)]

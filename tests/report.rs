@@ -26,17 +26,8 @@ fn recording(dir: &Path, name: &str) -> PathBuf {
         vmbench_version: "fixture".into(),
         started_at: "2026-11-29T00:00:00Z".into(),
         started_unix_ns: 0,
-        host: HostSpecs {
-            hostname: "fixture".into(),
-            os: "Linux".into(),
-            kernel: "6.1".into(),
-            arch: "x86_64".into(),
-            cpu_model: "Fixture CPU".into(),
-            logical_cores: 2,
-            physical_cores: Some(2),
-            memory_bytes: 8 << 30,
-            clock_ticks_per_sec: 100,
-        },
+        // The figures are the events'; the host's specs do not enter them.
+        host: HostSpecs::of_this_host(),
         plan_name: plan.plan.name.clone(),
         plan_origin: plan.origin.clone(),
         plan_source: plan.source.clone(),
@@ -283,4 +274,46 @@ fn charts_are_written_as_svg() {
     names.sort();
     assert_eq!(names, ["score-cpu.svg"]);
     common::assert_valid_svg(&charts.join("score-cpu.svg"));
+}
+
+#[test]
+fn the_shipped_demo_compares_three_technologies() {
+    let demo = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/recordings/demo.vmb"));
+    let size = std::fs::metadata(&demo)
+        .expect("recordings/demo.vmb ships")
+        .len();
+    assert!(size < 5 << 20, "the demo is {size} bytes");
+    let run = report(
+        demo.parent().expect("dir"),
+        &["demo.vmb", "--format", "json"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let m: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let technologies: Vec<&str> = m["technologies"]
+        .as_array()
+        .expect("technologies")
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert_eq!(technologies.len(), 3, "{technologies:?}");
+    assert_eq!(technologies[..2], ["bare-metal", "netns"]);
+    assert!(technologies[2].starts_with("qemu-"), "{technologies:?}");
+    // Every workload ran on all three, and the VM's overhead was measured.
+    for row in m["rows"].as_array().expect("rows") {
+        assert!(
+            row["cells"]
+                .as_array()
+                .expect("cells")
+                .iter()
+                .all(|c| !c.is_null()),
+            "{row}"
+        );
+    }
+    let vm = m["overhead"]
+        .as_array()
+        .expect("overhead")
+        .iter()
+        .find(|o| o["technology"] == technologies[2])
+        .expect("the VM's overhead");
+    assert!(vm["net"]["mean"].as_f64().is_some_and(|r| r > 0.9), "{vm}");
 }

@@ -901,3 +901,61 @@ fn discovery_finds_the_testbed_vm_with_its_tap_disk_and_pid() {
         "{text}"
     );
 }
+
+#[test]
+fn on_the_vm_host_seen_and_guest_seen_load_reconcile() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let accel = std::fs::read_to_string(format!("{STATE}/q1/accel")).expect("accel");
+    let plan = format!(
+        "name = \"vm\"\ninterval = \"500ms\"\n\n\
+         [[guest]]\nname = \"q1\"\ntransport = \"ssh\"\ntechnology = \"auto\"\ndiscover = true\n\
+         address = \"198.18.0.21\"\nuser = \"root\"\nidentity = \"{STATE}/id_ed25519\"\n\
+         known_hosts = \"{STATE}/known_hosts\"\n\n\
+         [[benchmark]]\nname = \"net\"\nworkload = {{ type = \"iperf3\" }}\nduration = \"4s\"\nconcurrency = [1]\n\n\
+         [[benchmark]]\nname = \"disk\"\nworkload = {{ type = \"fio\", preset = \"seq-write\", size = \"64MiB\", dir = \"/srv/vmbench\" }}\n\
+         duration = \"4s\"\nconcurrency = [1]\n"
+    );
+    let plan = write_plan(dir.path(), &plan);
+    let recording = dir.path().join("vm.vmb");
+    let live = run_live_for(&plan, &recording);
+    assert_eq!(live.failed_runs, 0, "{:?}", live.session.log);
+    let session = &live.session;
+    // Discovery named the technology after the accelerator that runs it.
+    let technology = format!("qemu-{}", accel.trim());
+    assert!(session.runs.values().all(|r| r.technology == technology));
+    assert!(
+        session
+            .series_named("host-seen:q1/vcpu0", "cpu.utime")
+            .is_some(),
+        "the vCPU thread is sampled on its own"
+    );
+    let results = vmbench::results::Results::of_session(session, "vm", 0.2);
+    let of = |benchmark: &str| {
+        results
+            .overhead
+            .iter()
+            .find(|o| o.benchmark == benchmark && o.guest == "q1")
+            .unwrap_or_else(|| panic!("no overhead for {benchmark}: {:?}", results.overhead))
+            .clone()
+    };
+    let net = of("net");
+    // Every byte the guest's eth0 counted crossed its tap; the two counters
+    // are read at slightly different instants, hence the margin.
+    let net_ratio = net.net_ratio.expect("network on both sides");
+    assert!(
+        (0.95..=1.2).contains(&net_ratio),
+        "tap {:?} B/s vs eth0 {:?} B/s",
+        net.host_net_bytes_s,
+        net.guest_net_bytes_s
+    );
+    assert!(net.host_net_bytes_s.is_some_and(|b| b > 10e6), "{net:?}");
+    // The host spends at least the CPU the guest sees itself use (under
+    // TCG, several times more).
+    let cpu_ratio = net.cpu_ratio.expect("CPU on both sides");
+    assert!(cpu_ratio >= 0.9, "{net:?}");
+    // The data disk is a loop device the host sees; what fio wrote reached it.
+    let disk = of("disk");
+    assert!(disk.host_disk_bytes_s.is_some_and(|b| b > 1e6), "{disk:?}");
+    assert!(disk.guest_disk_bytes_s.is_some_and(|b| b > 1e6), "{disk:?}");
+}

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -228,14 +229,7 @@ fn score_chart(matrix: &Matrix, rows: &[&Row], path: &Path) -> Result<()> {
             ErrorBar::new_vertical(*x, s.mean - ci, s.mean, s.mean + ci, style, 10)
         }))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    finish(&mut chart, &root, SeriesLabelPosition::LowerRight)
 }
 
 /// Bars of one quantity of one row.
@@ -319,11 +313,22 @@ fn bar_chart(
             ErrorBar::new_vertical(*x + 0.45, f.mean - ci, f.mean, f.mean + ci, BLACK, 8)
         }))?;
     }
+    finish(&mut chart, &root, SeriesLabelPosition::UpperRight)
+}
+
+type Chart<'a> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The legend, and the file written.
+fn finish(
+    chart: &mut Chart<'_>,
+    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    legend: SeriesLabelPosition,
+) -> Result<()> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend)
         .draw()?;
     root.present()?;
     Ok(())

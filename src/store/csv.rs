@@ -26,9 +26,6 @@ struct LongRow<'a> {
     value: u64,
 }
 
-/// Time read from the recording per pass, so memory stays bounded.
-const CHUNK: Nanos = 600 * 1_000_000_000;
-
 pub struct Exported {
     pub samples: usize,
     pub results: usize,
@@ -69,37 +66,30 @@ pub fn export(recording: &Path, dir: &Path) -> Result<Exported> {
     wide.write_record(&wide_header)?;
 
     let mut session = Session::new(reader.header.clone());
-    for event in reader.series_events() {
-        session.apply(&event);
-    }
-    let end = reader.end()?;
     let mut samples = 0;
     let mut row = vec![String::new(); columns + 1];
-    let mut from = 0;
-    while from <= end {
-        for event in reader.timeline(from, from, from + CHUNK)? {
-            if let Event::Sample(sample) = &event {
-                row.iter_mut().for_each(String::clear);
-                row[0] = seconds(sample.t).to_string();
-                for &(id, value) in &sample.values {
-                    let Some(col) = column_of(id) else { continue };
-                    let def = &reader.series[col];
-                    long.serialize(LongRow {
-                        t_s: seconds(sample.t),
-                        source: &def.source,
-                        metric: &def.metric,
-                        unit: &def.unit,
-                        value,
-                    })?;
-                    row[col + 1] = value.to_string();
-                }
-                wide.write_record(&row)?;
-                samples += 1;
+    reader.for_each_event(|event| {
+        if let Event::Sample(sample) = event {
+            row.iter_mut().for_each(String::clear);
+            row[0] = seconds(sample.t).to_string();
+            for &(id, value) in &sample.values {
+                let Some(col) = column_of(id) else { continue };
+                let def = &reader.series[col];
+                long.serialize(LongRow {
+                    t_s: seconds(sample.t),
+                    source: &def.source,
+                    metric: &def.metric,
+                    unit: &def.unit,
+                    value,
+                })?;
+                row[col + 1] = value.to_string();
             }
-            session.apply(&event);
+            wide.write_record(&row)?;
+            samples += 1;
         }
-        from += CHUNK;
-    }
+        session.apply(event);
+        Ok(())
+    })?;
     long.flush()?;
     wide.flush()?;
     let (results, phases) = write_results(&session, recording, dir)?;

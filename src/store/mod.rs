@@ -24,6 +24,8 @@ const KEYFRAME_EVERY: u64 = 64;
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// Events queued for the recorder thread before producers wait for it.
 const QUEUE_DEPTH: usize = 16_384;
+/// Time read from a recording per pass when all of it is read.
+const READ_SLICE: Nanos = 600 * 1_000_000_000;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct HostSpecs {
@@ -410,6 +412,23 @@ impl Reader {
         }
         merged.extend(samples.map(Event::Sample));
         Ok(merged)
+    }
+
+    /// Every event of the recording in order, series definitions first,
+    /// read a slice of time at a time so that memory stays bounded.
+    pub fn for_each_event(&self, mut f: impl FnMut(&Event) -> Result<()>) -> Result<()> {
+        for event in self.series_events() {
+            f(&event)?;
+        }
+        let end = self.end()?;
+        let mut from = 0;
+        while from <= end {
+            for event in self.timeline(from, from, from + READ_SLICE)? {
+                f(&event)?;
+            }
+            from += READ_SLICE;
+        }
+        Ok(())
     }
 
     /// Series definitions as events, for a model that starts from nothing.
