@@ -954,11 +954,11 @@ mod tests {
     #[test]
     fn arp_entries_map_addresses_to_macs() {
         let text = "IP address       HW type     Flags       HW address            Mask     Device\n\
-                    198.18.0.21      0x1         0x2         52:54:00:12:34:21     *        vmbt0\n\
+                    198.18.0.201      0x1         0x2         52:54:00:12:34:21     *        vmbt0\n\
                     198.18.0.99      0x1         0x0         00:00:00:00:00:00     *        vmbt0\n";
         let arp = arp_table(text);
         assert_eq!(
-            arp.get("198.18.0.21").map(String::as_str),
+            arp.get("198.18.0.201").map(String::as_str),
             Some("52:54:00:12:34:21")
         );
         assert!(!arp.contains_key("198.18.0.99"));

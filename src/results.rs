@@ -158,6 +158,8 @@ pub struct OverheadResult {
     pub source: String,
     pub phase: u32,
     pub benchmark: String,
+    /// Which resource the phase's workload exercises.
+    pub class: WorkloadClass,
     pub concurrency: u32,
     pub repetition: u32,
     pub guest: String,
@@ -260,6 +262,7 @@ impl Results {
                 source: source.into(),
                 phase: phase.id + 1,
                 benchmark: phase.benchmark.clone(),
+                class,
                 concurrency: phase.concurrency,
                 repetition: phase.repetition,
                 guest: guest.into(),

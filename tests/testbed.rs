@@ -910,7 +910,7 @@ fn on_the_vm_host_seen_and_guest_seen_load_reconcile() {
     let plan = format!(
         "name = \"vm\"\ninterval = \"500ms\"\n\n\
          [[guest]]\nname = \"q1\"\ntransport = \"ssh\"\ntechnology = \"auto\"\ndiscover = true\n\
-         address = \"198.18.0.21\"\nuser = \"root\"\nidentity = \"{STATE}/id_ed25519\"\n\
+         address = \"198.18.0.201\"\nuser = \"root\"\nidentity = \"{STATE}/id_ed25519\"\n\
          known_hosts = \"{STATE}/known_hosts\"\n\n\
          [[benchmark]]\nname = \"net\"\nworkload = {{ type = \"iperf3\" }}\nduration = \"4s\"\nconcurrency = [1]\n\n\
          [[benchmark]]\nname = \"disk\"\nworkload = {{ type = \"fio\", preset = \"seq-write\", size = \"64MiB\", dir = \"/srv/vmbench\" }}\n\

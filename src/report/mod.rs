@@ -133,20 +133,27 @@ impl Overhead {
         technologies
             .into_iter()
             .map(|tech| {
-                let of = |pick: fn(&crate::results::OverheadResult) -> Option<f64>| {
-                    let values: Vec<f64> = results
-                        .overhead
-                        .iter()
-                        .filter(|o| o.technology == tech)
-                        .filter_map(pick)
-                        .collect();
-                    Summary::of(&values)
-                };
+                // A resource's overhead is read where the workload used it:
+                // a ratio of two idle counters is noise.
+                let of =
+                    |uses: fn(WorkloadClass) -> bool,
+                     pick: fn(&crate::results::OverheadResult) -> Option<f64>| {
+                        let values: Vec<f64> = results
+                            .overhead
+                            .iter()
+                            .filter(|o| o.technology == tech && uses(o.class))
+                            .filter_map(pick)
+                            .collect();
+                        Summary::of(&values)
+                    };
                 Overhead {
                     technology: tech.into(),
-                    cpu: of(|o| o.cpu_ratio),
-                    net: of(|o| o.net_ratio),
-                    disk: of(|o| o.disk_ratio),
+                    cpu: of(|_| true, |o| o.cpu_ratio),
+                    net: of(
+                        |c| matches!(c, WorkloadClass::NetOut | WorkloadClass::NetIn),
+                        |o| o.net_ratio,
+                    ),
+                    disk: of(|c| c == WorkloadClass::Disk, |o| o.disk_ratio),
                 }
             })
             .collect()
@@ -168,7 +175,7 @@ impl Overhead {
     }
 }
 
-pub const OVERHEAD_TITLE: &str = "Overhead: host-seen ÷ guest-seen per phase and guest (CPU time, network bytes, disk bytes), mean ± 95 % CI";
+pub const OVERHEAD_TITLE: &str = "Overhead: host-seen ÷ guest-seen per phase and guest, mean ± 95 % CI: CPU time over every phase, network bytes over network phases, disk bytes over disk phases";
 const OVERHEAD_HEADER: [&str; 4] = ["technology", "CPU", "network", "disk"];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
