@@ -26,7 +26,7 @@ use ratatui::backend::TestBackend;
 use vmbench::event::{Event, MetricDef, Sample};
 use vmbench::model::Session;
 use vmbench::sample::{HostSampler, SeriesIds};
-use vmbench::store::{FORMAT_VERSION, Header, HostSpecs, Reader, Recorder};
+use vmbench::store::{Header, HostSpecs, Reader, Recorder};
 use vmbench::ui::theme::Theme;
 use vmbench::ui::{Feed, View, render};
 
@@ -97,18 +97,7 @@ fn header(schedule_phases: usize) -> Header {
     let plan = vmbench::plan::LoadedPlan::embedded_default();
     let mut schedule = plan.plan.schedule(2);
     schedule.truncate(schedule_phases);
-    Header {
-        format_version: FORMAT_VERSION,
-        vmbench_version: env!("CARGO_PKG_VERSION").into(),
-        started_at: "2026-11-24T00:00:00Z".into(),
-        started_unix_ns: 0,
-        host: HostSpecs::of_this_host(),
-        plan_name: plan.plan.name.clone(),
-        plan_origin: plan.origin.clone(),
-        plan_source: plan.source.clone(),
-        interval_ns: 1_000_000_000,
-        schedule,
-    }
+    Header::new(&plan, HostSpecs::of_this_host(), 0, schedule)
 }
 
 /// One hour at 1 Hz of this host's real counters, as the recorder stores them.

@@ -16,7 +16,7 @@ use crate::model::Session;
 use crate::orchestrate::{Control, Orchestrator};
 use crate::plan::{LoadedPlan, Order};
 use crate::sample::{HostSampler, SamplerCommand, SeriesIds, run_host_sampler};
-use crate::store::{FORMAT_VERSION, Header, HostSpecs, Reader, Recorder};
+use crate::store::{Header, HostSpecs, Reader, Recorder};
 
 /// `recordings/<plan>-<UTC time>.vmb`.
 pub fn default_recording_path(plan_name: &str) -> PathBuf {
@@ -150,21 +150,7 @@ impl Live {
         let discovered = crate::discover::fill_in(&mut plan.plan);
         let plan = &plan;
         let schedule = plan.plan.schedule(host.logical_cores);
-        let header = Header {
-            format_version: FORMAT_VERSION,
-            vmbench_version: env!("CARGO_PKG_VERSION").to_string(),
-            started_at: humantime::format_rfc3339_nanos(
-                UNIX_EPOCH + Duration::from_nanos(started_unix_ns),
-            )
-            .to_string(),
-            started_unix_ns,
-            host,
-            plan_name: plan.plan.name.clone(),
-            plan_origin: plan.origin.clone(),
-            plan_source: plan.source.clone(),
-            interval_ns: plan.plan.interval.get().as_nanos() as Nanos,
-            schedule: schedule.clone(),
-        };
+        let header = Header::new(plan, host, started_unix_ns, schedule.clone());
         let recorder = Recorder::create(recording, &header)?;
         let (tx, rx) = channel();
         let sink = EventSink::new(tx.clone());

@@ -707,32 +707,22 @@ impl Session {
 pub(crate) mod tests {
     use super::*;
     use crate::plan::LoadedPlan;
-    use crate::store::{FORMAT_VERSION, HostSpecs};
+    use crate::store::HostSpecs;
 
     pub(crate) fn test_header() -> Header {
         let plan = LoadedPlan::embedded_default();
-        Header {
-            format_version: FORMAT_VERSION,
-            vmbench_version: "test".into(),
-            started_at: "2026-11-24T00:00:00Z".into(),
-            started_unix_ns: 0,
-            host: HostSpecs {
-                hostname: "testhost".into(),
-                os: "Linux".into(),
-                kernel: "6.1".into(),
-                arch: "x86_64".into(),
-                cpu_model: "Test CPU".into(),
-                logical_cores: 2,
-                physical_cores: Some(2),
-                memory_bytes: 8 << 30,
-                clock_ticks_per_sec: 100,
-            },
-            plan_name: plan.plan.name.clone(),
-            plan_origin: plan.origin.clone(),
-            plan_source: plan.source.clone(),
-            interval_ns: 1_000_000_000,
-            schedule: plan.plan.schedule(2),
-        }
+        let host = HostSpecs {
+            hostname: "testhost".into(),
+            os: "Linux".into(),
+            kernel: "6.1".into(),
+            arch: "x86_64".into(),
+            cpu_model: "Test CPU".into(),
+            logical_cores: 2,
+            physical_cores: Some(2),
+            memory_bytes: 8 << 30,
+            clock_ticks_per_sec: 100,
+        };
+        Header::new(&plan, host, 0, plan.plan.schedule(2))
     }
 
     pub(crate) fn fixture_events(name: &str) -> Vec<Event> {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use vmbench::event::Event;
 use vmbench::plan::LoadedPlan;
-use vmbench::store::{FORMAT_VERSION, Header, HostSpecs, Recorder};
+use vmbench::store::{Header, HostSpecs, Recorder};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(format!(
@@ -21,19 +21,8 @@ fn fixture(name: &str) -> PathBuf {
 /// Writes a recording of the fixture's events, as if `plan.toml` had run.
 fn recording(dir: &Path, name: &str) -> PathBuf {
     let plan = LoadedPlan::from_file(&fixture("plan.toml")).expect("fixture plan");
-    let header = Header {
-        format_version: FORMAT_VERSION,
-        vmbench_version: "fixture".into(),
-        started_at: "2026-11-29T00:00:00Z".into(),
-        started_unix_ns: 0,
-        // The figures are the events'; the host's specs do not enter them.
-        host: HostSpecs::of_this_host(),
-        plan_name: plan.plan.name.clone(),
-        plan_origin: plan.origin.clone(),
-        plan_source: plan.source.clone(),
-        interval_ns: 1_000_000_000,
-        schedule: plan.plan.schedule(2),
-    };
+    // The figures are the events'; the host's specs do not enter them.
+    let header = Header::new(&plan, HostSpecs::of_this_host(), 0, plan.plan.schedule(2));
     let path = dir.join(format!("{name}.vmb"));
     let recorder = Recorder::create(&path, &header).expect("recorder");
     let events = std::fs::read_to_string(fixture(&format!("{name}.jsonl"))).expect("events");

@@ -83,6 +83,33 @@ pub struct Header {
     pub schedule: Vec<PlannedPhase>,
 }
 
+impl Header {
+    /// The header of a session of `plan` on `host` started at
+    /// `started_unix_ns`, running `schedule`.
+    pub fn new(
+        plan: &crate::plan::LoadedPlan,
+        host: HostSpecs,
+        started_unix_ns: u64,
+        schedule: Vec<PlannedPhase>,
+    ) -> Self {
+        Header {
+            format_version: FORMAT_VERSION,
+            vmbench_version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: humantime::format_rfc3339_nanos(
+                std::time::UNIX_EPOCH + Duration::from_nanos(started_unix_ns),
+            )
+            .to_string(),
+            started_unix_ns,
+            host,
+            plan_name: plan.plan.name.clone(),
+            plan_origin: plan.origin.clone(),
+            plan_source: plan.source.clone(),
+            interval_ns: plan.plan.interval.get().as_nanos() as Nanos,
+            schedule,
+        }
+    }
+}
+
 const SCHEMA: &str = "
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE series(id INTEGER PRIMARY KEY, source TEXT NOT NULL, metric TEXT NOT NULL,
