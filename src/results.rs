@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::event::{NANOS_PER_SEC, Nanos, PhaseOutcome, RunOutcome};
 use crate::model::{Phase, RunState, Session};
-use crate::plan::Plan;
 use crate::workload::{WorkloadClass, WorkloadSpec};
 
 /// A phase whose start skew plus stop gap exceeds this share of its length
@@ -210,38 +209,23 @@ impl Results {
     pub fn of_session(session: &Session, source: &str, bound: f64) -> Self {
         let mut results = Results::default();
         for phase in &session.phases {
-            results.add_phase(session, session.plan.as_ref(), phase, source, bound);
+            results.add_phase(session, phase, source, bound);
         }
         results
     }
 
-    pub fn extend(&mut self, other: Results) {
-        self.copies.extend(other.copies);
-        self.phases.extend(other.phases);
-        self.overhead.extend(other.overhead);
+    /// The same with each guest's overhead per phase, which needs the
+    /// session's samples: for reports and exports, not for every frame.
+    pub fn of_recording(session: &Session, source: &str, bound: f64) -> Self {
+        let mut results = Self::of_session(session, source, bound);
+        for phase in session.phases.iter().filter(|p| p.ended.is_some()) {
+            results.add_overhead(session, phase, source);
+        }
+        results
     }
 
-    fn add_phase(
-        &mut self,
-        session: &Session,
-        plan: Option<&Plan>,
-        phase: &Phase,
-        source: &str,
-        bound: f64,
-    ) {
-        let (Some(summary), Some((_, outcome))) = (&phase.summary, phase.ended) else {
-            return;
-        };
-        let spec = plan.and_then(|p| {
-            p.benchmarks
-                .iter()
-                .find(|b| b.name == phase.benchmark)
-                .map(|b| &b.workload)
-        });
-        let (workload, class) = spec.map_or_else(
-            || (phase.workload.clone(), WorkloadClass::Score),
-            WorkloadSpec::comparison,
-        );
+    fn add_overhead(&mut self, session: &Session, phase: &Phase, source: &str) {
+        let (_, class) = comparison_of(workload_of(session, phase), phase);
         let runs: Vec<_> = session.runs_of(phase).collect();
         let mut guests: Vec<(&str, &str)> = runs
             .iter()
@@ -278,6 +262,21 @@ impl Results {
                 disk_ratio: ratio(f.host_disk, f.guest_disk),
             });
         }
+    }
+
+    pub fn extend(&mut self, other: Results) {
+        self.copies.extend(other.copies);
+        self.phases.extend(other.phases);
+        self.overhead.extend(other.overhead);
+    }
+
+    fn add_phase(&mut self, session: &Session, phase: &Phase, source: &str, bound: f64) {
+        let (Some(summary), Some((_, outcome))) = (&phase.summary, phase.ended) else {
+            return;
+        };
+        let spec = workload_of(session, phase);
+        let (workload, class) = comparison_of(spec, phase);
+        let runs: Vec<_> = session.runs_of(phase).collect();
         let mut technologies: Vec<&str> = runs.iter().map(|r| r.technology.as_str()).collect();
         technologies.sort();
         technologies.dedup();
@@ -374,6 +373,25 @@ impl Results {
             });
         }
     }
+}
+
+/// The workload a phase ran, from the plan the session's header holds.
+fn workload_of<'a>(session: &'a Session, phase: &Phase) -> Option<&'a WorkloadSpec> {
+    session
+        .plan
+        .as_ref()?
+        .benchmarks
+        .iter()
+        .find(|b| b.name == phase.benchmark)
+        .map(|b| &b.workload)
+}
+
+/// Without the plan, workloads are compared by their label alone.
+fn comparison_of(spec: Option<&WorkloadSpec>, phase: &Phase) -> (String, WorkloadClass) {
+    spec.map_or_else(
+        || (phase.workload.clone(), WorkloadClass::Score),
+        WorkloadSpec::comparison,
+    )
 }
 
 fn fingerprint(

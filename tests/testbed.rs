@@ -930,7 +930,7 @@ fn on_the_vm_host_seen_and_guest_seen_load_reconcile() {
             .is_some(),
         "the vCPU thread is sampled on its own"
     );
-    let results = vmbench::results::Results::of_session(session, "vm", 0.2);
+    let results = vmbench::results::Results::of_recording(session, "vm", 0.2);
     let of = |benchmark: &str| {
         results
             .overhead

@@ -29,7 +29,7 @@ pub fn load(paths: &[PathBuf], skew_bound: f64) -> anyhow::Result<Results> {
             session.apply(event);
             Ok(())
         })?;
-        results.extend(Results::of_session(
+        results.extend(Results::of_recording(
             &session,
             &path.display().to_string(),
             skew_bound,

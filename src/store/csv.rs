@@ -102,7 +102,7 @@ pub fn export(recording: &Path, dir: &Path) -> Result<Exported> {
 
 fn write_results(session: &Session, recording: &Path, dir: &Path) -> Result<(usize, usize)> {
     let source = recording.display().to_string();
-    let results = Results::of_session(session, &source, DEFAULT_SKEW_BOUND);
+    let results = Results::of_recording(session, &source, DEFAULT_SKEW_BOUND);
     write_rows(&dir.join("results.csv"), &results.copies)?;
     write_rows(&dir.join("phases.csv"), &results.phases)?;
     write_rows(&dir.join("overhead.csv"), &results.overhead)?;
