@@ -146,9 +146,38 @@ pub struct Phase {
     pub ended: Option<(Nanos, PhaseOutcome)>,
     pub runs: Vec<RunId>,
     pub summary: Option<PhaseSummary>,
-    /// Host-seen and guest-seen counters at the release and at the end.
-    pub opened: HashMap<SeriesId, (Nanos, u64)>,
-    pub closed: HashMap<SeriesId, (Nanos, u64)>,
+    /// Host-seen and guest-seen counters around the release and the end.
+    pub opened: Option<Edge>,
+    pub closed: Option<Edge>,
+}
+
+/// Readings of counters on both sides of one instant, from which each
+/// counter's value at that instant is interpolated: host and guest are
+/// sampled at instants of their own, and a phase's window is neither's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Edge {
+    pub at: Nanos,
+    pub before: HashMap<SeriesId, (Nanos, u64)>,
+    pub after: HashMap<SeriesId, (Nanos, u64)>,
+}
+
+impl Edge {
+    fn value(&self, id: SeriesId) -> Option<f64> {
+        let (t0, v0) = *self.before.get(&id)?;
+        match self.after.get(&id) {
+            Some(&(t1, v1)) if t1 > t0 => {
+                let share = self.at.saturating_sub(t0) as f64 / (t1 - t0) as f64;
+                Some(v0 as f64 + (v1 as f64 - v0 as f64) * share.min(1.0))
+            }
+            // Nothing read since (the session ended): the last reading stands.
+            _ => Some(v0 as f64),
+        }
+    }
+
+    /// Still waiting for a reading after the instant of some counter.
+    fn waiting(&self) -> bool {
+        self.after.len() < self.before.len()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -251,6 +280,7 @@ impl Session {
                 });
             }
             Event::Sample(sample) => {
+                self.complete_edges(sample);
                 for &(id, value) in &sample.values {
                     if let Some(Some(series)) = self.series.get_mut(id as usize) {
                         if series.points.len() == SERIES_HISTORY {
@@ -280,8 +310,8 @@ impl Session {
                 ended: None,
                 runs: Vec::new(),
                 summary: None,
-                opened: HashMap::new(),
-                closed: HashMap::new(),
+                opened: None,
+                closed: None,
             }),
             Event::RunSpawned {
                 run,
@@ -366,11 +396,11 @@ impl Session {
             }
             Event::PhaseEnded { t, phase, outcome } => {
                 let summary = self.phase(*phase).map(|p| self.summarise(p));
-                let marks = self.seen_marks();
+                let edge = self.seen_edge(*t);
                 if let Some(p) = self.phase_mut(*phase) {
                     p.ended = Some((*t, *outcome));
                     p.summary = summary;
-                    p.closed = marks;
+                    p.closed = Some(edge);
                     let runs = p.runs.clone();
                     for id in runs {
                         if let Some(run) = self.runs.get_mut(&id) {
@@ -401,10 +431,10 @@ impl Session {
                 }
             }
             Event::PhaseReleased { t, phase } => {
-                let marks = self.seen_marks();
+                let edge = self.seen_edge(*t);
                 if let Some(p) = self.phase_mut(*phase) {
                     p.released = Some(*t);
-                    p.opened = marks;
+                    p.opened = Some(edge);
                 }
             }
         }
@@ -603,11 +633,13 @@ impl Session {
 
     /// The same over a phase, from its copies' release to its end.
     pub fn phase_figures(&self, phase: &Phase, guest: &str) -> GuestFigures {
+        let (Some(opened), Some(closed)) = (&phase.opened, &phase.closed) else {
+            return GuestFigures::default();
+        };
+        let seconds = closed.at.saturating_sub(opened.at) as f64 / NANOS_PER_SEC;
         self.figures_with(guest, &|s| {
-            let (t0, v0) = phase.opened.get(&s.def.id)?;
-            let (t1, v1) = phase.closed.get(&s.def.id)?;
-            (t1 > t0 && s.def.kind == SeriesKind::Counter)
-                .then(|| v1.saturating_sub(*v0) as f64 / ((t1 - t0) as f64 / NANOS_PER_SEC))
+            let delta = closed.value(s.def.id)? - opened.value(s.def.id)?;
+            (seconds > 0.0 && s.def.kind == SeriesKind::Counter).then(|| delta.max(0.0) / seconds)
         })
     }
 
@@ -674,15 +706,47 @@ impl Session {
         }
     }
 
-    /// The last reading of every series that compares host and guest, kept
-    /// at a phase's release and end.
-    fn seen_marks(&self) -> HashMap<SeriesId, (Nanos, u64)> {
-        self.all_series()
-            .filter(|s| {
-                s.def.source.starts_with("host-seen:") || s.def.source.starts_with("guest:")
-            })
-            .filter_map(|s| s.points.back().map(|p| (s.def.id, *p)))
-            .collect()
+    /// The last reading, at `at`, of every series that compares host and
+    /// guest; the first reading after it is added as samples arrive.
+    fn seen_edge(&self, at: Nanos) -> Edge {
+        let mut edge = Edge {
+            at,
+            ..Edge::default()
+        };
+        let compared = self.all_series().filter(|s| {
+            s.def.source.starts_with("host-seen:") || s.def.source.starts_with("guest:")
+        });
+        // Readings may arrive a little out of order (each guest has a clock
+        // and a sampler of its own): look on both sides of the instant.
+        for s in compared {
+            let split = s.points.partition_point(|(t, _)| *t <= at);
+            if let Some(before) = split.checked_sub(1).and_then(|i| s.points.get(i)) {
+                edge.before.insert(s.def.id, *before);
+                if let Some(after) = s.points.get(split) {
+                    edge.after.insert(s.def.id, *after);
+                }
+            }
+        }
+        edge
+    }
+
+    /// Gives the edges of recent phases that wait for a reading after their
+    /// instant the readings of this sample.
+    fn complete_edges(&mut self, sample: &crate::event::Sample) {
+        // Only the last two phases can still wait: a reading comes every interval.
+        let recent = self.phases.len().saturating_sub(2);
+        for phase in &mut self.phases[recent..] {
+            for edge in [&mut phase.opened, &mut phase.closed].into_iter().flatten() {
+                if !edge.waiting() || sample.t < edge.at {
+                    continue;
+                }
+                for &(id, value) in &sample.values {
+                    if edge.before.contains_key(&id) {
+                        edge.after.entry(id).or_insert((sample.t, value));
+                    }
+                }
+            }
+        }
     }
 
     /// Planned time still to run: the rest of the current phase and every
@@ -808,6 +872,70 @@ pub(crate) mod tests {
         assert_eq!(shares[0].steal, 5.0);
         let user = session.series_named("host", "cpu.user").expect("defined");
         assert_eq!(session.rates(user, 5), vec![(1_000_000_000, 100.0)]);
+    }
+
+    #[test]
+    fn phase_figures_compare_host_and_guest_over_the_phase_itself() {
+        let mut session = Session::new(test_header());
+        for (id, source, metric) in [
+            (0, "host-seen:vm", "net.rx_bytes"),
+            (1, "guest:vm/net/eth0", "rx_bytes"),
+        ] {
+            session.apply(&Event::SeriesDefined(SeriesDef {
+                id,
+                source: source.into(),
+                metric: metric.into(),
+                unit: "bytes".into(),
+                kind: SeriesKind::Counter,
+            }));
+        }
+        const S: Nanos = 1_000_000_000;
+        // 100 bytes a second on both sides, read at instants of their own:
+        // the host at x.5 s, the guest at x.9 s.
+        let mut events = vec![
+            (
+                S,
+                Event::PhaseStarted {
+                    t: S,
+                    phase: 0,
+                    benchmark: "net".into(),
+                    workload: "net".into(),
+                    concurrency: 1,
+                    repetition: 1,
+                    duration: 5 * S,
+                },
+            ),
+            (
+                S + S / 5,
+                Event::PhaseReleased {
+                    t: S + S / 5,
+                    phase: 0,
+                },
+            ),
+            (
+                6 * S + 7 * S / 10,
+                Event::PhaseEnded {
+                    t: 6 * S + 7 * S / 10,
+                    phase: 0,
+                    outcome: PhaseOutcome::Completed,
+                },
+            ),
+        ];
+        for second in 0..9 {
+            for (offset, id) in [(S / 2, 0), (9 * S / 10, 1)] {
+                let t = second * S + offset;
+                let values = vec![(id, t / (S / 100))];
+                events.push((t, Event::Sample(crate::event::Sample { t, values })));
+            }
+        }
+        events.sort_by_key(|(t, _)| *t);
+        for (_, event) in &events {
+            session.apply(event);
+        }
+        let f = session.phase_figures(&session.phases[0], "vm");
+        let (host, guest) = (f.host_net.expect("host"), f.guest_net.expect("guest"));
+        assert!((host - 100.0).abs() < 1e-6, "{host}");
+        assert!((guest - 100.0).abs() < 1e-6, "{guest}");
     }
 
     #[test]
