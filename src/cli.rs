@@ -605,9 +605,15 @@ fn report(args: &ReportArgs) -> Result<ExitCode> {
     };
     let matrix = Matrix::build(&results, &options);
     if matrix.rows.is_empty() {
+        let names: Vec<String> = args
+            .recordings
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         bail!(
-            "no phase in {} has a figure to compare",
-            args.recordings.len()
+            "{}: no completed phase with a figure to compare ({} left out; see `vmbench export`)",
+            names.join(", "),
+            matrix.excluded.len()
         );
     }
     if !matrix.technologies.contains(&options.baseline) {

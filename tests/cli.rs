@@ -78,3 +78,13 @@ fn help_lists_the_user_commands_but_not_the_workload_runner() {
     }
     assert!(!help.contains("workload"), "{help}");
 }
+
+#[test]
+fn a_report_of_nothing_says_what_is_missing() {
+    let (code, stderr) = stderr_of(&["report", "/nonexistent.vmb"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("/nonexistent.vmb: no such recording"),
+        "{stderr}"
+    );
+}

@@ -306,3 +306,17 @@ fn the_shipped_demo_compares_three_technologies() {
         .expect("the VM's overhead");
     assert!(vm["net"]["mean"].as_f64().is_some_and(|r| r > 0.9), "{vm}");
 }
+
+#[test]
+fn a_recording_without_a_figure_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    recording(dir.path(), "failed");
+    let run = report(dir.path(), &["failed.vmb"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("failed.vmb: no completed phase with a figure to compare (1 left out"),
+        "{}",
+        run.stderr
+    );
+}
