@@ -561,12 +561,10 @@ fn export(recording: &Path, dir: &Path) -> Result<ExitCode> {
 }
 
 fn discover(plan: Option<&Path>) -> Result<ExitCode> {
-    use crate::discover::{address_of, arp_table, describe, discover, matching, plan_fragment};
+    use crate::discover::{address_of, arp, describe, discover, matching, plan_fragment};
     let plan = plan.map(LoadedPlan::from_file).transpose()?;
     let found = discover();
-    let arp = std::fs::read_to_string("/proc/net/arp")
-        .map(|t| arp_table(&t))
-        .unwrap_or_default();
+    let arp = arp();
     if found.is_empty() {
         println!(
             "no guests found on this host (QEMU processes, libvirt domains in {}, xentop)",

@@ -649,6 +649,13 @@ pub fn discover() -> Vec<Found> {
     found
 }
 
+/// This host's ARP table; empty where it cannot be read.
+pub fn arp() -> HashMap<String, String> {
+    std::fs::read_to_string("/proc/net/arp")
+        .map(|t| arp_table(&t))
+        .unwrap_or_default()
+}
+
 /// IPv4 address to MAC, from the kernel's ARP table.
 pub fn arp_table(text: &str) -> HashMap<String, String> {
     text.lines()
@@ -748,10 +755,7 @@ pub fn fill_in(plan: &mut Plan) -> Vec<String> {
     if !plan.guests.iter().any(|g| g.discover) {
         return Vec::new();
     }
-    let arp = std::fs::read_to_string("/proc/net/arp")
-        .map(|t| arp_table(&t))
-        .unwrap_or_default();
-    apply(plan, &discover(), &arp)
+    apply(plan, &discover(), &arp())
 }
 
 /// One line: what it is and how the host sees it.

@@ -175,7 +175,7 @@ impl Overhead {
     }
 }
 
-pub const OVERHEAD_TITLE: &str = "Overhead: host-seen ÷ guest-seen per phase and guest, mean ± 95 % CI: CPU time over every phase, network bytes over network phases, disk bytes over disk phases";
+const OVERHEAD_TITLE: &str = "Overhead: host-seen ÷ guest-seen per phase and guest, mean ± 95 % CI: CPU time over every phase, network bytes over network phases, disk bytes over disk phases";
 const OVERHEAD_HEADER: [&str; 4] = ["technology", "CPU", "network", "disk"];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -357,7 +357,7 @@ fn number_like(value: f64, like: f64) -> String {
     format!("{value:.*}", decimals(like))
 }
 
-pub fn number(value: f64) -> String {
+fn number(value: f64) -> String {
     number_like(value, value)
 }
 
@@ -369,7 +369,7 @@ fn with_interval(value: f64, ci: Option<f64>) -> String {
     }
 }
 
-pub fn percent(value: f64) -> String {
+fn percent(value: f64) -> String {
     format!("{value:.1}")
 }
 
@@ -400,7 +400,7 @@ impl Cell {
     }
 }
 
-pub const LEGEND: &str = "\
+const LEGEND: &str = "\
 Baseline: its aggregate, mean ± 95 % CI over repetitions. Others: % loss from the baseline
 ± 95 % CI (Welch's t); positive is worse. ~ marks a difference not significant at 95 %
 (an interval needs 2+ repetitions on both sides). (…) is a technology's own figure where no
