@@ -7,6 +7,8 @@ use crate::event::Event;
 pub enum Msg {
     Event(Event),
     Terminal(ratatui::crossterm::event::Event),
+    /// SIGINT, SIGTERM or SIGHUP, delivered by the signal thread.
+    Signal(i32),
     /// Start the model afresh (a replay seeking backwards).
     Reset,
     /// The producer of the session (orchestrator or replay) has finished.

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::app::stop::{self, StopStep};
 use crate::app::{Consumer, Live, Replay, ReplayControl, default_recording_path};
 use crate::bus::Msg;
 use crate::event::{Event, LogLevel};
 use crate::input::InputError;
-use crate::orchestrate::Control;
+use crate::orchestrate::{Control, StopCause};
 use crate::plan::LoadedPlan;
 use crate::store::csv;
 use crate::transport::ssh::UnknownKey;
@@ -139,6 +140,10 @@ struct ExportArgs {
     /// Directory to write samples_long.csv, samples_wide.csv, results.csv and phases.csv into.
     #[arg(long, value_name = "DIR")]
     csv: PathBuf,
+    /// Keep every readable row of a damaged recording, skipping what is
+    /// damaged (without it, reading stops at the first damage).
+    #[arg(long)]
+    salvage: bool,
 }
 
 #[derive(Args)]
@@ -260,6 +265,7 @@ enum WorkloadKind {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.list_theme_slots {
+        quiet_on_broken_pipe();
         for name in slot_names() {
             println!("{name}");
         }
@@ -276,23 +282,40 @@ pub fn main() -> ExitCode {
         ),
         Some(Command::Record(args)) => record(args.plan, args.time_scale, args.output),
         Some(Command::Replay(args)) => replay(&args.recording, args.speed, &cli.screen),
-        Some(Command::Export(args)) => export(&args.recording, &args.csv),
+        Some(Command::Export(args)) => export(&args.recording, &args.csv, args.salvage),
         Some(Command::Check(args)) => check(&args.plan, args.accept_new),
-        Some(Command::Report(args)) => report(&args),
-        Some(Command::Discover(args)) => discover(args.plan.as_deref()),
+        Some(Command::Report(args)) => {
+            quiet_on_broken_pipe();
+            report(&args)
+        }
+        Some(Command::Discover(args)) => {
+            quiet_on_broken_pipe();
+            discover(args.plan.as_deref())
+        }
         Some(Command::Workload(args)) => return ExitCode::from(workload(args.kind) as u8),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("vmbench: error: {e:#}");
-            if e.downcast_ref::<InputError>().is_some() {
+            if e.downcast_ref::<InputError>().is_some()
+                || e.downcast_ref::<crate::store::NotARecording>().is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
             }
         }
     }
+}
+
+/// For commands that only print: a reader that goes away (`| head`) ends
+/// the process quietly, as it does any Unix filter, instead of a panic in
+/// `print!`. Not for sessions: there a reset SSH socket must not kill vmbench.
+fn quiet_on_broken_pipe() {
+    // SAFETY: restores the default disposition of one signal, before any
+    // thread is started.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
 fn workload(kind: WorkloadKind) -> i32 {
@@ -341,7 +364,11 @@ fn check(path: &Path, accept_new: bool) -> Result<ExitCode> {
         UnknownKey::Refuse
     };
     let checks = crate::check::check_plan(&plan, unknown);
-    print!("{}", crate::check::render(&checks));
+    // A reader gone (`| head`) is no error of the check's.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stdout(),
+        crate::check::render(&checks).as_bytes(),
+    );
     Ok(if crate::check::problems(&checks).is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -361,8 +388,31 @@ struct LiveSteer {
     live: Option<Live>,
 }
 
+impl LiveSteer {
+    /// A stop asked for by a key or a signal; the second ends at once.
+    fn stop(&mut self, cause: StopCause, consumer: &mut Consumer) -> Next {
+        let Some(live) = &mut self.live else {
+            return Next::Close;
+        };
+        match live.request_stop(cause, consumer) {
+            StopStep::WindDown(_) => Next::CloseWhenFinished,
+            StopStep::AtOnce => {
+                live.end_at_once(consumer);
+                ratatui::restore();
+                eprintln!(
+                    "vmbench: ended at once; recording: {}",
+                    consumer
+                        .recording_path()
+                        .map_or_else(String::new, |p| p.display().to_string())
+                );
+                std::process::exit(stop::AT_ONCE_STATUS);
+            }
+        }
+    }
+}
+
 impl Steer for LiveSteer {
-    fn act(&mut self, action: Action, view: &mut View, _consumer: &mut Consumer) -> Next {
+    fn act(&mut self, action: Action, view: &mut View, consumer: &mut Consumer) -> Next {
         let Some(live) = &self.live else {
             // The plan is over; the screen stays until q.
             return if action == Action::Quit {
@@ -375,7 +425,7 @@ impl Steer for LiveSteer {
             Action::Start => Control::Start,
             Action::Skip => Control::Skip,
             Action::Abort => Control::Abort,
-            Action::Quit => Control::Quit,
+            Action::Quit => return self.stop(StopCause::Operator, consumer),
             Action::Pause => {
                 view.display_paused = !view.display_paused;
                 return Next::Stay;
@@ -386,7 +436,20 @@ impl Steer for LiveSteer {
             *waiting = false;
         }
         let _ = live.control.send(control);
-        if control == Control::Quit {
+        Next::Stay
+    }
+
+    fn signal(&mut self, signal: i32, _view: &mut View, consumer: &mut Consumer) -> Next {
+        self.stop(stop::cause_of(signal), consumer)
+    }
+
+    fn tick(&mut self, consumer: &mut Consumer) -> Next {
+        let Some(live) = &mut self.live else {
+            return Next::Stay;
+        };
+        if live.watch_stop(consumer) {
+            Next::Close
+        } else if live.stopping.cause().is_some() {
             Next::CloseWhenFinished
         } else {
             Next::Stay
@@ -501,6 +564,14 @@ impl Steer for ReplaySteer {
         Next::Stay
     }
 
+    fn signal(&mut self, _signal: i32, _view: &mut View, _consumer: &mut Consumer) -> Next {
+        Next::Close
+    }
+
+    fn tick(&mut self, _consumer: &mut Consumer) -> Next {
+        Next::Stay
+    }
+
     fn note(&mut self, _text: String, _consumer: &mut Consumer) {}
 
     fn finished(&mut self, view: &mut View, _consumer: &mut Consumer) {
@@ -531,6 +602,8 @@ fn replay(path: &Path, speed: f64, screen: &ScreenArgs) -> Result<ExitCode> {
         bail!("the TUI needs a terminal; `vmbench export` reads a recording without a screen");
     }
     let (replay, mut consumer, bus) = Replay::open(path, speed)?;
+    crate::app::stop::forward_signals(bus.tx.clone())
+        .context("listening for SIGINT, SIGTERM and SIGHUP")?;
     let mut view = View::new(Feed::Replay {
         speed,
         paused: false,
@@ -548,8 +621,11 @@ fn replay(path: &Path, speed: f64, screen: &ScreenArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn export(recording: &Path, dir: &Path) -> Result<ExitCode> {
-    let done = csv::export(recording, dir)?;
+fn export(recording: &Path, dir: &Path, salvage: bool) -> Result<ExitCode> {
+    let done = csv::export(recording, dir, salvage)?;
+    for warning in &done.warnings {
+        eprintln!("vmbench: warning: {warning}");
+    }
     eprintln!(
         "wrote {} samples, {} run results and {} phase aggregates to {}",
         done.samples,
@@ -661,7 +737,7 @@ fn record(
 ) -> Result<ExitCode> {
     let plan = load_plan(plan.as_ref(), time_scale)?;
     let path = output.unwrap_or_else(|| default_recording_path(&plan.plan.name));
-    let (live, mut consumer, bus) = Live::start(&plan, &path, true, this_program()?)?;
+    let (mut live, mut consumer, bus) = Live::start(&plan, &path, true, this_program()?)?;
     drop(bus.tx);
     let tty = std::io::stderr().is_terminal();
     eprintln!(
@@ -698,10 +774,20 @@ fn record(
                 }
             }
             Ok(msg) => {
-                consumer.take(msg);
+                if let Some(Msg::Signal(signal)) = consumer.take(msg) {
+                    if live.request_stop(stop::cause_of(signal), &mut consumer) == StopStep::AtOnce
+                    {
+                        live.end_at_once(&mut consumer);
+                        eprintln!("\nvmbench: ended at once; recording: {}", path.display());
+                        std::process::exit(stop::AT_ONCE_STATUS);
+                    }
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if live.watch_stop(&mut consumer) {
+            break;
         }
         let every = if tty {
             Duration::from_millis(500)

@@ -173,6 +173,7 @@ pub fn parse_qemu(args: &[String]) -> Option<Found> {
                     .unwrap_or("")
                     .to_string();
             }
+            "pidfile" => found.pidfile = Some(value.to_string()),
             "enable-kvm" => {
                 found.accelerator = Some("kvm".into());
                 reads_value = false;
@@ -811,6 +812,16 @@ pub fn plan_fragment(f: &Found, address: Option<&str>) -> String {
         (Some(file), _) => {
             let _ = writeln!(toml, "pidfile = {file:?}");
         }
+        // A QEMU started without -name is named qemu-<pid> here, which its
+        // command line does not hold: only its pid finds it then.
+        (None, Some(pid))
+            if f.hypervisor == Some(Hypervisor::Qemu) && f.name == format!("qemu-{pid}") =>
+        {
+            let _ = writeln!(
+                toml,
+                "pid = {pid}   # it has no -name or -pidfile; give it one to survive a restart"
+            );
+        }
         (None, Some(_)) if f.hypervisor == Some(Hypervisor::Qemu) => {
             let _ = writeln!(
                 toml,
@@ -860,6 +871,34 @@ mod tests {
         assert!(!f.drives[0].writable);
         assert_eq!(f.data_drive().map(|d| d.path.as_str()), Some("/dev/loop4"));
         assert_eq!(f.technology(), "qemu-tcg");
+    }
+
+    #[test]
+    fn a_qemu_without_a_name_gets_a_rule_that_finds_it() {
+        let args: Vec<String> = [
+            "/usr/bin/qemu-system-x86_64",
+            "-m",
+            "512",
+            "-nic",
+            "tap,ifname=tap7",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut found = parse_qemu(&args).expect("a QEMU command line");
+        found.pid = Some(4698);
+        found.name = "qemu-4698".into();
+        let fragment = plan_fragment(&found, None);
+        assert!(fragment.contains("pid = 4698"), "{fragment}");
+        assert!(!fragment.contains("process ="), "{fragment}");
+
+        let with_pidfile: Vec<String> = ["qemu-system-x86_64", "-pidfile", "/run/q.pid"]
+            .map(String::from)
+            .to_vec();
+        let mut found = parse_qemu(&with_pidfile).expect("a QEMU command line");
+        found.pid = Some(4698);
+        found.name = "qemu-4698".into();
+        let fragment = plan_fragment(&found, None);
+        assert!(fragment.contains("pidfile = \"/run/q.pid\""), "{fragment}");
     }
 
     #[test]

@@ -159,8 +159,13 @@ pub enum Event {
         level: LogLevel,
         text: String,
     },
+    /// The session is over; `reason` says how it ended (the plan ran out,
+    /// the operator or a signal stopped it, the recording failed). Older
+    /// recordings have none.
     SessionEnded {
         t: Nanos,
+        #[serde(default)]
+        reason: String,
     },
     /// A guest's connection: connecting, ready (with what was learned), failed.
     GuestState {
@@ -180,9 +185,39 @@ pub enum Event {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum GuestState {
     Connecting,
-    Ready { info: crate::transport::GuestInfo },
-    Failed { reason: String },
+    Ready {
+        info: GuestInfo,
+    },
+    Failed {
+        reason: String,
+    },
+    /// The connection broke after the guest was ready: its running copies
+    /// failed, and later phases do not run on it unless it reconnects.
+    Lost {
+        reason: String,
+    },
+    /// A lost guest being connected again before a phase (`reconnect = true`).
+    Reconnecting {
+        attempt: u32,
+    },
     Closed,
+}
+
+/// What vmbench learned about a guest while preparing it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuestInfo {
+    pub address: String,
+    /// This host's address as the guest sees it.
+    pub local_ip: std::net::IpAddr,
+    pub arch: String,
+    pub kernel: String,
+    pub connect_ms: f64,
+    /// Guest CLOCK_MONOTONIC minus host CLOCK_MONOTONIC, measured over the
+    /// round trip with the smallest delay; None when it cannot be measured.
+    pub clock_offset_ns: Option<i64>,
+    pub clock_rtt_ns: Option<u64>,
+    /// Where this binary was put on the guest, or why it could not run there.
+    pub vmbench: Result<String, String>,
 }
 
 impl PhaseOutcome {
@@ -236,7 +271,7 @@ impl Event {
             | Event::PhaseEnded { t, .. }
             | Event::Note { t, .. }
             | Event::Log { t, .. }
-            | Event::SessionEnded { t }
+            | Event::SessionEnded { t, .. }
             | Event::GuestState { t, .. }
             | Event::PhaseReleased { t, .. } => Some(*t),
         }

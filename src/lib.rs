@@ -9,6 +9,7 @@ pub mod check;
 pub mod cli;
 pub mod discover;
 pub mod event;
+pub mod format;
 pub mod input;
 pub mod model;
 pub mod orchestrate;

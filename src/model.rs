@@ -237,7 +237,8 @@ pub struct Session {
     pub runs: BTreeMap<RunId, Run>,
     pub notes: Vec<(Nanos, String)>,
     pub log: VecDeque<LogLine>,
-    pub ended: Option<Nanos>,
+    /// When the session ended and how (the `session_ended` reason).
+    pub ended: Option<(Nanos, String)>,
     /// Each guest's connection state, in the order guests were first heard of.
     pub guests: Vec<(String, GuestState)>,
 }
@@ -423,7 +424,7 @@ impl Session {
                     text: text.clone(),
                 });
             }
-            Event::SessionEnded { t } => self.ended = Some(*t),
+            Event::SessionEnded { t, reason } => self.ended = Some((*t, reason.clone())),
             Event::GuestState { guest, state, .. } => {
                 match self.guests.iter_mut().find(|(name, _)| name == guest) {
                     Some((_, known)) => *known = state.clone(),
@@ -830,7 +831,7 @@ pub(crate) mod tests {
         assert_eq!(cpu.contributing, 1);
         assert_eq!(cpu.aggregate, Some(80.0));
         assert_eq!(cpu.per_copy[1].value, None);
-        assert_eq!(session.ended, Some(5_300_000_000));
+        assert_eq!(session.ended.as_ref().map(|e| e.0), Some(5_300_000_000));
         assert_eq!(session.remaining(), 0);
     }
 

@@ -3,32 +3,30 @@
 //! timeout or the operator. Nothing is left running afterwards.
 
 mod guests;
+mod servers;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
 use std::sync::mpsc::Sender;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use anyhow::Result;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::bus::EventSink;
 use crate::event::{Clock, Event, LogLevel, PhaseOutcome, RunId, RunOutcome};
+use crate::format::clock as clock_text;
 use crate::model::Session;
 use crate::plan::{Order, Plan, PlannedPhase, Transport};
 use crate::results::{DEFAULT_SKEW_BOUND, Results};
 use crate::sample::{SamplerCommand, SeriesIds};
 use crate::stats::Summary;
-use crate::transport::ssh::{ExecId, Link, RemoteOutput};
-use crate::transport::{Remote, shell_command};
-use crate::workload::{LaunchContext, Output, OutputParser, WorkloadSpec, builtin, tools};
+use crate::transport::{ExecEnd, ExecId, ExecOutput, Link, local};
+use crate::workload::{LaunchContext, Output, OutputParser, WorkloadSpec, tools};
 pub use guests::GuestPool;
 use guests::PoolContext;
+use servers::{NetReceiver, ToolServer};
 
 /// What the operator (or a signal) asks of a running plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +36,35 @@ pub enum Control {
     Skip,
     /// End the current phase now and hold the plan until Start.
     Abort,
-    Quit,
+    /// End the session: copies killed, guests closed.
+    Quit(StopCause),
+}
+
+/// Why a session was stopped before its plan ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    Operator,
+    Signal(&'static str),
+    RecordingFailed,
+}
+
+impl StopCause {
+    pub fn text(self) -> String {
+        match self {
+            StopCause::Operator => "stopped by the operator".into(),
+            StopCause::Signal(name) => format!("stopped by {name}"),
+            StopCause::RecordingFailed => "stopped: the recording could not be written".into(),
+        }
+    }
 }
 
 /// How long copies may take to set up and reach the barrier.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long killed copies may take to report their end; one that has not
+/// by then (its guest went silent) is recorded as failed and left.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How long closing the guests may take at the end of a session.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const STDERR_TAIL: usize = 12;
 
 pub struct Orchestrator {
@@ -65,32 +87,20 @@ enum CopyMsg {
     Output(usize, Result<Vec<Output>, String>),
     Exited {
         index: usize,
-        /// Err says how it did not succeed.
-        ended: Result<(), String>,
+        end: ExecEnd,
         stderr_tail: Vec<String>,
     },
 }
 
-/// How the orchestrator reaches a copy: a child process on this host, or a
-/// command on a guest's SSH session.
-enum Handle {
-    Local {
-        pid: Option<u32>,
-        stdin: Option<ChildStdin>,
-    },
-    Remote {
-        link: Link,
-        id: ExecId,
-        /// The guest's monotonic clock minus this host's.
-        clock_offset_ns: i64,
-    },
-    Gone,
-}
-
+/// A copy of the phase's benchmark, on this host or a guest: the same to
+/// the orchestrator either way.
 struct Copy {
     run: RunId,
     guest: String,
-    handle: Handle,
+    /// How it is reached; None when it never started.
+    exec: Option<(Link, ExecId)>,
+    /// The machine's monotonic clock minus this host's.
+    clock_offset_ns: i64,
     ready: bool,
     exited: bool,
     cancelled: bool,
@@ -100,6 +110,7 @@ struct Copy {
 /// Where copies run: the session's guests, and the network receivers that
 /// `net` copies send to, one per address this host is reached at.
 struct Targets {
+    host: local::Link,
     pool: GuestPool,
     receivers: HashMap<IpAddr, NetReceiver>,
     /// Servers started for one phase's copies (iperf3), stopped after it.
@@ -110,7 +121,7 @@ struct Targets {
 enum After {
     Continue,
     Hold,
-    Quit,
+    Quit(StopCause),
 }
 
 impl Orchestrator {
@@ -206,7 +217,7 @@ impl Orchestrator {
         loop {
             match control.recv().await {
                 Some(Control::Start) => return true,
-                Some(Control::Quit) | None => return false,
+                Some(Control::Quit(_)) | None => return false,
                 Some(_) => {}
             }
         }
@@ -229,10 +240,12 @@ impl Orchestrator {
             },
         );
         let mut targets = Targets {
+            host: local::Link::default(),
             pool,
             receivers: HashMap::new(),
             servers: Vec::new(),
         };
+        let mut stopped: Option<StopCause> = None;
         if autostart || self.wait_for_start(&mut control, true).await {
             let unsettled = targets.pool.unsettled();
             if unsettled > 0 {
@@ -242,26 +255,37 @@ impl Orchestrator {
                 );
             }
             tokio::select! {
-                _ = targets.pool.settle() => self.run_schedule(&mut targets, &mut control).await,
-                cmd = control.recv() => if interrupted(cmd).is_some() {
+                _ = targets.pool.settle() => {
+                    stopped = self.run_schedule(&mut targets, &mut control).await;
+                }
+                cmd = control.recv() => if let Some((_, After::Quit(cause))) = interrupted(cmd) {
                     self.log(LogLevel::Warn, "stopped while guests were connecting");
+                    stopped = Some(cause);
                 },
             }
+        } else {
+            stopped = Some(StopCause::Operator);
         }
         for (_, r) in targets.receivers.drain() {
             r.stop().await;
         }
         let pool = targets.pool;
-        let (clock, sink) = (self.clock, self.sink.clone());
-        // Closing waits for each guest's cleanup, which is blocking work.
-        let _ = tokio::task::spawn_blocking(move || pool.close(clock, &sink)).await;
+        // Closing waits for each guest's cleanup (blocking work), bounded.
+        let deadline = Instant::now() + CLOSE_GRACE;
+        let _ = tokio::task::spawn_blocking(move || pool.close(deadline)).await;
         self.emit(Event::SessionEnded {
             t: self.clock.now(),
+            reason: stopped.map_or("the plan ran to its end".into(), StopCause::text),
         });
         Ok(())
     }
 
-    async fn run_schedule(&self, targets: &mut Targets, control: &mut UnboundedReceiver<Control>) {
+    /// Runs the phases; Some(cause) when the session was stopped early.
+    async fn run_schedule(
+        &self,
+        targets: &mut Targets,
+        control: &mut UnboundedReceiver<Control>,
+    ) -> Option<StopCause> {
         let mut next_run: RunId = 0;
         let mut queue: VecDeque<PlannedPhase> = self.schedule.iter().cloned().collect();
         let mut shuffle = fastrand::Rng::with_seed(self.plan.seed.unwrap_or(0).wrapping_add(1));
@@ -307,18 +331,19 @@ impl Orchestrator {
             }
             match after {
                 After::Continue => {}
-                After::Quit => break,
+                After::Quit(cause) => return Some(cause),
                 After::Hold => {
                     self.log(
                         LogLevel::Warn,
                         "phase aborted; the plan is held: press s to go on, q to quit",
                     );
                     if !self.wait_for_start(control, false).await {
-                        break;
+                        return Some(StopCause::Operator);
                     }
                 }
             }
         }
+        None
     }
 
     /// The network receiver for copies that reach this host at `ip`,
@@ -339,11 +364,8 @@ impl Orchestrator {
         Ok(addr)
     }
 
-    fn spawn_copy(&self, argv: &[String]) -> std::io::Result<Child> {
-        owned_command(argv, Stdio::piped(), Stdio::piped()).spawn()
-    }
-
-    /// Starts one copy on a guest and returns how to reach it, or why not.
+    /// Starts one copy on a guest: how to reach it and the clock offset of
+    /// its machine, or why it could not start.
     async fn launch(
         &self,
         index: usize,
@@ -352,18 +374,19 @@ impl Orchestrator {
         bench: &crate::plan::Benchmark,
         targets: &mut Targets,
         tx: &UnboundedSender<CopyMsg>,
-    ) -> Result<Handle, String> {
-        let (remote, exe, sink_ip) = match guest.transport {
-            Transport::Local => (None, self.exe.clone(), IpAddr::V4(Ipv4Addr::LOCALHOST)),
+    ) -> Result<(Link, crate::transport::Exec, i64), String> {
+        let (link, exe, sink_ip, clock_offset_ns) = match guest.transport {
+            Transport::Local => (
+                Link::Local(targets.host.clone()),
+                self.exe.clone(),
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                0,
+            ),
             Transport::Ssh => {
-                let remote = targets
-                    .pool
-                    .get(guest.name())
-                    .await
-                    .map_err(|why| format!("guest unreachable: {why}"))?;
+                let remote = targets.pool.get(guest.name()).await?;
                 let exe = PathBuf::from(remote.info.vmbench.clone()?);
-                let ip = remote.info.local_ip;
-                (Some(remote), exe, ip)
+                let offset = remote.info.clock_offset_ns.unwrap_or(0);
+                (Link::Ssh(remote.link), exe, remote.info.local_ip, offset)
             }
         };
         let net_sink = match &bench.workload {
@@ -386,38 +409,19 @@ impl Orchestrator {
             net_sink,
         };
         let argv = bench.workload.command(&ctx);
-        let parser = bench.workload.parser();
-        match remote {
-            None => {
-                let mut child = self
-                    .spawn_copy(&argv)
-                    .map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
-                let pid = child.id();
-                if let Some(pid) = pid {
-                    let _ = self.sampler.send(SamplerCommand::Watch { run, pid });
-                }
-                let stdin = child.stdin.take();
-                tokio::spawn(watch_copy(index, child, parser, tx.clone()));
-                Ok(Handle::Local { pid, stdin })
-            }
-            Some(Remote { link, info }) => {
-                let (out_tx, out_rx) = unbounded_channel();
-                let id = link.exec(shell_command(&argv), out_tx);
-                let clock_offset_ns = info.clock_offset_ns.unwrap_or(0);
-                tokio::spawn(watch_remote(
-                    index,
-                    out_rx,
-                    parser,
-                    clock_offset_ns,
-                    tx.clone(),
-                ));
-                Ok(Handle::Remote {
-                    link,
-                    id,
-                    clock_offset_ns,
-                })
-            }
+        let (out_tx, out_rx) = unbounded_channel();
+        let exec = link.exec(&argv, out_tx)?;
+        if let Some(pid) = exec.pid {
+            let _ = self.sampler.send(SamplerCommand::Watch { run, pid });
         }
+        tokio::spawn(watch_copy(
+            index,
+            out_rx,
+            bench.workload.parser(),
+            clock_offset_ns,
+            tx.clone(),
+        ));
+        Ok((link, exec, clock_offset_ns))
     }
 
     async fn run_phase(
@@ -430,6 +434,15 @@ impl Orchestrator {
     ) -> (PhaseOutcome, After) {
         let bench = &self.plan.benchmarks[planned.benchmark];
         let guests = self.plan.guests_of(bench);
+        // Lost guests that may come back are connected again first; the
+        // operator can stop that wait like any other.
+        let names: Vec<&str> = guests.iter().map(|g| g.name()).collect();
+        tokio::select! {
+            _ = targets.pool.revive(&names) => {}
+            cmd = control.recv() => if let Some(stop) = interrupted(cmd) {
+                return stop;
+            },
+        }
         let (tx, mut rx) = unbounded_channel();
         let mut copies = Vec::new();
         for index in 0..planned.concurrency as usize {
@@ -437,10 +450,7 @@ impl Orchestrator {
             let run = *next_run;
             *next_run += 1;
             let launched = self.launch(index, run, guest, bench, targets, &tx).await;
-            let pid = match &launched {
-                Ok(Handle::Local { pid, .. }) => *pid,
-                _ => None,
-            };
+            let pid = launched.as_ref().ok().and_then(|(_, exec, _)| exec.pid);
             self.emit(Event::RunSpawned {
                 t: self.clock.now(),
                 run,
@@ -454,14 +464,18 @@ impl Orchestrator {
             let mut copy = Copy {
                 run,
                 guest: guest.name().to_string(),
-                handle: Handle::Gone,
+                exec: None,
+                clock_offset_ns: 0,
                 ready: false,
                 exited: false,
                 cancelled: false,
                 failure: None,
             };
             match launched {
-                Ok(handle) => copy.handle = handle,
+                Ok((link, exec, clock_offset_ns)) => {
+                    copy.exec = Some((link, exec.id));
+                    copy.clock_offset_ns = clock_offset_ns;
+                }
                 Err(reason) => {
                     copy.exited = true;
                     self.log(
@@ -494,7 +508,7 @@ impl Orchestrator {
                 )
             });
         if let Ok(None) = stop {
-            let start_at = release(&copies);
+            let start_at = self.release(&mut copies);
             self.emit(Event::PhaseReleased {
                 t: self.clock.from_monotonic(start_at),
                 phase,
@@ -563,28 +577,66 @@ impl Orchestrator {
     }
 
     /// Kills every copy's process group, here or on its guest, and waits
-    /// for each to be reaped.
+    /// for each to report its end, for at most `KILL_GRACE`: a copy whose
+    /// guest went silent is recorded as failed rather than waited for.
     async fn stop_copies(&self, copies: &mut [Copy], rx: &mut UnboundedReceiver<CopyMsg>) {
         for copy in copies.iter_mut().filter(|c| !c.exited) {
-            match &mut copy.handle {
-                Handle::Local { pid, stdin } => {
-                    *stdin = None;
-                    if let Some(pid) = pid {
-                        // SAFETY: signals the process group this orchestrator created.
-                        unsafe { libc::killpg(*pid as libc::pid_t, libc::SIGKILL) };
-                    }
-                }
-                Handle::Remote { link, id, .. } => link.kill(*id),
-                Handle::Gone => {}
+            if let Some((link, id)) = &copy.exec {
+                link.kill(*id);
             }
             copy.cancelled = true;
         }
+        let deadline = tokio::time::Instant::now() + KILL_GRACE;
         while copies.iter().any(|c| !c.exited) {
-            match rx.recv().await {
-                Some(msg) => self.handle(msg, copies),
-                None => break,
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg, copies),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
             }
         }
+        for copy in copies.iter_mut().filter(|c| !c.exited) {
+            copy.exited = true;
+            let reason = format!(
+                "did not end within {} s of being killed (its guest does not answer)",
+                KILL_GRACE.as_secs()
+            );
+            self.log(
+                LogLevel::Error,
+                format!("{} run {}: {reason}", copy.guest, copy.run),
+            );
+            copy.failure = Some(reason.clone());
+            self.emit(Event::RunEnded {
+                t: self.clock.now(),
+                run: copy.run,
+                outcome: RunOutcome::Failed { reason },
+            });
+        }
+    }
+
+    /// Releases every waiting copy with a start instant on its own clock, so
+    /// that all begin together whatever order the releases arrive in.
+    /// Returns the instant on this host's monotonic clock. A copy whose
+    /// release cannot be delivered fails and is killed.
+    fn release(&self, copies: &mut [Copy]) -> u64 {
+        let start_at = crate::event::monotonic_ns() + release_lead(copies).as_nanos() as u64;
+        for copy in copies.iter_mut().filter(|c| c.ready && !c.exited) {
+            let Some((link, id)) = &copy.exec else {
+                continue;
+            };
+            let at = (start_at as i64 + copy.clock_offset_ns).max(0);
+            if let Err(why) = link.write(*id, &format!("at {at}\n")) {
+                let reason = format!("its release could not be delivered: {why}");
+                self.log(
+                    LogLevel::Error,
+                    format!("{} run {}: {reason}", copy.guest, copy.run),
+                );
+                link.kill(*id);
+                copy.failure = Some(reason);
+            }
+        }
+        start_at
     }
 
     fn handle_output(&self, copy: &mut Copy, output: Output) {
@@ -651,20 +703,32 @@ impl Orchestrator {
             }
             CopyMsg::Exited {
                 index,
-                ended,
+                end,
                 stderr_tail,
             } => {
                 let copy = &mut copies[index];
+                if copy.exited {
+                    return;
+                }
                 copy.exited = true;
-                copy.handle = Handle::Gone;
-                let outcome = match (&copy.failure, ended) {
+                copy.exec = None;
+                let outcome = match (&copy.failure, end) {
+                    (_, ExecEnd::Lost(why)) => {
+                        // A lost guest is a failure even if the copy was
+                        // being cancelled: its end was never seen.
+                        let reason =
+                            format!("guest lost at {}: {why}", clock_text(self.clock.now()));
+                        copy.failure = Some(reason.clone());
+                        RunOutcome::Failed { reason }
+                    }
                     _ if copy.cancelled => RunOutcome::Cancelled,
                     (Some(reason), _) => RunOutcome::Failed {
                         reason: reason.clone(),
                     },
-                    (None, Ok(())) => RunOutcome::Completed,
-                    (None, Err(how)) => {
+                    (None, end) if end.success() => RunOutcome::Completed,
+                    (None, end) => {
                         let tail = stderr_tail.join(" | ");
+                        let how = end.describe();
                         let reason = if tail.is_empty() {
                             how
                         } else {
@@ -684,20 +748,13 @@ impl Orchestrator {
     }
 }
 
-fn describe_exit(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with status {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
-        _ => "ended".into(),
-    }
-}
-
 fn interrupted(cmd: Option<Control>) -> Option<(PhaseOutcome, After)> {
     match cmd {
         Some(Control::Skip) => Some((PhaseOutcome::Skipped, After::Continue)),
         Some(Control::Abort) => Some((PhaseOutcome::Aborted, After::Hold)),
-        Some(Control::Quit) | None => Some((PhaseOutcome::Aborted, After::Quit)),
+        Some(Control::Quit(cause)) => Some((PhaseOutcome::Aborted, After::Quit(cause))),
+        // The front end has gone: nobody is left to steer.
+        None => Some((PhaseOutcome::Aborted, After::Quit(StopCause::Operator))),
         Some(Control::Start) => None,
     }
 }
@@ -708,118 +765,26 @@ fn interrupted(cmd: Option<Control>) -> Option<(PhaseOutcome, After)> {
 fn release_lead(copies: &[Copy]) -> Duration {
     let remote = copies
         .iter()
-        .filter(|c| matches!(c.handle, Handle::Remote { .. }))
+        .filter(|c| matches!(c.exec, Some((Link::Ssh(_), _))))
         .count() as u32;
     Duration::from_millis(20) + Duration::from_millis(4) * remote
 }
 
-/// Releases every waiting copy with a start instant on its own clock, so
-/// that all begin together whatever order the releases arrive in. Returns
-/// the instant on this host's monotonic clock.
-fn release(copies: &[Copy]) -> u64 {
-    let start_at = crate::event::monotonic_ns() + release_lead(copies).as_nanos() as u64;
-    for copy in copies.iter().filter(|c| c.ready && !c.exited) {
-        match &copy.handle {
-            Handle::Remote {
-                link,
-                id,
-                clock_offset_ns,
-            } => {
-                let at = (start_at as i64 + clock_offset_ns).max(0);
-                link.write(*id, format!("at {at}\n").as_bytes());
-            }
-            Handle::Local {
-                stdin: Some(stdin), ..
-            } => {
-                let line = format!("at {start_at}\n");
-                // SAFETY: writes a short line to a pipe this process owns;
-                // far below PIPE_BUF, so it is written whole or not at all.
-                unsafe { libc::write(stdin.as_raw_fd(), line.as_ptr().cast(), line.len()) };
-            }
-            _ => {}
-        }
-    }
-    start_at
-}
-
-/// A child this orchestrator owns: its own process group (so that a kill
-/// reaches all it starts), stdout read by vmbench, killed when dropped or
-/// when vmbench dies.
-fn owned_command(argv: &[String], stdin: Stdio, stderr: Stdio) -> Command {
-    let mut command = Command::new(&argv[0]);
-    command
-        .args(&argv[1..])
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .process_group(0)
-        .kill_on_drop(true);
-    die_with_parent(&mut command);
-    command
-}
-
-/// Makes a child die with the orchestrator's thread, so that even a kill -9
-/// of vmbench leaves no benchmark running.
-fn die_with_parent(command: &mut Command) {
-    // SAFETY: prctl is async-signal-safe and touches only the child.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-}
-
+/// Parses a copy's output; its clock readings are moved from its machine's
+/// monotonic clock onto this host's. Exactly one `Exited` is sent, even
+/// when the output ends without one.
 async fn watch_copy(
     index: usize,
-    mut child: Child,
-    mut parser: Box<dyn OutputParser>,
-    tx: UnboundedSender<CopyMsg>,
-) {
-    let mut out = child.stdout.take().map(|s| BufReader::new(s).lines());
-    let mut err = child.stderr.take().map(|s| BufReader::new(s).lines());
-    let mut tail: VecDeque<String> = VecDeque::new();
-    while out.is_some() || err.is_some() {
-        tokio::select! {
-            line = async { out.as_mut().expect("guarded").next_line().await }, if out.is_some() => match line {
-                Ok(Some(line)) => { let _ = tx.send(CopyMsg::Output(index, parser.parse_line(&line))); }
-                _ => out = None,
-            },
-            line = async { err.as_mut().expect("guarded").next_line().await }, if err.is_some() => match line {
-                Ok(Some(line)) => {
-                    if tail.len() == STDERR_TAIL { tail.pop_front(); }
-                    tail.push_back(line);
-                }
-                _ => err = None,
-            },
-        }
-    }
-    let ended = match child.wait().await {
-        Ok(status) if status.success() => Ok(()),
-        Ok(status) => Err(describe_exit(status)),
-        Err(e) => Err(format!("could not be waited for: {e}")),
-    };
-    let _ = tx.send(CopyMsg::Exited {
-        index,
-        ended,
-        stderr_tail: tail.into(),
-    });
-}
-
-/// Parses a remote copy's output; its clock readings are moved from the
-/// guest's monotonic clock onto this host's.
-async fn watch_remote(
-    index: usize,
-    mut output: UnboundedReceiver<RemoteOutput>,
+    mut output: UnboundedReceiver<ExecOutput>,
     mut parser: Box<dyn OutputParser>,
     clock_offset_ns: i64,
     tx: UnboundedSender<CopyMsg>,
 ) {
-    let to_host = |guest_ns: u64| (guest_ns as i64 - clock_offset_ns).max(0) as u64;
+    let to_host = |machine_ns: u64| (machine_ns as i64 - clock_offset_ns).max(0) as u64;
     let mut tail: VecDeque<String> = VecDeque::new();
     while let Some(item) = output.recv().await {
         match item {
-            RemoteOutput::Stdout(line) => {
+            ExecOutput::Stdout(line) => {
                 let parsed = parser.parse_line(&line).map(|outputs| {
                     outputs
                         .into_iter()
@@ -842,110 +807,25 @@ async fn watch_remote(
                 });
                 let _ = tx.send(CopyMsg::Output(index, parsed));
             }
-            RemoteOutput::Stderr(line) => {
+            ExecOutput::Stderr(line) => {
                 if tail.len() == STDERR_TAIL {
                     tail.pop_front();
                 }
                 tail.push_back(line);
             }
-            RemoteOutput::Exited(exit) => {
-                let ended = if exit.success() {
-                    Ok(())
-                } else {
-                    Err(exit.describe())
-                };
+            ExecOutput::Exited(end) => {
                 let _ = tx.send(CopyMsg::Exited {
                     index,
-                    ended,
+                    end,
                     stderr_tail: tail.into(),
                 });
                 return;
             }
         }
     }
-}
-
-/// A server a tool's copies need on this host, up once it says it listens.
-struct ToolServer {
-    child: Child,
-}
-
-impl ToolServer {
-    async fn start(argv: &[String]) -> Result<Self> {
-        let mut child = owned_command(argv, Stdio::null(), Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", argv[0]))?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-        let mut lines = BufReader::new(stdout).lines();
-        let listening = tokio::time::timeout(Duration::from_secs(10), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.to_ascii_lowercase().contains("listening") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        if listening != Ok(true) {
-            let _ = child.kill().await;
-            let mut err = String::new();
-            if let Some(stderr) = child.stderr.take() {
-                let _ = BufReader::new(stderr).read_to_string(&mut err).await;
-            }
-            return Err(anyhow!("it did not start listening: {}", last_words(&err)));
-        }
-        // Its reports are not needed (the client's are), but a full pipe
-        // would stall it mid-test.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(ToolServer { child })
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-    }
-}
-
-fn last_words(text: &str) -> &str {
-    text.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("(nothing on stderr)")
-        .trim()
-}
-
-/// The receiving end of `net` copies, started once per session.
-struct NetReceiver {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl NetReceiver {
-    async fn start(exe: &std::path::Path, ip: IpAddr) -> Result<Self> {
-        let argv = [
-            exe.display().to_string(),
-            "workload".into(),
-            "net-sink".into(),
-            "--listen".into(),
-            SocketAddr::new(ip, 0).to_string(),
-        ];
-        let mut child = owned_command(&argv, Stdio::null(), Stdio::null())
-            .spawn()
-            .context("starting the receiver")?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow!("receiver has no stdout"))?;
-        let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .context("the receiver did not say where it listens")??
-            .ok_or_else(|| anyhow!("the receiver exited before listening"))?;
-        let addr = builtin::parse_listening(&first)
-            .ok_or_else(|| anyhow!("unexpected receiver output {first:?}"))?;
-        Ok(NetReceiver { child, addr })
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-    }
+    let _ = tx.send(CopyMsg::Exited {
+        index,
+        end: ExecEnd::Lost("its output ended without an exit status".into()),
+        stderr_tail: tail.into(),
+    });
 }

@@ -97,13 +97,65 @@ pub struct Guest {
     /// hypervisor and accelerator (`qemu-kvm`, `qemu-tcg`, `xen`).
     #[serde(default)]
     pub discover: bool,
+
+    // What happens when an `ssh` guest's connection breaks.
+    /// How often the connection is probed; a guest whose side stays silent
+    /// for `keepalive_count` probes is lost (default 5s × 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive: Option<PlanDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive_count: Option<Count>,
+    /// Connect a lost guest again before the next phase that needs it (a
+    /// rebooted VM, a restarted sshd): host key checked, vmbench uploaded
+    /// and the clock measured anew. Without it, later copies on a lost
+    /// guest fail at once.
+    #[serde(default)]
+    pub reconnect: bool,
+    /// Attempts per phase (default 3), the first after `reconnect_backoff`
+    /// (default 2s), each later one waiting twice as long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_attempts: Option<Count>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_backoff: Option<PlanDuration>,
 }
 
 fn ssh_port() -> u16 {
     22
 }
 
+/// When a guest counts as lost, and whether it is connected again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    pub keepalive: Duration,
+    pub keepalive_count: u32,
+    /// Attempts before each phase; 0 when the guest is not reconnected.
+    pub reconnect_attempts: u32,
+    pub reconnect_backoff: Duration,
+}
+
+impl Liveness {
+    /// How long a guest may send nothing before it counts as lost.
+    pub fn silence_limit(&self) -> Duration {
+        self.keepalive * self.keepalive_count.max(1)
+    }
+}
+
 impl Guest {
+    pub fn liveness(&self) -> Liveness {
+        Liveness {
+            keepalive: self.keepalive.map_or(Duration::from_secs(5), |d| d.0),
+            keepalive_count: self.keepalive_count.map_or(3, |c| c.0),
+            reconnect_attempts: if self.reconnect {
+                self.reconnect_attempts.map_or(3, |c| c.0)
+            } else {
+                0
+            },
+            reconnect_backoff: self
+                .reconnect_backoff
+                .map_or(Duration::from_secs(2), |d| d.0),
+        }
+    }
+
     pub fn name(&self) -> &str {
         self.name.get_ref()
     }
@@ -514,6 +566,11 @@ fn validate_guest(guest: &Guest) -> Result<(), (&'static str, String)> {
                 ("user", guest.user.is_some()),
                 ("identity", guest.identity.is_some()),
                 ("known_hosts", guest.known_hosts.is_some()),
+                ("keepalive", guest.keepalive.is_some()),
+                ("keepalive_count", guest.keepalive_count.is_some()),
+                ("reconnect", guest.reconnect),
+                ("reconnect_attempts", guest.reconnect_attempts.is_some()),
+                ("reconnect_backoff", guest.reconnect_backoff.is_some()),
             ];
             if let Some((key, _)) = ssh_keys.iter().find(|(_, given)| *given) {
                 return Err((
@@ -530,6 +587,24 @@ fn validate_guest(guest: &Guest) -> Result<(), (&'static str, String)> {
                 return Err(("user", format!("ssh guest {name:?} needs a user")));
             }
         }
+    }
+    if guest
+        .keepalive
+        .is_some_and(|k| k.0 < Duration::from_secs(1))
+    {
+        return Err((
+            "keepalive",
+            "a keepalive under 1s would count a busy guest as lost".into(),
+        ));
+    }
+    if (guest.reconnect_attempts.is_some() || guest.reconnect_backoff.is_some()) && !guest.reconnect
+    {
+        return Err((
+            "reconnect_attempts",
+            format!(
+                "guest {name:?}: reconnect_attempts and reconnect_backoff go with reconnect = true"
+            ),
+        ));
     }
     if guest.technology == "auto" && !guest.discover {
         return Err((

@@ -25,7 +25,7 @@ fn millis(t: Nanos) -> f64 {
 }
 
 /// One copy's figure for one metric.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CopyResult {
     pub source: String,
     pub phase: u32,
@@ -86,7 +86,7 @@ impl Serialize for Flag {
 }
 
 /// One phase's figures for one metric.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PhaseResult {
     pub source: String,
     pub phase: u32,
@@ -152,7 +152,7 @@ impl Fingerprint {
 
 /// What the host spent on a guest against what the guest saw itself, over
 /// one phase: CPU in cores, network and disk in bytes per second.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct OverheadResult {
     pub source: String,
     pub phase: u32,

@@ -81,7 +81,7 @@ fn a_live_session_replayed_gives_the_same_results() {
     // The host's own counters were sampled throughout.
     let reader = Reader::open(&path).expect("reader");
     let samples = reader.samples(0, u64::MAX).expect("samples");
-    let seconds = live.session.ended.expect("ended") as f64 / 1e9;
+    let seconds = live.session.ended.expect("ended").0 as f64 / 1e9;
     assert!(
         samples.len() as f64 >= seconds / 0.2 * 0.8,
         "{} samples in {seconds:.1}s",

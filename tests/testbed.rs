@@ -4,11 +4,13 @@
 
 mod common;
 
+use common::testbed::{
+    GUESTS, STATE, all_guests, guest, plan_text, processes_in, testbed, write_plan,
+};
 use common::{drain_until_finished, exe};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use vmbench::app::{Consumer, Replay};
@@ -17,84 +19,6 @@ use vmbench::model::RunState;
 use vmbench::plan::LoadedPlan;
 use vmbench::store::Reader;
 use vmbench::transport::ssh;
-
-const GUESTS: usize = 4;
-/// QEMU virtual machines q1..: the testbed's real hypervisor guests.
-const VMS: usize = 1;
-const STATE: &str = "/run/vmbench-testbed";
-
-/// Brings the testbed up once (idempotent) and hands out one turn at a time.
-fn testbed() -> MutexGuard<'static, ()> {
-    static UP: OnceLock<()> = OnceLock::new();
-    static TURN: Mutex<()> = Mutex::new(());
-    UP.get_or_init(|| {
-        let script = format!("{}/tests/testbed/testbed", env!("CARGO_MANIFEST_DIR"));
-        let out = Command::new(&script)
-            .args(["up", &GUESTS.to_string(), &VMS.to_string()])
-            .output()
-            .expect("the testbed script runs");
-        assert!(
-            out.status.success(),
-            "`{script} up {GUESTS} {VMS}` failed (it needs root, openssh-server and qemu-system-x86): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn guest(i: usize, known_hosts: &str) -> String {
-    format!(
-        "[[guest]]\nname = \"g{i}\"\ntransport = \"ssh\"\ntechnology = \"netns\"\n\
-         address = \"198.18.0.{}\"\nuser = \"root\"\nidentity = \"{STATE}/id_ed25519\"\n\
-         known_hosts = \"{known_hosts}\"\ninterface = \"vmbt-g{i}h\"\n\
-         image = \"/var/tmp/vmbench-testbed/g{i}.img\"\ncgroup = \"/vmbench-testbed/g{i}\"\n\n",
-        10 + i
-    )
-}
-
-fn plan_text(guests: &str, benchmarks: &str) -> String {
-    format!(
-        "name = \"testbed-test\"\ninterval = \"500ms\"\n\n[[guest]]\nname = \"host\"\n\
-         transport = \"local\"\ntechnology = \"bare-metal\"\n\n{guests}{benchmarks}"
-    )
-}
-
-fn all_guests() -> String {
-    (1..=GUESTS)
-        .map(|i| guest(i, &format!("{STATE}/known_hosts")))
-        .collect()
-}
-
-fn write_plan(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("plan.toml");
-    std::fs::write(&path, text).expect("plan written");
-    path
-}
-
-/// What `ps` shows inside a guest, over the testbed's own ssh.
-fn processes_in(i: usize) -> String {
-    let out = Command::new("ssh")
-        .args([
-            "-i",
-            &format!("{STATE}/id_ed25519"),
-            "-o",
-            &format!("UserKnownHostsFile={STATE}/known_hosts"),
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            &format!("root@198.18.0.{}", 10 + i),
-            "ps -eo pid,args",
-        ])
-        .output()
-        .expect("ssh runs");
-    assert!(
-        out.status.success(),
-        "ssh g{i}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// vmbench's folders on the guests (they share this host's /tmp).
 fn leftovers() -> Vec<PathBuf> {

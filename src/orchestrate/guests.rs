@@ -1,30 +1,48 @@
 //! The session's SSH guests: each is connected, prepared and sampled on a
 //! thread of its own from the start of the session, so that phases find
 //! their guests ready and one unreachable guest holds up nobody else.
+//!
+//! A guest whose connection breaks is marked lost at once (its copies end
+//! as failed, its sampler stops); later phases fail its copies at once, or
+//! connect it again first when the plan asks for `reconnect`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::bus::EventSink;
-use crate::event::{Clock, Event, GuestState, LogLevel};
+use crate::event::{Clock, Event, GuestState, LogLevel, Nanos};
+use crate::format::clock as clock_text;
 use crate::plan::{Guest, Plan, Transport};
 use crate::sample::{GuestSampler, SeriesIds, run_guest_sampler};
-use crate::transport::{self, Remote, ssh};
+use crate::transport::{self, Liveness, Remote, ssh};
 
 type Slot = Option<Result<Remote, String>>;
 
-pub struct GuestPool {
-    ready: HashMap<String, watch::Receiver<Slot>>,
-    stop_samplers: Vec<Sender<()>>,
-    threads: Vec<JoinHandle<()>>,
+/// When and why a guest was lost; shared with its link's session thread.
+type LostAt = Arc<Mutex<Option<(Nanos, String)>>>;
+
+struct Member {
+    guest: Guest,
+    slot: watch::Receiver<Slot>,
+    lost: LostAt,
+    stop_sampler: Sender<()>,
+    thread: JoinHandle<()>,
 }
 
+pub struct GuestPool {
+    members: HashMap<String, Member>,
+    /// Guests whose connection thread could not even be started.
+    unstarted: HashMap<String, String>,
+    ctx: PoolContext,
+}
+
+#[derive(Clone)]
 pub struct PoolContext {
     pub plan_origin: String,
     pub clock: Clock,
@@ -35,12 +53,30 @@ pub struct PoolContext {
     pub exe: PathBuf,
 }
 
+impl PoolContext {
+    fn state(&self, guest: &str, state: GuestState) {
+        self.sink.send(Event::GuestState {
+            t: self.clock.now(),
+            guest: guest.to_string(),
+            state,
+        });
+    }
+
+    fn log(&self, level: LogLevel, text: String) {
+        self.sink.send(Event::Log {
+            t: self.clock.now(),
+            level,
+            text,
+        });
+    }
+}
+
 impl GuestPool {
     pub fn start(plan: &Plan, ctx: &PoolContext) -> Self {
         let mut pool = GuestPool {
-            ready: HashMap::new(),
-            stop_samplers: Vec::new(),
-            threads: Vec::new(),
+            members: HashMap::new(),
+            unstarted: HashMap::new(),
+            ctx: ctx.clone(),
         };
         let ssh_guests: Vec<&Guest> = plan
             .guests
@@ -50,157 +86,260 @@ impl GuestPool {
         let quiet = Arc::new(Barrier::new(ssh_guests.len()));
         // Announced in plan order, before any connection reports back.
         for guest in &ssh_guests {
-            ctx.sink.send(Event::GuestState {
-                t: ctx.clock.now(),
-                guest: guest.name().to_string(),
-                state: GuestState::Connecting,
-            });
+            ctx.state(guest.name(), GuestState::Connecting);
         }
         for guest in ssh_guests {
-            let quiet = quiet.clone();
-            let (tx, rx) = watch::channel(None);
-            let (stop_tx, stop_rx) = channel();
-            let guest = guest.clone();
-            let name = guest.name().to_string();
-            let origin = ctx.plan_origin.clone();
-            let exe = ctx.exe.clone();
-            let (clock, sink, ids, interval) =
-                (ctx.clock, ctx.sink.clone(), ctx.ids.clone(), ctx.interval);
-            let spawned = std::thread::Builder::new()
-                .name(format!("guest-{name}"))
-                .spawn(move || {
-                    let state = |state| {
-                        sink.send(Event::GuestState {
-                            t: clock.now(),
-                            guest: guest.name().to_string(),
-                            state,
-                        });
-                    };
-                    let remote = bring_up(&guest, &origin, &exe, &quiet);
-                    match &remote {
-                        Ok(r) => state(GuestState::Ready {
-                            info: (*r.info).clone(),
-                        }),
-                        Err(reason) => state(GuestState::Failed {
-                            reason: reason.clone(),
-                        }),
-                    }
-                    // The sampler's session opens before the guest counts as
-                    // settled, so that its handshake is not inside a phase.
-                    let sampler = remote
-                        .is_ok()
-                        .then(|| open_sampler(&guest, &origin, ids))
-                        .map(|opened| {
-                            opened.map_err(|e| {
-                                sink.send(Event::Log {
-                                    t: clock.now(),
-                                    level: LogLevel::Warn,
-                                    text: format!("{}: no guest-side counters: {e}", guest.name()),
-                                });
-                            })
-                        });
-                    let _ = tx.send(Some(remote));
-                    if let Some(Ok((_connection, sampler))) = sampler {
-                        let name = guest.name().to_string();
-                        run_guest_sampler(sampler, name, clock, interval, sink.clone(), stop_rx);
-                    }
-                });
-            match spawned {
-                Ok(handle) => {
-                    pool.threads.push(handle);
-                    pool.stop_samplers.push(stop_tx);
-                    pool.ready.insert(name, rx);
-                }
-                Err(e) => {
-                    let (tx, rx) = watch::channel(Some(Err(format!("no thread: {e}"))));
-                    drop(tx);
-                    pool.ready.insert(name, rx);
-                }
-            }
+            pool.connect(guest.clone(), quiet.clone());
         }
         pool
+    }
+
+    /// Starts a guest's connection thread: bring-up, then its sampler.
+    fn connect(&mut self, guest: Guest, quiet: Arc<Barrier>) {
+        let name = guest.name().to_string();
+        let (tx, rx) = watch::channel(None);
+        let (stop_tx, stop_rx) = channel();
+        let lost: LostAt = Arc::default();
+        let ctx = self.ctx.clone();
+        let on_lost = {
+            let (ctx, lost, stop, name) =
+                (ctx.clone(), lost.clone(), stop_tx.clone(), name.clone());
+            move |reason: String| {
+                let t = ctx.clock.now();
+                *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some((t, reason.clone()));
+                let _ = stop.send(());
+                ctx.log(
+                    LogLevel::Error,
+                    format!("{name} lost at {}: {reason}", clock_text(t)),
+                );
+                ctx.state(&name, GuestState::Lost { reason });
+            }
+        };
+        let thread_guest = guest.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("guest-{name}"))
+            .spawn(move || {
+                let guest = thread_guest;
+                let remote = bring_up(&guest, &ctx, &quiet, Box::new(on_lost));
+                match &remote {
+                    Ok(r) => ctx.state(
+                        guest.name(),
+                        GuestState::Ready {
+                            info: (*r.info).clone(),
+                        },
+                    ),
+                    Err(reason) => ctx.state(
+                        guest.name(),
+                        GuestState::Failed {
+                            reason: reason.clone(),
+                        },
+                    ),
+                }
+                // The sampler's session opens before the guest counts as
+                // settled, so that its handshake is not inside a phase.
+                let sampler = remote
+                    .is_ok()
+                    .then(|| open_sampler(&guest, &ctx.plan_origin, ctx.ids.clone()))
+                    .map(|opened| {
+                        opened.map_err(|e| {
+                            ctx.log(
+                                LogLevel::Warn,
+                                format!("{}: no guest-side counters: {e}", guest.name()),
+                            )
+                        })
+                    });
+                let _ = tx.send(Some(remote));
+                if let Some(Ok((_connection, sampler))) = sampler {
+                    let name = guest.name().to_string();
+                    run_guest_sampler(sampler, name, ctx.clock, ctx.interval, ctx.sink, stop_rx);
+                }
+            });
+        match spawned {
+            Ok(thread) => {
+                self.members.insert(
+                    name,
+                    Member {
+                        guest,
+                        slot: rx,
+                        lost,
+                        stop_sampler: stop_tx,
+                        thread,
+                    },
+                );
+            }
+            Err(e) => {
+                self.unstarted.insert(name, format!("no thread: {e}"));
+            }
+        }
     }
 
     /// Waits until every guest's connection attempt is over, so that no
     /// upload or handshake runs beside a measured phase.
     pub async fn settle(&mut self) {
-        for rx in self.ready.values_mut() {
-            let _ = rx.wait_for(Option::is_some).await;
+        for member in self.members.values_mut() {
+            let _ = member.slot.wait_for(Option::is_some).await;
         }
     }
 
     pub fn unsettled(&self) -> usize {
-        self.ready
+        self.members
             .values()
-            .filter(|rx| rx.borrow().is_none())
+            .filter(|m| m.slot.borrow().is_none())
             .count()
     }
 
-    /// The guest, once its connection attempt is over.
+    /// The guest, once its connection attempt is over; Err says why it
+    /// cannot take a copy (failed, or lost and when).
     pub async fn get(&mut self, name: &str) -> Result<Remote, String> {
-        let Some(rx) = self.ready.get_mut(name) else {
+        if let Some(why) = self.unstarted.get(name) {
+            return Err(format!("guest unreachable: {why}"));
+        }
+        let Some(member) = self.members.get_mut(name) else {
             return Err(format!("{name} is not an SSH guest"));
         };
-        match rx.wait_for(Option::is_some).await {
+        let remote = match member.slot.wait_for(Option::is_some).await {
             Ok(slot) => slot.clone().unwrap_or_else(|| Err("not connected".into())),
             Err(_) => Err("its connection thread ended".into()),
+        }
+        .map_err(|why| format!("guest unreachable: {why}"))?;
+        match remote.link.liveness() {
+            Liveness::Up => Ok(remote),
+            Liveness::Lost(why) => {
+                let at = member
+                    .lost
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                Err(match at {
+                    Some((t, _)) => format!("guest lost at {}: {why}", clock_text(t)),
+                    None => format!("guest lost: {why}"),
+                })
+            }
+        }
+    }
+
+    /// Connects again, before a phase, each of `names` that was lost and
+    /// whose plan entry asks for `reconnect`: up to its attempts, waiting
+    /// its back-off (doubling) before each. Returns when each is ready or
+    /// has used its attempts.
+    pub async fn revive(&mut self, names: &[&str]) {
+        for name in names {
+            let Some(member) = self.members.get(*name) else {
+                continue;
+            };
+            let guest = member.guest.clone();
+            let liveness = guest.liveness();
+            let lost = member
+                .slot
+                .borrow()
+                .as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .is_some_and(|r| r.link.liveness() != Liveness::Up);
+            if !lost || liveness.reconnect_attempts == 0 {
+                continue;
+            }
+            let mut wait = liveness.reconnect_backoff;
+            for attempt in 1..=liveness.reconnect_attempts {
+                self.ctx.state(name, GuestState::Reconnecting { attempt });
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                self.retire(name);
+                self.connect(guest.clone(), Arc::new(Barrier::new(1)));
+                let ready = match self.members.get_mut(*name) {
+                    Some(m) => matches!(
+                        m.slot.wait_for(Option::is_some).await.as_deref(),
+                        Ok(Some(Ok(_)))
+                    ),
+                    None => false,
+                };
+                if ready {
+                    self.ctx.log(
+                        LogLevel::Info,
+                        format!("{name} reconnected (attempt {attempt})"),
+                    );
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Takes a lost guest's member out of the pool; its threads end on
+    /// their own (the link is gone, the sampler was told to stop).
+    fn retire(&mut self, name: &str) {
+        if let Some(member) = self.members.remove(name) {
+            let _ = member.stop_sampler.send(());
+            drop(member.thread);
         }
     }
 
     /// Closes every guest's session (removing what was put there) and stops
-    /// the guest samplers; waits for all of it.
-    pub fn close(mut self, clock: Clock, sink: &EventSink) {
-        for rx in self.ready.values_mut() {
-            if let Some(Ok(remote)) = rx.borrow().as_ref() {
-                remote.link.close();
-            }
-        }
-        for rx in self.ready.values_mut() {
-            let remote = rx.borrow().as_ref().and_then(|r| r.as_ref().ok()).cloned();
-            if let Some(remote) = remote {
-                remote.link.wait_closed();
-            }
-        }
-        drop(self.stop_samplers);
-        for handle in self.threads {
-            let _ = handle.join();
-        }
-        // A guest that failed keeps its failure as its last state.
-        let mut names: Vec<&String> = self
-            .ready
+    /// the guest samplers; waits for all of it until `deadline`. A guest
+    /// that has not closed by then (silent, its link cut) is named in the
+    /// log and left: its folder goes at its next connection's sweep.
+    pub fn close(self, deadline: Instant) {
+        let remotes: Vec<(String, Remote)> = self
+            .members
             .iter()
-            .filter(|(_, rx)| matches!(rx.borrow().as_ref(), Some(Ok(_))))
-            .map(|(name, _)| name)
+            .filter_map(|(name, m)| {
+                let slot = m.slot.borrow();
+                let remote = slot.as_ref()?.as_ref().ok()?.clone();
+                Some((name.clone(), remote))
+            })
             .collect();
+        for (_, remote) in &remotes {
+            remote.link.close();
+        }
+        for member in self.members.values() {
+            let _ = member.stop_sampler.send(());
+        }
+        let mut names: Vec<&String> = Vec::new();
+        for (name, remote) in &remotes {
+            let lost = remote.link.liveness() != Liveness::Up;
+            if remote.link.wait_closed(deadline) {
+                if !lost {
+                    names.push(name);
+                }
+            } else {
+                self.ctx.log(
+                    LogLevel::Warn,
+                    format!(
+                        "{name}: not closed within the stop's deadline (the guest is silent); \
+                         vmbench's folder there is removed at its next connection"
+                    ),
+                );
+            }
+        }
+        for member in self.members.into_values() {
+            while !member.thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // A guest that failed or was lost keeps that as its last state.
         names.sort();
         for name in names {
-            sink.send(Event::GuestState {
-                t: clock.now(),
-                guest: name.clone(),
-                state: GuestState::Closed,
-            });
+            self.ctx.state(name, GuestState::Closed);
         }
     }
 }
 
 fn bring_up(
     guest: &Guest,
-    plan_origin: &str,
-    exe: &Path,
+    ctx: &PoolContext,
     quiet: &Barrier,
+    on_lost: Box<dyn FnOnce(String) + Send>,
 ) -> Result<Remote, String> {
     let host = guest.address.as_deref().unwrap_or_default();
     let connection = match ssh::connect(guest, ssh::UnknownKey::Refuse) {
         Ok(c) => c,
         Err(e) => {
             quiet.wait();
-            return Err(e.describe(plan_origin, host));
+            return Err(e.describe(&ctx.plan_origin, host));
         }
     };
     let transport::Prepared { info, janitor } =
-        transport::prepare(&connection, &guest.endpoint(), exe, quiet)
+        transport::prepare(&connection, &guest.endpoint(), &ctx.exe, quiet)
             .map_err(|e| format!("{e:#}"))?;
-    let link = ssh::spawn_link(connection, guest.name(), janitor)
+    let link = ssh::spawn_link(connection, guest.name(), janitor, guest.liveness(), on_lost)
         .map_err(|e| format!("no thread for the session: {e}"))?;
     Ok(Remote {
         link,

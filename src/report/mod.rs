@@ -29,6 +29,10 @@ pub fn load(paths: &[PathBuf], skew_bound: f64) -> anyhow::Result<Results> {
             session.apply(event);
             Ok(())
         })?;
+        // A damaged recording counts up to its damage, and says so.
+        for warning in reader.warnings() {
+            eprintln!("vmbench: warning: {warning}");
+        }
         results.extend(Results::of_recording(
             &session,
             &path.display().to_string(),

@@ -30,10 +30,18 @@ pub struct Exported {
     pub samples: usize,
     pub results: usize,
     pub phases: usize,
+    /// What of a damaged recording could not be read.
+    pub warnings: Vec<String>,
 }
 
-pub fn export(recording: &Path, dir: &Path) -> Result<Exported> {
-    let reader = Reader::open(recording)?;
+/// Writes the CSV files of a recording; with `salvage`, every readable row
+/// of a damaged one (otherwise, everything before its first damage).
+pub fn export(recording: &Path, dir: &Path, salvage: bool) -> Result<Exported> {
+    let reader = if salvage {
+        Reader::open_salvaging(recording)?
+    } else {
+        Reader::open(recording)?
+    };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let create = |name: &str| {
         let path = dir.join(name);
@@ -97,6 +105,7 @@ pub fn export(recording: &Path, dir: &Path) -> Result<Exported> {
         samples,
         results,
         phases,
+        warnings: reader.warnings(),
     })
 }
 
@@ -109,9 +118,20 @@ fn write_results(session: &Session, recording: &Path, dir: &Path) -> Result<(usi
     Ok((results.copies.len(), results.phases.len()))
 }
 
-fn write_rows<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+/// Writes rows under their header, which is there even with no rows
+/// (pandas and other readers refuse an empty file).
+fn write_rows<T: Serialize + Default>(path: &Path, rows: &[T]) -> Result<()> {
     let mut writer =
         csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
+    if rows.is_empty() {
+        // serde writes a header only with a first row: take it from a
+        // default row, then keep just that line.
+        let mut probe = csv::Writer::from_writer(Vec::new());
+        probe.serialize(T::default())?;
+        let text = String::from_utf8(probe.into_inner().map_err(|e| e.into_error())?)?;
+        let header = text.lines().next().unwrap_or_default();
+        writer.write_record(header.split(','))?;
+    }
     for row in rows {
         writer.serialize(row)?;
     }

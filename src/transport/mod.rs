@@ -1,37 +1,25 @@
-//! Reaching guests. The host itself (the baseline) is reached by spawning
-//! processes directly, in `orchestrate`; guests over SSH through `ssh`.
+//! Reaching a machine behind one interface: the host itself (the baseline)
+//! through `local`, guests over SSH through `ssh`. Either way a command is
+//! started in its own process group, its output streams back line by line,
+//! a release line can be written to it, its group can be killed, and the
+//! link says whether the machine is still there.
+//!
 //! Preparing a guest puts this very binary there, so that the built-in
 //! workloads and the clock probe run the same code on every guest.
 
+pub mod local;
 pub mod ssh;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, Mutex};
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::event::monotonic_ns;
 
-/// What vmbench learned about a guest while preparing it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GuestInfo {
-    pub address: String,
-    /// This host's address as the guest sees it.
-    pub local_ip: IpAddr,
-    pub arch: String,
-    pub kernel: String,
-    pub connect_ms: f64,
-    /// Guest CLOCK_MONOTONIC minus host CLOCK_MONOTONIC, measured over the
-    /// round trip with the smallest delay; None when it cannot be measured.
-    pub clock_offset_ns: Option<i64>,
-    pub clock_rtt_ns: Option<u64>,
-    /// Where this binary was put on the guest, or why it could not run there.
-    pub vmbench: Result<String, String>,
-}
+pub use crate::event::GuestInfo;
 
 /// Arrives at a barrier once: on `arrive`, or when dropped on an early return.
 struct Arrival<'a>(Option<&'a Barrier>);
@@ -118,7 +106,9 @@ pub fn prepare(
     let mut words = out.lines();
     let arch = words.next().unwrap_or_default().trim().to_string();
     let kernel = words.next().unwrap_or_default().trim().to_string();
-    let (vmbench, janitor) = install(session, &arch, vmbench);
+    // Well past the point where vmbench itself would call the guest lost.
+    let patience = (connection.silence_limit * 2).max(std::time::Duration::from_secs(30));
+    let (vmbench, janitor) = install(session, &arch, vmbench, patience);
     arrival.arrive();
     let (clock_offset_ns, clock_rtt_ns) = match &vmbench {
         Ok(path) => match measure_clock(session, path) {
@@ -152,6 +142,7 @@ fn install(
     session: &ssh2::Session,
     arch: &str,
     vmbench: &Path,
+    patience: std::time::Duration,
 ) -> (Result<String, String>, Option<ssh::Janitor>) {
     let ours = std::env::consts::ARCH;
     if arch != ours {
@@ -163,6 +154,9 @@ fn install(
     }
     let step =
         |what: &str, e: anyhow::Error| format!("putting vmbench on the guest: {what}: {e:#}");
+    // Folders whose session ended without its janitor (vmbench killed while
+    // the link was cut, the janitor later killed with sshd) go first.
+    let _ = ssh::run(session, SWEEP_ORPHANS);
     let dir = match ssh::run(session, "mktemp -d /tmp/vmbench.XXXXXX") {
         Ok((0, out, _)) => out.trim().to_string(),
         Ok((_, _, err)) => {
@@ -174,7 +168,7 @@ fn install(
         }
         Err(e) => return (Err(step("mktemp", e)), None),
     };
-    let janitor = match ssh::Janitor::start(session, &dir) {
+    let janitor = match ssh::Janitor::start(session, &dir, patience) {
         Ok(j) => j,
         Err(e) => {
             let _ = ssh::run(session, &format!("rm -rf {}", shell_quote(&dir)));
@@ -182,8 +176,23 @@ fn install(
         }
     };
     let path = format!("{dir}/vmbench");
-    (copy_and_verify(session, vmbench, &path), Some(janitor))
+    match copy_and_verify(session, vmbench, &path) {
+        Ok(path) => (Ok(path), Some(janitor)),
+        Err(why) => {
+            // A half-made upload is removed now, not when the session ends;
+            // if even that fails, the next connection's sweep removes it.
+            let _ = ssh::run(session, &format!("rm -rf {}", shell_quote(&dir)));
+            (Err(why), Some(janitor))
+        }
+    }
 }
+
+/// Removes `/tmp/vmbench.*` folders that no process on the guest names any
+/// more (every copy and every janitor has its folder in its command line)
+/// and that are over 10 s old, so that a session being set up right now
+/// (between mktemp and its janitor, milliseconds) keeps its own. The `[v]`
+/// keeps grep from finding the pattern in its own command line.
+pub const SWEEP_ORPHANS: &str = r#"for d in $(find /tmp -maxdepth 1 -type d -name 'vmbench.*' ! -newermt '-10 seconds' 2>/dev/null); do n=${d#/tmp/vmbench.}; grep -qs "/tmp/[v]mbench\.$n" /proc/[0-9]*/cmdline || rm -rf "$d"; done; true"#;
 
 fn copy_and_verify(session: &ssh2::Session, vmbench: &Path, path: &str) -> Result<String, String> {
     let step =
@@ -259,6 +268,135 @@ fn measure_clock(session: &ssh2::Session, vmbench: &str) -> Result<(i64, u64)> {
     channel.wait_eof()?;
     channel.wait_close()?;
     best.ok_or_else(|| anyhow!("no clock answer"))
+}
+
+pub type ExecId = u64;
+
+/// A command started through a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exec {
+    pub id: ExecId,
+    /// Its process on this host; None on a guest.
+    pub pid: Option<u32>,
+}
+
+/// What a command sends back: lines of output, then exactly one `Exited`.
+#[derive(Debug)]
+pub enum ExecOutput {
+    Stdout(String),
+    Stderr(String),
+    Exited(ExecEnd),
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEnd {
+    Code(i32),
+    /// ssh2 reports status 0 for a command killed by a signal; the signal
+    /// name is what tells.
+    Signal(String),
+    /// The machine was lost before the command ended.
+    Lost(String),
+}
+
+impl ExecEnd {
+    pub fn success(&self) -> bool {
+        *self == ExecEnd::Code(0)
+    }
+
+    pub fn of_status(status: std::process::ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => ExecEnd::Code(code),
+            (None, Some(signal)) => ExecEnd::Signal(signal_name(signal)),
+            _ => ExecEnd::Code(-1),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ExecEnd::Code(c) => format!("exited with status {c}"),
+            ExecEnd::Signal(s) => format!("killed by SIG{s}"),
+            ExecEnd::Lost(why) => format!("connection lost: {why}"),
+        }
+    }
+}
+
+fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGKILL => "KILL".into(),
+        libc::SIGTERM => "TERM".into(),
+        libc::SIGINT => "INT".into(),
+        libc::SIGSEGV => "SEGV".into(),
+        libc::SIGABRT => "ABRT".into(),
+        libc::SIGPIPE => "PIPE".into(),
+        libc::SIGHUP => "HUP".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether a machine can still be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    Up,
+    /// Its connection broke (EOF, reset, keepalives unanswered): commands
+    /// on it have ended as lost and new ones end so at once.
+    Lost(String),
+}
+
+/// One way to reach a machine; the orchestrator drives copies through it
+/// without knowing which.
+#[derive(Clone)]
+pub enum Link {
+    Local(local::Link),
+    Ssh(ssh::Link),
+}
+
+impl Link {
+    /// Starts `argv` in its own process group; its output and its end come
+    /// back on `output`. On a lost machine the end arrives at once.
+    pub fn exec(
+        &self,
+        argv: &[String],
+        output: tokio::sync::mpsc::UnboundedSender<ExecOutput>,
+    ) -> Result<Exec, String> {
+        match self {
+            Link::Local(link) => link.exec(argv, output),
+            Link::Ssh(link) => Ok(Exec {
+                id: link.exec(shell_command(argv), output),
+                pid: None,
+            }),
+        }
+    }
+
+    /// Writes a line to the command's stdin (its release).
+    pub fn write(&self, id: ExecId, line: &str) -> Result<(), String> {
+        match self {
+            Link::Local(link) => link.write(id, line),
+            Link::Ssh(link) => match link.liveness() {
+                Liveness::Up => {
+                    link.write(id, line.as_bytes());
+                    Ok(())
+                }
+                Liveness::Lost(why) => Err(format!("guest lost: {why}")),
+            },
+        }
+    }
+
+    /// Kills the command's whole process group.
+    pub fn kill(&self, id: ExecId) {
+        match self {
+            Link::Local(link) => link.kill(id),
+            Link::Ssh(link) => link.kill(id),
+        }
+    }
+
+    pub fn liveness(&self) -> Liveness {
+        match self {
+            Link::Local(_) => Liveness::Up,
+            Link::Ssh(link) => link.liveness(),
+        }
+    }
 }
 
 /// A prepared guest: its session thread and what was learned.

@@ -23,13 +23,17 @@ use ssh2::{
 };
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::{ExecEnd, ExecId, ExecOutput, Liveness};
 use crate::plan::Guest;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Each blocking libssh2 call (handshake, auth, a channel request) gives up
 /// after this long.
 const SESSION_TIMEOUT_MS: u32 = 15_000;
-const KEEPALIVE_SECS: u32 = 15;
+/// A blocking call made while the session is ending, or to kill a
+/// command, gives up after this long: a guest that went silent must not
+/// hold up a stop.
+const SHORT_TIMEOUT_MS: u32 = 2_000;
 /// sshd drops unauthenticated connections beyond MaxStartups (10 by
 /// default); vmbench never has more handshakes than this in flight.
 const MAX_HANDSHAKES: usize = 8;
@@ -99,6 +103,8 @@ pub struct Connection {
     pub local_ip: IpAddr,
     pub host_key_added: bool,
     pub connect_time: Duration,
+    /// How long the guest may stay silent before it counts as lost.
+    pub silence_limit: Duration,
 }
 
 struct HandshakeSlots {
@@ -155,9 +161,11 @@ pub fn connect(guest: &Guest, unknown: UnknownKey) -> Result<Connection, Connect
                 drop(slot);
                 let host_key_added = check_host_key(&session, guest, unknown)?;
                 authenticate(&session, guest)?;
-                // No reply wanted: an unasked-for reply would sit in the
-                // socket of a session that has nothing else to read.
-                session.set_keepalive(false, KEEPALIVE_SECS);
+                // Replies wanted: they are what tells a live guest from a
+                // silent one (see `silence`). The link's keeper channel is
+                // read every turn, which consumes them.
+                let keepalive = guest.liveness().keepalive.as_secs().max(1) as u32;
+                session.set_keepalive(true, keepalive);
                 let local_ip = stream
                     .local_addr()
                     .map(|a| a.ip())
@@ -168,6 +176,7 @@ pub fn connect(guest: &Guest, unknown: UnknownKey) -> Result<Connection, Connect
                     local_ip,
                     host_key_added,
                     connect_time: began.elapsed(),
+                    silence_limit: guest.liveness().silence_limit(),
                 });
             }
             // A refused or unreachable address does not get better by trying
@@ -346,20 +355,46 @@ pub struct Janitor {
 }
 
 impl Janitor {
-    pub fn start(session: &Session, dir: &str) -> Result<Self> {
+    ///
+    /// The link writes a heartbeat to it at every keepalive; a janitor that
+    /// hears none for `patience` cleans up too, so that a session whose
+    /// connection died unseen (the link cut, then vmbench gone) cannot keep
+    /// its folder while the guest's sshd still believes in the connection.
+    pub fn start(session: &Session, dir: &str, patience: Duration) -> Result<Self> {
         let mut channel = session.channel_session()?;
         channel.exec(&format!(
-            "cat >/dev/null; rm -rf {}",
+            "if command -v timeout >/dev/null 2>&1; then \
+             while [ \"$(timeout {} head -c1 | wc -c)\" -eq 1 ]; do :; done; \
+             else cat >/dev/null; fi; rm -rf {}",
+            patience.as_secs().max(1),
             crate::transport::shell_quote(dir)
         ))?;
         Ok(Janitor { channel })
     }
 
+    fn heartbeat(&mut self) {
+        let _ = self.channel.write(b"\n");
+    }
+
+    /// A channel with nothing to clean up, for a guest vmbench was not put on.
+    fn keeper(session: &Session) -> Result<Self> {
+        let mut channel = session.channel_session()?;
+        channel.exec("cat >/dev/null")?;
+        Ok(Janitor { channel })
+    }
+
     /// Reads whatever the session has received, so that a packet no channel
     /// asked for (a keepalive reply) cannot leave the socket readable for
-    /// ever and spin the loop that polls it.
-    fn drain(&mut self, buf: &mut [u8]) {
-        while matches!(self.channel.read(buf), Ok(n) if n > 0) {}
+    /// ever and spin the loop that polls it. Err when the connection broke.
+    fn drain(&mut self, buf: &mut [u8]) -> Result<(), String> {
+        loop {
+            match self.channel.read(buf) {
+                Ok(n) if n > 0 => {}
+                Ok(_) => return Ok(()),
+                Err(e) if would_block(&e) => return Ok(()),
+                Err(e) => return Err(format!("reading: {e}")),
+            }
+        }
     }
 
     /// Ends the janitor's input and waits until it has cleaned up. Needs the
@@ -371,46 +406,11 @@ impl Janitor {
     }
 }
 
-/// How a remote command ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RemoteExit {
-    Code(i32),
-    /// ssh2 reports status 0 for a command killed by a signal; the signal
-    /// name is what tells.
-    Signal(String),
-    /// The connection broke before the command ended.
-    Lost(String),
-}
-
-impl RemoteExit {
-    pub fn success(&self) -> bool {
-        *self == RemoteExit::Code(0)
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            RemoteExit::Code(c) => format!("exited with status {c}"),
-            RemoteExit::Signal(s) => format!("killed by SIG{s}"),
-            RemoteExit::Lost(why) => format!("connection lost: {why}"),
-        }
-    }
-}
-
-/// What a remote command sends back.
-#[derive(Debug)]
-pub enum RemoteOutput {
-    Stdout(String),
-    Stderr(String),
-    Exited(RemoteExit),
-}
-
-pub type ExecId = u64;
-
 enum LinkCommand {
     Exec {
         id: ExecId,
         command: String,
-        output: UnboundedSender<RemoteOutput>,
+        output: UnboundedSender<ExecOutput>,
     },
     Write {
         id: ExecId,
@@ -429,39 +429,57 @@ pub struct Link {
     wake: Arc<OwnedFd>,
     next_id: Arc<std::sync::atomic::AtomicU64>,
     thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    /// Set, once, by the session thread when the connection breaks.
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 impl Link {
-    fn send(&self, command: LinkCommand) {
-        if self.commands.send(command).is_ok() {
-            let one: u64 = 1;
-            // SAFETY: writes 8 bytes from a live u64 to an eventfd this link owns.
-            unsafe {
-                libc::write(
-                    self.wake.as_raw_fd(),
-                    (&raw const one).cast(),
-                    std::mem::size_of::<u64>(),
-                )
-            };
-        }
+    /// False when the session thread has ended and will take no command.
+    fn send(&self, command: LinkCommand) -> Result<(), LinkCommand> {
+        self.commands.send(command).map_err(|e| e.0)?;
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd this link owns.
+        unsafe {
+            libc::write(
+                self.wake.as_raw_fd(),
+                (&raw const one).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+        Ok(())
     }
 
     /// Starts `command` in its own process group on the guest; its output
-    /// and end come back on `output`.
-    pub fn exec(&self, command: String, output: UnboundedSender<RemoteOutput>) -> ExecId {
+    /// and end come back on `output`. On a lost or closed session the end
+    /// comes back at once.
+    pub fn exec(&self, command: String, output: UnboundedSender<ExecOutput>) -> ExecId {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.send(LinkCommand::Exec {
+        let refused = self.send(LinkCommand::Exec {
             id,
             command,
             output,
         });
+        if let Err(LinkCommand::Exec { output, .. }) = refused {
+            let why = match self.liveness() {
+                Liveness::Lost(why) => why,
+                Liveness::Up => "the session was closed".into(),
+            };
+            let _ = output.send(ExecOutput::Exited(ExecEnd::Lost(why)));
+        }
         id
     }
 
+    pub fn liveness(&self) -> Liveness {
+        match self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            Some(why) => Liveness::Lost(why),
+            None => Liveness::Up,
+        }
+    }
+
     pub fn write(&self, id: ExecId, bytes: &[u8]) {
-        self.send(LinkCommand::Write {
+        let _ = self.send(LinkCommand::Write {
             id,
             bytes: bytes.to_vec(),
         });
@@ -469,20 +487,30 @@ impl Link {
 
     /// Kills the command's whole process group on the guest.
     pub fn kill(&self, id: ExecId) {
-        self.send(LinkCommand::Kill { id });
+        let _ = self.send(LinkCommand::Kill { id });
     }
 
     /// Asks the session to end: running commands are killed, the janitor
     /// cleans up, the connection is closed.
     pub fn close(&self) {
-        self.send(LinkCommand::Close);
+        let _ = self.send(LinkCommand::Close);
     }
 
-    pub fn wait_closed(&self) {
-        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(thread) = thread {
+    /// Waits until the session thread has ended, or `deadline` has passed;
+    /// true when it ended. A thread still blocked on a silent guest is left
+    /// to end with the process.
+    pub fn wait_closed(&self, deadline: Instant) -> bool {
+        let mut slot = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        while slot.as_ref().is_some_and(|t| !t.is_finished()) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(thread) = slot.take() {
             let _ = thread.join();
         }
+        true
     }
 }
 
@@ -497,7 +525,7 @@ fn wrap(command: &str) -> String {
 
 struct Running {
     channel: Channel,
-    output: UnboundedSender<RemoteOutput>,
+    output: UnboundedSender<ExecOutput>,
     pgid: Option<u32>,
     stdout: LineBuffer,
     stderr: LineBuffer,
@@ -529,12 +557,21 @@ impl LineBuffer {
 }
 
 /// Hands an authenticated session to its own thread and returns the handle.
-/// `janitor`, if any, is finished when the link closes.
+/// `janitor` is finished when the link closes (without one, a keeper
+/// channel stands in: some channel must be read for keepalive replies to be
+/// consumed). When the connection breaks, `on_lost` is called once with
+/// the reason, on the session thread, after every running command was told.
 pub fn spawn_link(
     connection: Connection,
     name: &str,
     janitor: Option<Janitor>,
+    liveness: crate::plan::Liveness,
+    on_lost: Box<dyn FnOnce(String) + Send>,
 ) -> std::io::Result<Link> {
+    let janitor = match janitor {
+        Some(j) => j,
+        None => Janitor::keeper(&connection.session).map_err(std::io::Error::other)?,
+    };
     // SAFETY: eventfd returns a new descriptor or -1, checked below.
     let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
     if fd < 0 {
@@ -544,14 +581,52 @@ pub fn spawn_link(
     let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
     let (tx, rx) = channel();
     let thread_wake = wake.clone();
+    let lost = Arc::new(Mutex::new(None));
+    let thread_lost = lost.clone();
+    let silence_limit = liveness.silence_limit();
     let thread = std::thread::Builder::new()
         .name(format!("ssh-{name}"))
-        .spawn(move || link_loop(connection, rx, &thread_wake, janitor))?;
+        .spawn(move || {
+            if let Some(why) = link_loop(connection, rx, &thread_wake, janitor, silence_limit) {
+                *thread_lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
+                on_lost(why);
+            }
+        })?;
     Ok(Link {
         commands: tx,
         wake,
         next_id: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         thread: Arc::new(Mutex::new(Some(thread))),
+        lost,
+    })
+}
+
+/// `TCP_ESTABLISHED` of the kernel's tcp_states.h (libc does not export it).
+const TCP_ESTABLISHED: u8 = 1;
+
+/// How long the guest's side of the connection has sent nothing, and
+/// whether TCP still counts it as established (a FIN or reset ends that).
+/// Keepalives ask for a reply every few seconds, so a live guest is never
+/// silent for long; the kernel keeps the time of the last data received.
+fn silence(stream: &TcpStream) -> Option<(Duration, bool)> {
+    // SAFETY: tcp_info is plain data; zeroes are a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then(|| {
+        (
+            Duration::from_millis(u64::from(info.tcpi_last_data_recv)),
+            info.tcpi_state == TCP_ESTABLISHED,
+        )
     })
 }
 
@@ -563,12 +638,14 @@ fn ssh_would_block(e: &ssh2::Error) -> bool {
     matches!(e.code(), ssh2::ErrorCode::Session(-37))
 }
 
+/// Runs the session until it is closed (None) or lost (the reason).
 fn link_loop(
     connection: Connection,
     commands: Receiver<LinkCommand>,
     wake: &OwnedFd,
-    mut janitor: Option<Janitor>,
-) {
+    mut janitor: Janitor,
+    silence_limit: Duration,
+) -> Option<String> {
     let Connection {
         session, stream, ..
     } = connection;
@@ -585,7 +662,7 @@ fn link_loop(
                     id,
                     command,
                     output,
-                }) => match start(&session, &command) {
+                }) => match start(&session, &command, silence_limit) {
                     Ok(channel) => {
                         running.insert(
                             id,
@@ -602,7 +679,7 @@ fn link_loop(
                         );
                     }
                     Err(e) => {
-                        let _ = output.send(RemoteOutput::Exited(RemoteExit::Lost(format!(
+                        let _ = output.send(ExecOutput::Exited(ExecEnd::Lost(format!(
                             "cannot start the command: {e:#}"
                         ))));
                     }
@@ -622,6 +699,8 @@ fn link_loop(
             }
         }
         if closing {
+            // A guest that went silent must not hold up a stop for long.
+            session.set_timeout(SHORT_TIMEOUT_MS);
             for r in running.values_mut() {
                 r.kill_requested = true;
             }
@@ -656,27 +735,39 @@ fn link_loop(
         for pgid in kills {
             kill_group(&session, pgid);
         }
-        if let Some(janitor) = &mut janitor {
-            janitor.drain(&mut buf);
+        if let Err(e) = janitor.drain(&mut buf) {
+            lost.get_or_insert(e);
         }
         running.retain(|_, r| !finished(r));
-        if let Some(why) = &lost {
+        match silence(&stream) {
+            Some((_, false)) => {
+                lost.get_or_insert("the guest closed the connection".into());
+            }
+            Some((quiet, true)) if quiet > silence_limit => {
+                lost.get_or_insert(format!(
+                    "nothing heard from the guest for {} s (keepalives unanswered)",
+                    quiet.as_secs()
+                ));
+            }
+            _ => {}
+        }
+        if let Some(why) = lost {
             for (_, r) in running.drain() {
                 let _ = r
                     .output
-                    .send(RemoteOutput::Exited(RemoteExit::Lost(why.clone())));
+                    .send(ExecOutput::Exited(ExecEnd::Lost(why.clone())));
             }
-            return;
+            // No goodbye on a broken connection: it would only block.
+            return Some(why);
         }
         if closing && running.is_empty() {
             session.set_blocking(true);
-            if let Some(janitor) = janitor {
-                janitor.finish();
-            }
+            janitor.finish();
             let _ = session.disconnect(None, "vmbench session over", None);
-            return;
+            return None;
         }
         if Instant::now() >= keepalive_due {
+            janitor.heartbeat();
             match session.keepalive_send() {
                 Ok(next) => {
                     keepalive_due = Instant::now() + Duration::from_secs(u64::from(next.max(1)))
@@ -696,8 +787,14 @@ fn link_loop(
 
 /// Opens a channel and starts the command. Blocking for these two requests
 /// (a round trip each) keeps the non-blocking state machine small; commands
-/// are staged before a barrier, never while a phase is timed.
-fn start(session: &Session, command: &str) -> Result<Channel> {
+/// are staged before a barrier, never while a phase is timed. A guest that
+/// does not answer them within its silence limit is as good as lost.
+fn start(session: &Session, command: &str, patience: Duration) -> Result<Channel> {
+    session.set_timeout(
+        patience
+            .as_millis()
+            .clamp(1_000, SESSION_TIMEOUT_MS as u128) as u32,
+    );
     session.set_blocking(true);
     let result = (|| {
         let mut channel = session.channel_session()?;
@@ -709,6 +806,7 @@ fn start(session: &Session, command: &str) -> Result<Channel> {
 }
 
 fn kill_group(session: &Session, pgid: u32) {
+    session.set_timeout(SHORT_TIMEOUT_MS);
     session.set_blocking(true);
     // The kill runs on a channel of its own; its end is not waited for here
     // because a closed channel whose command still runs blocks ssh2.
@@ -743,9 +841,9 @@ fn pump_output(r: &mut Running, buf: &mut [u8]) -> Result<(), String> {
             }
         }
         let _ = r.output.send(if is_err {
-            RemoteOutput::Stderr(line)
+            ExecOutput::Stderr(line)
         } else {
-            RemoteOutput::Stdout(line)
+            ExecOutput::Stdout(line)
         });
     }
     Ok(())
@@ -758,9 +856,9 @@ fn finished(r: &mut Running) -> bool {
     }
     if !r.closing {
         r.stdout
-            .finish(|l| drop(r.output.send(RemoteOutput::Stdout(l))));
+            .finish(|l| drop(r.output.send(ExecOutput::Stdout(l))));
         r.stderr
-            .finish(|l| drop(r.output.send(RemoteOutput::Stderr(l))));
+            .finish(|l| drop(r.output.send(ExecOutput::Stderr(l))));
         r.closing = true;
     }
     match r.channel.close().and_then(|()| r.channel.wait_close()) {
@@ -768,11 +866,11 @@ fn finished(r: &mut Running) -> bool {
         _ => {
             let exit = match r.channel.exit_signal() {
                 Ok(s) if s.exit_signal.is_some() => {
-                    RemoteExit::Signal(s.exit_signal.unwrap_or_default())
+                    ExecEnd::Signal(s.exit_signal.unwrap_or_default())
                 }
-                _ => RemoteExit::Code(r.channel.exit_status().unwrap_or(-1)),
+                _ => ExecEnd::Code(r.channel.exit_status().unwrap_or(-1)),
             };
-            let _ = r.output.send(RemoteOutput::Exited(exit));
+            let _ = r.output.send(ExecOutput::Exited(exit));
             true
         }
     }
@@ -837,13 +935,13 @@ mod tests {
     }
 
     #[test]
-    fn remote_exits_say_how_the_command_ended() {
-        assert!(RemoteExit::Code(0).success());
-        assert!(!RemoteExit::Signal("KILL".into()).success());
+    fn exits_say_how_the_command_ended() {
+        assert!(ExecEnd::Code(0).success());
+        assert!(!ExecEnd::Signal("KILL".into()).success());
         assert_eq!(
-            RemoteExit::Signal("KILL".into()).describe(),
+            ExecEnd::Signal("KILL".into()).describe(),
             "killed by SIGKILL"
         );
-        assert_eq!(RemoteExit::Code(3).describe(), "exited with status 3");
+        assert_eq!(ExecEnd::Code(3).describe(), "exited with status 3");
     }
 }

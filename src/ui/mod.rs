@@ -155,14 +155,7 @@ pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View) 
     }
 }
 
-pub fn clock(t: Nanos) -> String {
-    let s = t / 1_000_000_000;
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-    } else {
-        format!("{:02}:{:02}", s / 60, s % 60)
-    }
-}
+pub use crate::format::clock;
 
 /// A value with an SI prefix and three significant digits: 812, 1.23k, 45.6M.
 pub fn si(value: f64) -> String {
@@ -834,6 +827,10 @@ fn guest_state_text(state: &GuestState, theme: &Theme) -> (String, Color) {
             )
         }
         GuestState::Failed { reason } => (format!("failed: {reason}"), theme.bad.0),
+        GuestState::Lost { reason } => (format!("LOST: {reason}"), theme.bad.0),
+        GuestState::Reconnecting { attempt } => {
+            (format!("reconnecting… (attempt {attempt})"), theme.warn.0)
+        }
         GuestState::Closed => ("closed".into(), theme.dim.0),
     }
 }

@@ -24,12 +24,14 @@ pub enum Next {
     CloseWhenFinished,
 }
 
-/// How long a quit waits for the producer to wind down.
-const WIND_DOWN: Duration = Duration::from_secs(15);
-
 /// What the front end asks of whatever produces the session.
 pub trait Steer {
     fn act(&mut self, action: Action, view: &mut View, consumer: &mut Consumer) -> Next;
+    /// SIGINT, SIGTERM or SIGHUP arrived.
+    fn signal(&mut self, signal: i32, view: &mut View, consumer: &mut Consumer) -> Next;
+    /// Called every turn of the loop: deadlines and failures that need no
+    /// input (a stop past its deadline, a recording that failed).
+    fn tick(&mut self, consumer: &mut Consumer) -> Next;
     /// Records a note typed by the operator.
     fn note(&mut self, text: String, consumer: &mut Consumer);
     /// Called once when the producer says it has finished.
@@ -57,9 +59,14 @@ pub fn run(
     let result = (|| -> Result<()> {
         let mut last_draw: Option<Instant> = None;
         let mut dirty = true;
-        let mut closing: Option<Instant> = None;
+        let mut closing = false;
         loop {
-            if closing.is_some_and(|since| consumer.finished() || since.elapsed() > WIND_DOWN) {
+            match steer.tick(consumer) {
+                Next::Stay => {}
+                Next::Close => return Ok(()),
+                Next::CloseWhenFinished => closing = true,
+            }
+            if closing && consumer.finished() {
                 return Ok(());
             }
             let due = last_draw.map_or(Instant::now(), |t| t + FRAME);
@@ -81,15 +88,23 @@ pub fn run(
             let mut next = Some(msg);
             while let Some(msg) = next {
                 let was_finished = consumer.finished();
-                if let Some(TermEvent::Key(key)) = consumer.take(msg) {
-                    if key.kind != KeyEventKind::Release {
-                        match handle_key(key, consumer, view, steer) {
-                            Next::Stay => {}
-                            Next::Close => return Ok(()),
-                            Next::CloseWhenFinished => closing = closing.or(Some(Instant::now())),
-                        }
+                let input = matches!(msg, Msg::Terminal(_) | Msg::Signal(_));
+                let asked = match consumer.take(msg) {
+                    Some(Msg::Terminal(TermEvent::Key(key)))
+                        if key.kind != KeyEventKind::Release =>
+                    {
+                        handle_key(key, consumer, view, steer)
                     }
-                    // Keys redraw at once, even when the display is paused.
+                    Some(Msg::Signal(signal)) => steer.signal(signal, view, consumer),
+                    _ => Next::Stay,
+                };
+                match asked {
+                    Next::Stay => {}
+                    Next::Close => return Ok(()),
+                    Next::CloseWhenFinished => closing = true,
+                }
+                if input {
+                    // Input redraws at once, even when the display is paused.
                     last_draw = None;
                     dirty = true;
                 }

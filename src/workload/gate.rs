@@ -90,11 +90,22 @@ pub fn run_gate(args: GateArgs) -> Result<()> {
         mono_ns: monotonic_ns(),
     });
     // Same process group as the gate, so that cancelling kills both.
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(rest)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    // The tool dies with the gate: a gate killed on its own (by hand, by
+    // the OOM killer) must not leave the tool running and its copy open.
+    // SAFETY: prctl is async-signal-safe and touches only the child.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = command
         .spawn()
         .with_context(|| format!("starting {program}"))?;
     let stdout = child.stdout.take().context("the tool's stdout")?;

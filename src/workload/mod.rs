@@ -202,11 +202,13 @@ fn default_block_size() -> ByteSize {
     ByteSize(1 << 20)
 }
 
-/// Which of the study's figures a workload's results belong in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Which of the study's figures a workload's results belong in. The
+/// default is there for an empty CSV file's header only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkloadClass {
     /// A score against the number of guests (CPU, memory, anything else).
+    #[default]
     Score,
     /// Network, from the guest out.
     NetOut,

@@ -2,6 +2,8 @@
 // Each test file uses its own part of them.
 #![allow(dead_code)]
 
+pub mod testbed;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

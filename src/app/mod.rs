@@ -2,6 +2,8 @@
 //! recording) feed the bus; one consumer folds events into the model and
 //! hands them to the recorder. The TUI and headless front ends drive it.
 
+pub mod stop;
+
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
@@ -13,7 +15,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::bus::{EventSink, Msg};
 use crate::event::{Clock, Event, LogLevel, Nanos, RunOutcome};
 use crate::model::Session;
-use crate::orchestrate::{Control, Orchestrator};
+use crate::orchestrate::{Control, Orchestrator, StopCause};
 use crate::plan::{LoadedPlan, Order};
 use crate::sample::{HostSampler, SamplerCommand, SeriesIds, run_host_sampler};
 use crate::store::{Header, HostSpecs, Reader, Recorder};
@@ -66,25 +68,56 @@ impl Consumer {
         }
         self.session.apply(&event);
         if let Some(recorder) = &self.recorder
-            && self.recorder_error.is_none()
-            && let Err(e) = recorder.record(event)
+            && recorder.record(event).is_err()
         {
-            let text = format!("{e:#}; the session goes on unrecorded");
-            self.recorder_error = Some(text.clone());
-            let t = self.session.now;
-            self.session.apply(&Event::Log {
-                t,
-                level: LogLevel::Error,
-                text,
-            });
+            self.recorder_failed();
         }
     }
 
-    /// Takes one message; a terminal event is handed back to the caller.
-    pub fn take(&mut self, msg: Msg) -> Option<ratatui::crossterm::event::Event> {
+    /// The recorder stopped (a full disk, an I/O error): its reason, what
+    /// the file keeps, and a log line. The front end then stops the session,
+    /// since a benchmark nobody records is a night lost unseen.
+    fn recorder_failed(&mut self) {
+        let Some(recorder) = self.recorder.take() else {
+            return;
+        };
+        let path = recorder.path().display().to_string();
+        let kept = recorder.committed_until();
+        let cause = match recorder.close() {
+            Err(e) => format!("{e:#}"),
+            Ok(()) => "its writer stopped".into(),
+        };
+        let text = format!(
+            "the recording {path} cannot be written ({cause}); it keeps everything up to {} \
+             (its last commit) and stays readable; the session is stopped",
+            crate::format::clock(kept)
+        );
+        self.recorder_error = Some(text.clone());
+        let t = self.session.now;
+        self.session.apply(&Event::Log {
+            t,
+            level: LogLevel::Error,
+            text,
+        });
+    }
+
+    /// Ends the session from the front end when its producer cannot (a
+    /// wind-down past its deadline, a second interrupt): `session_ended`
+    /// with the reason, unless the producer wrote one already.
+    pub fn end_without_producer(&mut self, reason: String) {
+        if self.session.ended.is_none() {
+            let t = self.session.now;
+            self.apply(Event::SessionEnded { t, reason });
+        }
+        self.producer_result.get_or_insert(Ok(()));
+    }
+
+    /// Takes one message; a terminal event or a signal is handed back to
+    /// the caller.
+    pub fn take(&mut self, msg: Msg) -> Option<Msg> {
         match msg {
             Msg::Event(event) => self.apply(event),
-            Msg::Terminal(event) => return Some(event),
+            Msg::Terminal(_) | Msg::Signal(_) => return Some(msg),
             Msg::ProducerDone(result) => self.producer_result = Some(result),
             Msg::Reset => {
                 let header = self.session.header.clone();
@@ -126,6 +159,7 @@ pub struct Live {
     pub control: UnboundedSender<Control>,
     sampler: Sender<SamplerCommand>,
     threads: Vec<JoinHandle<()>>,
+    pub stopping: stop::Stopping,
 }
 
 impl Live {
@@ -183,26 +217,22 @@ impl Live {
             results: std::sync::Mutex::new(Session::new(header.clone())),
             discovered,
         };
-        let signal_control = control_tx.clone();
-        threads.push(std::thread::Builder::new().name("orchestrator".into()).spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => return sink.done(Err(format!("starting the runtime: {e}"))),
-            };
-            let result = runtime.block_on(async move {
-                tokio::spawn(async move {
-                    // Ctrl-C and SIGTERM end the plan cleanly, like q.
-                    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-                    }
-                    let _ = signal_control.send(Control::Quit);
-                });
-                orchestrator.run(control_rx, autostart).await
-            });
-            sink.done(result.map_err(|e| format!("{e:#}")));
-        })?);
+        stop::forward_signals(tx.clone()).context("listening for SIGINT, SIGTERM and SIGHUP")?;
+        threads.push(
+            std::thread::Builder::new()
+                .name("orchestrator".into())
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => return sink.done(Err(format!("starting the runtime: {e}"))),
+                    };
+                    let result = runtime.block_on(orchestrator.run(control_rx, autostart));
+                    sink.done(result.map_err(|e| format!("{e:#}")));
+                })?,
+        );
         let consumer = Consumer::new(Session::new(header), Some(recorder));
         Ok((
             Live {
@@ -210,6 +240,7 @@ impl Live {
                 control: control_tx,
                 sampler: sampler_tx,
                 threads,
+                stopping: stop::Stopping::default(),
             },
             consumer,
             Bus { rx, tx },
@@ -223,12 +254,71 @@ impl Live {
         });
     }
 
-    /// Stops the sampler after the plan has ended and waits for both threads.
+    /// Asks the session to stop (first request) or says that it must end
+    /// at once (second request).
+    pub fn request_stop(&mut self, cause: StopCause, consumer: &mut Consumer) -> stop::StopStep {
+        let step = self.stopping.request(cause);
+        if let stop::StopStep::WindDown(cause) = step {
+            let _ = self.control.send(Control::Quit(cause));
+            let t = self.clock.now();
+            consumer.apply(Event::Log {
+                t,
+                level: LogLevel::Warn,
+                text: format!(
+                    "{}: copies are being killed and guests closed (again to end at once)",
+                    cause.text()
+                ),
+            });
+        }
+        step
+    }
+
+    /// Asks for a stop when the recording failed; true when the session
+    /// should end now (a wind-down past its deadline).
+    pub fn watch_stop(&mut self, consumer: &mut Consumer) -> bool {
+        if consumer.recorder_error.is_some() && self.stopping.cause().is_none() {
+            self.request_stop(StopCause::RecordingFailed, consumer);
+        }
+        if self.stopping.overdue() && !consumer.finished() {
+            let cause = self.stopping.cause().unwrap_or(StopCause::Operator);
+            consumer.end_without_producer(format!(
+                "{}; the wind-down did not finish within {} s (a guest does not answer), \
+                 so the session was ended without it",
+                cause.text(),
+                stop::WIND_DOWN.as_secs()
+            ));
+            return true;
+        }
+        false
+    }
+
+    /// Ends at once after a second stop request: `session_ended` written,
+    /// the recording closed. The caller exits the process (which takes the
+    /// host's copies with it; guests' copies end when their SSH session
+    /// does).
+    pub fn end_at_once(&mut self, consumer: &mut Consumer) {
+        let cause = self.stopping.cause().unwrap_or(StopCause::Operator);
+        consumer.end_without_producer(format!(
+            "{}; then ended at once by a second request",
+            cause.text()
+        ));
+        let _ = consumer.close();
+    }
+
+    /// Stops the sampler after the plan has ended and waits for the
+    /// threads, for at most a second: one stuck on a silent guest is left
+    /// to end with the process.
     pub fn shutdown(self) {
-        let _ = self.control.send(Control::Quit);
+        let _ = self.control.send(Control::Quit(StopCause::Operator));
         let _ = self.sampler.send(SamplerCommand::Stop);
+        let deadline = Instant::now() + Duration::from_secs(1);
         for thread in self.threads {
-            let _ = thread.join();
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
         }
     }
 }

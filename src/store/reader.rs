@@ -1,0 +1,448 @@
+//! Reading a recording: read-only, while it is being written or after,
+//! up to its first damage or salvaging around it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::codec::DeltaState;
+use super::{FORMAT_VERSION, Header, LATE_ARRIVAL, MAX_SKIPS, READ_SLICE, sidecar, sql_time};
+use crate::event::{Event, Nanos, Sample, SeriesDef, SeriesKind};
+
+/// A recording opened for reading, possibly while it is still being written.
+///
+/// Reading never writes beside the file: a closed recording is opened
+/// immutable (no `-wal` or `-shm` appears, read-only media work). A damaged
+/// recording is read up to its first damage, which [`Reader::warnings`]
+/// names; a salvaging reader skips what it cannot read and keeps the rest.
+pub struct Reader {
+    conn: Connection,
+    pub header: Header,
+    pub series: Vec<SeriesDef>,
+    path: PathBuf,
+    salvage: bool,
+    damage: std::cell::RefCell<Damage>,
+}
+
+#[derive(Default)]
+struct Damage {
+    /// Not salvaging: nothing at or after this time is read.
+    cut: Option<Nanos>,
+    notes: Vec<String>,
+}
+
+/// Why a file could not be read as a recording: bad input (exit code 2),
+/// unlike a failure to read one that is.
+#[derive(Debug)]
+pub struct NotARecording(pub String);
+
+impl std::fmt::Display for NotARecording {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotARecording {}
+
+/// A path as an SQLite URI's file name: `%`, `?` and `#` escaped.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::from("file:");
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'%' | b'?' | b'#' => out.push_str(&format!("%{b:02X}")),
+            _ if b.is_ascii_graphic() || *b == b' ' => out.push(*b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    // A write-ahead log beside it: still being written, or its writer
+    // died; its last commits are in the log, which needs the shared index.
+    let mode = if sidecar(path, "-wal").exists() {
+        "mode=ro"
+    } else {
+        "immutable=1"
+    };
+    Connection::open_with_flags(format!("{}?{mode}", uri_path(path)), flags)
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, false)
+    }
+
+    /// Opens a recording for salvage: every readable row is kept, damaged
+    /// ones are skipped and named in the warnings.
+    pub fn open_salvaging(path: &Path) -> Result<Self> {
+        Self::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, salvage: bool) -> Result<Self> {
+        if !path.exists() {
+            bail!("{}: no such recording", path.display());
+        }
+        let not_a_recording =
+            |why: String| anyhow::Error::new(NotARecording(format!("{}: {why}", path.display())));
+        let conn = open_read_only(path).with_context(|| format!("opening {}", path.display()))?;
+        let version: Option<String> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'format_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| not_a_recording(format!("not a vmbench recording ({e})")))?;
+        match version.as_deref().map(str::parse::<u32>) {
+            Some(Ok(FORMAT_VERSION)) => {}
+            Some(Ok(v)) => bail!(
+                "{} has format version {v}; this vmbench reads {FORMAT_VERSION}",
+                path.display()
+            ),
+            _ => {
+                return Err(not_a_recording(
+                    "not a vmbench recording (no format version)".into(),
+                ));
+            }
+        }
+        let header: String = conn
+            .query_row("SELECT value FROM meta WHERE key = 'header'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| not_a_recording(format!("its header cannot be read ({e})")))?;
+        let header: Header = serde_json::from_str(&header)
+            .map_err(|e| not_a_recording(format!("its header is damaged ({e})")))?;
+        let mut reader = Reader {
+            conn,
+            header,
+            series: Vec::new(),
+            path: path.to_path_buf(),
+            salvage,
+            damage: Default::default(),
+        };
+        reader.refresh_series()?;
+        Ok(reader)
+    }
+
+    /// What could not be read, one line each, naming the file.
+    pub fn warnings(&self) -> Vec<String> {
+        self.damage.borrow().notes.clone()
+    }
+
+    /// Notes damage at session time `t`: a salvaging reader goes on past
+    /// it; otherwise nothing from `t` on is read any more.
+    fn damaged(&self, t: Nanos, what: String) {
+        let mut damage = self.damage.borrow_mut();
+        if self.salvage {
+            damage
+                .notes
+                .push(format!("{}: skipped {what}", self.path.display()));
+            return;
+        }
+        if damage.cut.is_some_and(|cut| cut <= t) {
+            return;
+        }
+        damage.cut = Some(t);
+        let lost = self.rows_from(t);
+        damage.notes.push(format!(
+            "{}: damaged at {} ({what}); read up to there, {lost} left out \
+             (`vmbench export --salvage` keeps every readable row)",
+            self.path.display(),
+            crate::format::clock(t),
+        ));
+    }
+
+    /// How many events and sample records lie at or after `t`, as far as
+    /// the damaged file can count them.
+    fn rows_from(&self, t: Nanos) -> String {
+        let count = |table: &str| {
+            self.conn
+                .query_row(
+                    &format!("SELECT count(*) FROM {table} WHERE t >= ?1"),
+                    [sql_time(t)],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_or_else(|_| "an unknown number of".to_string(), |n| n.to_string())
+        };
+        format!(
+            "{} events and {} sample records",
+            count("events"),
+            count("ticks")
+        )
+    }
+
+    /// The end of what may be read: `to`, or the damage before it.
+    fn readable_until(&self, to: Nanos) -> Nanos {
+        self.damage.borrow().cut.map_or(to, |cut| cut.min(to))
+    }
+
+    /// Series defined so far (a live recording gains more).
+    pub fn refresh_series(&mut self) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, source, metric, unit, kind FROM series ORDER BY id")?;
+        self.series = stmt
+            .query_map([], |r| {
+                Ok(SeriesDef {
+                    id: r.get(0)?,
+                    source: r.get(1)?,
+                    metric: r.get(2)?,
+                    unit: r.get(3)?,
+                    kind: if r.get::<_, String>(4)? == "gauge" {
+                        SeriesKind::Gauge
+                    } else {
+                        SeriesKind::Counter
+                    },
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(())
+    }
+
+    /// The time of the last thing recorded.
+    pub fn end(&self) -> Result<Nanos> {
+        let t: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT max(m) FROM (SELECT max(t) AS m FROM ticks UNION ALL SELECT max(t) FROM events)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|e| {
+                self.damaged(0, format!("its time index: {e}"));
+                None
+            });
+        Ok(self.readable_until(t.unwrap_or(0).max(0) as Nanos))
+    }
+
+    /// Samples with `from <= t < to` in time order, decoded from a keyframe
+    /// before `from`. Records are stored in arrival order, and a guest's
+    /// sample (stamped on arrival from its own clock) can come after a later
+    /// host sample: hence the sort, and a keyframe a little earlier than
+    /// `from`.
+    pub fn samples(&self, from: Nanos, to: Nanos) -> Result<Vec<Sample>> {
+        let to = self.readable_until(to);
+        let start_seq: i64 = self
+            .conn
+            .query_row(
+                "SELECT max(seq) FROM ticks WHERE keyframe = 1 AND t <= ?1",
+                [sql_time(from.saturating_sub(LATE_ARRIVAL))],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .unwrap_or(None)
+            .unwrap_or(0);
+        let mut samples = Vec::new();
+        let mut cursor = start_seq;
+        let mut skips = 0;
+        'rows: loop {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT seq, t, keyframe, data FROM ticks WHERE seq >= ?1 AND t < ?2 ORDER BY seq",
+            )?;
+            let mut rows = stmt.query(params![cursor, sql_time(to)])?;
+            let mut delta = DeltaState::default();
+            // Deltas need their keyframe: until one is read, records are skipped.
+            let mut in_step = false;
+            loop {
+                let row = match rows.next() {
+                    Ok(Some(row)) => row,
+                    Ok(None) => break 'rows,
+                    Err(e) => {
+                        // The table itself is damaged here: a salvaging
+                        // reader jumps ahead, farther each time.
+                        self.damaged(
+                            self.time_of("ticks", cursor),
+                            format!("sample records after #{cursor}: {e}"),
+                        );
+                        if !self.salvage || skips >= MAX_SKIPS {
+                            break 'rows;
+                        }
+                        skips += 1;
+                        cursor += 1 << skips;
+                        continue 'rows;
+                    }
+                };
+                let seq: i64 = row.get(0)?;
+                cursor = seq + 1;
+                let t = row.get::<_, i64>(1)?.max(0) as Nanos;
+                if row.get::<_, bool>(2).unwrap_or(false) {
+                    delta.reset();
+                    in_step = true;
+                }
+                if !in_step {
+                    continue;
+                }
+                let decoded = match row.get_ref(3).map(|v| v.as_blob()) {
+                    Ok(Ok(data)) => delta
+                        .decode(data)
+                        .ok_or_else(|| "its values do not decode".to_string()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match decoded {
+                    Ok(values) => {
+                        if t >= from && t < self.readable_until(to) {
+                            samples.push(Sample { t, values });
+                        }
+                    }
+                    Err(why) => {
+                        self.damaged(t, format!("the sample record at t={t} ns: {why}"));
+                        if !self.salvage {
+                            break 'rows;
+                        }
+                        in_step = false;
+                    }
+                }
+            }
+        }
+        samples.retain(|s| s.t < self.readable_until(to));
+        samples.sort_by_key(|s| s.t);
+        Ok(samples)
+    }
+
+    /// The time of row `seq` of `table`, or 0 when even that is unreadable.
+    fn time_of(&self, table: &str, seq: i64) -> Nanos {
+        self.conn
+            .query_row(
+                &format!("SELECT t FROM {table} WHERE seq <= ?1 ORDER BY seq DESC LIMIT 1"),
+                [seq],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_or(0, |t| t.max(0) as Nanos)
+    }
+
+    /// Events other than samples with `from <= t < to`, in recorded order.
+    pub fn events(&self, from: Nanos, to: Nanos) -> Result<Vec<Event>> {
+        let to = self.readable_until(to);
+        let mut events = Vec::new();
+        let mut cursor: i64 = 0;
+        let mut skips = 0;
+        'rows: loop {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT seq, t, body FROM events WHERE t >= ?1 AND t < ?2 AND seq >= ?3 ORDER BY seq",
+            )?;
+            let mut rows = stmt.query(params![sql_time(from), sql_time(to), cursor])?;
+            loop {
+                let row = match rows.next() {
+                    Ok(Some(row)) => row,
+                    Ok(None) => break 'rows,
+                    Err(e) => {
+                        self.damaged(
+                            self.time_of("events", cursor).max(from),
+                            format!("events after #{cursor}: {e}"),
+                        );
+                        if !self.salvage || skips >= MAX_SKIPS {
+                            break 'rows;
+                        }
+                        skips += 1;
+                        cursor += 1 << skips;
+                        continue 'rows;
+                    }
+                };
+                let seq: i64 = row.get(0)?;
+                cursor = seq + 1;
+                let t = row.get::<_, i64>(1)?.max(0) as Nanos;
+                let parsed = match row.get_ref(2).map(|v| v.as_bytes()) {
+                    Ok(Ok(body)) => std::str::from_utf8(body)
+                        .map_err(|e| e.to_string())
+                        .and_then(|text| {
+                            serde_json::from_str::<Event>(text).map_err(|e| e.to_string())
+                        }),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match parsed {
+                    Ok(event) => events.push(event),
+                    Err(why) => {
+                        self.damaged(t, format!("event #{seq} at t={t} ns: {why}"));
+                        if !self.salvage {
+                            break 'rows;
+                        }
+                    }
+                }
+            }
+        }
+        let until = self.readable_until(to);
+        events.retain(|e| e.t().is_none_or(|t| t < until));
+        Ok(events)
+    }
+
+    /// Events from `events_from` and samples from `samples_from`, up to `to`,
+    /// merged by time as the live session produced them.
+    pub fn timeline(
+        &self,
+        events_from: Nanos,
+        samples_from: Nanos,
+        to: Nanos,
+    ) -> Result<Vec<Event>> {
+        // Events first: damage found among them cuts the samples too.
+        let events = self.events(events_from, to)?;
+        let samples = self.samples(samples_from, to)?;
+        let mut merged = Vec::with_capacity(samples.len() + events.len());
+        let mut samples = samples.into_iter().peekable();
+        for event in events {
+            let t = event.t().unwrap_or(0);
+            while let Some(sample) = samples.next_if(|s| s.t <= t) {
+                merged.push(Event::Sample(sample));
+            }
+            merged.push(event);
+        }
+        merged.extend(samples.map(Event::Sample));
+        Ok(merged)
+    }
+
+    /// Every event of the recording in order, series definitions first,
+    /// read a slice of time at a time so that memory stays bounded. Empty
+    /// stretches are jumped over, so that a damaged time far in the future
+    /// costs one query, not billions of slices.
+    pub fn for_each_event(&self, mut f: impl FnMut(&Event) -> Result<()>) -> Result<()> {
+        for event in self.series_events() {
+            f(&event)?;
+        }
+        let end = self.end()?;
+        let mut from = 0;
+        while from <= end {
+            let to = from.saturating_add(READ_SLICE);
+            for event in self.timeline(from, from, to)? {
+                f(&event)?;
+            }
+            match self.next_time_from(to) {
+                Some(next) if to < Nanos::MAX => from = next,
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// The earliest time at or after `t` that anything was recorded at.
+    fn next_time_from(&self, t: Nanos) -> Option<Nanos> {
+        self.conn
+            .query_row(
+                "SELECT min(m) FROM (SELECT min(t) AS m FROM ticks WHERE t >= ?1 \
+                 UNION ALL SELECT min(t) FROM events WHERE t >= ?1)",
+                [sql_time(t)],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .ok()
+            .flatten()
+            .map(|t| t.max(0) as Nanos)
+    }
+
+    /// Series definitions as events, for a model that starts from nothing.
+    pub fn series_events(&self) -> impl Iterator<Item = Event> + '_ {
+        self.series.iter().cloned().map(Event::SeriesDefined)
+    }
+
+    /// Bytes of the file and of its write-ahead log, if any.
+    pub fn size_on_disk(path: &Path) -> u64 {
+        [path.to_path_buf(), sidecar(path, "-wal")]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}

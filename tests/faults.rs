@@ -1,0 +1,857 @@
+//! The fault matrix, on the testbed: every row breaks something real (a
+//! guest's processes, its link, its sshd, the VM, the tool, a disk, the
+//! recording's disk, the operator's patience) under a running `vmbench
+//! record` and asserts the outcome, that the session ends by itself or on
+//! request, that its recording holds the fault and every other guest's
+//! results, and that nothing of this session is left on a guest or on the
+//! host. Times to outcome are printed (`--nocapture`) for the closing table;
+//! the bounds asserted are generous, for a loaded 2-core machine: what they
+//! catch is a hang, which is what these faults used to cause.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::exe;
+use common::testbed::{
+    STATE, assert_nothing_left, events_of, guest, plan_text, processes_naming, restore, ssh_to,
+    testbed, wait_for, write_plan,
+};
+use vmbench::event::{Event, GuestState, PhaseOutcome, RunOutcome};
+
+/// A guest of the testbed that counts as lost after 3 s of silence.
+fn quick_guest(i: usize, extra: &str) -> String {
+    let text = guest(i, &format!("{STATE}/known_hosts"));
+    format!(
+        "{}keepalive = \"1s\"\nkeepalive_count = 3\n{extra}\n",
+        text.trim_end_matches('\n').to_string() + "\n"
+    )
+}
+
+fn cpu(name: &str, seconds: u32, guests: &[&str]) -> String {
+    let list: Vec<String> = guests.iter().map(|g| format!("\"{g}\"")).collect();
+    format!(
+        "[[benchmark]]\nname = \"{name}\"\nworkload = {{ type = \"cpu\" }}\nduration = \"{seconds}s\"\n\
+         concurrency = [{}]\nguests = [{}]\n\n",
+        guests.len(),
+        list.join(", ")
+    )
+}
+
+/// A `vmbench record` under test, its stderr kept in a file.
+struct Recorded {
+    child: Child,
+    recording: PathBuf,
+    stderr: PathBuf,
+}
+
+fn record(dir: &Path, plan: &Path) -> Recorded {
+    let recording = dir.join("fault.vmb");
+    let stderr = dir.join("stderr.txt");
+    let child = Command::new(exe())
+        .arg("record")
+        .arg(plan)
+        .arg("-o")
+        .arg(&recording)
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("vmbench record starts");
+    Recorded {
+        child,
+        recording,
+        stderr,
+    }
+}
+
+impl Recorded {
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: signals the child this test started.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+    }
+
+    /// Waits for vmbench to exit; kills it and fails past `limit`.
+    fn wait(&mut self, limit: Duration) -> (ExitStatus, Duration, String) {
+        let began = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+                return (status, began.elapsed(), text);
+            }
+            if began.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+                panic!("vmbench did not exit within {limit:?}; its stderr:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn events(&self) -> Vec<Event> {
+        events_of(&self.recording)
+    }
+}
+
+fn count(events: &[Event], kind: &str) -> usize {
+    events.iter().filter(|e| e.kind() == kind).count()
+}
+
+fn phase_released(events: &[Event], phase: u32) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, Event::PhaseReleased { phase: p, .. } if *p == phase))
+}
+
+fn phase_ended(events: &[Event], phase: u32) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, Event::PhaseEnded { phase: p, .. } if *p == phase))
+}
+
+/// Each phase's outcome, in order.
+fn outcomes(events: &[Event]) -> Vec<PhaseOutcome> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PhaseEnded { outcome, .. } => Some(*outcome),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How each run of `guest` ended, in order.
+fn runs_of(events: &[Event], guest: &str) -> Vec<RunOutcome> {
+    let ids: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RunSpawned { run, guest: g, .. } if g == guest => Some(*run),
+            _ => None,
+        })
+        .collect();
+    ids.iter()
+        .filter_map(|id| {
+            events.iter().find_map(|e| match e {
+                Event::RunEnded { run, outcome, .. } if run == id => Some(outcome.clone()),
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+fn failed_with(outcome: &RunOutcome, words: &str) -> bool {
+    matches!(outcome, RunOutcome::Failed { reason } if reason.contains(words))
+}
+
+fn session_end_reason(events: &[Event]) -> Option<String> {
+    events.iter().find_map(|e| match e {
+        Event::SessionEnded { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+fn guest_states(events: &[Event], name: &str) -> Vec<&'static str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::GuestState { guest, state, .. } if guest == name => Some(match state {
+                GuestState::Connecting => "connecting",
+                GuestState::Ready { .. } => "ready",
+                GuestState::Failed { .. } => "failed",
+                GuestState::Lost { .. } => "lost",
+                GuestState::Reconnecting { .. } => "reconnecting",
+                GuestState::Closed => "closed",
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Kills every process of a namespace guest: its sshd, its sessions, its
+/// copies and janitors.
+fn kill_guest(i: usize) {
+    let out = Command::new("ip")
+        .args(["netns", "pids", &format!("vmbt-g{i}")])
+        .output()
+        .expect("ip netns pids");
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let _ = Command::new("kill").args(["-KILL", pid]).status();
+    }
+}
+
+fn signal_guest(i: usize, signal: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "pids", &format!("vmbt-g{i}")])
+        .output()
+        .expect("ip netns pids");
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let _ = Command::new("kill").args([signal, pid]).status();
+    }
+}
+
+fn link(i: usize, state: &str) {
+    let ok = Command::new("ip")
+        .args(["link", "set", &format!("vmbt-g{i}h"), state])
+        .status()
+        .expect("ip link");
+    assert!(ok.success(), "ip link set vmbt-g{i}h {state}");
+}
+
+/// Brings a cut link back even when the test fails.
+struct LinkCut(usize);
+
+impl LinkCut {
+    fn new(i: usize) -> Self {
+        link(i, "down");
+        LinkCut(i)
+    }
+}
+
+impl Drop for LinkCut {
+    fn drop(&mut self) {
+        link(self.0, "up");
+    }
+}
+
+/// Lets a stopped guest go on even when the test fails.
+struct Stopped(usize);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal_guest(self.0, "-CONT");
+    }
+}
+
+const SESSION_LIMIT: Duration = Duration::from_secs(120);
+
+/// The pid of the tool itself (its command line starts with `command`),
+/// not of the gate that names it among its arguments.
+fn tool_pid(command: &str) -> Option<String> {
+    processes_naming(command).into_iter().find_map(|line| {
+        let (pid, args) = line.split_once(": ")?;
+        args.starts_with(command).then(|| pid.to_string())
+    })
+}
+
+#[test]
+fn every_process_of_a_guest_killed_mid_phase_fails_its_copies_and_nothing_more() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = format!("{}{}", quick_guest(1, ""), quick_guest(2, ""));
+    let plan = write_plan(
+        dir.path(),
+        &plan_text(
+            &guests,
+            &(cpu("long", 8, &["g1", "g2"]) + &cpu("after", 2, &["g1", "g2"])),
+        ),
+    );
+    let mut session = record(dir.path(), &plan);
+    wait_for(&session.recording, "both copies run", SESSION_LIMIT, |e| {
+        count(e, "run_started") == 2
+    });
+    let killed = Instant::now();
+    kill_guest(2);
+    wait_for(&session.recording, "g2 lost", SESSION_LIMIT, |e| {
+        runs_of(e, "g2").len() == 1
+    });
+    eprintln!("guest killed: its copy failed after {:?}", killed.elapsed());
+    let (status, _, stderr) = session.wait(SESSION_LIMIT);
+    let events = session.events();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        outcomes(&events),
+        [PhaseOutcome::Partial, PhaseOutcome::Partial],
+        "{stderr}"
+    );
+    let g2 = runs_of(&events, "g2");
+    assert!(failed_with(&g2[0], "guest lost at"), "{g2:?}");
+    // The next phase does not wait for the dead guest: its copy fails at once.
+    assert!(failed_with(&g2[1], "guest lost at"), "{g2:?}");
+    assert_eq!(
+        runs_of(&events, "g1"),
+        [RunOutcome::Completed, RunOutcome::Completed]
+    );
+    assert_eq!(guest_states(&events, "g2"), ["connecting", "ready", "lost"]);
+    assert_eq!(
+        session_end_reason(&events).as_deref(),
+        Some("the plan ran to its end")
+    );
+    // g1 is cleaned at once; g2's janitor died with its sshd, so its folder
+    // goes at the next connection's sweep.
+    let (g1_events, g2_dir): (Vec<Event>, PathBuf) = {
+        let folders = common::testbed::session_folders(&events);
+        let g2 = folders.iter().find(|(g, _)| g == "g2").expect("g2 folder");
+        let g1_only: Vec<Event> = events
+            .iter()
+            .filter(|e| !matches!(e, Event::GuestState { guest, .. } if guest == "g2"))
+            .cloned()
+            .collect();
+        (g1_only, g2.1.clone())
+    };
+    assert_nothing_left(&g1_events, Duration::from_secs(10));
+    restore();
+    // Old enough for the sweep (it spares folders under 10 s old).
+    std::thread::sleep(Duration::from_secs(11));
+    let swept = Command::new(exe())
+        .arg("check")
+        .arg(&plan)
+        .output()
+        .expect("check runs");
+    assert!(
+        swept.status.success(),
+        "{}",
+        String::from_utf8_lossy(&swept.stdout)
+    );
+    assert!(!g2_dir.exists(), "{} survived the sweep", g2_dir.display());
+}
+
+#[test]
+fn a_link_cut_mid_phase_loses_the_guest_within_its_keepalive_and_the_night_goes_on() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = format!("{}{}", quick_guest(1, ""), quick_guest(2, ""));
+    let plan = write_plan(
+        dir.path(),
+        &plan_text(
+            &guests,
+            &(cpu("long", 10, &["g1", "g2"]) + &cpu("after", 2, &["g1", "g2"])),
+        ),
+    );
+    let mut session = record(dir.path(), &plan);
+    wait_for(&session.recording, "both copies run", SESSION_LIMIT, |e| {
+        count(e, "run_started") == 2
+    });
+    let cut = LinkCut::new(2);
+    let began = Instant::now();
+    wait_for(&session.recording, "g2's copy ends", SESSION_LIMIT, |e| {
+        runs_of(e, "g2").len() == 1
+    });
+    eprintln!(
+        "link cut mid-phase: g2's copy failed after {:?} (keepalive 1 s × 3)",
+        began.elapsed()
+    );
+    let (status, _, stderr) = session.wait(SESSION_LIMIT);
+    let events = session.events();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        outcomes(&events),
+        [PhaseOutcome::Partial, PhaseOutcome::Partial]
+    );
+    let g2 = runs_of(&events, "g2");
+    assert!(failed_with(&g2[0], "keepalives unanswered"), "{g2:?}");
+    assert!(failed_with(&g2[1], "guest lost at"), "{g2:?}");
+    assert_eq!(
+        runs_of(&events, "g1"),
+        [RunOutcome::Completed, RunOutcome::Completed]
+    );
+    assert!(stderr.contains("g2 lost at"), "{stderr}");
+    drop(cut);
+    // g2's janitor hears no heartbeat once the link is back and removes
+    // the folder itself, though its sshd never saw the connection close.
+    assert_nothing_left(&events, Duration::from_secs(90));
+}
+
+#[test]
+fn a_link_cut_between_phases_and_restored_later_is_reconnected() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = format!(
+        "{}{}",
+        quick_guest(1, ""),
+        quick_guest(
+            2,
+            "reconnect = true\nreconnect_attempts = 8\nreconnect_backoff = \"1s\"\n"
+        )
+    );
+    let plan = write_plan(
+        dir.path(),
+        &plan_text(
+            &guests,
+            &(cpu("first", 2, &["g1", "g2"])
+                + &cpu("cut", 2, &["g1", "g2"])
+                + &cpu("host", 3, &["host"])
+                + &cpu("back", 2, &["g1", "g2"])),
+        ),
+    );
+    let mut session = record(dir.path(), &plan);
+    wait_for(&session.recording, "phase 1 ends", SESSION_LIMIT, |e| {
+        phase_ended(e, 0)
+    });
+    let cut = LinkCut::new(2);
+    wait_for(&session.recording, "phase 2 ends", SESSION_LIMIT, |e| {
+        phase_ended(e, 1)
+    });
+    drop(cut);
+    let (status, elapsed, stderr) = session.wait(SESSION_LIMIT);
+    eprintln!("link cut between phases, restored: session took {elapsed:?} after phase 2");
+    let events = session.events();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        outcomes(&events),
+        [
+            PhaseOutcome::Completed,
+            PhaseOutcome::Partial,
+            PhaseOutcome::Completed,
+            PhaseOutcome::Completed
+        ],
+        "{stderr}"
+    );
+    let g2 = runs_of(&events, "g2");
+    assert_eq!(g2[0], RunOutcome::Completed);
+    assert!(matches!(g2[1], RunOutcome::Failed { .. }), "{g2:?}");
+    assert_eq!(g2[2], RunOutcome::Completed, "{g2:?}");
+    let states = guest_states(&events, "g2");
+    assert!(
+        states
+            .windows(3)
+            .any(|w| w == ["lost", "reconnecting", "ready"])
+            || states.contains(&"reconnecting") && states.last() == Some(&"closed"),
+        "{states:?}"
+    );
+    assert_nothing_left(&events, Duration::from_secs(90));
+}
+
+#[test]
+fn sshd_restarted_between_phases_is_reconnected_with_a_new_upload_and_clock() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = quick_guest(
+        2,
+        "reconnect = true\nreconnect_attempts = 6\nreconnect_backoff = \"1s\"\n",
+    );
+    let plan = write_plan(
+        dir.path(),
+        &plan_text(
+            &guests,
+            &(cpu("before", 2, &["g2"]) + &cpu("host", 4, &["host"]) + &cpu("after", 2, &["g2"])),
+        ),
+    );
+    let mut session = record(dir.path(), &plan);
+    wait_for(&session.recording, "phase 2 released", SESSION_LIMIT, |e| {
+        phase_released(e, 1)
+    });
+    kill_guest(2);
+    restore();
+    let (status, _, stderr) = session.wait(SESSION_LIMIT);
+    let events = session.events();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        runs_of(&events, "g2"),
+        [RunOutcome::Completed, RunOutcome::Completed]
+    );
+    let states = guest_states(&events, "g2");
+    assert!(
+        states
+            .windows(3)
+            .any(|w| w == ["lost", "reconnecting", "ready"]),
+        "{states:?}"
+    );
+    // Two bring-ups, two folders, two clock measurements; none left.
+    assert_eq!(common::testbed::session_folders(&events).len(), 2);
+    assert_nothing_left(&events, Duration::from_secs(30));
+}
+
+#[test]
+fn a_reset_vm_is_reconnected_after_it_boots_again() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vm = format!(
+        "[[guest]]\nname = \"q1\"\ntransport = \"ssh\"\ntechnology = \"qemu\"\naddress = \"198.18.0.201\"\n\
+         user = \"root\"\nidentity = \"{STATE}/id_ed25519\"\nknown_hosts = \"{STATE}/known_hosts\"\n\
+         keepalive = \"1s\"\nkeepalive_count = 3\nreconnect = true\nreconnect_attempts = 8\n\
+         reconnect_backoff = \"2s\"\n\n"
+    );
+    let plan = write_plan(
+        dir.path(),
+        &plan_text(
+            &vm,
+            // The host phase outlasts the lost VM's detection (3 s).
+            &(cpu("before", 2, &["q1"]) + &cpu("host", 8, &["host"]) + &cpu("after", 2, &["q1"])),
+        ),
+    );
+    let mut session = record(dir.path(), &plan);
+    wait_for(&session.recording, "phase 2 released", SESSION_LIMIT, |e| {
+        phase_released(e, 1)
+    });
+    // The reset: QEMU killed and started again (a new boot, a new host key,
+    // which the testbed writes to known_hosts as an operator would).
+    let pid = std::fs::read_to_string(format!("{STATE}/q1/qemu.pid")).expect("qemu pid");
+    let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+    while Path::new(&format!("/proc/{}", pid.trim())).exists() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    restore();
+    let (status, _, stderr) = session.wait(Duration::from_secs(240));
+    let events = session.events();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        runs_of(&events, "q1"),
+        [RunOutcome::Completed, RunOutcome::Completed]
+    );
+    let states = guest_states(&events, "q1");
+    assert!(
+        states.contains(&"lost") && states.contains(&"reconnecting"),
+        "{states:?}"
+    );
+    // Inside the VM: no folder of this session, no process naming it.
+    for (_, folder) in common::testbed::session_folders(&events) {
+        let shown = folder.display().to_string();
+        // `[v]`: grep must not find the pattern in its own command line.
+        let pattern = shown.replacen("/tmp/vmbench", "/tmp/[v]mbench", 1);
+        let out = ssh_to(
+            "198.18.0.201",
+            &format!("ls -d {shown} 2>/dev/null; grep -ls '{pattern}' /proc/[0-9]*/cmdline; true"),
+        );
+        let left = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(left.is_empty(), "left on q1: {left}");
+    }
+}
+
+#[test]
+fn a_hung_or_stopped_tool_is_killed_at_the_phase_timeout() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let custom = |name: &str, command: &str| {
+        format!(
+            "[[benchmark]]\nname = \"{name}\"\nworkload = {{ type = \"custom\", command = [\"sleep\", \"{command}\"], \
+             result_regex = \"never\", metric = \"none\", unit = \"-\" }}\nduration = \"1s\"\ntimeout = \"4s\"\n\
+             concurrency = [1]\nguests = [\"g1\"]\n\n"
+        )
+    };
+    let plan = write_plan(
+        dir.path(),
+        &plan_text(
+            &quick_guest(1, ""),
+            &(custom("hangs", "300.4242")
+                + &custom("stopped", "300.4343")
+                + &cpu("after", 1, &["g1"])),
+        ),
+    );
+    let mut session = record(dir.path(), &plan);
+    wait_for(&session.recording, "phase 2 released", SESSION_LIMIT, |e| {
+        phase_released(e, 1)
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stopped = loop {
+        if let Some(pid) = tool_pid("sleep 300.4343") {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the tool never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = Command::new("kill").args(["-STOP", &stopped]).status();
+    let (status, _, stderr) = session.wait(SESSION_LIMIT);
+    let events = session.events();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        outcomes(&events),
+        [
+            PhaseOutcome::TimedOut,
+            PhaseOutcome::TimedOut,
+            PhaseOutcome::Completed
+        ]
+    );
+    assert!(stderr.contains("timed out after 4s"), "{stderr}");
+    for marker in ["sleep 300.4242", "sleep 300.4343"] {
+        assert_eq!(processes_naming(marker), Vec::<String>::new(), "{marker}");
+    }
+    assert_nothing_left(&events, Duration::from_secs(10));
+}
+
+#[test]
+fn a_tool_that_fails_or_is_killed_fails_its_copy_with_its_stderr() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = format!("{}{}", quick_guest(1, ""), quick_guest(2, ""));
+    let benchmarks = "[[benchmark]]\nname = \"fails\"\nworkload = { type = \"custom\", command = [\"sh\", \"-c\", \"echo out of cheese >&2; exit 3\"], \
+         result_regex = \"never\", metric = \"none\", unit = \"-\" }\nduration = \"1s\"\nconcurrency = [1]\nguests = [\"g1\"]\n\n\
+         [[benchmark]]\nname = \"killed\"\nworkload = { type = \"custom\", command = [\"sleep\", \"40.5151\"], \
+         result_regex = \"never\", metric = \"none\", unit = \"-\" }\nduration = \"1s\"\ntimeout = \"60s\"\nconcurrency = [1]\nguests = [\"g1\"]\n\n"
+        .to_string()
+        + &cpu("beside", 3, &["g2"]);
+    let plan = write_plan(dir.path(), &plan_text(&guests, &benchmarks));
+    let mut session = record(dir.path(), &plan);
+    wait_for(&session.recording, "phase 2 released", SESSION_LIMIT, |e| {
+        phase_released(e, 1)
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(pid) = tool_pid("sleep 40.5151") {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            break;
+        }
+        assert!(Instant::now() < deadline, "the tool never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, _, stderr) = session.wait(SESSION_LIMIT);
+    let events = session.events();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let g1 = runs_of(&events, "g1");
+    assert!(
+        failed_with(&g1[0], "exited with status 3: out of cheese"),
+        "{g1:?}"
+    );
+    assert!(failed_with(&g1[1], "killed by signal 9"), "{g1:?}");
+    assert_eq!(runs_of(&events, "g2"), [RunOutcome::Completed]);
+    assert_nothing_left(&events, Duration::from_secs(10));
+}
+
+#[test]
+fn a_full_data_directory_fails_that_copy_with_its_reason() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Fill g1's data disk (mounted in its own mount namespace) to the brim.
+    let fill = ssh_to(
+        "198.18.0.11",
+        "fallocate -l $(( $(df --output=avail -B1 /srv/vmbench | tail -1) - 4096 )) /srv/vmbench/filler",
+    );
+    struct Filler;
+    impl Drop for Filler {
+        fn drop(&mut self) {
+            ssh_to("198.18.0.11", "rm -f /srv/vmbench/filler");
+        }
+    }
+    let _filler = Filler;
+    assert!(
+        fill.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fill.stderr)
+    );
+    let guests = format!("{}{}", quick_guest(1, ""), quick_guest(2, ""));
+    let benchmarks = "[[benchmark]]\nname = \"disk\"\nworkload = { type = \"disk\", size = \"64MiB\", dir = \"/srv/vmbench\" }\n\
+         duration = \"2s\"\nconcurrency = [2]\nguests = [\"g1\", \"g2\"]\n";
+    let plan = write_plan(dir.path(), &plan_text(&guests, benchmarks));
+    let mut session = record(dir.path(), &plan);
+    let (status, _, stderr) = session.wait(SESSION_LIMIT);
+    let events = session.events();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let g1 = runs_of(&events, "g1");
+    assert!(
+        failed_with(&g1[0], "No space left on device"),
+        "{g1:?}\n{stderr}"
+    );
+    assert_eq!(runs_of(&events, "g2"), [RunOutcome::Completed]);
+    assert_eq!(outcomes(&events), [PhaseOutcome::Partial]);
+    assert_nothing_left(&events, Duration::from_secs(10));
+}
+
+#[test]
+fn a_full_recording_filesystem_stops_the_session_and_keeps_what_was_committed() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).expect("mount point");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .expect("mount");
+    assert!(mounted.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let plan = write_plan(dir.path(), &plan_text("", &cpu("long", 60, &["host"])));
+    let recording = small.join("full.vmb");
+    let stderr_path = dir.path().join("stderr.txt");
+    let mut session = Recorded {
+        child: Command::new(exe())
+            .arg("record")
+            .arg(&plan)
+            .arg("-o")
+            .arg(&recording)
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+            .spawn()
+            .expect("vmbench record starts"),
+        recording: recording.clone(),
+        stderr: stderr_path,
+    };
+    wait_for(&recording, "the copy runs", SESSION_LIMIT, |e| {
+        count(e, "run_started") == 1
+    });
+    let pid = session
+        .events()
+        .iter()
+        .find_map(|e| match e {
+            Event::RunSpawned { pid, .. } => *pid,
+            _ => None,
+        })
+        .expect("the host copy's pid");
+    // Fill what is left of the filesystem.
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k", "status=none"])
+        .arg(format!("of={}", small.join("filler").display()))
+        .status();
+    let (status, elapsed, stderr) = session.wait(SESSION_LIMIT);
+    eprintln!("recording filesystem full: vmbench stopped {elapsed:?} after the disk filled");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&recording.display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("keeps everything up to"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the host copy {pid} still runs"
+    );
+    std::fs::remove_file(small.join("filler")).expect("room again");
+    let events = events_of(&recording);
+    assert!(count(&events, "run_started") == 1, "{events:?}");
+}
+
+/// The session state a stop is asked for in, and how it is asked.
+fn stop_within(
+    session: &mut Recorded,
+    signals: &[libc::c_int],
+    what: &str,
+) -> (ExitStatus, Vec<Event>) {
+    for (i, signal) in signals.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        session.signal(*signal);
+    }
+    let (status, elapsed, stderr) = session.wait(Duration::from_secs(30));
+    eprintln!("{what}: vmbench exited {elapsed:?} after the first signal");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "{what}: took {elapsed:?}\n{stderr}"
+    );
+    (status, session.events())
+}
+
+#[test]
+fn sigterm_while_a_guest_is_still_connecting_ends_the_session() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An address on the testbed's bridge that nothing answers.
+    let ghost = quick_guest(1, "")
+        .replace("name = \"g1\"", "name = \"ghost\"")
+        .replace("198.18.0.11", "198.18.0.250");
+    let plan = write_plan(dir.path(), &plan_text(&ghost, &cpu("cpu", 5, &["ghost"])));
+    let mut session = record(dir.path(), &plan);
+    wait_for(&session.recording, "ghost connecting", SESSION_LIMIT, |e| {
+        guest_states(e, "ghost").contains(&"connecting")
+    });
+    let (status, events) = stop_within(&mut session, &[libc::SIGTERM], "SIGTERM while connecting");
+    assert!(!status.success());
+    let reason = session_end_reason(&events).expect("session_ended recorded");
+    assert!(reason.contains("SIGTERM"), "{reason}");
+}
+
+#[test]
+fn sighup_at_the_barrier_with_a_frozen_guest_ends_the_session() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = format!(
+        "{}{}",
+        guest(1, &format!("{STATE}/known_hosts")),
+        guest(2, &format!("{STATE}/known_hosts"))
+    );
+    let plan = write_plan(
+        dir.path(),
+        &plan_text(
+            &guests,
+            &(cpu("host", 3, &["host"]) + &cpu("both", 5, &["g1", "g2"])),
+        ),
+    );
+    let mut session = record(dir.path(), &plan);
+    wait_for(&session.recording, "phase 1 released", SESSION_LIMIT, |e| {
+        phase_released(e, 0)
+    });
+    // Everything of g2 frozen: its copy can never reach the barrier.
+    signal_guest(2, "-STOP");
+    let _thaw = Stopped(2);
+    wait_for(&session.recording, "phase 2 staged", SESSION_LIMIT, |e| {
+        count(e, "run_spawned") == 3
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, events) = stop_within(&mut session, &[libc::SIGHUP], "SIGHUP at the barrier");
+    let reason = session_end_reason(&events).expect("session_ended recorded");
+    assert!(reason.contains("SIGHUP"), "{reason}");
+    drop(_thaw);
+    let g1: Vec<Event> = events
+        .iter()
+        .filter(|e| !matches!(e, Event::GuestState { guest, .. } if guest == "g2"))
+        .cloned()
+        .collect();
+    assert_nothing_left(&g1, Duration::from_secs(10));
+    assert_nothing_left(&events, Duration::from_secs(90));
+}
+
+#[test]
+fn sigterm_mid_phase_with_a_cut_link_ends_the_session_within_seconds() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Default keepalive (5 s × 3): the guest is not yet lost when the stop comes.
+    let guests = format!(
+        "{}{}",
+        guest(1, &format!("{STATE}/known_hosts")),
+        guest(2, &format!("{STATE}/known_hosts"))
+    );
+    let plan = write_plan(
+        dir.path(),
+        &plan_text(&guests, &cpu("long", 60, &["g1", "g2"])),
+    );
+    let mut session = record(dir.path(), &plan);
+    wait_for(&session.recording, "both copies run", SESSION_LIMIT, |e| {
+        count(e, "run_started") == 2
+    });
+    let cut = LinkCut::new(2);
+    std::thread::sleep(Duration::from_secs(1));
+    let (status, events) = stop_within(
+        &mut session,
+        &[libc::SIGTERM],
+        "SIGTERM mid-phase, link cut",
+    );
+    assert_eq!(status.code(), Some(1));
+    let reason = session_end_reason(&events).expect("session_ended recorded");
+    assert!(reason.contains("SIGTERM"), "{reason}");
+    assert_eq!(runs_of(&events, "g1"), [RunOutcome::Cancelled]);
+    assert!(matches!(
+        runs_of(&events, "g2")[..],
+        [RunOutcome::Failed { .. }]
+    ));
+    drop(cut);
+    assert_nothing_left(&events, Duration::from_secs(90));
+}
+
+#[test]
+fn a_second_sigint_ends_a_stuck_stop_at_once() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = format!(
+        "{}{}",
+        guest(1, &format!("{STATE}/known_hosts")),
+        guest(2, &format!("{STATE}/known_hosts"))
+    );
+    let plan = write_plan(
+        dir.path(),
+        &plan_text(&guests, &cpu("long", 60, &["g1", "g2"])),
+    );
+    let mut session = record(dir.path(), &plan);
+    wait_for(&session.recording, "both copies run", SESSION_LIMIT, |e| {
+        count(e, "run_started") == 2
+    });
+    let cut = LinkCut::new(2);
+    let (status, events) = stop_within(
+        &mut session,
+        &[libc::SIGINT, libc::SIGINT],
+        "double SIGINT mid-phase",
+    );
+    assert_eq!(status.code(), Some(130));
+    let reason = session_end_reason(&events).expect("session_ended recorded");
+    assert!(
+        reason.contains("SIGINT") && reason.contains("at once"),
+        "{reason}"
+    );
+    drop(cut);
+    assert_nothing_left(&events, Duration::from_secs(90));
+}
