@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::stop::{self, StopStep};
 use crate::app::{Consumer, Live, Replay, ReplayControl, default_recording_path};
 use crate::bus::Msg;
-use crate::event::{Event, LogLevel};
+use crate::event::{Event, GuestState, LogLevel};
 use crate::input::InputError;
 use crate::orchestrate::{Control, StopCause};
 use crate::plan::LoadedPlan;
@@ -533,6 +533,13 @@ fn report_failures(consumer: &Consumer) -> Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
+    // A session stopped before its plan's end did not do what it was asked.
+    if let Some((_, reason)) = &consumer.session.ended
+        && reason != crate::orchestrate::PLAN_COMPLETED
+    {
+        eprintln!("vmbench: the session ended before its plan did: {reason}");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -813,7 +820,7 @@ fn record(
     report_failures(&consumer)
 }
 
-/// Warnings and errors are echoed as they happen.
+/// Warnings, errors and guests' changes of state are echoed as they happen.
 fn headless_echo(event: &Event) -> Option<String> {
     match event {
         Event::Log { t, level, text } if *level != LogLevel::Info => {
@@ -823,6 +830,23 @@ fn headless_echo(event: &Event) -> Option<String> {
                 "error"
             };
             Some(format!("[{}] {level}: {text}", clock(*t)))
+        }
+        Event::GuestState { t, guest, state } => {
+            let state = match state {
+                GuestState::Connecting => "connecting".to_string(),
+                GuestState::Ready { info } => format!(
+                    "ready ({} {}, connected in {:.0} ms)",
+                    info.arch, info.kernel, info.connect_ms
+                ),
+                GuestState::Failed { reason } => format!("failed: {reason}"),
+                GuestState::Lost { reason } => format!("LOST: {reason}"),
+                GuestState::Reconnecting { attempt } => format!("reconnecting (attempt {attempt})"),
+                GuestState::Closed => "closed".to_string(),
+            };
+            Some(format!("[{}] guest {guest}: {state}", clock(*t)))
+        }
+        Event::SessionEnded { t, reason } if !reason.is_empty() => {
+            Some(format!("[{}] session ended: {reason}", clock(*t)))
         }
         _ => None,
     }

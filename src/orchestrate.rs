@@ -58,6 +58,9 @@ impl StopCause {
     }
 }
 
+/// The `session_ended` reason of a session whose plan ran out.
+pub const PLAN_COMPLETED: &str = "the plan ran to its end";
+
 /// How long copies may take to set up and reach the barrier.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long killed copies may take to report their end; one that has not
@@ -275,7 +278,7 @@ impl Orchestrator {
         let _ = tokio::task::spawn_blocking(move || pool.close(deadline)).await;
         self.emit(Event::SessionEnded {
             t: self.clock.now(),
-            reason: stopped.map_or("the plan ran to its end".into(), StopCause::text),
+            reason: stopped.map_or(PLAN_COMPLETED.into(), StopCause::text),
         });
         Ok(())
     }

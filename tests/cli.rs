@@ -88,3 +88,33 @@ fn a_report_of_nothing_says_what_is_missing() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_file_that_is_not_a_recording_is_bad_input() {
+    let plan = fixture("bad-duration.toml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("csv");
+    let (code, stderr) = stderr_of(&["export", &plan, "--csv", out.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{plan}: not a vmbench recording")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_report_whose_reader_goes_away_ends_quietly() {
+    let demo = format!("{}/recordings/demo.vmb", env!("CARGO_MANIFEST_DIR"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vmbench"))
+        .args(["report", &demo, "--format", "markdown"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("vmbench runs");
+    // The reader reads nothing and goes, as `| head -0` would.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("vmbench exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+}

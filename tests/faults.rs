@@ -169,25 +169,34 @@ fn guest_states(events: &[Event], name: &str) -> Vec<&'static str> {
         .collect()
 }
 
-/// Kills every process of a namespace guest: its sshd, its sessions, its
-/// copies and janitors.
-fn kill_guest(i: usize) {
+/// The processes of a namespace guest.
+fn guest_pids(i: usize) -> Vec<String> {
     let out = Command::new("ip")
         .args(["netns", "pids", &format!("vmbt-g{i}")])
         .output()
         .expect("ip netns pids");
-    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        let _ = Command::new("kill").args(["-KILL", pid]).status();
-    }
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
 }
 
 fn signal_guest(i: usize, signal: &str) {
-    let out = Command::new("ip")
-        .args(["netns", "pids", &format!("vmbt-g{i}")])
-        .output()
-        .expect("ip netns pids");
-    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        let _ = Command::new("kill").args([signal, pid]).status();
+    for pid in guest_pids(i) {
+        let _ = Command::new("kill").args([signal, &pid]).status();
+    }
+}
+
+/// Kills every process of a namespace guest (its sshd, its sessions, its
+/// copies and janitors) and waits until they are gone, so that its sshd
+/// can be started again on the same address.
+fn kill_guest(i: usize) {
+    signal_guest(i, "-KILL");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !guest_pids(i).is_empty() {
+        assert!(Instant::now() < deadline, "g{i}'s processes do not die");
+        signal_guest(i, "-KILL");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -495,17 +504,27 @@ fn a_reset_vm_is_reconnected_after_it_boots_again() {
         states.contains(&"lost") && states.contains(&"reconnecting"),
         "{states:?}"
     );
-    // Inside the VM: no folder of this session, no process naming it.
+    // Inside the VM: no folder of this session, no process naming it (the
+    // VM runs under emulation: its janitor may take a moment).
+    let deadline = Instant::now() + Duration::from_secs(20);
     for (_, folder) in common::testbed::session_folders(&events) {
         let shown = folder.display().to_string();
         // `[v]`: grep must not find the pattern in its own command line.
         let pattern = shown.replacen("/tmp/vmbench", "/tmp/[v]mbench", 1);
-        let out = ssh_to(
-            "198.18.0.201",
-            &format!("ls -d {shown} 2>/dev/null; grep -ls '{pattern}' /proc/[0-9]*/cmdline; true"),
-        );
-        let left = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert!(left.is_empty(), "left on q1: {left}");
+        loop {
+            let out = ssh_to(
+                "198.18.0.201",
+                &format!(
+                    "ls -d {shown} 2>/dev/null; grep -ls '{pattern}' /proc/[0-9]*/cmdline; true"
+                ),
+            );
+            let left = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if left.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "left on q1: {left}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 }
 
@@ -798,7 +817,7 @@ fn sigterm_mid_phase_with_a_cut_link_ends_the_session_within_seconds() {
     );
     let plan = write_plan(
         dir.path(),
-        &plan_text(&guests, &cpu("long", 60, &["g1", "g2"])),
+        &plan_text(&guests, &cpu("long", 15, &["g1", "g2"])),
     );
     let mut session = record(dir.path(), &plan);
     wait_for(&session.recording, "both copies run", SESSION_LIMIT, |e| {
@@ -834,7 +853,7 @@ fn a_second_sigint_ends_a_stuck_stop_at_once() {
     );
     let plan = write_plan(
         dir.path(),
-        &plan_text(&guests, &cpu("long", 60, &["g1", "g2"])),
+        &plan_text(&guests, &cpu("long", 15, &["g1", "g2"])),
     );
     let mut session = record(dir.path(), &plan);
     wait_for(&session.recording, "both copies run", SESSION_LIMIT, |e| {
