@@ -725,10 +725,13 @@ fn link_loop(
             if let Err(e) = pump_output(r, &mut buf) {
                 lost.get_or_insert(e);
             }
-            if r.kill_requested && !r.closing {
-                if let Some(pgid) = r.pgid {
-                    kills.push(pgid);
-                }
+            // A kill asked before the command told its process group waits
+            // for it, rather than being dropped.
+            if r.kill_requested
+                && !r.closing
+                && let Some(pgid) = r.pgid
+            {
+                kills.push(pgid);
                 r.kill_requested = false;
             }
         }
