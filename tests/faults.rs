@@ -521,13 +521,14 @@ fn a_reset_vm_is_reconnected_after_it_boots_again() {
     let deadline = Instant::now() + Duration::from_secs(20);
     for (_, folder) in common::testbed::session_folders(&events) {
         let shown = folder.display().to_string();
-        // `[v]`: grep must not find the pattern in its own command line.
+        // `[v]`: a glob for ls, a pattern for grep, and never the path
+        // itself in this command line, which its own shell would match.
         let pattern = shown.replacen("/tmp/vmbench", "/tmp/[v]mbench", 1);
         loop {
             let out = ssh_to(
                 "198.18.0.201",
                 &format!(
-                    "ls -d {shown} 2>/dev/null; grep -ls '{pattern}' /proc/[0-9]*/cmdline; true"
+                    "ls -d {pattern} 2>/dev/null; grep -ls '{pattern}' /proc/[0-9]*/cmdline; true"
                 ),
             );
             let left = String::from_utf8_lossy(&out.stdout).trim().to_string();
