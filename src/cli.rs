@@ -26,6 +26,23 @@ use crate::ui::theme::{Theme, slot_names};
 use crate::ui::{Feed, View, clock, figure, skew_text};
 use crate::workload::{builtin, gate};
 
+/// Output to stderr that a gone reader (a closed terminal, `| tee` ended by
+/// the same Ctrl-C) cannot turn into a panic: a session must still wind
+/// down and close its recording.
+macro_rules! stderr {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+macro_rules! stderr_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "vmbench",
@@ -297,7 +314,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("vmbench: error: {e:#}");
+            stderr_line!("vmbench: error: {e:#}");
             if e.downcast_ref::<InputError>().is_some()
                 || e.downcast_ref::<crate::store::NotARecording>().is_some()
             {
@@ -399,7 +416,7 @@ impl LiveSteer {
             StopStep::AtOnce => {
                 live.end_at_once(consumer);
                 ratatui::restore();
-                eprintln!(
+                stderr_line!(
                     "vmbench: ended at once; recording: {}",
                     consumer
                         .recording_path()
@@ -515,7 +532,7 @@ fn run_tui(
         steer.finished(&mut view, &mut consumer);
     }
     result?;
-    eprintln!("recording: {}", path.display());
+    stderr_line!("recording: {}", path.display());
     report_failures(&consumer)
 }
 
@@ -527,7 +544,7 @@ fn report_failures(consumer: &Consumer) -> Result<ExitCode> {
         bail!("{e}");
     }
     if consumer.failed_runs > 0 {
-        eprintln!(
+        stderr_line!(
             "vmbench: {} benchmark run(s) failed; see the log in the recording",
             consumer.failed_runs
         );
@@ -537,7 +554,7 @@ fn report_failures(consumer: &Consumer) -> Result<ExitCode> {
     if let Some((_, reason)) = &consumer.session.ended
         && reason != crate::orchestrate::PLAN_COMPLETED
     {
-        eprintln!("vmbench: the session ended before its plan did: {reason}");
+        stderr_line!("vmbench: the session ended before its plan did: {reason}");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
@@ -631,9 +648,9 @@ fn replay(path: &Path, speed: f64, screen: &ScreenArgs) -> Result<ExitCode> {
 fn export(recording: &Path, dir: &Path, salvage: bool) -> Result<ExitCode> {
     let done = csv::export(recording, dir, salvage)?;
     for warning in &done.warnings {
-        eprintln!("vmbench: warning: {warning}");
+        stderr_line!("vmbench: warning: {warning}");
     }
-    eprintln!(
+    stderr_line!(
         "wrote {} samples, {} run results and {} phase aggregates to {}",
         done.samples,
         done.results,
@@ -729,7 +746,7 @@ fn report(args: &ReportArgs) -> Result<ExitCode> {
     }
     if let Some(dir) = &args.charts {
         let written = charts::write_all(&matrix, dir)?;
-        eprintln!("wrote {} chart(s) to {}", written.len(), dir.display());
+        stderr_line!("wrote {} chart(s) to {}", written.len(), dir.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -747,7 +764,7 @@ fn record(
     let (mut live, mut consumer, bus) = Live::start(&plan, &path, true, this_program()?)?;
     drop(bus.tx);
     let tty = std::io::stderr().is_terminal();
-    eprintln!(
+    stderr_line!(
         "vmbench: recording plan {:?} ({} phases, about {}) to {}",
         plan.plan.name,
         consumer.session.header.schedule.len(),
@@ -767,16 +784,16 @@ fn record(
                 consumer.apply(event);
                 if let Some(line) = echo {
                     if tty {
-                        eprint!("\r\x1b[2K");
+                        stderr!("\r\x1b[2K");
                     }
-                    eprintln!("{line}");
+                    stderr_line!("{line}");
                 }
                 if let Some(phase) = ended {
                     for line in phase_result_lines(&consumer, phase) {
                         if tty {
-                            eprint!("\r\x1b[2K");
+                            stderr!("\r\x1b[2K");
                         }
-                        eprintln!("{line}");
+                        stderr_line!("{line}");
                     }
                 }
             }
@@ -785,7 +802,7 @@ fn record(
                     if live.request_stop(stop::cause_of(signal), &mut consumer) == StopStep::AtOnce
                     {
                         live.end_at_once(&mut consumer);
-                        eprintln!("\nvmbench: ended at once; recording: {}", path.display());
+                        stderr_line!("\nvmbench: ended at once; recording: {}", path.display());
                         std::process::exit(stop::AT_ONCE_STATUS);
                     }
                 }
@@ -805,18 +822,18 @@ fn record(
             last_progress = Instant::now();
             let line = progress_line(&consumer, tty);
             if tty {
-                eprint!("\r\x1b[2K{line}");
+                stderr!("\r\x1b[2K{line}");
             } else {
-                eprintln!("{line}");
+                stderr_line!("{line}");
             }
         }
     }
     if tty {
-        eprintln!();
+        stderr!("\n");
     }
     live.shutdown();
     consumer.close()?;
-    eprintln!("vmbench: recording saved to {}", path.display());
+    stderr_line!("vmbench: recording saved to {}", path.display());
     report_failures(&consumer)
 }
 

@@ -440,11 +440,17 @@ impl Orchestrator {
         // Lost guests that may come back are connected again first; the
         // operator can stop that wait like any other.
         let names: Vec<&str> = guests.iter().map(|g| g.name()).collect();
-        tokio::select! {
-            _ = targets.pool.revive(&names) => {}
-            cmd = control.recv() => if let Some(stop) = interrupted(cmd) {
-                return stop;
-            },
+        {
+            let revive = targets.pool.revive(&names);
+            tokio::pin!(revive);
+            loop {
+                tokio::select! {
+                    _ = &mut revive => break,
+                    cmd = control.recv() => if let Some(stop) = interrupted(cmd) {
+                        return stop;
+                    },
+                }
+            }
         }
         let (tx, mut rx) = unbounded_channel();
         let mut copies = Vec::new();

@@ -588,6 +588,12 @@ fn validate_guest(guest: &Guest) -> Result<(), (&'static str, String)> {
             }
         }
     }
+    if guest.keepalive_count.is_some_and(|c| c.0 < 2) {
+        return Err((
+            "keepalive_count",
+            "at least 2: a reply always comes a little after the next probe is due".into(),
+        ));
+    }
     if guest
         .keepalive
         .is_some_and(|k| k.0 < Duration::from_secs(1))
@@ -786,6 +792,29 @@ mod tests {
             "{HEAD}[[guest]]\nname = \"vm\"\ntransport = \"ssh\"\ntechnology = \"kvm\"\naddress = \"198.18.0.11\"\n{BENCH}"
         ));
         assert_eq!(e.field, "guest[1].user");
+    }
+
+    #[test]
+    fn liveness_keys_are_checked() {
+        let ssh = "[[guest]]\nname = \"vm\"\ntransport = \"ssh\"\ntechnology = \"kvm\"\n\
+                   address = \"198.18.0.11\"\nuser = \"root\"\n";
+        let e = error_of(&format!("{HEAD}{ssh}keepalive_count = 1\n{BENCH}"));
+        assert_eq!(e.field, "guest[1].keepalive_count");
+        let e = error_of(&format!("{HEAD}{ssh}reconnect_attempts = 5\n{BENCH}"));
+        assert!(e.message.contains("go with reconnect = true"), "{e}");
+        let e = error_of(&format!("{HEAD}reconnect = true\n{BENCH}"));
+        assert!(
+            e.message.contains("only goes with transport = \"ssh\""),
+            "{e}"
+        );
+        let plan = LoadedPlan::parse(
+            &format!("{HEAD}{ssh}keepalive = \"2s\"\nreconnect = true\n{BENCH}"),
+            "p.toml",
+        )
+        .expect("valid");
+        let liveness = plan.plan.guests[1].liveness();
+        assert_eq!(liveness.silence_limit(), Duration::from_secs(6));
+        assert_eq!(liveness.reconnect_attempts, 3);
     }
 
     #[test]

@@ -229,8 +229,30 @@ impl Live {
                         Ok(rt) => rt,
                         Err(e) => return sink.done(Err(format!("starting the runtime: {e}"))),
                     };
-                    let result = runtime.block_on(orchestrator.run(control_rx, autostart));
-                    sink.done(result.map_err(|e| format!("{e:#}")));
+                    let clock = orchestrator.clock;
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        runtime.block_on(orchestrator.run(control_rx, autostart))
+                    }));
+                    // Dropping the runtime drops every copy it held:
+                    // kill_on_drop ends them, so a panic leaves none running.
+                    drop(runtime);
+                    let result = match ran {
+                        Ok(result) => result.map_err(|e| format!("{e:#}")),
+                        Err(panic) => {
+                            let what = panic
+                                .downcast_ref::<String>()
+                                .map(String::as_str)
+                                .or_else(|| panic.downcast_ref::<&str>().copied())
+                                .unwrap_or("a panic");
+                            let reason = format!("vmbench's orchestrator failed ({what})");
+                            sink.send(Event::SessionEnded {
+                                t: clock.now(),
+                                reason: reason.clone(),
+                            });
+                            Err(reason)
+                        }
+                    };
+                    sink.done(result);
                 })?,
         );
         let consumer = Consumer::new(Session::new(header), Some(recorder));

@@ -24,6 +24,10 @@ use crate::transport::{self, Liveness, Remote, ssh};
 
 type Slot = Option<Result<Remote, String>>;
 
+/// The longest a phase waits for a guest still being brought up (each of
+/// its steps has its own timeout; this bounds them together).
+const BRING_UP_LIMIT: Duration = Duration::from_secs(120);
+
 /// When and why a guest was lost; shared with its link's session thread.
 type LostAt = Arc<Mutex<Option<(Nanos, String)>>>;
 
@@ -197,9 +201,14 @@ impl GuestPool {
         let Some(member) = self.members.get_mut(name) else {
             return Err(format!("{name} is not an SSH guest"));
         };
-        let remote = match member.slot.wait_for(Option::is_some).await {
-            Ok(slot) => slot.clone().unwrap_or_else(|| Err("not connected".into())),
-            Err(_) => Err("its connection thread ended".into()),
+        let settled = tokio::time::timeout(BRING_UP_LIMIT, member.slot.wait_for(Option::is_some));
+        let remote = match settled.await {
+            Ok(Ok(slot)) => slot.clone().unwrap_or_else(|| Err("not connected".into())),
+            Ok(Err(_)) => Err("its connection thread ended".into()),
+            Err(_) => Err(format!(
+                "still connecting after {} s",
+                BRING_UP_LIMIT.as_secs()
+            )),
         }
         .map_err(|why| format!("guest unreachable: {why}"))?;
         match remote.link.liveness() {
@@ -229,13 +238,14 @@ impl GuestPool {
             };
             let guest = member.guest.clone();
             let liveness = guest.liveness();
-            let lost = member
-                .slot
-                .borrow()
-                .as_ref()
-                .and_then(|r| r.as_ref().ok())
-                .is_some_and(|r| r.link.liveness() != Liveness::Up);
-            if !lost || liveness.reconnect_attempts == 0 {
+            // Lost, or not connected at all (a bring-up that failed, an
+            // earlier phase's attempts that all failed): tried again.
+            let down = match member.slot.borrow().as_ref() {
+                Some(Ok(remote)) => remote.link.liveness() != Liveness::Up,
+                Some(Err(_)) => true,
+                None => false,
+            };
+            if !down || liveness.reconnect_attempts == 0 {
                 continue;
             }
             let mut wait = liveness.reconnect_backoff;

@@ -17,7 +17,7 @@ fn seconds(t: Nanos) -> f64 {
     t as f64 / NANOS_PER_SEC
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct LongRow<'a> {
     t_s: f64,
     source: &'a str,
@@ -98,6 +98,9 @@ pub fn export(recording: &Path, dir: &Path, salvage: bool) -> Result<Exported> {
         session.apply(event);
         Ok(())
     })?;
+    if samples == 0 {
+        long.write_record(header_of::<LongRow>()?)?;
+    }
     long.flush()?;
     wide.flush()?;
     let (results, phases) = write_results(&session, recording, dir)?;
@@ -124,17 +127,24 @@ fn write_rows<T: Serialize + Default>(path: &Path, rows: &[T]) -> Result<()> {
     let mut writer =
         csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
     if rows.is_empty() {
-        // serde writes a header only with a first row: take it from a
-        // default row, then keep just that line.
-        let mut probe = csv::Writer::from_writer(Vec::new());
-        probe.serialize(T::default())?;
-        let text = String::from_utf8(probe.into_inner().map_err(|e| e.into_error())?)?;
-        let header = text.lines().next().unwrap_or_default();
-        writer.write_record(header.split(','))?;
+        writer.write_record(header_of::<T>()?)?;
     }
     for row in rows {
         writer.serialize(row)?;
     }
     writer.flush()?;
     Ok(())
+}
+
+/// The CSV header of a row type: serde writes one only with a first row,
+/// so it is taken from a default row.
+fn header_of<T: Serialize + Default>() -> Result<Vec<String>> {
+    let mut probe = csv::Writer::from_writer(Vec::new());
+    probe.serialize(T::default())?;
+    let bytes = probe.into_inner().map_err(|e| e.into_error())?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(bytes.as_slice());
+    let header = reader.records().next().transpose()?.unwrap_or_default();
+    Ok(header.iter().map(String::from).collect())
 }

@@ -58,18 +58,34 @@ fn uri_path(path: &Path) -> String {
     out
 }
 
-fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+/// Opens without writing beside the file. A closed recording is immutable.
+/// One with a write-ahead log beside it (still being written, or its writer
+/// died) has its last commits in the log, which needs the shared-memory
+/// index; where that cannot be had (read-only media), the main file alone
+/// is read and `Some(note)` says so.
+fn open_read_only(path: &Path) -> rusqlite::Result<(Connection, Option<String>)> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    // A write-ahead log beside it: still being written, or its writer
-    // died; its last commits are in the log, which needs the shared index.
-    let mode = if sidecar(path, "-wal").exists() {
-        "mode=ro"
-    } else {
-        "immutable=1"
-    };
-    Connection::open_with_flags(format!("{}?{mode}", uri_path(path)), flags)
+    let open =
+        |mode: &str| Connection::open_with_flags(format!("{}?{mode}", uri_path(path)), flags);
+    if !sidecar(path, "-wal").exists() {
+        return Ok((open("immutable=1")?, None));
+    }
+    let conn = open("mode=ro")?;
+    // SQLite opens lazily: the first read tells whether the log is usable.
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(_) => Ok((conn, None)),
+        Err(e) => Ok((
+            open("immutable=1")?,
+            Some(format!(
+                "{}: its write-ahead log cannot be read here ({e}); what the main file holds is shown",
+                path.display()
+            )),
+        )),
+    }
 }
 
 impl Reader {
@@ -89,7 +105,8 @@ impl Reader {
         }
         let not_a_recording =
             |why: String| anyhow::Error::new(NotARecording(format!("{}: {why}", path.display())));
-        let conn = open_read_only(path).with_context(|| format!("opening {}", path.display()))?;
+        let (conn, note) =
+            open_read_only(path).with_context(|| format!("opening {}", path.display()))?;
         let version: Option<String> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'format_version'",
@@ -123,7 +140,10 @@ impl Reader {
             series: Vec::new(),
             path: path.to_path_buf(),
             salvage,
-            damage: Default::default(),
+            damage: std::cell::RefCell::new(Damage {
+                cut: None,
+                notes: note.into_iter().collect(),
+            }),
         };
         reader.refresh_series()?;
         Ok(reader)
@@ -186,21 +206,36 @@ impl Reader {
         let mut stmt = self
             .conn
             .prepare("SELECT id, source, metric, unit, kind FROM series ORDER BY id")?;
-        self.series = stmt
-            .query_map([], |r| {
-                Ok(SeriesDef {
-                    id: r.get(0)?,
-                    source: r.get(1)?,
-                    metric: r.get(2)?,
-                    unit: r.get(3)?,
-                    kind: if r.get::<_, String>(4)? == "gauge" {
-                        SeriesKind::Gauge
-                    } else {
-                        SeriesKind::Counter
-                    },
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SeriesDef {
+                id: r.get(0)?,
+                source: r.get(1)?,
+                metric: r.get(2)?,
+                unit: r.get(3)?,
+                kind: if r.get::<_, String>(4)? == "gauge" {
+                    SeriesKind::Gauge
+                } else {
+                    SeriesKind::Counter
+                },
+            })
+        })?;
+        // A damaged definition costs its series only: its values are
+        // skipped where samples are read (they name no known series).
+        let mut series = Vec::new();
+        let mut damaged = 0;
+        for row in rows {
+            match row {
+                Ok(def) => series.push(def),
+                Err(_) => damaged += 1,
+            }
+        }
+        if damaged > 0 {
+            self.damage.borrow_mut().notes.push(format!(
+                "{}: {damaged} series definition(s) damaged; their values are left out",
+                self.path.display()
+            ));
+        }
+        self.series = series;
         Ok(())
     }
 
@@ -240,10 +275,13 @@ impl Reader {
         let mut cursor = start_seq;
         let mut skips = 0;
         'rows: loop {
+            // Every record from the keyframe on is decoded, in the order
+            // written: each is a delta on the one before, whatever its time.
+            // Reading stops once records are well past `to`.
             let mut stmt = self.conn.prepare_cached(
-                "SELECT seq, t, keyframe, data FROM ticks WHERE seq >= ?1 AND t < ?2 ORDER BY seq",
+                "SELECT seq, t, keyframe, data FROM ticks WHERE seq >= ?1 ORDER BY seq",
             )?;
-            let mut rows = stmt.query(params![cursor, sql_time(to)])?;
+            let mut rows = stmt.query(params![cursor])?;
             let mut delta = DeltaState::default();
             // Deltas need their keyframe: until one is read, records are skipped.
             let mut in_step = false;
@@ -266,9 +304,25 @@ impl Reader {
                         continue 'rows;
                     }
                 };
-                let seq: i64 = row.get(0)?;
+                let (seq, t) = match (row.get::<_, i64>(0), row.get::<_, i64>(1)) {
+                    (Ok(seq), Ok(t)) => (seq, t.max(0) as Nanos),
+                    (seq, _) => {
+                        self.damaged(
+                            self.time_of("ticks", cursor),
+                            format!("the sample record after #{cursor}: its key or time"),
+                        );
+                        if !self.salvage {
+                            break 'rows;
+                        }
+                        cursor = seq.map_or(cursor + 1, |s| s + 1);
+                        in_step = false;
+                        continue;
+                    }
+                };
                 cursor = seq + 1;
-                let t = row.get::<_, i64>(1)?.max(0) as Nanos;
+                if t >= to.saturating_add(LATE_ARRIVAL) {
+                    break 'rows;
+                }
                 if row.get::<_, bool>(2).unwrap_or(false) {
                     delta.reset();
                     in_step = true;
@@ -343,9 +397,21 @@ impl Reader {
                         continue 'rows;
                     }
                 };
-                let seq: i64 = row.get(0)?;
+                let (seq, t) = match (row.get::<_, i64>(0), row.get::<_, i64>(1)) {
+                    (Ok(seq), Ok(t)) => (seq, t.max(0) as Nanos),
+                    (seq, _) => {
+                        self.damaged(
+                            self.time_of("events", cursor).max(from),
+                            format!("the event after #{cursor}: its key or time"),
+                        );
+                        if !self.salvage {
+                            break 'rows;
+                        }
+                        cursor = seq.map_or(cursor + 1, |s| s + 1);
+                        continue;
+                    }
+                };
                 cursor = seq + 1;
-                let t = row.get::<_, i64>(1)?.max(0) as Nanos;
                 let parsed = match row.get_ref(2).map(|v| v.as_bytes()) {
                     Ok(Ok(body)) => std::str::from_utf8(body)
                         .map_err(|e| e.to_string())

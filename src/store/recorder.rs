@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, params};
@@ -16,6 +16,10 @@ use super::{
     FLUSH_EVERY, FORMAT_VERSION, Header, KEYFRAME_EVERY, QUEUE_DEPTH, SCHEMA, kind_name, sidecar,
 };
 use crate::event::{Event, Nanos};
+
+/// How long the recorder may stall (a full queue, a close that does not
+/// finish) before the session treats it as failed.
+const STALL_LIMIT: Duration = Duration::from_secs(10);
 
 enum Command {
     Event(Box<Event>),
@@ -86,30 +90,66 @@ impl Recorder {
 
     /// Queues an event. An error means the recorder has stopped; `close` says why.
     pub fn record(&self, event: Event) -> Result<()> {
-        self.tx
-            .send(Command::Event(Box::new(event)))
-            .map_err(|_| anyhow::anyhow!("the recorder of {} has stopped", self.path.display()))
+        self.send(Command::Event(Box::new(event)))
     }
 
-    /// Writes what is queued, commits and closes the file.
+    /// Queues a command, waiting at most `STALL_LIMIT` for room: a disk
+    /// that stops answering must not freeze the session's front end.
+    fn send(&self, command: Command) -> Result<()> {
+        let mut command = command;
+        let deadline = Instant::now() + STALL_LIMIT;
+        loop {
+            match self.tx.try_send(command) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Disconnected(_)) => {
+                    bail!("the recorder of {} has stopped", self.path.display())
+                }
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    command = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(TrySendError::Full(_)) => bail!(
+                    "the recorder of {} has not kept up for {} s (its disk does not answer)",
+                    self.path.display(),
+                    STALL_LIMIT.as_secs()
+                ),
+            }
+        }
+    }
+
+    /// Writes what is queued, commits and closes the file; gives up after
+    /// `STALL_LIMIT` on a disk that does not answer (what was committed
+    /// stays readable).
     pub fn close(mut self) -> Result<()> {
-        let _ = self.tx.send(Command::Close);
+        let _ = self.send(Command::Close);
         self.join()
     }
 
     fn join(&mut self) -> Result<()> {
-        match self.thread.take() {
-            Some(thread) => thread
-                .join()
-                .map_err(|_| anyhow::anyhow!("the recorder thread panicked"))?,
-            None => Ok(()),
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + STALL_LIMIT;
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} could not be closed within {} s (its disk does not answer); \
+                     what was committed stays readable",
+                    self.path.display(),
+                    STALL_LIMIT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the recorder thread panicked"))?
     }
 }
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        let _ = self.tx.send(Command::Close);
+        let _ = self.send(Command::Close);
         let _ = self.join();
     }
 }

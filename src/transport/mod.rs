@@ -299,6 +299,8 @@ pub enum ExecEnd {
     Signal(String),
     /// The machine was lost before the command ended.
     Lost(String),
+    /// The machine answered but the command could not run or be fed.
+    Refused(String),
 }
 
 impl ExecEnd {
@@ -320,6 +322,7 @@ impl ExecEnd {
             ExecEnd::Code(c) => format!("exited with status {c}"),
             ExecEnd::Signal(s) => format!("killed by SIG{s}"),
             ExecEnd::Lost(why) => format!("connection lost: {why}"),
+            ExecEnd::Refused(why) => why.clone(),
         }
     }
 }

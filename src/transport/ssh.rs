@@ -630,6 +630,13 @@ fn silence(stream: &TcpStream) -> Option<(Duration, bool)> {
     })
 }
 
+/// True when a blocking libssh2 call gave up waiting (LIBSSH2_ERROR_TIMEOUT).
+fn is_timeout(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|cause| cause.downcast_ref::<ssh2::Error>())
+        .any(|e| matches!(e.code(), ssh2::ErrorCode::Session(-9)))
+}
+
 fn would_block(e: &std::io::Error) -> bool {
     e.kind() == ErrorKind::WouldBlock
 }
@@ -658,6 +665,10 @@ fn link_loop(
     loop {
         loop {
             match commands.try_recv() {
+                Ok(LinkCommand::Exec { output, .. }) if lost.is_some() => {
+                    let why = lost.clone().unwrap_or_default();
+                    let _ = output.send(ExecOutput::Exited(ExecEnd::Lost(why)));
+                }
                 Ok(LinkCommand::Exec {
                     id,
                     command,
@@ -678,9 +689,20 @@ fn link_loop(
                             },
                         );
                     }
+                    // No answer within the silence limit: the guest is as
+                    // good as lost. An answer that refuses (sshd's
+                    // MaxSessions, say) fails this command only.
+                    Err(e) if is_timeout(&e) => {
+                        let why = format!(
+                            "the guest did not answer a request to start a command within {} s",
+                            silence_limit.as_secs()
+                        );
+                        lost.get_or_insert(why.clone());
+                        let _ = output.send(ExecOutput::Exited(ExecEnd::Lost(why)));
+                    }
                     Err(e) => {
-                        let _ = output.send(ExecOutput::Exited(ExecEnd::Lost(format!(
-                            "cannot start the command: {e:#}"
+                        let _ = output.send(ExecOutput::Exited(ExecEnd::Refused(format!(
+                            "the guest refused to start it: {e:#}"
                         ))));
                     }
                 },
@@ -706,7 +728,10 @@ fn link_loop(
             }
         }
         // Writes first: a release byte must not wait behind reading output.
-        for r in running.values_mut() {
+        // A write that fails fails its command only (its channel may be
+        // closing); a broken connection shows in the reads and the silence.
+        let mut unwritable = Vec::new();
+        for (id, r) in running.iter_mut() {
             while !r.pending.is_empty() {
                 match r.channel.write(&r.pending) {
                     Ok(n) => {
@@ -714,10 +739,18 @@ fn link_loop(
                     }
                     Err(e) if would_block(&e) => break,
                     Err(e) => {
-                        lost.get_or_insert(format!("writing: {e}"));
+                        unwritable.push((*id, format!("writing to it: {e}")));
                         break;
                     }
                 }
+            }
+        }
+        for (id, why) in unwritable {
+            if let Some(r) = running.remove(&id) {
+                if let Some(pgid) = r.pgid {
+                    kill_group(&session, pgid);
+                }
+                let _ = r.output.send(ExecOutput::Exited(ExecEnd::Refused(why)));
             }
         }
         let mut kills = Vec::new();

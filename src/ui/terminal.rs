@@ -60,6 +60,7 @@ pub fn run(
         let mut last_draw: Option<Instant> = None;
         let mut dirty = true;
         let mut closing = false;
+        let mut terminal_gone = false;
         loop {
             match steer.tick(consumer) {
                 Next::Stay => {}
@@ -70,8 +71,18 @@ pub fn run(
                 return Ok(());
             }
             let due = last_draw.map_or(Instant::now(), |t| t + FRAME);
-            if dirty && Instant::now() >= due {
-                terminal.draw(|frame| render(frame, &consumer.session, theme, view))?;
+            if dirty && Instant::now() >= due && !terminal_gone {
+                let drawn = terminal.draw(|frame| render(frame, &consumer.session, theme, view));
+                if drawn.is_err() {
+                    // The terminal went away (closed before SIGHUP arrived,
+                    // or without one): a hang-up, and no more drawing.
+                    terminal_gone = true;
+                    match steer.signal(libc::SIGHUP, view, consumer) {
+                        Next::Stay => {}
+                        Next::Close => return Ok(()),
+                        Next::CloseWhenFinished => closing = true,
+                    }
+                }
                 last_draw = Some(Instant::now());
                 dirty = false;
             }
