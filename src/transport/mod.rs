@@ -106,10 +106,8 @@ pub fn prepare(
     let mut words = out.lines();
     let arch = words.next().unwrap_or_default().trim().to_string();
     let kernel = words.next().unwrap_or_default().trim().to_string();
-    // Well past the point where vmbench itself would call the guest lost,
-    // and past the bring-up of every other guest (heartbeats start only
-    // once all are up: one slow guest must not cost the others their copy).
-    let patience = (connection.silence_limit * 2).max(std::time::Duration::from_secs(120));
+    // Well past the point where vmbench itself would call the guest lost.
+    let patience = (connection.silence_limit * 2).max(std::time::Duration::from_secs(30));
     let (vmbench, janitor) = install(session, &arch, vmbench, patience);
     arrival.arrive();
     let (clock_offset_ns, clock_rtt_ns) = match &vmbench {

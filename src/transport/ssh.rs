@@ -355,16 +355,21 @@ pub struct Janitor {
 }
 
 impl Janitor {
+    /// Starts the janitor of `dir`.
     ///
-    /// The link writes a heartbeat to it at every keepalive; a janitor that
-    /// hears none for `patience` cleans up too, so that a session whose
-    /// connection died unseen (the link cut, then vmbench gone) cannot keep
-    /// its folder while the guest's sshd still believes in the connection.
+    /// The link writes a heartbeat to it at every keepalive, from its first
+    /// turn on; once the first has come, a janitor that hears none for
+    /// `patience` cleans up too, so that a session whose connection died
+    /// unseen (the link cut, then vmbench gone) cannot keep its folder while
+    /// the guest's sshd still believes in the connection. Before the first
+    /// heartbeat (the upload, the other guests' bring-up) only the end of
+    /// its input counts, however long that takes.
     pub fn start(session: &Session, dir: &str, patience: Duration) -> Result<Self> {
         let mut channel = session.channel_session()?;
         channel.exec(&format!(
             "if command -v timeout >/dev/null 2>&1; then \
-             while [ \"$(timeout {} head -c1 | wc -c)\" -eq 1 ]; do :; done; \
+             if [ \"$(head -c1 | wc -c)\" -eq 1 ]; then \
+             while [ \"$(timeout {} head -c1 | wc -c)\" -eq 1 ]; do :; done; fi; \
              else cat >/dev/null; fi; rm -rf {}",
             patience.as_secs().max(1),
             crate::transport::shell_quote(dir)
