@@ -2,6 +2,7 @@
 //! released at one instant once every copy is set up, ended by the copies, a
 //! timeout or the operator. Nothing is left running afterwards.
 
+mod adaptive;
 mod guests;
 mod servers;
 
@@ -19,9 +20,7 @@ use crate::event::{Clock, Event, LogLevel, PhaseOutcome, RunId, RunOutcome};
 use crate::format::clock as clock_text;
 use crate::model::Session;
 use crate::plan::{Order, Plan, PlannedPhase, Transport};
-use crate::results::{DEFAULT_SKEW_BOUND, Results};
 use crate::sample::{SamplerCommand, SeriesIds};
-use crate::stats::Summary;
 use crate::transport::{ExecEnd, ExecId, ExecOutput, Link, local};
 use crate::workload::{LaunchContext, Output, OutputParser, WorkloadSpec, tools};
 pub use guests::GuestPool;
@@ -133,75 +132,6 @@ impl Orchestrator {
             session.apply(&event);
         }
         self.sink.send(event);
-    }
-
-    /// Another repetition of a phase whose benchmark repeats until its
-    /// figures settle, if their spread is still above the bound.
-    fn another_repetition(
-        &self,
-        done: &PlannedPhase,
-        queued: &VecDeque<PlannedPhase>,
-    ) -> Option<PlannedPhase> {
-        let bench = &self.plan.benchmarks[done.benchmark];
-        let (bound, max) = bench.adaptive()?;
-        let same =
-            |p: &PlannedPhase| p.benchmark == done.benchmark && p.concurrency == done.concurrency;
-        if queued.iter().any(same) {
-            return None;
-        }
-        let session = self.results.lock().ok()?;
-        let runs = session
-            .phases
-            .iter()
-            .filter(|p| p.benchmark == bench.name && p.concurrency == done.concurrency)
-            .count() as u32;
-        if runs >= max {
-            return None;
-        }
-        let results = Results::of_session(&session, "", DEFAULT_SKEW_BOUND);
-        let mut metrics: Vec<&str> = Vec::new();
-        for r in &results.phases {
-            if r.benchmark == bench.name && !metrics.contains(&r.metric.as_str()) {
-                metrics.push(&r.metric);
-            }
-        }
-        let spreads: Vec<Option<f64>> = metrics
-            .iter()
-            .map(|metric| {
-                let values: Vec<f64> = results
-                    .phases
-                    .iter()
-                    .filter(|r| r.benchmark == bench.name && r.concurrency == done.concurrency)
-                    .filter(|r| r.metric == *metric && r.counts(false))
-                    .filter_map(|r| r.aggregate)
-                    .collect();
-                Summary::of(&values).and_then(|s| s.rsd_percent())
-            })
-            .collect();
-        // Too few results to judge count as unsettled.
-        let settled = !spreads.is_empty()
-            && spreads
-                .iter()
-                .all(|s| s.is_some_and(|rsd| rsd < bound * 100.0));
-        if settled {
-            return None;
-        }
-        let worst = spreads.iter().flatten().fold(0.0f64, |a, b| a.max(*b));
-        drop(session);
-        self.log(
-            LogLevel::Info,
-            format!(
-                "{} ×{}: relative spread {:.1} % after {runs} run(s), above {} %: one more",
-                bench.name,
-                done.concurrency,
-                worst,
-                bound * 100.0
-            ),
-        );
-        Some(PlannedPhase {
-            repetition: runs + 1,
-            ..done.clone()
-        })
     }
 
     fn log(&self, level: LogLevel, text: impl Into<String>) {
