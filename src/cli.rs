@@ -414,14 +414,12 @@ impl LiveSteer {
         match live.request_stop(cause, consumer) {
             StopStep::WindDown(_) => Next::CloseWhenFinished,
             StopStep::AtOnce => {
+                let path = consumer
+                    .recording_path()
+                    .map_or_else(String::new, |p| p.display().to_string());
                 live.end_at_once(consumer);
-                ratatui::restore();
-                stderr_line!(
-                    "vmbench: ended at once; recording: {}",
-                    consumer
-                        .recording_path()
-                        .map_or_else(String::new, |p| p.display().to_string())
-                );
+                let _ = ratatui::try_restore();
+                stderr_line!("vmbench: ended at once; recording: {path}");
                 std::process::exit(stop::AT_ONCE_STATUS);
             }
         }
@@ -457,7 +455,26 @@ impl Steer for LiveSteer {
     }
 
     fn signal(&mut self, signal: i32, _view: &mut View, consumer: &mut Consumer) -> Next {
+        // A hang-up after the terminal was found gone is the same event.
+        let hangup_again = signal == libc::SIGHUP
+            && self
+                .live
+                .as_ref()
+                .and_then(|l| l.stopping.cause())
+                .is_some_and(|c| c == stop::cause_of(libc::SIGHUP));
+        if hangup_again {
+            return Next::CloseWhenFinished;
+        }
         self.stop(stop::cause_of(signal), consumer)
+    }
+
+    fn terminal_lost(&mut self, consumer: &mut Consumer) -> Next {
+        match self.live.as_ref().map(|l| l.stopping.cause()) {
+            // Already stopping (a SIGHUP came first): not a second request.
+            Some(Some(_)) => Next::CloseWhenFinished,
+            Some(None) => self.stop(stop::cause_of(libc::SIGHUP), consumer),
+            None => Next::Close,
+        }
     }
 
     fn tick(&mut self, consumer: &mut Consumer) -> Next {
@@ -589,6 +606,10 @@ impl Steer for ReplaySteer {
     }
 
     fn signal(&mut self, _signal: i32, _view: &mut View, _consumer: &mut Consumer) -> Next {
+        Next::Close
+    }
+
+    fn terminal_lost(&mut self, _consumer: &mut Consumer) -> Next {
         Next::Close
     }
 

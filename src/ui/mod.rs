@@ -606,7 +606,24 @@ fn render_copy_pane(
     seen: Option<&[String; 2]>,
     selected: bool,
 ) {
-    let title = format!(" {} #{} · {} ", run.guest, run.copy + 1, run.technology);
+    // A guest that is not up says so on each of its panes.
+    let connection = session
+        .guests
+        .iter()
+        .find(|(name, _)| *name == run.guest)
+        .and_then(|(_, state)| match state {
+            GuestState::Lost { .. } => Some(" · LOST"),
+            GuestState::Reconnecting { .. } => Some(" · reconnecting"),
+            GuestState::Failed { .. } => Some(" · unreachable"),
+            _ => None,
+        })
+        .unwrap_or("");
+    let title = format!(
+        " {} #{} · {}{connection} ",
+        run.guest,
+        run.copy + 1,
+        run.technology
+    );
     let block = pane_block(title, theme, selected);
     let inner = block.inner(area);
     block.render(area, buf);

@@ -29,6 +29,9 @@ pub trait Steer {
     fn act(&mut self, action: Action, view: &mut View, consumer: &mut Consumer) -> Next;
     /// SIGINT, SIGTERM or SIGHUP arrived.
     fn signal(&mut self, signal: i32, view: &mut View, consumer: &mut Consumer) -> Next;
+    /// The terminal cannot be drawn on any more: a hang-up, whether or not
+    /// a SIGHUP came (or comes) with it.
+    fn terminal_lost(&mut self, consumer: &mut Consumer) -> Next;
     /// Called every turn of the loop: deadlines and failures that need no
     /// input (a stop past its deadline, a recording that failed).
     fn tick(&mut self, consumer: &mut Consumer) -> Next;
@@ -77,7 +80,7 @@ pub fn run(
                     // The terminal went away (closed before SIGHUP arrived,
                     // or without one): a hang-up, and no more drawing.
                     terminal_gone = true;
-                    match steer.signal(libc::SIGHUP, view, consumer) {
+                    match steer.terminal_lost(consumer) {
                         Next::Stay => {}
                         Next::Close => return Ok(()),
                         Next::CloseWhenFinished => closing = true,
@@ -127,7 +130,8 @@ pub fn run(
             dirty |= !view.display_paused;
         }
     })();
-    ratatui::restore();
+    // A terminal that went away cannot be restored, and needs not be.
+    let _ = ratatui::try_restore();
     result
 }
 
