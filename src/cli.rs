@@ -137,15 +137,11 @@ struct CheckArgs {
     accept_new: bool,
 }
 
-/// The recording shipped with vmbench: bare metal, a namespace guest and a
-/// QEMU VM on the testbed (tests/testbed/demo.toml).
-const DEMO_RECORDING: &str = "recordings/demo.vmb";
-
 #[derive(Args)]
 struct ReplayArgs {
-    /// The recording; without it, the demo in recordings/demo.vmb.
-    #[arg(default_value = DEMO_RECORDING)]
-    recording: PathBuf,
+    /// The recording; without it, the demo shipped with vmbench (bare metal,
+    /// a namespace guest and a QEMU VM; tests/testbed/demo.toml).
+    recording: Option<PathBuf>,
     /// Playback speed, 0.25 to 64.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
@@ -298,7 +294,10 @@ pub fn main() -> ExitCode {
             &cli.screen,
         ),
         Some(Command::Record(args)) => record(args.plan, args.time_scale, args.output),
-        Some(Command::Replay(args)) => replay(&args.recording, args.speed, &cli.screen),
+        Some(Command::Replay(args)) => match args.recording.map_or_else(crate::demo::path, Ok) {
+            Ok(path) => replay(&path, args.speed, &cli.screen),
+            Err(e) => Err(e),
+        },
         Some(Command::Export(args)) => export(&args.recording, &args.csv, args.salvage),
         Some(Command::Check(args)) => check(&args.plan, args.accept_new),
         Some(Command::Report(args)) => {

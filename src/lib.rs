@@ -7,6 +7,7 @@ pub mod app;
 pub mod bus;
 pub mod check;
 pub mod cli;
+pub mod demo;
 pub mod discover;
 pub mod event;
 pub mod format;

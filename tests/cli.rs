@@ -118,3 +118,26 @@ fn a_report_whose_reader_goes_away_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!stderr.contains("Broken pipe"), "{stderr}");
 }
+
+#[test]
+fn replay_without_a_file_finds_the_built_in_demo_from_any_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let out = vmbench()
+        .arg("replay")
+        .current_dir(dir.path())
+        .env("XDG_CACHE_HOME", &cache)
+        .output()
+        .expect("vmbench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // No terminal here: it gets as far as the screen, with the demo found.
+    assert!(stderr.contains("the TUI needs a terminal"), "{stderr}");
+    let written: Vec<_> = std::fs::read_dir(cache.join("vmbench"))
+        .expect("the demo was written to the cache folder")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    let reader = vmbench::store::Reader::open(&written[0]).expect("a readable recording");
+    assert_eq!(reader.header.plan_name, "demo");
+}

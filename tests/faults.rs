@@ -784,6 +784,10 @@ enum State {
     Barrier,
     /// Copies run on two healthy guests.
     MidPhase,
+    /// Copies run, and one guest froze (SIGSTOP) under them: the stop that
+    /// needs a second Ctrl-C (on healthy guests the first ends the session
+    /// before a second could come).
+    MidPhaseFrozen,
 }
 
 /// One cell of the stop matrix: a session brought to `state`, stopped with
@@ -809,7 +813,7 @@ fn stop_in(state: State, signals: &[libc::c_int], cause: &str) {
             format!("{}{}", guest(1, &known), guest(2, &known)),
             cpu("host", 3, &["host"]) + &cpu("both", 15, &["g1", "g2"]),
         ),
-        State::MidPhase => (
+        State::MidPhase | State::MidPhaseFrozen => (
             format!("{}{}", guest(1, &known), guest(2, &known)),
             cpu("long", 15, &["g1", "g2"]),
         ),
@@ -838,10 +842,14 @@ fn stop_in(state: State, signals: &[libc::c_int], cause: &str) {
             });
             std::thread::sleep(Duration::from_millis(500));
         }
-        State::MidPhase => {
+        State::MidPhase | State::MidPhaseFrozen => {
             wait_for(&session.recording, "both copies run", SESSION_LIMIT, |e| {
                 count(e, "run_started") == 2
             });
+            if matches!(state, State::MidPhaseFrozen) {
+                signal_guest(2, "-STOP");
+                thaw = Some(Stopped(2));
+            }
         }
     }
     let what = format!("{cause} {state:?}");
@@ -920,8 +928,12 @@ fn sighup_mid_phase_ends_the_session() {
 }
 
 #[test]
-fn a_double_sigint_mid_phase_ends_the_session_at_once() {
-    stop_in(State::MidPhase, &[libc::SIGINT, libc::SIGINT], "at once");
+fn a_double_sigint_mid_phase_with_a_frozen_guest_ends_the_session_at_once() {
+    stop_in(
+        State::MidPhaseFrozen,
+        &[libc::SIGINT, libc::SIGINT],
+        "at once",
+    );
 }
 
 /// The hang this issue was filed for: a link cut mid-phase, then SIGTERM.
