@@ -176,6 +176,7 @@ fn bench_frame() {
         unit: "ops/s".into(),
         scale: 1.0,
         higher_is_better: true,
+        result_is_total: false,
     }];
     for run in 0..16 {
         session.apply(&Event::RunSpawned {
@@ -187,6 +188,7 @@ fn bench_frame() {
             technology: "kvm".into(),
             pid: None,
             metrics: metrics.clone(),
+            path: None,
         });
         session.apply(&Event::RunStarted { t: 0, run });
         for s in 0..300u64 {

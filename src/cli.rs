@@ -23,7 +23,7 @@ use crate::transport::ssh::UnknownKey;
 use crate::ui::keys::Action;
 use crate::ui::terminal::{self, Next, Steer};
 use crate::ui::theme::{Theme, slot_names};
-use crate::ui::{Feed, View, clock, figure, skew_text};
+use crate::ui::{Feed, View, clock, figure};
 use crate::workload::{builtin, gate};
 
 /// Output to stderr that a gone reader (a closed terminal, `| tee` ended by
@@ -889,31 +889,36 @@ fn headless_echo(event: &Event) -> Option<String> {
     }
 }
 
+/// The phase's result as computed once when it ended: the same figures and
+/// verdict as the TUI's table, the export and the report.
 fn phase_result_lines(consumer: &Consumer, phase: u32) -> Vec<String> {
     let session = &consumer.session;
-    let Some(p) = session.phase(phase) else {
-        return Vec::new();
-    };
-    let Some(summary) = &p.summary else {
-        return Vec::new();
-    };
-    let outcome = p.ended.map_or("", |(_, o)| o.name());
-    summary
-        .metrics
+    session
+        .results
+        .phases
         .iter()
-        .map(|m| {
+        .filter(|r| r.phase == phase + 1)
+        .map(|r| {
+            let verdict = r
+                .flag
+                .as_ref()
+                .map_or_else(|| "ok".to_string(), |f| format!("left out: {f}"));
             format!(
-                "phase {}/{} {} x{} rep {}: {} aggregate {} ({} of {} copies), skew {}, {outcome}",
-                p.id + 1,
+                "phase {}/{} {} x{} rep {}: {} all copies {}, per copy {}, {} of {} copies \
+                 measured, skew {}, {}; {verdict}",
+                r.phase,
                 session.header.schedule.len(),
-                p.benchmark,
-                p.concurrency,
-                p.repetition,
-                m.metric.name,
-                figure(m.aggregate, &m.metric.unit),
-                m.contributing,
-                m.per_copy.len(),
-                skew_text(summary.skew),
+                r.benchmark,
+                r.concurrency,
+                r.repetition,
+                r.metric,
+                figure(r.aggregate, &r.unit),
+                figure(r.per_guest_mean, &r.unit),
+                r.contributing,
+                r.copies,
+                r.skew_ms
+                    .map_or_else(|| "—".to_string(), |ms| format!("{ms:.3} ms")),
+                r.outcome,
             )
         })
         .collect()

@@ -47,6 +47,11 @@ pub struct MetricDef {
     pub unit: String,
     pub scale: f64,
     pub higher_is_better: bool,
+    /// The tool's own end figure is the measurement (iperf3's receiver
+    /// total: the live progress is the sender's); a phase's aggregate is
+    /// then the sum of those figures, not of its window rates.
+    #[serde(default)]
+    pub result_is_total: bool,
 }
 
 impl MetricDef {
@@ -112,6 +117,11 @@ pub enum Event {
         technology: String,
         pid: Option<u32>,
         metrics: Vec<MetricDef>,
+        /// For network workloads, the kind of path its traffic takes on
+        /// this host (`loopback`, `bridge vmbt0`, `nic eth0`, `virtual
+        /// tap3`): a comparison of different kinds measures different things.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
     },
     /// The external tool a copy runs and the version it reported.
     RunTool {
@@ -186,7 +196,7 @@ pub enum Event {
 pub enum GuestState {
     Connecting,
     Ready {
-        info: GuestInfo,
+        info: Box<GuestInfo>,
     },
     Failed {
         reason: String,
@@ -218,6 +228,40 @@ pub struct GuestInfo {
     pub clock_rtt_ns: Option<u64>,
     /// Where this binary was put on the guest, or why it could not run there.
     pub vmbench: Result<String, String>,
+    /// What the guest is, as it sees itself; older recordings have none.
+    #[serde(default)]
+    pub shape: Option<GuestShape>,
+}
+
+/// A guest's shape at bring-up: guests compared as one technology should
+/// have the same, and a disk workload's data set is judged against its RAM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestShape {
+    pub vcpus: u32,
+    pub memory_bytes: u64,
+    /// How it is virtual as it sees itself (CPU flag, /sys/hypervisor,
+    /// firmware); None when it sees nothing virtual.
+    pub virtualization: Option<String>,
+    /// `interface=driver` of each network device with a driver.
+    pub nics: Vec<String>,
+    /// `device=driver` of each block device with a driver.
+    pub disks: Vec<String>,
+}
+
+impl GuestShape {
+    /// The shape in a few words, without the guest's name.
+    pub fn describe(&self) -> String {
+        let mut text = format!(
+            "{} vCPU, {:.1} GiB",
+            self.vcpus,
+            self.memory_bytes as f64 / f64::from(1u32 << 30)
+        );
+        for device in self.nics.iter().chain(&self.disks) {
+            text.push_str(", ");
+            text.push_str(device);
+        }
+        text
+    }
 }
 
 impl PhaseOutcome {

@@ -48,6 +48,8 @@ pub struct Run {
     pub tool_results: Vec<(String, f64, String)>,
     /// The external tool it ran and its version, for tools.
     pub tool: Option<(String, String)>,
+    /// The kind of network path its traffic took on the host, if any.
+    pub path: Option<String>,
 }
 
 impl Run {
@@ -241,6 +243,10 @@ pub struct Session {
     pub ended: Option<(Nanos, String)>,
     /// Each guest's connection state, in the order guests were first heard of.
     pub guests: Vec<(String, GuestState)>,
+    /// Each ended phase's result, computed once when it ended (skew bound
+    /// at its default): the TUI, the headless lines, the export, the
+    /// report and adaptive repetition all read these.
+    pub results: crate::results::Results,
 }
 
 impl Session {
@@ -260,6 +266,7 @@ impl Session {
             log: VecDeque::new(),
             ended: None,
             guests: Vec::new(),
+            results: Default::default(),
         }
     }
 
@@ -322,6 +329,7 @@ impl Session {
                 technology,
                 pid,
                 metrics,
+                path,
                 ..
             } => {
                 if let Some(p) = self.phase_mut(*phase) {
@@ -343,6 +351,7 @@ impl Session {
                         progress: vec![Vec::new(); metrics.len()],
                         tool_results: Vec::new(),
                         tool: None,
+                        path: path.clone(),
                     },
                 );
             }
@@ -412,6 +421,9 @@ impl Session {
                         }
                     }
                 }
+                // The phase's result, computed once, here: every view reads it.
+                let computed = crate::results::Results::of_phase(self, *phase);
+                self.results.extend(computed);
             }
             Event::Note { t, text } => self.notes.push((*t, text.clone())),
             Event::Log { t, level, text } => {
@@ -786,6 +798,7 @@ pub(crate) mod tests {
             physical_cores: Some(2),
             memory_bytes: 8 << 30,
             clock_ticks_per_sec: 100,
+            virtualization: None,
         };
         Header::new(&plan, host, 0, plan.plan.schedule(2))
     }

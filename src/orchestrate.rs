@@ -109,6 +109,15 @@ struct Copy {
     failure: Option<String>,
 }
 
+/// A copy started: how to reach it, its machine's clock offset, and for
+/// network workloads the kind of path its traffic takes on this host.
+struct Launched {
+    link: Link,
+    exec: crate::transport::Exec,
+    clock_offset_ns: i64,
+    path: Option<String>,
+}
+
 /// Where copies run: the session's guests, and the network receivers that
 /// `net` copies send to, one per address this host is reached at.
 struct Targets {
@@ -117,6 +126,8 @@ struct Targets {
     receivers: HashMap<IpAddr, NetReceiver>,
     /// Servers started for one phase's copies (iperf3), stopped after it.
     servers: Vec<ToolServer>,
+    /// (benchmark, guest) already warned of a data set the page cache holds.
+    warned: std::collections::HashSet<(String, String)>,
 }
 
 /// How a phase ended, and what the operator wants next.
@@ -177,6 +188,7 @@ impl Orchestrator {
             pool,
             receivers: HashMap::new(),
             servers: Vec::new(),
+            warned: Default::default(),
         };
         let mut stopped: Option<StopCause> = None;
         if autostart || self.wait_for_start(&mut control, true).await {
@@ -279,6 +291,35 @@ impl Orchestrator {
         None
     }
 
+    /// Says once per benchmark and guest when a disk workload's data set is
+    /// under twice the machine's RAM: the page cache can then hold it, and
+    /// the figure is memory's as much as the disk's (the study's rule for
+    /// bonnie++).
+    fn warn_of_small_data_set(
+        &self,
+        bench: &crate::plan::Benchmark,
+        guest: &str,
+        ram: Option<u64>,
+        warned: &mut std::collections::HashSet<(String, String)>,
+    ) {
+        let (Some((_, Some(bytes))), Some(ram)) = (bench.workload.data_set(), ram) else {
+            return;
+        };
+        if ram == 0 || bytes >= 2 * ram || !warned.insert((bench.name.clone(), guest.into())) {
+            return;
+        }
+        self.log(
+            LogLevel::Warn,
+            format!(
+                "{guest}: {}'s data set ({} MiB) is under twice its RAM ({} MiB): the page \
+                 cache can hold it, so its figure is partly memory's",
+                bench.name,
+                bytes >> 20,
+                ram >> 20
+            ),
+        );
+    }
+
     /// The network receiver for copies that reach this host at `ip`,
     /// started on first use.
     async fn net_sink(
@@ -307,21 +348,30 @@ impl Orchestrator {
         bench: &crate::plan::Benchmark,
         targets: &mut Targets,
         tx: &UnboundedSender<CopyMsg>,
-    ) -> Result<(Link, crate::transport::Exec, i64), String> {
-        let (link, exe, sink_ip, clock_offset_ns) = match guest.transport {
+    ) -> Result<Launched, String> {
+        let (link, exe, sink_ip, clock_offset_ns, ram) = match guest.transport {
             Transport::Local => (
                 Link::Local(targets.host.clone()),
                 self.exe.clone(),
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
                 0,
+                self.results.lock().ok().map(|s| s.header.host.memory_bytes),
             ),
             Transport::Ssh => {
                 let remote = targets.pool.get(guest.name()).await?;
                 let exe = PathBuf::from(remote.info.vmbench.clone()?);
                 let offset = remote.info.clock_offset_ns.unwrap_or(0);
-                (Link::Ssh(remote.link), exe, remote.info.local_ip, offset)
+                let ram = remote.info.shape.as_ref().map(|s| s.memory_bytes);
+                (
+                    Link::Ssh(remote.link),
+                    exe,
+                    remote.info.local_ip,
+                    offset,
+                    ram,
+                )
             }
         };
+        self.warn_of_small_data_set(bench, guest.name(), ram, &mut targets.warned);
         let net_sink = match &bench.workload {
             WorkloadSpec::Iperf3 { server: None, .. } => {
                 let listen = SocketAddr::new(sink_ip, tools::iperf3::BASE_PORT + index as u16);
@@ -354,7 +404,12 @@ impl Orchestrator {
             clock_offset_ns,
             tx.clone(),
         ));
-        Ok((link, exec, clock_offset_ns))
+        Ok(Launched {
+            link,
+            exec,
+            clock_offset_ns,
+            path: net_sink.and_then(|addr| servers::path_to(addr.ip())),
+        })
     }
 
     async fn run_phase(
@@ -389,7 +444,9 @@ impl Orchestrator {
             let run = *next_run;
             *next_run += 1;
             let launched = self.launch(index, run, guest, bench, targets, &tx).await;
-            let pid = launched.as_ref().ok().and_then(|(_, exec, _)| exec.pid);
+            let (pid, path) = launched
+                .as_ref()
+                .map_or((None, None), |l| (l.exec.pid, l.path.clone()));
             self.emit(Event::RunSpawned {
                 t: self.clock.now(),
                 run,
@@ -399,6 +456,7 @@ impl Orchestrator {
                 technology: guest.technology.clone(),
                 pid,
                 metrics: bench.workload.metrics(),
+                path,
             });
             let mut copy = Copy {
                 run,
@@ -411,9 +469,9 @@ impl Orchestrator {
                 failure: None,
             };
             match launched {
-                Ok((link, exec, clock_offset_ns)) => {
-                    copy.exec = Some((link, exec.id));
-                    copy.clock_offset_ns = clock_offset_ns;
+                Ok(launched) => {
+                    copy.exec = Some((launched.link, launched.exec.id));
+                    copy.clock_offset_ns = launched.clock_offset_ns;
                 }
                 Err(reason) => {
                     copy.exited = true;

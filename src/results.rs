@@ -59,6 +59,9 @@ pub enum Flag {
     Ended { outcome: String },
     /// Nothing measured the metric.
     NoFigure,
+    /// Some copies that finished measured nothing in the window (their
+    /// progress never parsed): the window's sum would undercount.
+    Unmeasured { measured: usize, finished: usize },
 }
 
 impl std::fmt::Display for Flag {
@@ -75,6 +78,22 @@ impl std::fmt::Display for Flag {
             }
             Flag::Ended { outcome } => write!(f, "phase {outcome}"),
             Flag::NoFigure => f.write_str("no figure"),
+            Flag::Unmeasured { measured, finished } => {
+                write!(f, "{measured} of {finished} copies measured")
+            }
+        }
+    }
+}
+
+impl Flag {
+    /// A few characters for a table column.
+    pub fn short(&self) -> String {
+        match self {
+            Flag::Skewed { share, .. } => format!("skew {:.0}%", share * 100.0),
+            Flag::Partial { finished, copies } => format!("{finished}/{copies} done"),
+            Flag::Ended { outcome } => outcome.clone(),
+            Flag::NoFigure => "no figure".into(),
+            Flag::Unmeasured { measured, finished } => format!("{measured}/{finished} meas."),
         }
     }
 }
@@ -188,6 +207,10 @@ pub struct Results {
     pub copies: Vec<CopyResult>,
     pub phases: Vec<PhaseResult>,
     pub overhead: Vec<OverheadResult>,
+    /// Recordings made on a host that is itself virtual: (source, how).
+    pub virtual_hosts: Vec<(String, String)>,
+    /// Each guest's shape at bring-up: (technology, guest, shape).
+    pub guest_shapes: Vec<(String, String, crate::event::GuestShape)>,
 }
 
 fn outcome_of(state: &RunState) -> &'static str {
@@ -207,6 +230,12 @@ impl Results {
     /// The results of every summarised phase of a session. Without the
     /// plan it ran, workloads are compared by their label alone.
     pub fn of_session(session: &Session, source: &str, bound: f64) -> Self {
+        if bound == DEFAULT_SKEW_BOUND {
+            // The same values every view saw, not a second computation.
+            let mut results = session.results.clone();
+            results.name_source(source);
+            return results;
+        }
         let mut results = Results::default();
         for phase in &session.phases {
             results.add_phase(session, phase, source, bound);
@@ -214,10 +243,43 @@ impl Results {
         results
     }
 
+    /// The result of one phase that has just ended (its source named
+    /// later, by whoever reads the recording).
+    pub fn of_phase(session: &Session, id: crate::event::PhaseId) -> Self {
+        let mut results = Results::default();
+        if let Some(phase) = session.phase(id) {
+            results.add_phase(session, phase, "", DEFAULT_SKEW_BOUND);
+        }
+        results
+    }
+
+    fn name_source(&mut self, source: &str) {
+        for c in &mut self.copies {
+            c.source = source.into();
+        }
+        for p in &mut self.phases {
+            p.source = source.into();
+        }
+    }
+
     /// The same with each guest's overhead per phase, which needs the
     /// session's samples: for reports and exports, not for every frame.
     pub fn of_recording(session: &Session, source: &str, bound: f64) -> Self {
         let mut results = Self::of_session(session, source, bound);
+        if let Some(how) = &session.header.host.virtualization {
+            results.virtual_hosts.push((source.into(), how.clone()));
+        }
+        for (guest, state) in &session.guests {
+            let crate::event::GuestState::Ready { info } = state else {
+                continue;
+            };
+            let technology = session.runs.values().find(|r| r.guest == *guest);
+            if let (Some(shape), Some(run)) = (&info.shape, technology) {
+                results
+                    .guest_shapes
+                    .push((run.technology.clone(), guest.clone(), shape.clone()));
+            }
+        }
         for phase in session.phases.iter().filter(|p| p.ended.is_some()) {
             results.add_overhead(session, phase, source);
         }
@@ -268,6 +330,8 @@ impl Results {
         self.copies.extend(other.copies);
         self.phases.extend(other.phases);
         self.overhead.extend(other.overhead);
+        self.virtual_hosts.extend(other.virtual_hosts);
+        self.guest_shapes.extend(other.guest_shapes);
     }
 
     fn add_phase(&mut self, session: &Session, phase: &Phase, source: &str, bound: f64) {
@@ -290,14 +354,15 @@ impl Results {
         let starts: Vec<Nanos> = runs.iter().filter_map(|r| r.started).collect();
         let stops: Vec<Nanos> = finished.iter().filter_map(|r| r.ended).collect();
         let stop_gap = spread(&stops);
-        // A run-to-completion tool (bonnie++) takes as long as it takes; its
-        // copies' span is its length when that exceeds the plan's duration.
+        // Skew and gap are judged against how long the copies actually ran
+        // (a bonnie++ planned for 10 min that ends in 2 is a 2-min phase);
+        // the plan's duration stands in only when no copy finished.
         let span = starts
             .iter()
             .min()
             .zip(stops.iter().max())
             .map_or(0, |(a, b)| b.saturating_sub(*a));
-        let length = phase.duration.max(span).max(1);
+        let length = if span > 0 { span } else { phase.duration }.max(1);
         let share = (summary.skew.unwrap_or(0) + stop_gap.unwrap_or(0)) as f64 / length as f64;
         let phase_flag = if !matches!(outcome, PhaseOutcome::Completed | PhaseOutcome::Partial) {
             Some(Flag::Ended {
@@ -319,9 +384,32 @@ impl Results {
             let per_guest_mean =
                 (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
             let every_copy_has_a_figure = !runs.is_empty() && values.len() == runs.len();
-            let aggregate = m
-                .aggregate
+            // Where the tool's end figure is the measurement (iperf3's
+            // receiver total), the aggregate is their sum.
+            let tool_total = (m.metric.result_is_total && !finished.is_empty())
+                .then(|| {
+                    finished
+                        .iter()
+                        .map(|r| {
+                            r.tool_results
+                                .iter()
+                                .find(|(name, ..)| *name == m.metric.name)
+                                .map(|(_, value, _)| *value)
+                        })
+                        .sum::<Option<f64>>()
+                })
+                .flatten();
+            let window_sum = m.aggregate.filter(|_| tool_total.is_none());
+            let aggregate = tool_total
+                .or(window_sum)
                 .or_else(|| every_copy_has_a_figure.then(|| values.iter().sum()));
+            // The window's sum stands only when every finished copy is in it.
+            let unmeasured = (window_sum.is_some() && m.contributing < finished.len()).then_some(
+                Flag::Unmeasured {
+                    measured: m.contributing,
+                    finished: finished.len(),
+                },
+            );
             for figure in &m.per_copy {
                 let Some(run) = session.runs.get(&figure.run) else {
                     continue;
@@ -368,6 +456,7 @@ impl Results {
                 outcome: outcome.name(),
                 flag: phase_flag
                     .clone()
+                    .or(unmeasured)
                     .or_else(|| aggregate.is_none().then_some(Flag::NoFigure)),
                 fingerprint: fingerprint.clone(),
             });
@@ -414,6 +503,17 @@ fn fingerprint(
         tools.push(format!("vmbench {}", session.header.vmbench_version));
     }
     fields.insert("tool".into(), tools.join(", "));
+    // Loopback against a bridge or a NIC is a different path, not a loss.
+    let mut paths: Vec<&str> = runs
+        .iter()
+        .filter_map(|r| r.path.as_deref())
+        .map(|p| p.split_whitespace().next().unwrap_or(p))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    if !paths.is_empty() {
+        fields.insert("network path".into(), paths.join("+"));
+    }
     fields.insert("workload".into(), phase.workload.clone());
     if let Some(spec) = spec {
         fields.extend(spec.parameters());

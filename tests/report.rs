@@ -21,8 +21,13 @@ fn fixture(name: &str) -> PathBuf {
 /// Writes a recording of the fixture's events, as if `plan.toml` had run.
 fn recording(dir: &Path, name: &str) -> PathBuf {
     let plan = LoadedPlan::from_file(&fixture("plan.toml")).expect("fixture plan");
-    // The figures are the events'; the host's specs do not enter them.
-    let header = Header::new(&plan, HostSpecs::of_this_host(), 0, plan.plan.schedule(2));
+    // The figures are the events'; the host's specs do not enter them, and
+    // whether the machine running the tests is virtual must not either.
+    let host = HostSpecs {
+        virtualization: None,
+        ..HostSpecs::of_this_host()
+    };
+    let header = Header::new(&plan, host, 0, plan.plan.schedule(2));
     let path = dir.join(format!("{name}.vmb"));
     let recorder = Recorder::create(&path, &header).expect("recorder");
     let events = std::fs::read_to_string(fixture(&format!("{name}.jsonl"))).expect("events");
@@ -319,4 +324,116 @@ fn a_recording_without_a_figure_says_why() {
         "{}",
         run.stderr
     );
+}
+
+/// Four copies, progress every second: the window sum is the sum of the
+/// copies' rates, 100 + 200 + 300 + 400 = 1000 ops/s. In the second phase
+/// the fourth copy's progress never parsed: its window sum would be 600,
+/// an undercount nobody would see; the phase is flagged and left out.
+#[test]
+fn a_copy_that_measured_nothing_flags_its_phase_instead_of_undercounting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    recording(dir.path(), "host");
+    recording(dir.path(), "unmeasured");
+    let out = Command::cargo_bin("vmbench")
+        .expect("binary")
+        .current_dir(dir.path())
+        .args(["export", "unmeasured.vmb", "--csv", "csv"])
+        .output()
+        .expect("export runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut phases = csv::Reader::from_path(dir.path().join("csv/phases.csv")).expect("phases");
+    let header = phases.headers().expect("header").clone();
+    let column = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let rows: Vec<csv::StringRecord> = phases.records().map(|r| r.expect("row")).collect();
+    assert_eq!(rows.len(), 2);
+    let aggregate: f64 = rows[0][column("aggregate")].parse().expect("a number");
+    assert!((aggregate - 1000.0).abs() < 1e-6, "{aggregate}");
+    assert_eq!(&rows[0][column("contributing")], "4");
+    assert_eq!(&rows[0][column("flag")], "");
+    assert_eq!(&rows[1][column("contributing")], "3");
+    assert_eq!(&rows[1][column("flag")], "3 of 4 copies measured");
+
+    let run = report(
+        dir.path(),
+        &["host.vmb", "unmeasured.vmb", "--format", "json"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let m: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let reasons: Vec<&str> = m["excluded"]
+        .as_array()
+        .expect("excluded")
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert_eq!(reasons, ["3 of 4 copies measured"]);
+}
+
+/// iperf3's live progress is the sender's (2 × 1 Gbit/s here); what the
+/// receivers counted (0.998 + 0.996) is the stored aggregate.
+#[test]
+fn network_aggregates_are_what_the_receivers_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    recording(dir.path(), "receiver");
+    let out = Command::cargo_bin("vmbench")
+        .expect("binary")
+        .current_dir(dir.path())
+        .args(["export", "receiver.vmb", "--csv", "csv"])
+        .output()
+        .expect("export runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut phases = csv::Reader::from_path(dir.path().join("csv/phases.csv")).expect("phases");
+    let header = phases.headers().expect("header").clone();
+    let column = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let row = phases.records().next().expect("a phase").expect("row");
+    let aggregate: f64 = row[column("aggregate")].parse().expect("a number");
+    assert!((aggregate - 1.994).abs() < 1e-9, "{aggregate}");
+    assert_eq!(&row[column("flag")], "");
+}
+
+/// A "bare-metal" baseline measured on a virtual machine is named in the
+/// report (this machine is one: its header says so when it records).
+#[test]
+fn a_baseline_measured_on_a_virtual_host_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = LoadedPlan::from_file(&fixture("plan.toml")).expect("fixture plan");
+    let host = HostSpecs {
+        virtualization: Some("a virtual machine (the CPU's hypervisor flag)".into()),
+        ..HostSpecs::of_this_host()
+    };
+    let header = Header::new(&plan, host, 0, plan.plan.schedule(2));
+    let path = dir.path().join("host.vmb");
+    let recorder = Recorder::create(&path, &header).expect("recorder");
+    let events = std::fs::read_to_string(fixture("host.jsonl")).expect("events");
+    for line in events.lines() {
+        recorder
+            .record(serde_json::from_str(line).expect("fixture event"))
+            .expect("recorded");
+    }
+    recorder.close().expect("closed");
+    recording(dir.path(), "guests");
+    let run = report(dir.path(), &["host.vmb", "guests.vmb"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(
+            "the baseline (bare-metal) in host.vmb was measured on a virtual machine \
+             (the CPU's hypervisor flag): its losses are against that, not against bare metal"
+        ),
+        "{}",
+        run.stdout
+    );
+    let json = report(dir.path(), &["host.vmb", "guests.vmb", "--format", "json"]);
+    let m: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(m["validity"].as_array().map(Vec::len), Some(1));
+    // Without it, nothing is said.
+    let clean = report(dir.path(), &["guests.vmb"]);
+    assert!(!clean.stdout.contains("measured on"), "{}", clean.stdout);
 }

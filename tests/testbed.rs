@@ -714,10 +714,24 @@ fn a_report_over_a_testbed_recording_renders_every_chart() {
     let live = run_live_for(&plan, &recording);
     assert_eq!(live.failed_runs, 0, "{:?}", live.session.log);
 
+    // The host's net copies went over loopback, the guests' over the
+    // bridge: a different path, refused until forced, and named.
+    let refused = Command::new(exe())
+        .arg("report")
+        .arg(&recording)
+        .output()
+        .expect("report runs");
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{why}");
+    assert!(
+        why.contains("network path is loopback") && why.contains("but bridge"),
+        "{why}"
+    );
+
     let charts = dir.path().join("charts");
     let report = |format: &str| {
         let out = Command::new(exe())
-            .args(["report", "--format", format, "--charts"])
+            .args(["report", "--force", "--format", format, "--charts"])
             .arg(&charts)
             .arg(&recording)
             .output()

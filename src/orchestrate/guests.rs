@@ -129,7 +129,7 @@ impl GuestPool {
                     Ok(r) => ctx.state(
                         guest.name(),
                         GuestState::Ready {
-                            info: (*r.info).clone(),
+                            info: Box::new((*r.info).clone()),
                         },
                     ),
                     Err(reason) => ctx.state(

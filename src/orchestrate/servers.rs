@@ -100,3 +100,80 @@ impl NetReceiver {
         let _ = self.child.kill().await;
     }
 }
+
+/// The kind of path traffic to this host's address `ip` takes: `loopback`,
+/// `bridge <if>`, `nic <if>` (a physical device) or `virtual <if>` (veth,
+/// tap), from the interface that holds the address; None when no interface
+/// holds it.
+pub fn path_to(ip: IpAddr) -> Option<String> {
+    if ip.is_loopback() {
+        return Some("loopback".into());
+    }
+    let interface = interface_with(ip)?;
+    let sys = std::path::Path::new("/sys/class/net").join(&interface);
+    let kind = if sys.join("bridge").exists() {
+        "bridge"
+    } else if sys.join("device").exists() {
+        "nic"
+    } else {
+        "virtual"
+    };
+    Some(format!("{kind} {interface}"))
+}
+
+/// The interface that holds `ip`, from getifaddrs.
+fn interface_with(ip: IpAddr) -> Option<String> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a list freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut node = list;
+    while !node.is_null() {
+        // SAFETY: `node` is an element of the list getifaddrs returned.
+        let entry = unsafe { &*node };
+        node = entry.ifa_next;
+        if entry.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr points to a sockaddr of the family it states.
+        let address = unsafe {
+            match i32::from((*entry.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let a = &*entry.ifa_addr.cast::<libc::sockaddr_in>();
+                    Some(IpAddr::from(u32::from_be(a.sin_addr.s_addr).to_be_bytes()))
+                }
+                libc::AF_INET6 => {
+                    let a = &*entry.ifa_addr.cast::<libc::sockaddr_in6>();
+                    Some(IpAddr::from(a.sin6_addr.s6_addr))
+                }
+                _ => None,
+            }
+        };
+        if address == Some(ip) {
+            // SAFETY: ifa_name is a NUL-terminated string in the list.
+            let name = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
+            found = Some(name.to_string_lossy().into_owned());
+            break;
+        }
+    }
+    // SAFETY: frees the list getifaddrs allocated, once.
+    unsafe { libc::freeifaddrs(list) };
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_unheld_addresses_are_told_apart() {
+        assert_eq!(
+            path_to("127.0.0.1".parse().expect("ip")),
+            Some("loopback".into())
+        );
+        // TEST-NET-3: no interface here holds it.
+        assert_eq!(path_to("203.0.113.7".parse().expect("ip")), None);
+    }
+}

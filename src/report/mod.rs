@@ -192,6 +192,9 @@ pub struct Matrix {
     pub excluded: Vec<Excluded>,
     pub mismatches: Vec<Mismatch>,
     pub overhead: Vec<Overhead>,
+    /// What makes a comparison measure something else than it says: a
+    /// "bare-metal" baseline measured on a virtual host.
+    pub validity: Vec<String>,
 }
 
 fn place(r: &PhaseResult) -> String {
@@ -312,12 +315,64 @@ impl Matrix {
             rows,
             excluded,
             mismatches: mismatches(&counted),
+            validity: validity(results, &counted, &options.baseline),
             overhead: Overhead::by_technology(results),
         }
     }
 }
 
 /// For each workload, the fields in which its runs differ from the first.
+/// What makes the comparison measure something else than it says: a
+/// baseline measured on a virtual host, guests of one technology whose
+/// shapes differ.
+fn validity(results: &Results, counted: &[&PhaseResult], baseline: &str) -> Vec<String> {
+    let mut notes: Vec<String> = results
+        .virtual_hosts
+        .iter()
+        .filter(|(source, _)| {
+            counted
+                .iter()
+                .any(|p| p.source == *source && p.technology == baseline)
+        })
+        .map(|(source, how)| {
+            format!(
+                "the baseline ({baseline}) in {source} was measured on {how}: its losses are \
+                 against that, not against bare metal"
+            )
+        })
+        .collect();
+    let mut technologies: Vec<&str> = results
+        .guest_shapes
+        .iter()
+        .map(|(t, ..)| t.as_str())
+        .collect();
+    technologies.sort();
+    technologies.dedup();
+    for technology in technologies {
+        let mut shapes: Vec<(String, &str)> = results
+            .guest_shapes
+            .iter()
+            .filter(|(t, ..)| t == technology)
+            .map(|(_, guest, shape)| (shape.describe(), guest.as_str()))
+            .collect();
+        shapes.sort();
+        shapes.dedup();
+        let mut distinct: Vec<&String> = shapes.iter().map(|(d, _)| d).collect();
+        distinct.dedup();
+        if distinct.len() > 1 {
+            let listed: Vec<String> = shapes
+                .iter()
+                .map(|(shape, guest)| format!("{guest} ({shape})"))
+                .collect();
+            notes.push(format!(
+                "{technology} guests differ in shape: {}",
+                listed.join("; ")
+            ));
+        }
+    }
+    notes
+}
+
 fn mismatches(counted: &[&PhaseResult]) -> Vec<Mismatch> {
     let mut first_of: Vec<&PhaseResult> = Vec::new();
     let mut found: Vec<Mismatch> = Vec::new();
@@ -508,7 +563,7 @@ impl Matrix {
     }
 
     fn notes(&self) -> Vec<String> {
-        let mut notes = Vec::new();
+        let mut notes = self.validity.clone();
         for m in &self.mismatches {
             notes.push(format!("pooled despite a difference: {}", m.describe()));
         }

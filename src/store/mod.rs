@@ -47,6 +47,10 @@ pub struct HostSpecs {
     pub memory_bytes: u64,
     /// USER_HZ, the unit of every `ticks` series.
     pub clock_ticks_per_sec: u64,
+    /// How this host is itself virtual, if it is (a "bare-metal" baseline
+    /// measured on a VM, or in a Xen dom0, measures something else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtualization: Option<String>,
 }
 
 impl HostSpecs {
@@ -71,8 +75,61 @@ impl HostSpecs {
             physical_cores: sysinfo::System::physical_core_count().ok(),
             memory_bytes: system.as_ref().map_or(0, |s| s.total_memory()),
             clock_ticks_per_sec: procfs::ticks_per_second(),
+            virtualization: virtualization(
+                &read_or_empty("/proc/cpuinfo"),
+                &read_or_empty("/sys/hypervisor/type"),
+                &read_or_empty("/proc/xen/capabilities"),
+                &read_or_empty("/sys/class/dmi/id/sys_vendor"),
+                &read_or_empty("/sys/class/dmi/id/product_name"),
+            ),
         }
     }
+}
+
+fn read_or_empty(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// What tells that a host is virtual: a Xen dom0 (its control domain's
+/// capabilities), a hypervisor it runs under (`/sys/hypervisor`, the CPU's
+/// hypervisor flag) and what the firmware says it is (DMI).
+pub fn virtualization(
+    cpuinfo: &str,
+    hypervisor: &str,
+    xen_capabilities: &str,
+    dmi_vendor: &str,
+    dmi_product: &str,
+) -> Option<String> {
+    if xen_capabilities.contains("control_d") {
+        return Some("a Xen dom0 (itself a domain of the hypervisor)".into());
+    }
+    let mut signs = Vec::new();
+    if !hypervisor.trim().is_empty() {
+        signs.push(format!("/sys/hypervisor says {}", hypervisor.trim()));
+    }
+    let flagged = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|w| w == "hypervisor"));
+    if flagged {
+        signs.push("the CPU's hypervisor flag".into());
+    }
+    const VIRTUAL_FIRMWARE: [&str; 9] = [
+        "QEMU",
+        "KVM",
+        "VMware",
+        "VirtualBox",
+        "innotek",
+        "Xen",
+        "Microsoft Corporation",
+        "Amazon EC2",
+        "Google",
+    ];
+    let firmware = format!("{} {}", dmi_vendor.trim(), dmi_product.trim());
+    if VIRTUAL_FIRMWARE.iter().any(|v| firmware.contains(v)) {
+        signs.push(format!("its firmware is {}", firmware.trim()));
+    }
+    (!signs.is_empty()).then(|| format!("a virtual machine ({})", signs.join(", ")))
 }
 
 /// What a recording says about itself.
@@ -245,6 +302,32 @@ mod tests {
             "everything before the torn flush, nothing after"
         );
         recorder.close().expect("close");
+    }
+
+    #[test]
+    fn a_virtual_host_is_told_from_bare_metal() {
+        let bare = "flags\t\t: fpu vme de pse tsc msr pae mce\n";
+        let guest = "flags\t\t: fpu vme de pse tsc hypervisor lahf_lm\n";
+        assert_eq!(
+            virtualization(bare, "", "", "Dell Inc.", "PowerEdge R650"),
+            None
+        );
+        let vm = virtualization(guest, "", "", "QEMU", "Standard PC (i440FX + PIIX, 1996)")
+            .expect("a VM");
+        assert!(
+            vm.contains("hypervisor flag") && vm.contains("QEMU"),
+            "{vm}"
+        );
+        assert!(
+            virtualization(bare, "xen", "control_d\n", "", "")
+                .expect("dom0")
+                .contains("dom0")
+        );
+        assert!(
+            virtualization(bare, "xen", "", "", "")
+                .expect("domU")
+                .contains("/sys/hypervisor says xen")
+        );
     }
 
     #[test]

@@ -117,6 +117,9 @@ pub fn prepare(
         },
         Err(_) => (None, None),
     };
+    let shape = ssh::run(session, SHAPE_PROBE)
+        .ok()
+        .and_then(|(code, out, _)| (code == 0).then(|| parse_shape(&out)));
     let info = GuestInfo {
         address: address.to_string(),
         local_ip: connection.local_ip,
@@ -126,8 +129,50 @@ pub fn prepare(
         clock_offset_ns,
         clock_rtt_ns,
         vmbench,
+        shape,
     };
     Ok(Prepared { info, janitor })
+}
+
+/// What a guest is, in lines of `key value`: read with the basics every
+/// Linux guest has, no tool of vmbench's needed.
+const SHAPE_PROBE: &str = r#"echo "vcpus $(nproc)"
+echo "memory_kib $(awk '/^MemTotal/{print $2}' /proc/meminfo)"
+echo "flags $(grep -m1 '^flags' /proc/cpuinfo)"
+echo "hypervisor $(cat /sys/hypervisor/type 2>/dev/null)"
+echo "xen $(cat /proc/xen/capabilities 2>/dev/null)"
+echo "vendor $(cat /sys/class/dmi/id/sys_vendor 2>/dev/null)"
+echo "product $(cat /sys/class/dmi/id/product_name 2>/dev/null)"
+for n in /sys/class/net/*; do d=$(readlink "$n/device/driver" 2>/dev/null) && echo "nic ${n##*/}=${d##*/}"; done
+for b in /sys/block/*; do d=$(readlink "$b/device/driver" 2>/dev/null) && echo "disk ${b##*/}=${d##*/}"; done
+true"#;
+
+fn parse_shape(out: &str) -> crate::event::GuestShape {
+    let value = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+            .unwrap_or_default()
+            .trim()
+    };
+    let all = |key: &str| -> Vec<String> {
+        out.lines()
+            .filter_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+            .map(|v| v.trim().to_string())
+            .collect()
+    };
+    crate::event::GuestShape {
+        vcpus: value("vcpus").parse().unwrap_or(0),
+        memory_bytes: value("memory_kib").parse::<u64>().unwrap_or(0) * 1024,
+        virtualization: crate::store::virtualization(
+            value("flags"),
+            value("hypervisor"),
+            value("xen"),
+            value("vendor"),
+            value("product"),
+        ),
+        nics: all("nic"),
+        disks: all("disk"),
+    }
 }
 
 /// A guest made ready, and what removes vmbench from it afterwards.
@@ -203,7 +248,12 @@ fn copy_and_verify(session: &ssh2::Session, vmbench: &Path, path: &str) -> Resul
         "chmod 755 {0} && sha256sum {0} && {0} --version",
         shell_quote(path)
     );
-    let (code, out, err) = ssh::run(session, &check).map_err(|e| step("check", e))?;
+    // Hashing and starting the binary take their time on a slow guest (a
+    // VM under emulation reads a test build at a few MB/s): the wait grows
+    // with the binary instead of failing a healthy guest.
+    let patience = std::time::Duration::from_secs(15 + (image.bytes.len() as u64 >> 21));
+    let (code, out, err) =
+        ssh::run_within(session, &check, patience).map_err(|e| step("check", e))?;
     let sum = out.split_whitespace().next().unwrap_or_default();
     if code != 0 || sum != image.sha256 {
         let why = if sum.is_empty() || sum == image.sha256 {
@@ -412,6 +462,29 @@ pub struct Remote {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guest_shape_is_read_from_what_the_probe_prints() {
+        // What SHAPE_PROBE printed on the testbed's QEMU VM.
+        let out = "vcpus 1\nmemory_kib 488428\nflags flags\t\t: fpu de pse tsc msr pae hypervisor lahf_lm\n\
+                   hypervisor \nxen \nvendor QEMU\nproduct Standard PC (i440FX + PIIX, 1996)\n\
+                   nic eth0=virtio_net\ndisk vda=virtio_blk\ndisk vdb=virtio_blk\n";
+        let shape = parse_shape(out);
+        assert_eq!(shape.vcpus, 1);
+        assert_eq!(shape.memory_bytes, 488_428 * 1024);
+        assert!(
+            shape
+                .virtualization
+                .as_deref()
+                .is_some_and(|v| v.contains("QEMU"))
+        );
+        assert_eq!(shape.nics, ["eth0=virtio_net"]);
+        assert_eq!(shape.disks, ["vda=virtio_blk", "vdb=virtio_blk"]);
+        assert_eq!(
+            shape.describe(),
+            "1 vCPU, 0.5 GiB, eth0=virtio_net, vda=virtio_blk, vdb=virtio_blk"
+        );
+    }
 
     #[test]
     fn shell_quote_leaves_plain_words_and_quotes_the_rest() {

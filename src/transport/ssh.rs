@@ -335,6 +335,19 @@ fn authenticate(session: &Session, guest: &Guest) -> Result<()> {
     bail!("authentication as {user} failed ({})", tried.join("; "))
 }
 
+/// Runs a command that may take longer than a blocking call usually may,
+/// giving it `patience` for each step.
+pub fn run_within(
+    session: &Session,
+    command: &str,
+    patience: Duration,
+) -> Result<(i32, String, String)> {
+    session.set_timeout(patience.as_millis().min(u128::from(u32::MAX)) as u32);
+    let result = run(session, command);
+    session.set_timeout(SESSION_TIMEOUT_MS);
+    result
+}
+
 /// Runs a short command to completion in blocking mode: (exit code, stdout, stderr).
 pub fn run(session: &Session, command: &str) -> Result<(i32, String, String)> {
     let mut channel = session.channel_session()?;

@@ -15,7 +15,7 @@ use ratatui::widgets::{
     Block, BorderType, Borders, Cell, Clear, Gauge, Paragraph, Row, Sparkline, Table, Widget, Wrap,
 };
 
-use crate::event::{GuestState, LogLevel, Nanos, PhaseOutcome, RunId, RunOutcome};
+use crate::event::{GuestState, LogLevel, Nanos, RunId, RunOutcome};
 use crate::model::{CpuShares, Phase, Run, RunState, Session};
 use crate::report;
 use crate::results::{DEFAULT_SKEW_BOUND, Results};
@@ -194,17 +194,6 @@ pub fn skew_text(skew: Option<Nanos>) -> String {
         Some(ns) if ns < 1_000_000 => format!("{:.0}µs", ns as f64 / 1e3),
         Some(ns) => format!("{:.1}ms", ns as f64 / 1e6),
         None => "—".into(),
-    }
-}
-
-fn outcome_text(outcome: PhaseOutcome) -> &'static str {
-    match outcome {
-        PhaseOutcome::Completed => "ok",
-        PhaseOutcome::Partial => "partial",
-        PhaseOutcome::Failed => "failed",
-        PhaseOutcome::TimedOut => "timeout",
-        PhaseOutcome::Skipped => "skipped",
-        PhaseOutcome::Aborted => "aborted",
     }
 }
 
@@ -852,71 +841,51 @@ fn guest_state_text(state: &GuestState, theme: &Theme) -> (String, Color) {
     }
 }
 
-/// One results row per phase and metric, newest last.
-pub struct ResultRow<'a> {
-    pub phase: &'a Phase,
-    pub metric: &'a crate::model::MetricSummary,
-    pub skew: Option<Nanos>,
-}
-
-pub fn result_rows(session: &Session) -> Vec<ResultRow<'_>> {
-    session
-        .phases
-        .iter()
-        .filter_map(|p| p.summary.as_ref().map(|s| (p, s)))
-        .flat_map(|(phase, summary)| {
-            summary.metrics.iter().map(move |metric| ResultRow {
-                phase,
-                metric,
-                skew: summary.skew,
-            })
-        })
-        .collect()
-}
-
+/// The results table: each ended phase's result as computed once when it
+/// ended (the same the report and the export read), newest last. The
+/// last column is the report's verdict: `ok`, or why the phase is left out.
 fn render_results(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
-    let rows = result_rows(session);
+    let rows = &session.results.phases;
     let visible = area.height.saturating_sub(3) as usize;
     let skip = rows.len().saturating_sub(visible);
     let body: Vec<Row> = rows
         .iter()
         .skip(skip)
         .map(|r| {
-            let copies: Vec<f64> = r.metric.per_copy.iter().filter_map(|c| c.value).collect();
-            let mean =
-                (!copies.is_empty()).then(|| copies.iter().sum::<f64>() / copies.len() as f64);
-            let outcome = r.phase.ended.map_or("", |(_, o)| outcome_text(o));
-            let outcome_colour = match r.phase.ended.map(|e| e.1) {
-                Some(PhaseOutcome::Completed) => theme.good.0,
-                Some(PhaseOutcome::Partial | PhaseOutcome::Skipped | PhaseOutcome::Aborted) => {
-                    theme.warn.0
-                }
-                _ => theme.bad.0,
+            let (verdict, colour) = match &r.flag {
+                None => ("ok".to_string(), theme.good.0),
+                Some(flag @ crate::results::Flag::Skewed { .. }) => (flag.short(), theme.warn.0),
+                Some(flag) => (flag.short(), theme.bad.0),
             };
             Row::new(vec![
-                Cell::from(format!("{}", r.phase.id + 1)),
-                Cell::from(r.phase.benchmark.clone()),
-                Cell::from(format!("×{}", r.phase.concurrency)),
-                Cell::from(format!("{}", r.phase.repetition)),
-                Cell::from(r.metric.metric.name.clone()),
-                Cell::from(figure(r.metric.aggregate, &r.metric.metric.unit))
-                    .style(Style::new().fg(theme.accent.0)),
-                Cell::from(figure(mean, &r.metric.metric.unit)),
-                Cell::from(skew_text(r.skew)),
-                Cell::from(outcome).style(Style::new().fg(outcome_colour)),
+                Cell::from(format!("{}", r.phase)),
+                Cell::from(r.benchmark.clone()),
+                Cell::from(format!("×{}", r.concurrency)),
+                Cell::from(format!("{}", r.repetition)),
+                Cell::from(r.metric.clone()),
+                Cell::from(figure(r.aggregate, &r.unit)).style(Style::new().fg(theme.accent.0)),
+                Cell::from(figure(r.per_guest_mean, &r.unit)),
+                Cell::from(r.skew_ms.map_or_else(
+                    || "—".to_string(),
+                    |ms| skew_text(Some((ms * 1e6) as Nanos)),
+                )),
+                Cell::from(verdict).style(Style::new().fg(colour)),
             ])
         })
         .collect();
+    // "all copies": the sum of the copies' rates while all ran (or of their
+    // tools' totals); "per copy": the mean of each copy's own whole-run
+    // figure. They differ when copies ran longer than their common window.
     let header = Row::new([
         "#",
         "bench",
         "n",
         "rep",
         "metric",
-        "aggregate",
+        "all copies",
         "per copy",
         "skew",
-        "",
+        "verdict",
     ])
     .style(Style::new().fg(theme.dim.0).add_modifier(Modifier::BOLD));
     let table = Table::new(
@@ -930,7 +899,7 @@ fn render_results(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme
             Constraint::Length(15),
             Constraint::Length(15),
             Constraint::Length(8),
-            Constraint::Length(7),
+            Constraint::Length(12),
         ],
     )
     .header(header)
@@ -1533,6 +1502,7 @@ mod tests {
             unit: "ops/s".into(),
             scale: 1.0,
             higher_is_better: true,
+            result_is_total: false,
         }];
         session.apply(&Event::PhaseStarted {
             t: 6_000_000_000,
@@ -1553,6 +1523,7 @@ mod tests {
                 technology: "kvm".into(),
                 pid: Some(1000 + run),
                 metrics: metrics.clone(),
+                path: None,
             });
             session.apply(&Event::RunStarted {
                 t: 6_100_000_000,
@@ -1573,8 +1544,8 @@ mod tests {
         session
     }
 
-    fn guest_info(offset_ns: i64) -> crate::transport::GuestInfo {
-        crate::transport::GuestInfo {
+    fn guest_info(offset_ns: i64) -> crate::event::GuestInfo {
+        crate::event::GuestInfo {
             address: "198.18.0.11:22".into(),
             local_ip: std::net::Ipv4Addr::new(198, 18, 0, 1).into(),
             arch: "x86_64".into(),
@@ -1583,6 +1554,7 @@ mod tests {
             clock_offset_ns: Some(offset_ns),
             clock_rtt_ns: Some(80_000),
             vmbench: Ok("/tmp/vmbench.Ab12Cd/vmbench".into()),
+            shape: None,
         }
     }
 
@@ -1593,7 +1565,7 @@ mod tests {
             (
                 "kvm-1",
                 GuestState::Ready {
-                    info: guest_info(-1_250_000),
+                    info: Box::new(guest_info(-1_250_000)),
                 },
             ),
             ("kvm-2", GuestState::Connecting),

@@ -68,6 +68,7 @@ fn metric(name: &str, unit: &str, scale: f64) -> MetricDef {
         unit: unit.to_string(),
         scale,
         higher_is_better: true,
+        result_is_total: false,
     }
 }
 

@@ -49,6 +49,7 @@ pub fn metrics() -> Vec<MetricDef> {
         // Progress is counted in bytes.
         scale: 1e-6,
         higher_is_better: true,
+        result_is_total: false,
     };
     vec![metric("write"), metric("read")]
 }

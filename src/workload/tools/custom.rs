@@ -19,6 +19,7 @@ pub fn metrics(name: &str, unit: &str, higher_is_better: bool) -> Vec<MetricDef>
         unit: unit.into(),
         scale: 1.0,
         higher_is_better,
+        result_is_total: false,
     }]
 }
 

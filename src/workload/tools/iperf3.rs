@@ -84,6 +84,7 @@ pub fn metrics() -> Vec<MetricDef> {
         // Progress is counted in bits.
         scale: 1e-9,
         higher_is_better: true,
+        result_is_total: true,
     }]
 }
 

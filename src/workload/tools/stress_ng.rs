@@ -29,6 +29,7 @@ pub fn metrics() -> Vec<MetricDef> {
         unit: "bogo-ops/s".into(),
         scale: 1.0,
         higher_is_better: true,
+        result_is_total: false,
     }]
 }
 

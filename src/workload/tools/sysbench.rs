@@ -77,6 +77,7 @@ pub fn metrics(test: Test) -> Vec<MetricDef> {
         unit: unit.into(),
         scale: 1.0,
         higher_is_better: true,
+        result_is_total: false,
     };
     match test {
         Test::Cpu => vec![metric("events", "events/s")],
