@@ -189,6 +189,7 @@ fn bench_frame() {
             pid: None,
             metrics: metrics.clone(),
             path: None,
+            clock_uncertainty: None,
         });
         session.apply(&Event::RunStarted { t: 0, run });
         for s in 0..300u64 {
@@ -465,6 +466,7 @@ fn bench_report() {
                         window_start_s: None,
                         window_stop_s: None,
                         skew_ms: Some(0.1),
+                        clock_uncertainty_ms: Some(0.05),
                         stop_gap_ms: Some(0.1),
                         copies: concurrency as usize,
                         contributing: concurrency as usize,

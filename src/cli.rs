@@ -81,6 +81,12 @@ enum Command {
     /// domains, Xen domains) with their process, tap and disk, and print a
     /// plan fragment for each; with a plan, which of its guests each is.
     Discover(DiscoverArgs),
+    /// List the plans built into vmbench, or print one to start from
+    /// (`vmbench plans study-2009 > study.toml`).
+    Plans {
+        /// The plan to print.
+        name: Option<String>,
+    },
     /// Compare technologies across recordings: % loss from the baseline per
     /// measured figure and number of concurrent guests, with 95 % intervals.
     Report(ReportArgs),
@@ -303,6 +309,10 @@ pub fn main() -> ExitCode {
         Some(Command::Report(args)) => {
             quiet_on_broken_pipe();
             report(&args)
+        }
+        Some(Command::Plans { name }) => {
+            quiet_on_broken_pipe();
+            plans(name.as_deref())
         }
         Some(Command::Discover(args)) => {
             quiet_on_broken_pipe();
@@ -680,6 +690,34 @@ fn export(recording: &Path, dir: &Path, salvage: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn plans(name: Option<&str>) -> Result<ExitCode> {
+    use crate::plan::BUILT_IN;
+    let Some(name) = name else {
+        for (name, what, _) in BUILT_IN {
+            println!("{name:<12} {what}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let wanted = name.trim_end_matches(".toml");
+    match BUILT_IN.iter().find(|(n, ..)| *n == wanted) {
+        Some((_, _, source)) => {
+            print!("{source}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Err(InputError {
+            file: "plans".into(),
+            line: 0,
+            column: 0,
+            field: "name".into(),
+            message: format!(
+                "no built-in plan {name:?}; there are: {}",
+                BUILT_IN.map(|(n, ..)| n).join(", ")
+            ),
+        }
+        .into()),
+    }
+}
+
 fn discover(plan: Option<&Path>) -> Result<ExitCode> {
     use crate::discover::{address_of, arp, describe, discover, matching, plan_fragment};
     let plan = plan.map(LoadedPlan::from_file).transpose()?;
@@ -916,8 +954,7 @@ fn phase_result_lines(consumer: &Consumer, phase: u32) -> Vec<String> {
                 figure(r.per_guest_mean, &r.unit),
                 r.contributing,
                 r.copies,
-                r.skew_ms
-                    .map_or_else(|| "—".to_string(), |ms| format!("{ms:.3} ms")),
+                crate::ui::skew_with_clock(r.skew_ms, r.clock_uncertainty_ms),
                 r.outcome,
             )
         })

@@ -122,6 +122,11 @@ pub enum Event {
         /// tap3`): a comparison of different kinds measures different things.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<String>,
+        /// How far its machine's clock offset may be off (half the best
+        /// round trip that measured it; 0 on this host): its start stamp,
+        /// moved onto this host's clock, is that uncertain.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clock_uncertainty: Option<Nanos>,
     },
     /// The external tool a copy runs and the version it reported.
     RunTool {
@@ -249,18 +254,34 @@ pub struct GuestShape {
 }
 
 impl GuestShape {
-    /// The shape in a few words, without the guest's name.
+    /// The shape in a few words: vCPUs, RAM (to the GiB, which guests given
+    /// the same RAM all round to), the drivers of its NICs and disks
+    /// (without device names, which differ between identical guests).
     pub fn describe(&self) -> String {
-        let mut text = format!(
-            "{} vCPU, {:.1} GiB",
-            self.vcpus,
-            self.memory_bytes as f64 / f64::from(1u32 << 30)
-        );
-        for device in self.nics.iter().chain(&self.disks) {
+        let mut drivers: Vec<&str> = self
+            .nics
+            .iter()
+            .chain(&self.disks)
+            .map(|d| d.split_once('=').map_or(d.as_str(), |(_, driver)| driver))
+            .collect();
+        drivers.sort_unstable();
+        drivers.dedup();
+        let mut text = self.size();
+        if !drivers.is_empty() {
             text.push_str(", ");
-            text.push_str(device);
+            text.push_str(&drivers.join(", "));
         }
         text
+    }
+
+    /// vCPUs and RAM: what guests of different technologies compared
+    /// with each other should share.
+    pub fn size(&self) -> String {
+        format!(
+            "{} vCPU, {} GiB",
+            self.vcpus,
+            (self.memory_bytes as f64 / f64::from(1u32 << 30)).round()
+        )
     }
 }
 

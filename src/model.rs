@@ -50,6 +50,8 @@ pub struct Run {
     pub tool: Option<(String, String)>,
     /// The kind of network path its traffic took on the host, if any.
     pub path: Option<String>,
+    /// How uncertain its start stamp is on this host's clock.
+    pub clock_uncertainty: Option<Nanos>,
 }
 
 impl Run {
@@ -330,6 +332,7 @@ impl Session {
                 pid,
                 metrics,
                 path,
+                clock_uncertainty,
                 ..
             } => {
                 if let Some(p) = self.phase_mut(*phase) {
@@ -352,6 +355,7 @@ impl Session {
                         tool_results: Vec::new(),
                         tool: None,
                         path: path.clone(),
+                        clock_uncertainty: *clock_uncertainty,
                     },
                 );
             }

@@ -115,6 +115,7 @@ struct Launched {
     link: Link,
     exec: crate::transport::Exec,
     clock_offset_ns: i64,
+    clock_uncertainty: Option<crate::event::Nanos>,
     path: Option<String>,
 }
 
@@ -292,9 +293,9 @@ impl Orchestrator {
     }
 
     /// Says once per benchmark and guest when a disk workload's data set is
-    /// under twice the machine's RAM: the page cache can then hold it, and
-    /// the figure is memory's as much as the disk's (the study's rule for
-    /// bonnie++).
+    /// under twice the guest's RAM (the study's rule for bonnie++): what
+    /// does not go around the guest's caches, and what the host caches
+    /// under a virtual disk, can then be memory's as much as the disk's.
     fn warn_of_small_data_set(
         &self,
         bench: &crate::plan::Benchmark,
@@ -311,8 +312,8 @@ impl Orchestrator {
         self.log(
             LogLevel::Warn,
             format!(
-                "{guest}: {}'s data set ({} MiB) is under twice its RAM ({} MiB): the page \
-                 cache can hold it, so its figure is partly memory's",
+                "{guest}: {}'s data set ({} MiB) is under twice its RAM ({} MiB), the study's \
+                 rule for disk figures: caches can hold it, so its figure may be partly memory's",
                 bench.name,
                 bytes >> 20,
                 ram >> 20
@@ -349,24 +350,31 @@ impl Orchestrator {
         targets: &mut Targets,
         tx: &UnboundedSender<CopyMsg>,
     ) -> Result<Launched, String> {
-        let (link, exe, sink_ip, clock_offset_ns, ram) = match guest.transport {
+        let (link, exe, sink_ip, (clock_offset_ns, clock_uncertainty), ram) = match guest.transport
+        {
             Transport::Local => (
                 Link::Local(targets.host.clone()),
                 self.exe.clone(),
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
-                0,
-                self.results.lock().ok().map(|s| s.header.host.memory_bytes),
+                // The host's own clock: no offset, no uncertainty.
+                (0, Some(0)),
+                // vmbench's disk workloads bypass this host's page cache
+                // (direct I/O): its RAM does not decide what they measure.
+                None,
             ),
             Transport::Ssh => {
                 let remote = targets.pool.get(guest.name()).await?;
                 let exe = PathBuf::from(remote.info.vmbench.clone()?);
-                let offset = remote.info.clock_offset_ns.unwrap_or(0);
+                let clock = (
+                    remote.info.clock_offset_ns.unwrap_or(0),
+                    remote.info.clock_rtt_ns.map(|rtt| rtt / 2),
+                );
                 let ram = remote.info.shape.as_ref().map(|s| s.memory_bytes);
                 (
                     Link::Ssh(remote.link),
                     exe,
                     remote.info.local_ip,
-                    offset,
+                    clock,
                     ram,
                 )
             }
@@ -408,6 +416,7 @@ impl Orchestrator {
             link,
             exec,
             clock_offset_ns,
+            clock_uncertainty,
             path: net_sink.and_then(|addr| servers::path_to(addr.ip())),
         })
     }
@@ -444,9 +453,10 @@ impl Orchestrator {
             let run = *next_run;
             *next_run += 1;
             let launched = self.launch(index, run, guest, bench, targets, &tx).await;
-            let (pid, path) = launched
-                .as_ref()
-                .map_or((None, None), |l| (l.exec.pid, l.path.clone()));
+            let (pid, path, clock_uncertainty) =
+                launched.as_ref().map_or((None, None, None), |l| {
+                    (l.exec.pid, l.path.clone(), l.clock_uncertainty)
+                });
             self.emit(Event::RunSpawned {
                 t: self.clock.now(),
                 run,
@@ -457,6 +467,7 @@ impl Orchestrator {
                 pid,
                 metrics: bench.workload.metrics(),
                 path,
+                clock_uncertainty,
             });
             let mut copy = Copy {
                 run,

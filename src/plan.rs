@@ -14,6 +14,21 @@ use crate::workload::WorkloadSpec;
 pub const DEFAULT_PLAN_NAME: &str = "<embedded default plan>";
 pub const DEFAULT_PLAN_SOURCE: &str = include_str!("plans/default.toml");
 
+/// The plans built into vmbench, by name: `vmbench plans NAME` prints one
+/// to start a plan of one's own from, wherever vmbench is installed.
+pub const BUILT_IN: [(&str, &str, &str); 2] = [
+    (
+        "default",
+        "a short baseline of this host (what `vmbench` runs)",
+        DEFAULT_PLAN_SOURCE,
+    ),
+    (
+        "study-2009",
+        "the Xen-vs-KVM study's method on 1-8 guests (edit its guests)",
+        include_str!("plans/study-2009.toml"),
+    ),
+];
+
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 pub const MAX_INTERVAL: Duration = Duration::from_secs(60);
 

@@ -12,8 +12,9 @@ use crate::event::{NANOS_PER_SEC, Nanos, PhaseOutcome, RunOutcome};
 use crate::model::{Phase, RunState, Session};
 use crate::workload::{WorkloadClass, WorkloadSpec};
 
-/// A phase whose start skew plus stop gap exceeds this share of its length
-/// did not run its copies together, and its aggregate means little.
+/// A phase whose start skew, clock uncertainty and stop gap add up to more
+/// than this share of how long its copies ran did not run its copies
+/// together, and its aggregate means little.
 pub const DEFAULT_SKEW_BOUND: f64 = 0.20;
 
 fn seconds(t: Nanos) -> f64 {
@@ -69,7 +70,7 @@ impl std::fmt::Display for Flag {
         match self {
             Flag::Skewed { share, bound } => write!(
                 f,
-                "start skew plus stop gap is {:.0} % of the phase (bound {:.0} %)",
+                "start skew, clock uncertainty and stop gap add up to {:.0} % of the phase (bound {:.0} %)",
                 share * 100.0,
                 bound * 100.0
             ),
@@ -125,7 +126,12 @@ pub struct PhaseResult {
     pub per_guest_mean: Option<f64>,
     pub window_start_s: Option<f64>,
     pub window_stop_s: Option<f64>,
+    /// The spread of the copies' own start stamps (jitter)...
     pub skew_ms: Option<f64>,
+    /// ...and how far that spread may be off because each guest's clock
+    /// offset is known only to half its best round trip: the two largest
+    /// uncertainties of the copies added (0 for copies on this host).
+    pub clock_uncertainty_ms: Option<f64>,
     pub stop_gap_ms: Option<f64>,
     pub copies: usize,
     pub contributing: usize,
@@ -161,13 +167,22 @@ impl Fingerprint {
         keys.dedup();
         keys.into_iter()
             .filter_map(|k| {
-                let ours = self.0.get(k).map_or("(none)", String::as_str);
-                let theirs = other.0.get(k).map_or("(none)", String::as_str);
+                let (ours, theirs) = (self.0.get(k), other.0.get(k));
+                // A path not recorded (an older recording, an iperf3 server
+                // elsewhere) is unknown, not different.
+                if KNOWN_ONLY.contains(&k.as_str()) && (ours.is_none() || theirs.is_none()) {
+                    return None;
+                }
+                let ours = ours.map_or("(none)", String::as_str);
+                let theirs = theirs.map_or("(none)", String::as_str);
                 (ours != theirs).then_some((k.as_str(), ours, theirs))
             })
             .collect()
     }
 }
+
+/// Fingerprint fields compared only where both sides recorded them.
+const KNOWN_ONLY: [&str; 1] = ["network path"];
 
 /// What the host spent on a guest against what the guest saw itself, over
 /// one phase: CPU in cores, network and disk in bytes per second.
@@ -220,6 +235,18 @@ fn outcome_of(state: &RunState) -> &'static str {
         RunState::Done(RunOutcome::Cancelled) => "cancelled",
         RunState::Waiting | RunState::Running => "unfinished",
     }
+}
+
+/// How far the copies' start spread may be off: the two largest clock
+/// uncertainties added (each pair of stamps is off by at most the sum of
+/// theirs). None when a copy's is not known.
+fn clock_uncertainty(runs: &[&crate::model::Run]) -> Option<Nanos> {
+    let mut each: Vec<Nanos> = runs
+        .iter()
+        .map(|r| r.clock_uncertainty)
+        .collect::<Option<_>>()?;
+    each.sort_unstable_by(|a, b| b.cmp(a));
+    Some(each.iter().take(2).sum())
 }
 
 fn spread(times: &[Nanos]) -> Option<Nanos> {
@@ -363,7 +390,9 @@ impl Results {
             .zip(stops.iter().max())
             .map_or(0, |(a, b)| b.saturating_sub(*a));
         let length = if span > 0 { span } else { phase.duration }.max(1);
-        let share = (summary.skew.unwrap_or(0) + stop_gap.unwrap_or(0)) as f64 / length as f64;
+        let clock = clock_uncertainty(&runs);
+        let share = (summary.skew.unwrap_or(0) + clock.unwrap_or(0) + stop_gap.unwrap_or(0)) as f64
+            / length as f64;
         let phase_flag = if !matches!(outcome, PhaseOutcome::Completed | PhaseOutcome::Partial) {
             Some(Flag::Ended {
                 outcome: outcome.name().into(),
@@ -399,17 +428,31 @@ impl Results {
                         .sum::<Option<f64>>()
                 })
                 .flatten();
-            let window_sum = m.aggregate.filter(|_| tool_total.is_none());
+            // A receiver figure missing: the sender's window sum is not
+            // put in its place.
+            let window_sum = m.aggregate.filter(|_| !m.metric.result_is_total);
             let aggregate = tool_total
                 .or(window_sum)
                 .or_else(|| every_copy_has_a_figure.then(|| values.iter().sum()));
             // The window's sum stands only when every finished copy is in it.
-            let unmeasured = (window_sum.is_some() && m.contributing < finished.len()).then_some(
-                Flag::Unmeasured {
-                    measured: m.contributing,
-                    finished: finished.len(),
-                },
-            );
+            let measured = if m.metric.result_is_total {
+                finished
+                    .iter()
+                    .filter(|r| {
+                        r.tool_results
+                            .iter()
+                            .any(|(name, ..)| *name == m.metric.name)
+                    })
+                    .count()
+            } else {
+                m.contributing
+            };
+            let unmeasured = ((window_sum.is_some() || m.metric.result_is_total)
+                && measured < finished.len())
+            .then_some(Flag::Unmeasured {
+                measured,
+                finished: finished.len(),
+            });
             for figure in &m.per_copy {
                 let Some(run) = session.runs.get(&figure.run) else {
                     continue;
@@ -450,14 +493,18 @@ impl Results {
                 window_start_s: m.window.map(|w| seconds(w.0)),
                 window_stop_s: m.window.map(|w| seconds(w.1)),
                 skew_ms: summary.skew.map(millis),
+                clock_uncertainty_ms: clock.map(millis),
                 stop_gap_ms: stop_gap.map(millis),
                 copies: runs.len(),
                 contributing: m.contributing,
                 outcome: outcome.name(),
-                flag: phase_flag
-                    .clone()
-                    .or(unmeasured)
-                    .or_else(|| aggregate.is_none().then_some(Flag::NoFigure)),
+                // An undercount outranks skew: --include-skewed must not
+                // bring an undercounted sum back.
+                flag: match (&phase_flag, unmeasured) {
+                    (Some(Flag::Skewed { .. }) | None, Some(unmeasured)) => Some(unmeasured),
+                    (flag, _) => flag.clone(),
+                }
+                .or_else(|| aggregate.is_none().then_some(Flag::NoFigure)),
                 fingerprint: fingerprint.clone(),
             });
         }
@@ -526,4 +573,189 @@ fn fingerprint(
         );
     }
     Fingerprint(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, MetricDef, RunOutcome};
+    use crate::model::tests::test_header;
+
+    const S: Nanos = 1_000_000_000;
+
+    /// One phase of `copies` copies: each (start, end, progress points,
+    /// its tool's own figure).
+    struct Copy {
+        start: Nanos,
+        end: Nanos,
+        progress: Vec<(Nanos, f64)>,
+        result: Option<f64>,
+    }
+
+    fn phase(duration: Nanos, result_is_total: bool, copies: &[Copy]) -> Session {
+        let mut session = Session::new(test_header());
+        let metric = MetricDef {
+            name: "m".into(),
+            unit: "u/s".into(),
+            scale: 1.0,
+            higher_is_better: true,
+            result_is_total,
+        };
+        let mut events = vec![Event::PhaseStarted {
+            t: 0,
+            phase: 0,
+            benchmark: "cpu".into(),
+            workload: "cpu".into(),
+            concurrency: copies.len() as u32,
+            repetition: 1,
+            duration,
+        }];
+        for (i, c) in copies.iter().enumerate() {
+            let run = i as u32;
+            events.push(Event::RunSpawned {
+                t: 0,
+                run,
+                phase: 0,
+                copy: run,
+                guest: format!("g{i}"),
+                technology: "kvm".into(),
+                pid: None,
+                metrics: vec![metric.clone()],
+                path: None,
+                clock_uncertainty: Some(0),
+            });
+            events.push(Event::RunStarted { t: c.start, run });
+            for (t, done) in &c.progress {
+                events.push(Event::Progress {
+                    t: *t,
+                    run,
+                    metric: 0,
+                    done: *done,
+                });
+            }
+            if let Some(value) = c.result {
+                events.push(Event::RunResult {
+                    t: c.end,
+                    run,
+                    metric: "m".into(),
+                    value,
+                    unit: "u/s".into(),
+                });
+            }
+            events.push(Event::RunEnded {
+                t: c.end,
+                run,
+                outcome: RunOutcome::Completed,
+            });
+        }
+        let end = copies.iter().map(|c| c.end).max().unwrap_or(0);
+        events.push(Event::PhaseEnded {
+            t: end,
+            phase: 0,
+            outcome: PhaseOutcome::Completed,
+        });
+        for e in &events {
+            session.apply(e);
+        }
+        session
+    }
+
+    fn steady(start: Nanos, end: Nanos, rate: f64, result: Option<f64>) -> Copy {
+        let points = (0..=(end - start) / S)
+            .map(|k| (start + k * S, rate * k as f64))
+            .collect();
+        Copy {
+            start,
+            end,
+            progress: points,
+            result,
+        }
+    }
+
+    #[test]
+    fn an_undercount_outranks_skew_so_include_skewed_cannot_bring_it_back() {
+        // Second copy starts 3 s late over ~10 s (skewed) and measured nothing.
+        let session = phase(
+            10 * S,
+            false,
+            &[
+                steady(0, 10 * S, 100.0, None),
+                Copy {
+                    start: 3 * S,
+                    end: 10 * S,
+                    progress: Vec::new(),
+                    result: Some(90.0),
+                },
+            ],
+        );
+        let r = &session.results.phases[0];
+        assert_eq!(
+            r.flag,
+            Some(Flag::Unmeasured {
+                measured: 1,
+                finished: 2
+            })
+        );
+        assert!(!r.counts(true), "left out even with --include-skewed");
+    }
+
+    #[test]
+    fn a_missing_receiver_figure_flags_instead_of_falling_back_to_the_sender() {
+        let session = phase(
+            10 * S,
+            true,
+            &[
+                steady(0, 10 * S, 1.0, Some(0.99)),
+                steady(0, 10 * S, 1.0, None),
+            ],
+        );
+        let r = &session.results.phases[0];
+        assert_eq!(
+            r.flag,
+            Some(Flag::Unmeasured {
+                measured: 1,
+                finished: 2
+            })
+        );
+    }
+
+    #[test]
+    fn skew_is_judged_against_how_long_the_copies_ran_not_the_plan() {
+        // Planned for 600 s, done in 20 s, started 3 s apart: 15 % of 600 s
+        // would pass; against the 20 s actually run it is 15 % + its stop gap.
+        let session = phase(
+            600 * S,
+            false,
+            &[
+                steady(0, 20 * S, 10.0, Some(10.0)),
+                steady(3 * S, 23 * S, 10.0, Some(10.0)),
+            ],
+        );
+        let r = &session.results.phases[0];
+        assert!(
+            matches!(r.flag, Some(Flag::Skewed { share, .. }) if (share - 6.0 / 23.0).abs() < 1e-9),
+            "{:?}",
+            r.flag
+        );
+    }
+
+    #[test]
+    fn every_view_reads_the_result_computed_when_the_phase_ended() {
+        let session = phase(
+            10 * S,
+            false,
+            &[
+                steady(0, 10 * S, 100.0, None),
+                steady(0, 10 * S, 50.0, None),
+            ],
+        );
+        assert_eq!(session.results.phases.len(), 1);
+        assert_eq!(session.results.phases[0].aggregate, Some(150.0));
+        let report = Results::of_recording(&session, "r.vmb", DEFAULT_SKEW_BOUND);
+        assert_eq!(report.phases[0].aggregate, Some(150.0));
+        assert_eq!(report.phases[0].source, "r.vmb");
+        // Another bound is a judgement of its own, computed again.
+        let strict = Results::of_session(&session, "r.vmb", 0.0);
+        assert_eq!(strict.phases[0].aggregate, Some(150.0));
+    }
 }

@@ -145,3 +145,35 @@ fn replay_without_a_file_finds_the_built_in_demo_from_any_folder() {
     let reader = vmbench::store::Reader::open(&written[0]).expect("a readable recording");
     assert_eq!(reader.header.plan_name, "demo");
 }
+
+#[test]
+fn the_built_in_plans_are_listed_and_printed_from_any_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let list = vmbench()
+        .arg("plans")
+        .current_dir(dir.path())
+        .output()
+        .expect("vmbench runs");
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("default") && text.contains("study-2009"),
+        "{text}"
+    );
+    let study = vmbench()
+        .args(["plans", "study-2009"])
+        .current_dir(dir.path())
+        .output()
+        .expect("vmbench runs");
+    let printed = String::from_utf8_lossy(&study.stdout).into_owned();
+    let path = dir.path().join("study.toml");
+    std::fs::write(&path, &printed).expect("written");
+    // What it prints is a plan vmbench takes as it is.
+    let plan = vmbench::plan::LoadedPlan::from_file(&path).expect("a valid plan");
+    assert_eq!(plan.plan.name, "study-2009");
+    let (code, stderr) = stderr_of(&["plans", "nope"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("there are: default, study-2009"),
+        "{stderr}"
+    );
+}

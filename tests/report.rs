@@ -128,7 +128,7 @@ fn the_matrix_is_the_one_computed_by_hand() {
     assert_eq!(
         reasons,
         [
-            "start skew plus stop gap is 25 % of the phase (bound 20 %)",
+            "start skew, clock uncertainty and stop gap add up to 25 % of the phase (bound 20 %)",
             "1 of 2 copies finished"
         ]
     );
@@ -436,4 +436,35 @@ fn a_baseline_measured_on_a_virtual_host_is_named() {
     // Without it, nothing is said.
     let clean = report(dir.path(), &["guests.vmb"]);
     assert!(!clean.stdout.contains("measured on"), "{}", clean.stdout);
+}
+
+/// Two copies started 0.5 s apart and ended 0.5 s apart over 10.5 s: 9.5 %
+/// of skew and gap, under the bound. But the guests' clocks were known only
+/// to ±0.5 s and ±1 s: with that, 2.5 s of 10.5 s, 24 %, and the phase
+/// cannot be said to have run its copies together.
+#[test]
+fn clock_uncertainty_counts_in_the_skew_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    recording(dir.path(), "clock");
+    let out = Command::cargo_bin("vmbench")
+        .expect("binary")
+        .current_dir(dir.path())
+        .args(["export", "clock.vmb", "--csv", "csv"])
+        .output()
+        .expect("export runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut phases = csv::Reader::from_path(dir.path().join("csv/phases.csv")).expect("phases");
+    let header = phases.headers().expect("header").clone();
+    let column = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let row = phases.records().next().expect("a phase").expect("row");
+    assert_eq!(&row[column("skew_ms")], "500.0");
+    assert_eq!(&row[column("clock_uncertainty_ms")], "1500.0");
+    assert_eq!(
+        &row[column("flag")],
+        "start skew, clock uncertainty and stop gap add up to 24 % of the phase (bound 20 %)"
+    );
 }

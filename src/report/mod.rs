@@ -321,7 +321,6 @@ impl Matrix {
     }
 }
 
-/// For each workload, the fields in which its runs differ from the first.
 /// What makes the comparison measure something else than it says: a
 /// baseline measured on a virtual host, guests of one technology whose
 /// shapes differ.
@@ -370,9 +369,30 @@ fn validity(results: &Results, counted: &[&PhaseResult], baseline: &str) -> Vec<
             ));
         }
     }
+    // Across technologies, the drivers differ by nature; the size should not.
+    let mut sizes: Vec<(String, &str)> = results
+        .guest_shapes
+        .iter()
+        .map(|(t, _, shape)| (shape.size(), t.as_str()))
+        .collect();
+    sizes.sort();
+    sizes.dedup();
+    let mut distinct: Vec<&String> = sizes.iter().map(|(s, _)| s).collect();
+    distinct.dedup();
+    if distinct.len() > 1 {
+        let listed: Vec<String> = sizes
+            .iter()
+            .map(|(size, technology)| format!("{technology} {size}"))
+            .collect();
+        notes.push(format!(
+            "the technologies' guests differ in size: {}",
+            listed.join("; ")
+        ));
+    }
     notes
 }
 
+/// For each workload, the fields in which its runs differ from the first.
 fn mismatches(counted: &[&PhaseResult]) -> Vec<Mismatch> {
     let mut first_of: Vec<&PhaseResult> = Vec::new();
     let mut found: Vec<Mismatch> = Vec::new();
@@ -673,5 +693,51 @@ impl Matrix {
 
     pub fn to_json(&self) -> anyhow::Result<String> {
         Ok(serde_json::to_string_pretty(self)? + "\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::GuestShape;
+
+    fn shape(vcpus: u32, gib: u64, nic: &str) -> GuestShape {
+        GuestShape {
+            vcpus,
+            memory_bytes: gib << 30,
+            virtualization: None,
+            nics: vec![nic.into()],
+            disks: vec!["vda=virtio_blk".into()],
+        }
+    }
+
+    #[test]
+    fn guests_of_one_technology_that_differ_in_shape_are_listed() {
+        let mut results = Results::default();
+        for (technology, guest, s) in [
+            ("kvm", "vm1", shape(2, 4, "eth0=virtio_net")),
+            // The same shape under another interface name is the same.
+            ("kvm", "vm2", shape(2, 4, "ens3=virtio_net")),
+            ("kvm", "vm3", shape(4, 4, "eth0=virtio_net")),
+            ("xen", "dom1", shape(2, 4, "eth0=vif")),
+        ] {
+            results
+                .guest_shapes
+                .push((technology.into(), guest.into(), s));
+        }
+        let notes = validity(&results, &[], "bare-metal");
+        assert_eq!(
+            notes,
+            [
+                "kvm guests differ in shape: vm1 (2 vCPU, 4 GiB, virtio_blk, virtio_net); \
+                 vm2 (2 vCPU, 4 GiB, virtio_blk, virtio_net); vm3 (4 vCPU, 4 GiB, virtio_blk, \
+                 virtio_net)",
+                "the technologies' guests differ in size: kvm 2 vCPU, 4 GiB; xen 2 vCPU, 4 GiB; \
+                 kvm 4 vCPU, 4 GiB"
+            ]
+        );
+        // One shape per technology, one size across them: nothing to say.
+        results.guest_shapes.retain(|(_, guest, _)| guest != "vm3");
+        assert!(validity(&results, &[], "bare-metal").is_empty());
     }
 }

