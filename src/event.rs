@@ -189,6 +189,16 @@ pub enum Event {
         #[serde(flatten)]
         state: GuestState,
     },
+    /// A guest's clock offset measured again before a phase: its copies'
+    /// stamps are converted with it, and `drift` is how far it moved since
+    /// the guest was brought up.
+    GuestClock {
+        t: Nanos,
+        guest: String,
+        offset_ns: i64,
+        uncertainty_ns: u64,
+        drift_ns: i64,
+    },
     /// Every copy of the phase was set up and released at this instant.
     PhaseReleased {
         t: Nanos,
@@ -317,6 +327,7 @@ impl Event {
             Event::Log { .. } => "log",
             Event::SessionEnded { .. } => "session_ended",
             Event::GuestState { .. } => "guest_state",
+            Event::GuestClock { .. } => "guest_clock",
             Event::PhaseReleased { .. } => "phase_released",
         }
     }
@@ -338,6 +349,7 @@ impl Event {
             | Event::Log { t, .. }
             | Event::SessionEnded { t, .. }
             | Event::GuestState { t, .. }
+            | Event::GuestClock { t, .. }
             | Event::PhaseReleased { t, .. } => Some(*t),
         }
     }

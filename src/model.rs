@@ -249,6 +249,9 @@ pub struct Session {
     /// at its default): the TUI, the headless lines, the export, the
     /// report and adaptive repetition all read these.
     pub results: crate::results::Results,
+    /// Each guest's clock as last measured: (offset, uncertainty, drift
+    /// since bring-up), in nanoseconds.
+    pub clocks: BTreeMap<String, (i64, u64, i64)>,
 }
 
 impl Session {
@@ -269,6 +272,7 @@ impl Session {
             ended: None,
             guests: Vec::new(),
             results: Default::default(),
+            clocks: BTreeMap::new(),
         }
     }
 
@@ -446,6 +450,16 @@ impl Session {
                     Some((_, known)) => *known = state.clone(),
                     None => self.guests.push((guest.clone(), state.clone())),
                 }
+            }
+            Event::GuestClock {
+                guest,
+                offset_ns,
+                uncertainty_ns,
+                drift_ns,
+                ..
+            } => {
+                self.clocks
+                    .insert(guest.clone(), (*offset_ns, *uncertainty_ns, *drift_ns));
             }
             Event::PhaseReleased { t, phase } => {
                 let edge = self.seen_edge(*t);

@@ -365,10 +365,14 @@ impl Orchestrator {
             Transport::Ssh => {
                 let remote = targets.pool.get(guest.name()).await?;
                 let exe = PathBuf::from(remote.info.vmbench.clone()?);
-                let clock = (
-                    remote.info.clock_offset_ns.unwrap_or(0),
-                    remote.info.clock_rtt_ns.map(|rtt| rtt / 2),
-                );
+                // The offset measured just before this phase, if it was.
+                let clock = match targets.pool.clock_of(guest.name()) {
+                    Some((offset, uncertainty)) => (offset, Some(uncertainty)),
+                    None => (
+                        remote.info.clock_offset_ns.unwrap_or(0),
+                        remote.info.clock_rtt_ns.map(|rtt| rtt / 2),
+                    ),
+                };
                 let ram = remote.info.shape.as_ref().map(|s| s.memory_bytes);
                 (
                     Link::Ssh(remote.link),
@@ -431,11 +435,16 @@ impl Orchestrator {
     ) -> (PhaseOutcome, After) {
         let bench = &self.plan.benchmarks[planned.benchmark];
         let guests = self.plan.guests_of(bench);
-        // Lost guests that may come back are connected again first; the
-        // operator can stop that wait like any other.
+        // Lost guests that may come back are connected again first, and
+        // every guest's clock is measured again; the operator can stop
+        // that wait like any other.
         let names: Vec<&str> = guests.iter().map(|g| g.name()).collect();
         {
-            let revive = targets.pool.revive(&names);
+            let pool = &mut targets.pool;
+            let revive = async {
+                pool.revive(&names).await;
+                pool.remeasure_clocks(&names).await;
+            };
             tokio::pin!(revive);
             loop {
                 tokio::select! {

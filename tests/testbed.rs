@@ -897,3 +897,71 @@ fn on_the_vm_host_seen_and_guest_seen_load_reconcile() {
     assert!(disk.host_disk_bytes_s.is_some_and(|b| b > 1e6), "{disk:?}");
     assert!(disk.guest_disk_bytes_s.is_some_and(|b| b > 1e6), "{disk:?}");
 }
+
+/// Namespace guests share this host's CLOCK_MONOTONIC, so the truth of
+/// every offset is 0: each measurement, at bring-up and again before each
+/// phase, must find it within its own uncertainty, and each copy must carry
+/// the uncertainty measured just before its phase.
+#[test]
+fn clocks_are_measured_again_before_each_phase_and_shared_clocks_read_zero() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests: String = (1..=2)
+        .map(|i| guest(i, &format!("{STATE}/known_hosts")))
+        .collect();
+    let benchmarks = "[[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\nduration = \"1s\"\n\
+         concurrency = [2]\nrepetitions = 3\nguests = [\"g1\", \"g2\"]\n";
+    let plan = write_plan(dir.path(), &plan_text(&guests, benchmarks));
+    let recording = dir.path().join("clocks.vmb");
+    let live = run_live_for(&plan, &recording);
+    assert_eq!(live.failed_runs, 0, "{:?}", live.session.log);
+    let events = Reader::open(&recording)
+        .expect("recording")
+        .events(0, u64::MAX)
+        .expect("events");
+    use vmbench::event::{Event, GuestState};
+    let mut remeasured = 0;
+    let mut latest = std::collections::HashMap::new();
+    for event in &events {
+        match event {
+            Event::GuestState {
+                state: GuestState::Ready { info },
+                ..
+            } => {
+                let (offset, rtt) = (
+                    info.clock_offset_ns.expect("measured"),
+                    info.clock_rtt_ns.expect("measured"),
+                );
+                assert!(
+                    offset.unsigned_abs() <= rtt / 2 + 1,
+                    "{offset} ± {}",
+                    rtt / 2
+                );
+            }
+            Event::GuestClock {
+                guest,
+                offset_ns,
+                uncertainty_ns,
+                ..
+            } => {
+                remeasured += 1;
+                assert!(
+                    offset_ns.unsigned_abs() <= uncertainty_ns + 1,
+                    "{guest}: {offset_ns} ± {uncertainty_ns}"
+                );
+                latest.insert(guest.clone(), *uncertainty_ns);
+            }
+            Event::RunSpawned {
+                guest,
+                clock_uncertainty,
+                ..
+            } => assert_eq!(
+                *clock_uncertainty,
+                latest.get(guest).copied(),
+                "{guest}'s copy carries the uncertainty measured before its phase"
+            ),
+            _ => {}
+        }
+    }
+    assert_eq!(remeasured, 2 * 3, "each guest before each of 3 phases");
+}

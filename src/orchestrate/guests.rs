@@ -41,6 +41,9 @@ struct Member {
 
 pub struct GuestPool {
     members: HashMap<String, Member>,
+    /// Each guest's clock as measured again before the latest phase:
+    /// (offset, uncertainty).
+    clocks: HashMap<String, (i64, u64)>,
     /// Guests whose connection thread could not even be started.
     unstarted: HashMap<String, String>,
     ctx: PoolContext,
@@ -79,6 +82,7 @@ impl GuestPool {
     pub fn start(plan: &Plan, ctx: &PoolContext) -> Self {
         let mut pool = GuestPool {
             members: HashMap::new(),
+            clocks: HashMap::new(),
             unstarted: HashMap::new(),
             ctx: ctx.clone(),
         };
@@ -273,9 +277,63 @@ impl GuestPool {
         }
     }
 
+    /// Measures the clock offset of each of `names` that is up again, on
+    /// its open session, all at once: a clock that drifts over a long
+    /// night is followed, and each copy's stamps are converted with the
+    /// offset measured just before its phase. Recorded as `guest_clock`
+    /// with the drift since bring-up.
+    pub async fn remeasure_clocks(&mut self, names: &[&str]) {
+        let mut measuring = tokio::task::JoinSet::new();
+        for name in names {
+            let Some(member) = self.members.get(*name) else {
+                continue;
+            };
+            let Some(Ok(remote)) = member.slot.borrow().clone() else {
+                continue;
+            };
+            let (Ok(vmbench), Some(initial)) =
+                (remote.info.vmbench.clone(), remote.info.clock_offset_ns)
+            else {
+                continue;
+            };
+            if remote.link.liveness() != Liveness::Up {
+                continue;
+            }
+            let name = name.to_string();
+            measuring.spawn_blocking(move || {
+                let measured = remote.link.measure_clock(&vmbench);
+                (name, initial, measured)
+            });
+        }
+        while let Some(Ok((name, initial, measured))) = measuring.join_next().await {
+            match measured {
+                Ok((offset, uncertainty)) => {
+                    self.clocks.insert(name.clone(), (offset, uncertainty));
+                    self.ctx.sink.send(Event::GuestClock {
+                        t: self.ctx.clock.now(),
+                        guest: name,
+                        offset_ns: offset,
+                        uncertainty_ns: uncertainty,
+                        drift_ns: offset - initial,
+                    });
+                }
+                Err(why) => self.ctx.log(
+                    LogLevel::Warn,
+                    format!("{name}: clock not measured again ({why}); its last offset stands"),
+                ),
+            }
+        }
+    }
+
+    /// A guest's clock as last measured again, if it was.
+    pub fn clock_of(&self, name: &str) -> Option<(i64, u64)> {
+        self.clocks.get(name).copied()
+    }
+
     /// Takes a lost guest's member out of the pool; its threads end on
     /// their own (the link is gone, the sampler was told to stop).
     fn retire(&mut self, name: &str) {
+        self.clocks.remove(name);
         if let Some(member) = self.members.remove(name) {
             let _ = member.stop_sampler.send(());
             drop(member.thread);

@@ -288,7 +288,7 @@ fn upload(session: &ssh2::Session, path: &str, bytes: &[u8]) -> Result<()> {
 
 /// NTP's estimate: the guest read its clock halfway through the round trip;
 /// the round trip with the least delay bounds the error best.
-fn measure_clock(session: &ssh2::Session, vmbench: &str) -> Result<(i64, u64)> {
+pub(crate) fn measure_clock(session: &ssh2::Session, vmbench: &str) -> Result<(i64, u64)> {
     const ROUNDS: usize = 16;
     let mut channel = session.channel_session()?;
     channel.exec(&format!("{} workload clock", shell_quote(vmbench)))?;

@@ -437,6 +437,11 @@ enum LinkCommand {
     Kill {
         id: ExecId,
     },
+    /// Measure the guest's clock offset again (between phases).
+    Clock {
+        vmbench: String,
+        reply: Sender<Result<(i64, u64), String>>,
+    },
     Close,
 }
 
@@ -487,6 +492,21 @@ impl Link {
             let _ = output.send(ExecOutput::Exited(ExecEnd::Lost(why)));
         }
         id
+    }
+
+    /// Measures the guest's clock offset and its uncertainty (half the
+    /// best round trip) again, on the open session; only between phases.
+    pub fn measure_clock(&self, vmbench: &str) -> Result<(i64, u64), String> {
+        let (reply, answer) = channel();
+        self.send(LinkCommand::Clock {
+            vmbench: vmbench.to_string(),
+            reply,
+        })
+        .map_err(|_| "the session is closed".to_string())?;
+        answer
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|_| "no answer within 5 s".to_string())?
+            .map(|(offset, rtt)| (offset, rtt / 2))
     }
 
     pub fn liveness(&self) -> Liveness {
@@ -733,6 +753,23 @@ fn link_loop(
                     if let Some(r) = running.get_mut(&id) {
                         r.kill_requested = true;
                     }
+                }
+                Ok(LinkCommand::Clock { vmbench, reply }) => {
+                    let measured = if !running.is_empty() {
+                        Err("commands are running".to_string())
+                    } else if lost.is_some() {
+                        Err("the guest is lost".to_string())
+                    } else {
+                        // A few round trips, blocking: nothing else runs now.
+                        session.set_timeout(SHORT_TIMEOUT_MS);
+                        session.set_blocking(true);
+                        let measured = crate::transport::measure_clock(&session, &vmbench)
+                            .map_err(|e| format!("{e:#}"));
+                        session.set_blocking(false);
+                        session.set_timeout(SESSION_TIMEOUT_MS);
+                        measured
+                    };
+                    let _ = reply.send(measured);
                 }
                 Ok(LinkCommand::Close) | Err(TryRecvError::Disconnected) => closing = true,
                 Err(TryRecvError::Empty) => break,
