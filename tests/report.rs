@@ -326,6 +326,25 @@ fn a_recording_without_a_figure_says_why() {
     );
 }
 
+/// `vmbench export` of a fixture recording: phases.csv's header and rows.
+fn exported_phases(dir: &Path, name: &str) -> (csv::StringRecord, Vec<csv::StringRecord>) {
+    let out = Command::cargo_bin("vmbench")
+        .expect("binary")
+        .current_dir(dir)
+        .args(["export", &format!("{name}.vmb"), "--csv", "csv"])
+        .output()
+        .expect("export runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut phases = csv::Reader::from_path(dir.join("csv/phases.csv")).expect("phases");
+    let header = phases.headers().expect("header").clone();
+    let rows = phases.records().map(|r| r.expect("row")).collect();
+    (header, rows)
+}
+
 /// Four copies, progress every second: the window sum is the sum of the
 /// copies' rates, 100 + 200 + 300 + 400 = 1000 ops/s. In the second phase
 /// the fourth copy's progress never parsed: its window sum would be 600,
@@ -335,21 +354,8 @@ fn a_copy_that_measured_nothing_flags_its_phase_instead_of_undercounting() {
     let dir = tempfile::tempdir().expect("tempdir");
     recording(dir.path(), "host");
     recording(dir.path(), "unmeasured");
-    let out = Command::cargo_bin("vmbench")
-        .expect("binary")
-        .current_dir(dir.path())
-        .args(["export", "unmeasured.vmb", "--csv", "csv"])
-        .output()
-        .expect("export runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut phases = csv::Reader::from_path(dir.path().join("csv/phases.csv")).expect("phases");
-    let header = phases.headers().expect("header").clone();
+    let (header, rows) = exported_phases(dir.path(), "unmeasured");
     let column = |name: &str| header.iter().position(|h| h == name).expect(name);
-    let rows: Vec<csv::StringRecord> = phases.records().map(|r| r.expect("row")).collect();
     assert_eq!(rows.len(), 2);
     let aggregate: f64 = rows[0][column("aggregate")].parse().expect("a number");
     assert!((aggregate - 1000.0).abs() < 1e-6, "{aggregate}");
@@ -379,21 +385,9 @@ fn a_copy_that_measured_nothing_flags_its_phase_instead_of_undercounting() {
 fn network_aggregates_are_what_the_receivers_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
     recording(dir.path(), "receiver");
-    let out = Command::cargo_bin("vmbench")
-        .expect("binary")
-        .current_dir(dir.path())
-        .args(["export", "receiver.vmb", "--csv", "csv"])
-        .output()
-        .expect("export runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut phases = csv::Reader::from_path(dir.path().join("csv/phases.csv")).expect("phases");
-    let header = phases.headers().expect("header").clone();
+    let (header, rows) = exported_phases(dir.path(), "receiver");
     let column = |name: &str| header.iter().position(|h| h == name).expect(name);
-    let row = phases.records().next().expect("a phase").expect("row");
+    let row = &rows[0];
     let aggregate: f64 = row[column("aggregate")].parse().expect("a number");
     assert!((aggregate - 1.994).abs() < 1e-9, "{aggregate}");
     assert_eq!(&row[column("flag")], "");
@@ -446,21 +440,9 @@ fn a_baseline_measured_on_a_virtual_host_is_named() {
 fn clock_uncertainty_counts_in_the_skew_bound() {
     let dir = tempfile::tempdir().expect("tempdir");
     recording(dir.path(), "clock");
-    let out = Command::cargo_bin("vmbench")
-        .expect("binary")
-        .current_dir(dir.path())
-        .args(["export", "clock.vmb", "--csv", "csv"])
-        .output()
-        .expect("export runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut phases = csv::Reader::from_path(dir.path().join("csv/phases.csv")).expect("phases");
-    let header = phases.headers().expect("header").clone();
+    let (header, rows) = exported_phases(dir.path(), "clock");
     let column = |name: &str| header.iter().position(|h| h == name).expect(name);
-    let row = phases.records().next().expect("a phase").expect("row");
+    let row = &rows[0];
     assert_eq!(&row[column("skew_ms")], "500.0");
     assert_eq!(&row[column("clock_uncertainty_ms")], "1500.0");
     assert_eq!(

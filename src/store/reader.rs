@@ -290,18 +290,14 @@ impl Reader {
                     Ok(Some(row)) => row,
                     Ok(None) => break 'rows,
                     Err(e) => {
-                        // The table itself is damaged here: a salvaging
-                        // reader jumps ahead, farther each time.
-                        self.damaged(
-                            self.time_of("ticks", cursor),
-                            format!("sample records after #{cursor}: {e}"),
-                        );
-                        if !self.salvage || skips >= MAX_SKIPS {
-                            break 'rows;
+                        let what = format!("sample records after #{cursor}: {e}");
+                        match self.jump_over("ticks", cursor, 0, what, &mut skips) {
+                            Some(next) => {
+                                cursor = next;
+                                continue 'rows;
+                            }
+                            None => break 'rows,
                         }
-                        skips += 1;
-                        cursor += 1 << skips;
-                        continue 'rows;
                     }
                 };
                 let (seq, t) = match (row.get::<_, i64>(0), row.get::<_, i64>(1)) {
@@ -358,6 +354,25 @@ impl Reader {
         Ok(samples)
     }
 
+    /// A stretch of `table` cannot be read from `cursor` on (SQLite says
+    /// the file is damaged there): noted, and where to go on from when
+    /// salvaging (farther each time), or None to stop.
+    fn jump_over(
+        &self,
+        table: &str,
+        cursor: i64,
+        at_least: Nanos,
+        what: String,
+        skips: &mut u32,
+    ) -> Option<i64> {
+        self.damaged(self.time_of(table, cursor).max(at_least), what);
+        if !self.salvage || *skips >= MAX_SKIPS {
+            return None;
+        }
+        *skips += 1;
+        Some(cursor + (1 << *skips))
+    }
+
     /// The time of row `seq` of `table`, or 0 when even that is unreadable.
     fn time_of(&self, table: &str, seq: i64) -> Nanos {
         self.conn
@@ -385,16 +400,14 @@ impl Reader {
                     Ok(Some(row)) => row,
                     Ok(None) => break 'rows,
                     Err(e) => {
-                        self.damaged(
-                            self.time_of("events", cursor).max(from),
-                            format!("events after #{cursor}: {e}"),
-                        );
-                        if !self.salvage || skips >= MAX_SKIPS {
-                            break 'rows;
+                        let what = format!("events after #{cursor}: {e}");
+                        match self.jump_over("events", cursor, from, what, &mut skips) {
+                            Some(next) => {
+                                cursor = next;
+                                continue 'rows;
+                            }
+                            None => break 'rows,
                         }
-                        skips += 1;
-                        cursor += 1 << skips;
-                        continue 'rows;
                     }
                 };
                 let (seq, t) = match (row.get::<_, i64>(0), row.get::<_, i64>(1)) {
