@@ -151,7 +151,9 @@ fn read_all_lenient(reader: &Reader) -> usize {
 /// a thread of its own and must end (a hang fails the test) without a panic.
 #[test]
 fn mutated_recordings_never_panic_or_hang() {
-    const CASES: u64 = 150;
+    // Cases 1498 and 2002 of this seed once hung the reader (a b-tree
+    // damaged into a cycle, and a row whose key went back): kept in range.
+    const CASES: u64 = 2500;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = recording(dir.path());
     let original = std::fs::read(&path).expect("read");

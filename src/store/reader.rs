@@ -8,6 +8,12 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::codec::DeltaState;
 use super::{FORMAT_VERSION, Header, LATE_ARRIVAL, MAX_SKIPS, READ_SLICE, sidecar, sql_time};
+
+/// SQLite calls the progress handler every this many virtual-machine steps...
+const PROGRESS_EVERY: std::ffi::c_int = 10_000;
+/// ...and a query is stopped after this many calls: 2·10^8 steps, far
+/// beyond any honest query over a recording, a second or so of a stuck one.
+const QUERY_BUDGET: u64 = 20_000;
 use crate::event::{Event, Nanos, Sample, SeriesDef, SeriesKind};
 
 /// A recording opened for reading, possibly while it is still being written.
@@ -18,6 +24,8 @@ use crate::event::{Event, Nanos, Sample, SeriesDef, SeriesKind};
 /// names; a salvaging reader skips what it cannot read and keeps the rest.
 pub struct Reader {
     conn: Connection,
+    /// Progress-handler calls since the current query began (see `guard`).
+    work: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub header: Header,
     pub series: Vec<SeriesDef>,
     path: PathBuf,
@@ -134,8 +142,18 @@ impl Reader {
             .map_err(|e| not_a_recording(format!("its header cannot be read ({e})")))?;
         let header: Header = serde_json::from_str(&header)
             .map_err(|e| not_a_recording(format!("its header is damaged ({e})")))?;
+        // A damaged b-tree can send SQLite round in circles inside one step:
+        // every query gets a budget, and a query over it is interrupted
+        // (and taken as damage) instead of hanging the reader.
+        let work = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let spent = work.clone();
+        conn.progress_handler(
+            PROGRESS_EVERY,
+            Some(move || spent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= QUERY_BUDGET),
+        );
         let mut reader = Reader {
             conn,
+            work,
             header,
             series: Vec::new(),
             path: path.to_path_buf(),
@@ -180,6 +198,7 @@ impl Reader {
     /// How many events and sample records lie at or after `t`, as far as
     /// the damaged file can count them.
     fn rows_from(&self, t: Nanos) -> String {
+        self.guard();
         let count = |table: &str| {
             self.conn
                 .query_row(
@@ -203,6 +222,7 @@ impl Reader {
 
     /// Series defined so far (a live recording gains more).
     pub fn refresh_series(&mut self) -> Result<()> {
+        self.guard();
         let mut stmt = self
             .conn
             .prepare("SELECT id, source, metric, unit, kind FROM series ORDER BY id")?;
@@ -241,6 +261,7 @@ impl Reader {
 
     /// The time of the last thing recorded.
     pub fn end(&self) -> Result<Nanos> {
+        self.guard();
         let t: Option<i64> = self
             .conn
             .query_row(
@@ -262,6 +283,7 @@ impl Reader {
     /// `from`.
     pub fn samples(&self, from: Nanos, to: Nanos) -> Result<Vec<Sample>> {
         let to = self.readable_until(to);
+        self.guard();
         let start_seq: i64 = self
             .conn
             .query_row(
@@ -281,6 +303,7 @@ impl Reader {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT seq, t, keyframe, data FROM ticks WHERE seq >= ?1 ORDER BY seq",
             )?;
+            self.guard();
             let mut rows = stmt.query(params![cursor])?;
             let mut delta = DeltaState::default();
             // Deltas need their keyframe: until one is read, records are skipped.
@@ -307,14 +330,25 @@ impl Reader {
                             self.time_of("ticks", cursor),
                             format!("the sample record after #{cursor}: its key or time"),
                         );
-                        if !self.salvage {
-                            break 'rows;
+                        // Past this row, never back (a damaged table can cycle).
+                        match seq {
+                            Ok(seq) if self.salvage && seq >= cursor => cursor = seq + 1,
+                            Err(_) if self.salvage => cursor += 1,
+                            _ => break 'rows,
                         }
-                        cursor = seq.map_or(cursor + 1, |s| s + 1);
                         in_step = false;
                         continue;
                     }
                 };
+                // Rows come in key order; one that goes back means the
+                // table's b-tree is damaged into a cycle.
+                if seq < cursor {
+                    self.damaged(
+                        t,
+                        format!("sample records after #{cursor}: they go round in a circle"),
+                    );
+                    break 'rows;
+                }
                 cursor = seq + 1;
                 if t >= to.saturating_add(LATE_ARRIVAL) {
                     break 'rows;
@@ -354,6 +388,11 @@ impl Reader {
         Ok(samples)
     }
 
+    /// Starts a query's budget afresh.
+    fn guard(&self) {
+        self.work.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// A stretch of `table` cannot be read from `cursor` on (SQLite says
     /// the file is damaged there): noted, and where to go on from when
     /// salvaging (farther each time), or None to stop.
@@ -365,8 +404,11 @@ impl Reader {
         what: String,
         skips: &mut u32,
     ) -> Option<i64> {
+        let stuck = self.work.load(std::sync::atomic::Ordering::Relaxed) >= QUERY_BUDGET;
         self.damaged(self.time_of(table, cursor).max(at_least), what);
-        if !self.salvage || *skips >= MAX_SKIPS {
+        // Over its budget, SQLite was going round in circles: jumping on
+        // would only go round again.
+        if stuck || !self.salvage || *skips >= MAX_SKIPS {
             return None;
         }
         *skips += 1;
@@ -375,6 +417,7 @@ impl Reader {
 
     /// The time of row `seq` of `table`, or 0 when even that is unreadable.
     fn time_of(&self, table: &str, seq: i64) -> Nanos {
+        self.guard();
         self.conn
             .query_row(
                 &format!("SELECT t FROM {table} WHERE seq <= ?1 ORDER BY seq DESC LIMIT 1"),
@@ -394,6 +437,7 @@ impl Reader {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT seq, t, body FROM events WHERE t >= ?1 AND t < ?2 AND seq >= ?3 ORDER BY seq",
             )?;
+            self.guard();
             let mut rows = stmt.query(params![sql_time(from), sql_time(to), cursor])?;
             loop {
                 let row = match rows.next() {
@@ -417,13 +461,21 @@ impl Reader {
                             self.time_of("events", cursor).max(from),
                             format!("the event after #{cursor}: its key or time"),
                         );
-                        if !self.salvage {
-                            break 'rows;
+                        match seq {
+                            Ok(seq) if self.salvage && seq >= cursor => cursor = seq + 1,
+                            Err(_) if self.salvage => cursor += 1,
+                            _ => break 'rows,
                         }
-                        cursor = seq.map_or(cursor + 1, |s| s + 1);
                         continue;
                     }
                 };
+                if seq < cursor {
+                    self.damaged(
+                        t,
+                        format!("events after #{cursor}: they go round in a circle"),
+                    );
+                    break 'rows;
+                }
                 cursor = seq + 1;
                 let parsed = match row.get_ref(2).map(|v| v.as_bytes()) {
                     Ok(Ok(body)) => std::str::from_utf8(body)
@@ -490,7 +542,13 @@ impl Reader {
                 f(&event)?;
             }
             match self.next_time_from(to) {
-                Some(next) if to < Nanos::MAX => from = next,
+                Some(next) if next >= to && to < Nanos::MAX => from = next,
+                // An index that answers a time before the one asked for is
+                // damaged: following it could go round for ever.
+                Some(_) if to < Nanos::MAX => {
+                    self.damaged(to, "its time index, which goes back in time".into());
+                    break;
+                }
                 _ => break,
             }
         }
@@ -499,6 +557,7 @@ impl Reader {
 
     /// The earliest time at or after `t` that anything was recorded at.
     fn next_time_from(&self, t: Nanos) -> Option<Nanos> {
+        self.guard();
         self.conn
             .query_row(
                 "SELECT min(m) FROM (SELECT min(t) AS m FROM ticks WHERE t >= ?1 \
