@@ -81,6 +81,33 @@ fn cpu_disk_and_net_on_1_2_and_4_guests_replay_to_the_same_results() {
     assert_eq!(live.failed_runs, 0);
     assert_eq!(session.guests.len(), GUESTS);
 
+    // Exported, the samples are in time order though guests' samples,
+    // stamped on their own clocks, arrive after later host samples.
+    let csv_dir = dir.path().join("csv");
+    let exported = Command::new(exe())
+        .args(["export", "--csv"])
+        .arg(&csv_dir)
+        .arg(&recording)
+        .output()
+        .expect("export runs");
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    for file in ["samples_long.csv", "samples_wide.csv"] {
+        let mut reader = csv::Reader::from_path(csv_dir.join(file)).expect("csv");
+        let times: Vec<f64> = reader
+            .records()
+            .map(|r| r.expect("row")[0].parse().expect("t_s"))
+            .collect();
+        assert!(times.len() > 100, "{file}: {} rows", times.len());
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "{file}: t_s goes back"
+        );
+    }
+
     // Seen from inside each guest, and from the host.
     let reader = Reader::open(&recording).expect("reader");
     let has = |source: &str, metric: &str| {
