@@ -395,6 +395,13 @@ fn check(path: &Path, accept_new: bool) -> Result<ExitCode> {
         &mut std::io::stdout(),
         crate::check::render(&checks).as_bytes(),
     );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for warning in plan.plan.timeout_warnings(cores) {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stdout(),
+            format!("warning: {warning}\n").as_bytes(),
+        );
+    }
     Ok(if crate::check::problems(&checks).is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -524,6 +524,7 @@ impl Orchestrator {
                     SETUP_TIMEOUT.as_secs()
                 )
             });
+        let timeout = bench.timeout_for(planned.concurrency);
         if let Ok(None) = stop {
             let start_at = self.release(&mut copies);
             self.emit(Event::PhaseReleased {
@@ -531,13 +532,13 @@ impl Orchestrator {
                 phase,
             });
             stop = self
-                .pump(&mut copies, &mut rx, control, bench.timeout(), |c| c.exited)
+                .pump(&mut copies, &mut rx, control, timeout, |c| c.exited)
                 .await
                 .map_err(|()| {
                     format!(
                         "phase {} timed out after {}",
                         phase + 1,
-                        humantime::format_duration(bench.timeout())
+                        humantime::format_duration(timeout)
                     )
                 });
         }

@@ -296,12 +296,39 @@ impl Benchmark {
     }
 
     pub fn timeout(&self) -> Duration {
-        match &self.timeout {
-            Some(t) => t.0,
-            None => self.duration.0 * 2 + Duration::from_secs(30),
+        self.timeout_for(1)
+    }
+
+    /// How long a phase of `copies` copies may run: the plan's timeout, or
+    /// twice the duration plus 30 s, and for a tool that runs until its data
+    /// set is done (bonnie++) at least 1.5 × what that takes on a disk all
+    /// copies share at a conservative rate, plus a minute.
+    pub fn timeout_for(&self, copies: u32) -> Duration {
+        if let Some(t) = &self.timeout {
+            return t.0;
+        }
+        let base = self.duration.0 * 2 + Duration::from_secs(30);
+        match self.expected_length(copies) {
+            Some(expected) => base.max(expected.mul_f64(1.5) + Duration::from_secs(60)),
+            None => base,
         }
     }
+
+    /// What a run-to-completion workload of `copies` copies is expected to
+    /// take on one disk shared at `SHARED_DISK_RATE`; None for workloads
+    /// that stop at their duration (or whose data set is the guest's RAM,
+    /// unknown until it is reached).
+    pub fn expected_length(&self, copies: u32) -> Option<Duration> {
+        let bytes = self.workload.bytes_to_completion()?;
+        Some(Duration::from_secs_f64(
+            bytes as f64 * f64::from(copies) / SHARED_DISK_RATE,
+        ))
+    }
 }
+
+/// A conservative rate for a disk every copy shares (one spinning disk
+/// under several guests), in bytes per second.
+pub const SHARED_DISK_RATE: f64 = 100e6;
 
 fn default_interval() -> Interval {
     Interval(PlanDuration(Duration::from_secs(1)))
@@ -718,6 +745,33 @@ impl Plan {
         }
     }
 
+    /// Benchmarks whose given timeout is likely too short for what their
+    /// largest phase has to move, one line each (said by `vmbench check`).
+    pub fn timeout_warnings(&self, cores: usize) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for bench in self.benchmarks.iter().filter(|b| b.timeout.is_some()) {
+            let copies = bench
+                .concurrency
+                .levels(cores)
+                .into_iter()
+                .max()
+                .unwrap_or(1);
+            if let Some(expected) = bench.expected_length(copies)
+                && bench.timeout_for(copies) < expected
+            {
+                warnings.push(format!(
+                    "{}: ×{copies} moves about {} at {} MB/s on a shared disk, \
+                     longer than its timeout of {}",
+                    bench.name,
+                    humantime::format_duration(Duration::from_secs(expected.as_secs())),
+                    SHARED_DISK_RATE / 1e6,
+                    humantime::format_duration(bench.timeout_for(copies))
+                ));
+            }
+        }
+        warnings
+    }
+
     /// The guests a benchmark's copies run on, in copy order.
     pub fn guests_of(&self, bench: &Benchmark) -> Vec<&Guest> {
         if bench.guests.is_empty() {
@@ -807,6 +861,41 @@ mod tests {
             "{HEAD}[[guest]]\nname = \"vm\"\ntransport = \"ssh\"\ntechnology = \"kvm\"\naddress = \"198.18.0.11\"\n{BENCH}"
         ));
         assert_eq!(e.field, "guest[1].user");
+    }
+
+    #[test]
+    fn a_run_to_completion_tool_gets_a_timeout_its_data_set_fits() {
+        // The study's bonnie++: 4 GiB on 8 guests at once moves 4 passes ×
+        // 4 GiB × 8 = 128 GiB, about 23 min at 100 MB/s on a shared disk;
+        // 2 × 10 min + 30 s would cut it off.
+        let bonnie = |timeout: &str| {
+            format!(
+                "name = \"b\"\n[[guest]]\nname = \"h\"\ntransport = \"local\"\ntechnology = \"x\"\n\
+                 [[benchmark]]\nname = \"bonnie\"\nworkload = {{ type = \"bonnie\", size = \"4GiB\" }}\n\
+                 duration = \"10m\"\nconcurrency = [1, 8]\n{timeout}"
+            )
+        };
+        let plan = LoadedPlan::parse(&bonnie(""), "b.toml")
+            .expect("valid")
+            .plan;
+        let bench = &plan.benchmarks[0];
+        let expected = bench.expected_length(8).expect("run to completion");
+        assert_eq!(expected.as_secs(), 1374);
+        // 1.5 × 1374.4 s + 60 s.
+        assert_eq!(bench.timeout_for(8).as_secs(), 2121);
+        // One copy alone is within the old default.
+        assert_eq!(bench.timeout_for(1), Duration::from_secs(20 * 60 + 30));
+        assert!(plan.timeout_warnings(8).is_empty(), "no timeout given");
+        let given = LoadedPlan::parse(&bonnie("timeout = \"20m30s\"\n"), "b.toml")
+            .expect("valid")
+            .plan;
+        assert_eq!(
+            given.timeout_warnings(8),
+            [
+                "bonnie: ×8 moves about 22m 54s at 100 MB/s on a shared disk, longer than its \
+              timeout of 20m 30s"
+            ]
+        );
     }
 
     #[test]
