@@ -189,6 +189,30 @@ mod tests {
         assert!(results.last().is_some_and(|r| *r > 0.0));
     }
 
+    /// A job file without group_reporting: each report lists both jobs,
+    /// and the work done is their sum (read io_bytes of the two jobs in each
+    /// of the four reports of fio 3.33, added by hand).
+    #[test]
+    fn separately_reported_jobs_are_summed() {
+        let outputs = feed(
+            &mut Parser::default(),
+            "fio-3.33-randread-2jobs-separate-status.json",
+        );
+        let (done, results) = figures(&outputs);
+        assert_eq!(
+            done,
+            // From 0 at the start, then each report's sum.
+            [
+                0.0,
+                176_529_408.0,
+                405_905_408.0,
+                603_955_200.0,
+                633_888_768.0
+            ]
+        );
+        assert!(results.last().is_some_and(|r| *r > 0.0));
+    }
+
     #[test]
     fn its_errors_fail_the_copy() {
         let outputs = feed(&mut Parser::default(), "fio-3.33-bad-dir.txt");
