@@ -264,9 +264,10 @@ pub struct GuestShape {
 }
 
 impl GuestShape {
-    /// The shape in a few words: vCPUs, RAM (to the GiB, which guests given
-    /// the same RAM all round to), the drivers of its NICs and disks
-    /// (without device names, which differ between identical guests).
+    /// The shape in a few words: vCPUs, RAM (to a tenth of a GiB, so that
+    /// kernels' small reservations do not split identical guests), and the
+    /// drivers of its NICs and disks, counted (without device names, which
+    /// differ between identical guests).
     pub fn describe(&self) -> String {
         let mut drivers: Vec<&str> = self
             .nics
@@ -275,11 +276,19 @@ impl GuestShape {
             .map(|d| d.split_once('=').map_or(d.as_str(), |(_, driver)| driver))
             .collect();
         drivers.sort_unstable();
-        drivers.dedup();
         let mut text = self.size();
-        if !drivers.is_empty() {
+        let mut i = 0;
+        while i < drivers.len() {
+            let same = drivers[i..]
+                .iter()
+                .take_while(|d| **d == drivers[i])
+                .count();
             text.push_str(", ");
-            text.push_str(&drivers.join(", "));
+            if same > 1 {
+                text.push_str(&format!("{same}× "));
+            }
+            text.push_str(drivers[i]);
+            i += same;
         }
         text
     }
@@ -288,9 +297,9 @@ impl GuestShape {
     /// with each other should share.
     pub fn size(&self) -> String {
         format!(
-            "{} vCPU, {} GiB",
+            "{} vCPU, {:.1} GiB",
             self.vcpus,
-            (self.memory_bytes as f64 / f64::from(1u32 << 30)).round()
+            self.memory_bytes as f64 / f64::from(1u32 << 30)
         )
     }
 }

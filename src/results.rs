@@ -63,6 +63,9 @@ pub enum Flag {
     /// Some copies that finished measured nothing in the window (their
     /// progress never parsed): the window's sum would undercount.
     Unmeasured { measured: usize, finished: usize },
+    /// A copy's machine had its clock unmeasured, others theirs: the start
+    /// skew cannot be told.
+    ClockUnknown,
 }
 
 impl std::fmt::Display for Flag {
@@ -82,6 +85,9 @@ impl std::fmt::Display for Flag {
             Flag::Unmeasured { measured, finished } => {
                 write!(f, "{measured} of {finished} copies measured")
             }
+            Flag::ClockUnknown => {
+                f.write_str("a guest's clock was not measured, so the start skew is unknown")
+            }
         }
     }
 }
@@ -95,6 +101,7 @@ impl Flag {
             Flag::Ended { outcome } => outcome.clone(),
             Flag::NoFigure => "no figure".into(),
             Flag::Unmeasured { measured, finished } => format!("{measured}/{finished} meas."),
+            Flag::ClockUnknown => "clock?".into(),
         }
     }
 }
@@ -237,16 +244,30 @@ fn outcome_of(state: &RunState) -> &'static str {
     }
 }
 
-/// How far the copies' start spread may be off: the two largest clock
-/// uncertainties added (each pair of stamps is off by at most the sum of
-/// theirs). None when a copy's is not known.
-fn clock_uncertainty(runs: &[&crate::model::Run]) -> Option<Nanos> {
-    let mut each: Vec<Nanos> = runs
-        .iter()
-        .map(|r| r.clock_uncertainty)
-        .collect::<Option<_>>()?;
+/// How far the copies' start spread may be off: copies on one machine share
+/// its clock, so per machine the largest uncertainty counts once, and the
+/// two largest machines' are added (a pair of stamps from two clocks is off
+/// by at most the sum of theirs); 0 where every copy shares one clock.
+/// Err when a copy's clock was not measured while others' were: its stamps
+/// could be anywhere. Ok(None) for recordings made before vmbench kept it.
+fn clock_uncertainty(runs: &[&crate::model::Run]) -> Result<Option<Nanos>, ()> {
+    if runs.iter().all(|r| r.clock_uncertainty.is_none()) {
+        return Ok(None);
+    }
+    let mut per_machine: Vec<(&str, Nanos)> = Vec::new();
+    for run in runs {
+        let u = run.clock_uncertainty.ok_or(())?;
+        match per_machine.iter_mut().find(|(g, _)| *g == run.guest) {
+            Some((_, known)) => *known = (*known).max(u),
+            None => per_machine.push((&run.guest, u)),
+        }
+    }
+    if per_machine.len() < 2 {
+        return Ok(Some(0));
+    }
+    let mut each: Vec<Nanos> = per_machine.into_iter().map(|(_, u)| u).collect();
     each.sort_unstable_by(|a, b| b.cmp(a));
-    Some(each.iter().take(2).sum())
+    Ok(Some(each.iter().take(2).sum()))
 }
 
 fn spread(times: &[Nanos]) -> Option<Nanos> {
@@ -391,7 +412,9 @@ impl Results {
             .map_or(0, |(a, b)| b.saturating_sub(*a));
         let length = if span > 0 { span } else { phase.duration }.max(1);
         let clock = clock_uncertainty(&runs);
-        let share = (summary.skew.unwrap_or(0) + clock.unwrap_or(0) + stop_gap.unwrap_or(0)) as f64
+        let share = (summary.skew.unwrap_or(0)
+            + clock.ok().flatten().unwrap_or(0)
+            + stop_gap.unwrap_or(0)) as f64
             / length as f64;
         let phase_flag = if !matches!(outcome, PhaseOutcome::Completed | PhaseOutcome::Partial) {
             Some(Flag::Ended {
@@ -402,6 +425,8 @@ impl Results {
                 finished: finished.len(),
                 copies: runs.len(),
             })
+        } else if clock.is_err() {
+            Some(Flag::ClockUnknown)
         } else if share > bound {
             Some(Flag::Skewed { share, bound })
         } else {
@@ -431,9 +456,13 @@ impl Results {
             // A receiver figure missing: the sender's window sum is not
             // put in its place.
             let window_sum = m.aggregate.filter(|_| !m.metric.result_is_total);
-            let aggregate = tool_total
-                .or(window_sum)
-                .or_else(|| every_copy_has_a_figure.then(|| values.iter().sum()));
+            // Receivers' totals stand alone: a copy without one leaves the
+            // phase with no aggregate rather than a sender's figure in it.
+            let aggregate = if m.metric.result_is_total {
+                tool_total
+            } else {
+                window_sum.or_else(|| every_copy_has_a_figure.then(|| values.iter().sum()))
+            };
             // The window's sum stands only when every finished copy is in it.
             let measured = if m.metric.result_is_total {
                 finished
@@ -493,7 +522,7 @@ impl Results {
                 window_start_s: m.window.map(|w| seconds(w.0)),
                 window_stop_s: m.window.map(|w| seconds(w.1)),
                 skew_ms: summary.skew.map(millis),
-                clock_uncertainty_ms: clock.map(millis),
+                clock_uncertainty_ms: clock.ok().flatten().map(millis),
                 stop_gap_ms: stop_gap.map(millis),
                 copies: runs.len(),
                 contributing: m.contributing,
@@ -717,6 +746,7 @@ mod tests {
                 finished: 2
             })
         );
+        assert_eq!(r.aggregate, None, "no sender figure mixed in");
     }
 
     #[test]

@@ -305,7 +305,14 @@ impl GuestPool {
                 (name, initial, measured)
             });
         }
-        while let Some(Ok((name, initial, measured))) = measuring.join_next().await {
+        while let Some(joined) = measuring.join_next().await {
+            let Ok((name, initial, measured)) = joined else {
+                self.ctx.log(
+                    LogLevel::Warn,
+                    "a clock measurement's thread failed; that guest's last offset stands".into(),
+                );
+                continue;
+            };
             match measured {
                 Ok((offset, uncertainty)) => {
                     self.clocks.insert(name.clone(), (offset, uncertainty));

@@ -729,11 +729,11 @@ mod tests {
         assert_eq!(
             notes,
             [
-                "kvm guests differ in shape: vm1 (2 vCPU, 4 GiB, virtio_blk, virtio_net); \
-                 vm2 (2 vCPU, 4 GiB, virtio_blk, virtio_net); vm3 (4 vCPU, 4 GiB, virtio_blk, \
-                 virtio_net)",
-                "the technologies' guests differ in size: kvm 2 vCPU, 4 GiB; xen 2 vCPU, 4 GiB; \
-                 kvm 4 vCPU, 4 GiB"
+                "kvm guests differ in shape: vm1 (2 vCPU, 4.0 GiB, virtio_blk, virtio_net); \
+                 vm2 (2 vCPU, 4.0 GiB, virtio_blk, virtio_net); vm3 (4 vCPU, 4.0 GiB, \
+                 virtio_blk, virtio_net)",
+                "the technologies' guests differ in size: kvm 2 vCPU, 4.0 GiB; xen 2 vCPU, \
+                 4.0 GiB; kvm 4 vCPU, 4.0 GiB"
             ]
         );
         // One shape per technology, one size across them: nothing to say.

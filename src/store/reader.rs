@@ -115,6 +115,15 @@ impl Reader {
             |why: String| anyhow::Error::new(NotARecording(format!("{}: {why}", path.display())));
         let (conn, note) =
             open_read_only(path).with_context(|| format!("opening {}", path.display()))?;
+        // A damaged b-tree can send SQLite round in circles inside one step:
+        // every query gets a budget, and a query over it is interrupted
+        // (and taken as damage) instead of hanging the reader.
+        let work = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let spent = work.clone();
+        conn.progress_handler(
+            PROGRESS_EVERY,
+            Some(move || spent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= QUERY_BUDGET),
+        );
         let version: Option<String> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'format_version'",
@@ -142,15 +151,6 @@ impl Reader {
             .map_err(|e| not_a_recording(format!("its header cannot be read ({e})")))?;
         let header: Header = serde_json::from_str(&header)
             .map_err(|e| not_a_recording(format!("its header is damaged ({e})")))?;
-        // A damaged b-tree can send SQLite round in circles inside one step:
-        // every query gets a budget, and a query over it is interrupted
-        // (and taken as damage) instead of hanging the reader.
-        let work = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let spent = work.clone();
-        conn.progress_handler(
-            PROGRESS_EVERY,
-            Some(move || spent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= QUERY_BUDGET),
-        );
         let mut reader = Reader {
             conn,
             work,
@@ -241,10 +241,16 @@ impl Reader {
         })?;
         // A damaged definition costs its series only: its values are
         // skipped where samples are read (they name no known series).
-        let mut series = Vec::new();
+        let mut series: Vec<SeriesDef> = Vec::new();
         let mut damaged = 0;
         for row in rows {
             match row {
+                // In id order; an id that goes back is a damaged b-tree
+                // going round in a circle.
+                Ok(def) if series.last().is_some_and(|last| def.id <= last.id) => {
+                    damaged += 1;
+                    break;
+                }
                 Ok(def) => series.push(def),
                 Err(_) => damaged += 1,
             }
@@ -287,7 +293,9 @@ impl Reader {
         let start_seq: i64 = self
             .conn
             .query_row(
-                "SELECT max(seq) FROM ticks WHERE keyframe = 1 AND t <= ?1",
+                // Down the time index to the nearest keyframe (one in 64
+                // records): a seek, not a scan of everything before it.
+                "SELECT seq FROM ticks WHERE keyframe = 1 AND t <= ?1 ORDER BY t DESC LIMIT 1",
                 [sql_time(from.saturating_sub(LATE_ARRIVAL))],
                 |r| r.get::<_, Option<i64>>(0),
             )

@@ -111,7 +111,11 @@ pub fn prepare(
     let (vmbench, janitor) = install(session, &arch, vmbench, patience);
     arrival.arrive();
     let (clock_offset_ns, clock_rtt_ns) = match &vmbench {
-        Ok(path) => match measure_clock(session, path) {
+        Ok(path) => match measure_clock(
+            session,
+            path,
+            std::time::Instant::now() + std::time::Duration::from_secs(30),
+        ) {
             Ok((offset, rtt)) => (Some(offset), Some(rtt)),
             Err(_) => (None, None),
         },
@@ -288,7 +292,13 @@ fn upload(session: &ssh2::Session, path: &str, bytes: &[u8]) -> Result<()> {
 
 /// NTP's estimate: the guest read its clock halfway through the round trip;
 /// the round trip with the least delay bounds the error best.
-pub(crate) fn measure_clock(session: &ssh2::Session, vmbench: &str) -> Result<(i64, u64)> {
+/// Rounds after `deadline` are not started (each blocking step is also
+/// bounded by the session's timeout), so a slow guest costs a bounded wait.
+pub(crate) fn measure_clock(
+    session: &ssh2::Session,
+    vmbench: &str,
+    deadline: std::time::Instant,
+) -> Result<(i64, u64)> {
     const ROUNDS: usize = 16;
     let mut channel = session.channel_session()?;
     channel.exec(&format!("{} workload clock", shell_quote(vmbench)))?;
@@ -297,6 +307,9 @@ pub(crate) fn measure_clock(session: &ssh2::Session, vmbench: &str) -> Result<(i
         let mut reader = BufReader::new(channel.stream(0));
         let mut line = String::new();
         for _ in 0..ROUNDS {
+            if std::time::Instant::now() >= deadline {
+                break;
+            }
             let sent = monotonic_ns();
             channel.write_all(b"\n")?;
             channel.flush()?;
@@ -480,7 +493,10 @@ mod tests {
         );
         assert_eq!(shape.nics, ["eth0=virtio_net"]);
         assert_eq!(shape.disks, ["vda=virtio_blk", "vdb=virtio_blk"]);
-        assert_eq!(shape.describe(), "1 vCPU, 0 GiB, virtio_blk, virtio_net");
+        assert_eq!(
+            shape.describe(),
+            "1 vCPU, 0.5 GiB, 2× virtio_blk, virtio_net"
+        );
     }
 
     #[test]

@@ -34,6 +34,9 @@ const SESSION_TIMEOUT_MS: u32 = 15_000;
 /// command, gives up after this long: a guest that went silent must not
 /// hold up a stop.
 const SHORT_TIMEOUT_MS: u32 = 2_000;
+/// How long a clock measurement between phases may take on the link's
+/// thread (each of its blocking steps also gives up after SHORT_TIMEOUT_MS).
+const CLOCK_PATIENCE: Duration = Duration::from_secs(3);
 /// sshd drops unauthenticated connections beyond MaxStartups (10 by
 /// default); vmbench never has more handshakes than this in flight.
 const MAX_HANDSHAKES: usize = 8;
@@ -763,8 +766,12 @@ fn link_loop(
                         // A few round trips, blocking: nothing else runs now.
                         session.set_timeout(SHORT_TIMEOUT_MS);
                         session.set_blocking(true);
-                        let measured = crate::transport::measure_clock(&session, &vmbench)
-                            .map_err(|e| format!("{e:#}"));
+                        let measured = crate::transport::measure_clock(
+                            &session,
+                            &vmbench,
+                            Instant::now() + CLOCK_PATIENCE,
+                        )
+                        .map_err(|e| format!("{e:#}"));
                         session.set_blocking(false);
                         session.set_timeout(SESSION_TIMEOUT_MS);
                         measured

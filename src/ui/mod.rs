@@ -808,9 +808,21 @@ fn render_guests(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme)
         .enumerate()
     {
         let (text, colour) = guest_state_text(state, theme);
+        // The clock as measured again before the latest phase.
+        let drift = session
+            .clocks
+            .get(name)
+            .map_or(String::new(), |(_, u, drift)| {
+                format!(
+                    "  drift {:+.3} ms ±{:.3}",
+                    *drift as f64 / 1e6,
+                    *u as f64 / 1e6
+                )
+            });
         Line::from(vec![
             Span::raw(format!("{name:<12} ")),
             Span::styled(text, Style::new().fg(colour)),
+            Span::styled(drift, Style::new().fg(theme.dim.0)),
         ])
         .render(
             Rect {

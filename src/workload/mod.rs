@@ -389,8 +389,6 @@ impl WorkloadSpec {
         })
     }
 
-    /// The folder a copy writes its data set in and its size in bytes (None:
-    /// twice the machine's RAM, bonnie++'s default).
     /// Bytes a copy of a run-to-completion workload moves: bonnie++
     /// writes its data set, rewrites it (reading it too) and reads it back,
     /// about four passes. None for workloads that stop at their duration,
@@ -404,6 +402,8 @@ impl WorkloadSpec {
         }
     }
 
+    /// The folder a copy writes its data set in and its size in bytes (None:
+    /// twice the machine's RAM, bonnie++'s default).
     pub fn data_set(&self) -> Option<(&Path, Option<u64>)> {
         match self {
             WorkloadSpec::Disk { size, dir, .. } => Some((dir, Some(size.0))),
