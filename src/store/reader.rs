@@ -33,6 +33,13 @@ pub struct Reader {
     damage: std::cell::RefCell<Damage>,
 }
 
+/// What to do with a row, by its key (see `Reader::next_key`).
+enum Key {
+    Row(i64, Nanos),
+    Skip,
+    Stop,
+}
+
 #[derive(Default)]
 struct Damage {
     /// Not salvaging: nothing at or after this time is read.
@@ -331,33 +338,14 @@ impl Reader {
                         }
                     }
                 };
-                let (seq, t) = match (row.get::<_, i64>(0), row.get::<_, i64>(1)) {
-                    (Ok(seq), Ok(t)) => (seq, t.max(0) as Nanos),
-                    (seq, _) => {
-                        self.damaged(
-                            self.time_of("ticks", cursor),
-                            format!("the sample record after #{cursor}: its key or time"),
-                        );
-                        // Past this row, never back (a damaged table can cycle).
-                        match seq {
-                            Ok(seq) if self.salvage && seq >= cursor => cursor = seq + 1,
-                            Err(_) if self.salvage => cursor += 1,
-                            _ => break 'rows,
-                        }
+                let t = match self.next_key(row, "ticks", "sample records", 0, &mut cursor) {
+                    Key::Row(_, t) => t,
+                    Key::Skip => {
                         in_step = false;
                         continue;
                     }
+                    Key::Stop => break 'rows,
                 };
-                // Rows come in key order; one that goes back means the
-                // table's b-tree is damaged into a cycle.
-                if seq < cursor {
-                    self.damaged(
-                        t,
-                        format!("sample records after #{cursor}: they go round in a circle"),
-                    );
-                    break 'rows;
-                }
-                cursor = seq + 1;
                 if t >= to.saturating_add(LATE_ARRIVAL) {
                     break 'rows;
                 }
@@ -394,6 +382,49 @@ impl Reader {
         samples.retain(|s| s.t < self.readable_until(to));
         samples.sort_by_key(|s| s.t);
         Ok(samples)
+    }
+
+    /// A row's key and time, checked: a damaged key or time is noted and
+    /// skipped (salvaging) or ends the read; a key that goes back means the
+    /// table's b-tree is damaged into a cycle, which ends the read. Moves
+    /// `cursor` past the row, never back.
+    fn next_key(
+        &self,
+        row: &rusqlite::Row<'_>,
+        table: &str,
+        what: &str,
+        at_least: Nanos,
+        cursor: &mut i64,
+    ) -> Key {
+        let (seq, t) = match (row.get::<_, i64>(0), row.get::<_, i64>(1)) {
+            (Ok(seq), Ok(t)) => (seq, t.max(0) as Nanos),
+            (seq, _) => {
+                self.damaged(
+                    self.time_of(table, *cursor).max(at_least),
+                    format!("{what} after #{cursor}: its key or time"),
+                );
+                return match seq {
+                    Ok(seq) if self.salvage && seq >= *cursor => {
+                        *cursor = seq + 1;
+                        Key::Skip
+                    }
+                    Err(_) if self.salvage => {
+                        *cursor += 1;
+                        Key::Skip
+                    }
+                    _ => Key::Stop,
+                };
+            }
+        };
+        if seq < *cursor {
+            self.damaged(
+                t,
+                format!("{what} after #{cursor}: they go round in a circle"),
+            );
+            return Key::Stop;
+        }
+        *cursor = seq + 1;
+        Key::Row(seq, t)
     }
 
     /// Starts a query's budget afresh.
@@ -462,29 +493,11 @@ impl Reader {
                         }
                     }
                 };
-                let (seq, t) = match (row.get::<_, i64>(0), row.get::<_, i64>(1)) {
-                    (Ok(seq), Ok(t)) => (seq, t.max(0) as Nanos),
-                    (seq, _) => {
-                        self.damaged(
-                            self.time_of("events", cursor).max(from),
-                            format!("the event after #{cursor}: its key or time"),
-                        );
-                        match seq {
-                            Ok(seq) if self.salvage && seq >= cursor => cursor = seq + 1,
-                            Err(_) if self.salvage => cursor += 1,
-                            _ => break 'rows,
-                        }
-                        continue;
-                    }
+                let (seq, t) = match self.next_key(row, "events", "events", from, &mut cursor) {
+                    Key::Row(seq, t) => (seq, t),
+                    Key::Skip => continue,
+                    Key::Stop => break 'rows,
                 };
-                if seq < cursor {
-                    self.damaged(
-                        t,
-                        format!("events after #{cursor}: they go round in a circle"),
-                    );
-                    break 'rows;
-                }
-                cursor = seq + 1;
                 let parsed = match row.get_ref(2).map(|v| v.as_bytes()) {
                     Ok(Ok(body)) => std::str::from_utf8(body)
                         .map_err(|e| e.to_string())
