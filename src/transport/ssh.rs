@@ -836,7 +836,7 @@ fn link_loop(
         if let Err(e) = janitor.drain(&mut buf) {
             lost.get_or_insert(e);
         }
-        running.retain(|_, r| !finished(r));
+        running.retain(|_, r| !finished(r, &stream));
         match silence(&stream) {
             Some((_, false)) => {
                 lost.get_or_insert("the guest closed the connection".into());
@@ -947,8 +947,11 @@ fn pump_output(r: &mut Running, buf: &mut [u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// True once the channel is closed and its end was reported.
-fn finished(r: &mut Running) -> bool {
+/// True once the channel is closed and its end was reported. A channel
+/// that ends as its connection does (sshd killed with the guest) carries no
+/// exit status, which libssh2 reports as 0: that end is a lost guest, not a
+/// command that succeeded.
+fn finished(r: &mut Running, stream: &TcpStream) -> bool {
     if !r.channel.eof() {
         return false;
     }
@@ -965,6 +968,9 @@ fn finished(r: &mut Running) -> bool {
             let exit = match r.channel.exit_signal() {
                 Ok(s) if s.exit_signal.is_some() => {
                     ExecEnd::Signal(s.exit_signal.unwrap_or_default())
+                }
+                _ if silence(stream).is_some_and(|(_, established)| !established) => {
+                    ExecEnd::Lost("the guest closed the connection".into())
                 }
                 _ => ExecEnd::Code(r.channel.exit_status().unwrap_or(-1)),
             };
