@@ -6,6 +6,7 @@ use std::sync::Barrier;
 
 use crate::plan::{Guest, LoadedPlan, Plan, Transport};
 use crate::transport::{self, GuestInfo, ssh};
+use crate::workload;
 
 pub struct GuestCheck {
     pub guest: String,
@@ -21,6 +22,16 @@ pub struct Reached {
     pub tools: Vec<(String, String)>,
     /// Problems that do not stop the guest from being reached.
     pub problems: Vec<String>,
+    /// What would not stop the session but may mislead its figures.
+    pub warnings: Vec<String>,
+}
+
+/// What the probe found on one guest.
+#[derive(Debug, Default, PartialEq)]
+struct Findings {
+    tools: Vec<(String, String)>,
+    problems: Vec<String>,
+    warnings: Vec<String>,
 }
 
 /// What the plan needs on one guest: tools (with the oldest version vmbench
@@ -90,8 +101,8 @@ fn probe_script(needs: &Needs) -> String {
     script
 }
 
-/// Problems and found versions from the probe script's output.
-fn judge(needs: &Needs, output: &str) -> (Vec<(String, String)>, Vec<String>) {
+/// Found versions, problems and warnings from the probe script's output.
+fn judge(needs: &Needs, output: &str) -> Findings {
     let mut sections: Vec<(String, Vec<&str>)> = Vec::new();
     for line in output.lines() {
         match line.strip_prefix("== ") {
@@ -111,6 +122,7 @@ fn judge(needs: &Needs, output: &str) -> (Vec<(String, String)>, Vec<String>) {
     };
     let mut found = Vec::new();
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     for (tool, (major, minor)) in &needs.tools {
         let lines = body(&format!("tool {tool}")).unwrap_or_default();
         if lines.is_empty() || output.contains(&format!("== tool {tool}\n== missing")) {
@@ -139,6 +151,12 @@ fn judge(needs: &Needs, output: &str) -> (Vec<(String, String)>, Vec<String>) {
             .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
     });
     for (dir, bytes, copies, bench) in &needs.room {
+        if let Some(why) = bytes
+            .zip(ram_kib)
+            .and_then(|(b, k)| workload::small_data_set(b, k * 1024))
+        {
+            warnings.push(format!("{bench}: {why}"));
+        }
         let per_copy = bytes.or(ram_kib.map(|k| k * 1024 * 2));
         let free_kib: Option<u64> = body(&format!("room {dir}")).and_then(|l| {
             l.first()
@@ -159,23 +177,27 @@ fn judge(needs: &Needs, output: &str) -> (Vec<(String, String)>, Vec<String>) {
             _ => {}
         }
     }
-    (found, problems)
+    Findings {
+        tools: found,
+        problems,
+        warnings,
+    }
 }
 
 fn mib(bytes: u64) -> String {
     format!("{} MiB", bytes >> 20)
 }
 
-fn probe(
-    needs: &Needs,
-    run: impl FnOnce(&str) -> anyhow::Result<String>,
-) -> (Vec<(String, String)>, Vec<String>) {
+fn probe(needs: &Needs, run: impl FnOnce(&str) -> anyhow::Result<String>) -> Findings {
     if needs.tools.is_empty() && needs.room.is_empty() {
-        return (Vec::new(), Vec::new());
+        return Findings::default();
     }
     match run(&probe_script(needs)) {
         Ok(output) => judge(needs, &output),
-        Err(e) => (Vec::new(), vec![format!("cannot look for tools: {e:#}")]),
+        Err(e) => Findings {
+            problems: vec![format!("cannot look for tools: {e:#}")],
+            ..Findings::default()
+        },
     }
 }
 
@@ -188,7 +210,7 @@ fn check_guest(
     let needs = needs(&plan.plan, guest, cores());
     let outcome = match guest.transport {
         Transport::Local => {
-            let (tools, problems) = probe(&needs, |script| {
+            let findings = probe(&needs, |script| {
                 let out = std::process::Command::new("sh")
                     .arg("-c")
                     .arg(script)
@@ -198,8 +220,9 @@ fn check_guest(
             Ok(Reached {
                 info: None,
                 key_added: false,
-                tools,
-                problems,
+                tools: findings.tools,
+                problems: findings.problems,
+                warnings: findings.warnings,
             })
         }
         Transport::Ssh => reach(guest, &plan.origin, unknown, quiet, &needs),
@@ -245,18 +268,19 @@ fn reach(
     if let Some(janitor) = janitor {
         janitor.finish();
     }
-    let (tools, mut problems) = probe(needs, |script| {
+    let mut findings = probe(needs, |script| {
         let (_, out, _) = ssh::run(&connection.session, script)?;
         Ok(out)
     });
     if let Err(why) = &info.vmbench {
-        problems.push(why.clone());
+        findings.problems.push(why.clone());
     }
     Ok(Reached {
         info: Some(info),
         key_added,
-        tools,
-        problems,
+        tools: findings.tools,
+        problems: findings.problems,
+        warnings: findings.warnings,
     })
 }
 
@@ -376,6 +400,13 @@ pub fn render(checks: &[GuestCheck]) -> String {
             let _ = writeln!(out, "{p}");
         }
     }
+    for c in checks {
+        if let Ok(r) = &c.outcome {
+            for w in &r.warnings {
+                let _ = writeln!(out, "warning: {}: {w}", c.guest);
+            }
+        }
+    }
     out
 }
 
@@ -422,15 +453,37 @@ mod tests {
         let b = needs(&plan, &plan.guests[1], 2);
         let output = "== tool fio\nfio-2.2\n== tool iperf3\n== missing\n\
                       == room /data\n/dev/vdb 1024 0 524288 0% /data\n== mem\nMemTotal: 2048000 kB\n";
-        let (found, problems) = judge(&b, output);
-        assert_eq!(found, [("fio".to_string(), "fio-2.2".to_string())]);
+        let findings = judge(&b, output);
+        assert_eq!(findings.tools, [("fio".to_string(), "fio-2.2".to_string())]);
         assert_eq!(
-            problems,
+            findings.problems,
             [
                 "fio 2.2 is too old; vmbench reads 3.0 or newer",
                 "iperf3 is not installed (not found in PATH)",
                 "/data has 512 MiB free; f needs 1024 MiB (1 × 1024 MiB)"
             ]
+        );
+        assert_eq!(
+            findings.warnings,
+            [
+                "f: its data set (1024 MiB) is under twice the RAM (2000 MiB), the study's rule \
+              for disk figures: caches can hold it, so its figure may be partly memory's"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_data_set_twice_the_ram_or_more_gets_no_warning() {
+        let plan = LoadedPlan::parse(PLAN, "t.toml").expect("valid").plan;
+        let a = needs(&plan, &plan.guests[0], 2);
+        let output = "== tool fio\nfio-3.33\n\
+                      == room /data\n/dev/vdb 1024 0 4194304 0% /data\n== mem\nMemTotal: 524288 kB\n";
+        assert_eq!(
+            judge(&a, output),
+            Findings {
+                tools: vec![("fio".into(), "fio-3.33".into())],
+                ..Findings::default()
+            }
         );
     }
 }

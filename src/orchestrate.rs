@@ -306,19 +306,12 @@ impl Orchestrator {
         let (Some((_, Some(bytes))), Some(ram)) = (bench.workload.data_set(), ram) else {
             return;
         };
-        if ram == 0 || bytes >= 2 * ram || !warned.insert((bench.name.clone(), guest.into())) {
+        let Some(why) = crate::workload::small_data_set(bytes, ram) else {
             return;
+        };
+        if warned.insert((bench.name.clone(), guest.into())) {
+            self.log(LogLevel::Warn, format!("{guest}: {}: {why}", bench.name));
         }
-        self.log(
-            LogLevel::Warn,
-            format!(
-                "{guest}: {}'s data set ({} MiB) is under twice its RAM ({} MiB), the study's \
-                 rule for disk figures: caches can hold it, so its figure may be partly memory's",
-                bench.name,
-                bytes >> 20,
-                ram >> 20
-            ),
-        );
     }
 
     /// The network receiver for copies that reach this host at `ip`,

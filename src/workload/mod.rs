@@ -642,6 +642,20 @@ impl Serialize for ByteSize {
     }
 }
 
+/// The study's rule for disk figures: a data set under twice the machine's
+/// RAM can sit in its caches, so its figure may be partly memory's. What to
+/// say when a data set of `bytes` breaks it on a machine with `ram` bytes.
+pub fn small_data_set(bytes: u64, ram: u64) -> Option<String> {
+    (ram > 0 && bytes < 2 * ram).then(|| {
+        format!(
+            "its data set ({} MiB) is under twice the RAM ({} MiB), the study's rule for disk \
+             figures: caches can hold it, so its figure may be partly memory's",
+            bytes >> 20,
+            ram >> 20
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
