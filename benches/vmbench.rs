@@ -191,7 +191,11 @@ fn bench_frame() {
             path: None,
             clock_uncertainty: None,
         });
-        session.apply(&Event::RunStarted { t: 0, run });
+        session.apply(&Event::RunStarted {
+            t: 0,
+            run,
+            machine_ns: None,
+        });
         for s in 0..300u64 {
             session.apply(&Event::Progress {
                 t: s * 1_000_000_000,

@@ -135,10 +135,16 @@ pub enum Event {
         tool: String,
         version: String,
     },
-    /// The copy's own clock reading of when its measured work began.
+    /// When the copy's measured work began: `t` on this host's clock, and
+    /// `machine_ns` the copy's own reading of its machine's monotonic clock
+    /// (`t` is it moved by the clock offset measured for that machine), kept
+    /// so that a start skew can be judged on raw stamps where clocks are
+    /// shared, or recomputed with another offset.
     RunStarted {
         t: Nanos,
         run: RunId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        machine_ns: Option<u64>,
     },
     Progress {
         t: Nanos,

@@ -370,7 +370,7 @@ impl Session {
                     r.tool = Some((tool.clone(), version.clone()));
                 }
             }
-            Event::RunStarted { t, run } => {
+            Event::RunStarted { t, run, .. } => {
                 if let Some(r) = self.runs.get_mut(run) {
                     r.started = Some(*t);
                     r.state = RunState::Running;

@@ -406,7 +406,6 @@ impl Orchestrator {
             index,
             out_rx,
             bench.workload.parser(),
-            clock_offset_ns,
             tx.clone(),
         ));
         Ok(Launched {
@@ -652,18 +651,26 @@ impl Orchestrator {
 
     fn handle_output(&self, copy: &mut Copy, output: Output) {
         let run = copy.run;
+        // A copy's clock readings are its machine's monotonic clock; moved
+        // onto this host's by the offset measured for that machine.
+        let offset = copy.clock_offset_ns;
+        let on_host = |machine_ns: u64| {
+            self.clock
+                .from_monotonic((machine_ns as i64 - offset).max(0) as u64)
+        };
         match output {
             Output::Ready => copy.ready = true,
             Output::Started { mono_ns } => self.emit(Event::RunStarted {
-                t: self.clock.from_monotonic(mono_ns),
+                t: on_host(mono_ns),
                 run,
+                machine_ns: Some(mono_ns),
             }),
             Output::Progress {
                 metric,
                 mono_ns,
                 done,
             } => self.emit(Event::Progress {
-                t: self.clock.from_monotonic(mono_ns),
+                t: on_host(mono_ns),
                 run,
                 metric,
                 done,
@@ -781,42 +788,19 @@ fn release_lead(copies: &[Copy]) -> Duration {
     Duration::from_millis(20) + Duration::from_millis(4) * remote
 }
 
-/// Parses a copy's output; its clock readings are moved from its machine's
-/// monotonic clock onto this host's. Exactly one `Exited` is sent, even
-/// when the output ends without one.
+/// Parses a copy's output (its clock readings still its machine's). Exactly
+/// one `Exited` is sent, even when the output ends without one.
 async fn watch_copy(
     index: usize,
     mut output: UnboundedReceiver<ExecOutput>,
     mut parser: Box<dyn OutputParser>,
-    clock_offset_ns: i64,
     tx: UnboundedSender<CopyMsg>,
 ) {
-    let to_host = |machine_ns: u64| (machine_ns as i64 - clock_offset_ns).max(0) as u64;
     let mut tail: VecDeque<String> = VecDeque::new();
     while let Some(item) = output.recv().await {
         match item {
             ExecOutput::Stdout(line) => {
-                let parsed = parser.parse_line(&line).map(|outputs| {
-                    outputs
-                        .into_iter()
-                        .map(|o| match o {
-                            Output::Started { mono_ns } => Output::Started {
-                                mono_ns: to_host(mono_ns),
-                            },
-                            Output::Progress {
-                                metric,
-                                mono_ns,
-                                done,
-                            } => Output::Progress {
-                                metric,
-                                mono_ns: to_host(mono_ns),
-                                done,
-                            },
-                            other => other,
-                        })
-                        .collect()
-                });
-                let _ = tx.send(CopyMsg::Output(index, parsed));
+                let _ = tx.send(CopyMsg::Output(index, parser.parse_line(&line)));
             }
             ExecOutput::Stderr(line) => {
                 if tail.len() == STDERR_TAIL {

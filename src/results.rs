@@ -653,7 +653,11 @@ mod tests {
                 path: None,
                 clock_uncertainty: Some(0),
             });
-            events.push(Event::RunStarted { t: c.start, run });
+            events.push(Event::RunStarted {
+                t: c.start,
+                run,
+                machine_ns: None,
+            });
             for (t, done) in &c.progress {
                 events.push(Event::Progress {
                     t: *t,

@@ -1004,6 +1004,8 @@ fn clocks_are_measured_again_before_each_phase_and_shared_clocks_read_zero() {
     let mut remeasured = 0;
     let mut brought_up = 0;
     let mut latest = std::collections::HashMap::new();
+    let mut uncertainty = std::collections::HashMap::new();
+    let mut stamps = Vec::new();
     for event in &events {
         match event {
             Event::GuestState {
@@ -1037,15 +1039,55 @@ fn clocks_are_measured_again_before_each_phase_and_shared_clocks_read_zero() {
             Event::RunSpawned {
                 guest,
                 clock_uncertainty,
+                run,
                 ..
-            } => assert_eq!(
-                *clock_uncertainty,
-                latest.get(guest).copied(),
-                "{guest}'s copy carries the uncertainty measured before its phase"
-            ),
+            } => {
+                assert_eq!(
+                    *clock_uncertainty,
+                    latest.get(guest).copied(),
+                    "{guest}'s copy carries the uncertainty measured before its phase"
+                );
+                uncertainty.insert(*run, clock_uncertainty.expect("measured"));
+            }
+            Event::RunStarted { t, run, machine_ns } => {
+                stamps.push((*run, *t, machine_ns.expect("the copy's raw stamp is kept")));
+            }
             _ => {}
         }
     }
     assert_eq!(brought_up, 2, "each guest's bring-up measurement checked");
     assert_eq!(remeasured, 2 * 3, "each guest before each of 3 phases");
+    // The guests share this host's clock, so a raw stamp minus its converted
+    // one is the session's origin plus the guest's measured offset, which is
+    // within its uncertainty of zero: every copy's differs from the first's
+    // by no more than their two uncertainties.
+    assert_eq!(stamps.len(), 2 * 3);
+    let (first, t0, raw0) = stamps[0];
+    for &(run, t, raw) in &stamps {
+        let apart = (raw as i128 - t as i128) - (raw0 as i128 - t0 as i128);
+        let bound = (uncertainty[&run] + uncertainty[&first]) as i128 + 1;
+        assert!(
+            apart.abs() <= bound,
+            "run {run}: converted and raw stamps {apart} ns apart, beyond ±{bound}"
+        );
+    }
+    // And each phase's recorded skew is its raw stamps' spread, give or take
+    // the clock uncertainty the 20 % rule adds to it.
+    for phase in &live.session.phases {
+        let summary = phase.summary.as_ref().expect("summarised");
+        let runs = &phase.runs;
+        let raws: Vec<u64> = stamps
+            .iter()
+            .filter(|(run, ..)| runs.contains(run))
+            .map(|s| s.2)
+            .collect();
+        let raw_skew = raws.iter().max().unwrap() - raws.iter().min().unwrap();
+        let recorded = summary.skew.expect("two copies started");
+        let bound: u64 = runs.iter().map(|r| uncertainty[r]).sum::<u64>() + 1;
+        assert!(
+            recorded.abs_diff(raw_skew) <= bound,
+            "phase {}: recorded skew {recorded} ns, raw {raw_skew} ns, allowed ±{bound}",
+            phase.id
+        );
+    }
 }

@@ -1553,6 +1553,7 @@ mod tests {
             session.apply(&Event::RunStarted {
                 t: 6_100_000_000,
                 run,
+                machine_ns: None,
             });
             for (i, t) in [6_100_000_000u64, 7_100_000_000, 8_100_000_000]
                 .iter()
