@@ -164,11 +164,6 @@ pub fn connect(guest: &Guest, unknown: UnknownKey) -> Result<Connection, Connect
                 drop(slot);
                 let host_key_added = check_host_key(&session, guest, unknown)?;
                 authenticate(&session, guest)?;
-                // Replies wanted: they are what tells a live guest from a
-                // silent one (see `silence`). The link's keeper channel is
-                // read every turn, which consumes them.
-                let keepalive = guest.liveness().keepalive.as_secs().max(1) as u32;
-                session.set_keepalive(true, keepalive);
                 let local_ip = stream
                     .local_addr()
                     .map(|a| a.ip())
@@ -624,11 +619,10 @@ pub fn spawn_link(
     let thread_wake = wake.clone();
     let lost = Arc::new(Mutex::new(None));
     let thread_lost = lost.clone();
-    let silence_limit = liveness.silence_limit();
     let thread = std::thread::Builder::new()
         .name(format!("ssh-{name}"))
         .spawn(move || {
-            if let Some(why) = link_loop(connection, rx, &thread_wake, janitor, silence_limit) {
+            if let Some(why) = link_loop(connection, rx, &thread_wake, janitor, liveness) {
                 *thread_lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
                 on_lost(why);
             }
@@ -692,11 +686,22 @@ fn link_loop(
     commands: Receiver<LinkCommand>,
     wake: &OwnedFd,
     mut janitor: Janitor,
-    silence_limit: Duration,
+    liveness: crate::plan::Liveness,
 ) -> Option<String> {
     let Connection {
         session, stream, ..
     } = connection;
+    let silence_limit = liveness.silence_limit();
+    // Replies wanted: they are what tells a live guest from a silent one
+    // (see `silence`). The janitor's channel is read every turn, which
+    // consumes them. Sent by this loop when due (`keepalive_send`); libssh2
+    // needs the interval configured for that.
+    let keepalive = liveness.keepalive.as_secs().max(1) as u32;
+    session.set_keepalive(true, keepalive);
+    let blocking = Blocking {
+        session: &session,
+        keepalive,
+    };
     let mut running: HashMap<ExecId, Running> = HashMap::new();
     let mut buf = vec![0u8; 32 << 10];
     let mut keepalive_due = Instant::now();
@@ -714,7 +719,7 @@ fn link_loop(
                     id,
                     command,
                     output,
-                }) => match start(&session, &command, silence_limit) {
+                }) => match start(&blocking, &command, silence_limit) {
                     Ok(channel) => {
                         running.insert(
                             id,
@@ -764,17 +769,14 @@ fn link_loop(
                         Err("the guest is lost".to_string())
                     } else {
                         // A few round trips, blocking: nothing else runs now.
-                        session.set_timeout(SHORT_TIMEOUT_MS);
-                        session.set_blocking(true);
-                        let measured = crate::transport::measure_clock(
-                            &session,
-                            &vmbench,
-                            Instant::now() + CLOCK_PATIENCE,
-                        )
-                        .map_err(|e| format!("{e:#}"));
-                        session.set_blocking(false);
-                        session.set_timeout(SESSION_TIMEOUT_MS);
-                        measured
+                        blocking.run(SHORT_TIMEOUT_MS, || {
+                            crate::transport::measure_clock(
+                                &session,
+                                &vmbench,
+                                Instant::now() + CLOCK_PATIENCE,
+                            )
+                            .map_err(|e| format!("{e:#}"))
+                        })
                     };
                     let _ = reply.send(measured);
                 }
@@ -783,8 +785,6 @@ fn link_loop(
             }
         }
         if closing {
-            // A guest that went silent must not hold up a stop for long.
-            session.set_timeout(SHORT_TIMEOUT_MS);
             for r in running.values_mut() {
                 r.kill_requested = true;
             }
@@ -810,7 +810,7 @@ fn link_loop(
         for (id, why) in unwritable {
             if let Some(r) = running.remove(&id) {
                 if let Some(pgid) = r.pgid {
-                    kill_group(&session, pgid);
+                    kill_group(&blocking, pgid);
                 }
                 let _ = r.output.send(ExecOutput::Exited(ExecEnd::Refused(why)));
             }
@@ -831,7 +831,7 @@ fn link_loop(
             }
         }
         for pgid in kills {
-            kill_group(&session, pgid);
+            kill_group(&blocking, pgid);
         }
         if let Err(e) = janitor.drain(&mut buf) {
             lost.get_or_insert(e);
@@ -859,9 +859,11 @@ fn link_loop(
             return Some(why);
         }
         if closing && running.is_empty() {
-            session.set_blocking(true);
-            janitor.finish();
-            let _ = session.disconnect(None, "vmbench session over", None);
+            // A guest that went silent must not hold up a stop for long.
+            blocking.run(SHORT_TIMEOUT_MS, || {
+                janitor.finish();
+                let _ = session.disconnect(None, "vmbench session over", None);
+            });
             return None;
         }
         if Instant::now() >= keepalive_due {
@@ -887,29 +889,53 @@ fn link_loop(
 /// (a round trip each) keeps the non-blocking state machine small; commands
 /// are staged before a barrier, never while a phase is timed. A guest that
 /// does not answer them within its silence limit is as good as lost.
-fn start(session: &Session, command: &str, patience: Duration) -> Result<Channel> {
-    session.set_timeout(
-        patience
-            .as_millis()
-            .clamp(1_000, SESSION_TIMEOUT_MS as u128) as u32,
-    );
-    session.set_blocking(true);
-    let result = (|| {
-        let mut channel = session.channel_session()?;
+fn start(blocking: &Blocking, command: &str, patience: Duration) -> Result<Channel> {
+    let timeout = patience
+        .as_millis()
+        .clamp(1_000, SESSION_TIMEOUT_MS as u128) as u32;
+    blocking.run(timeout, || {
+        let mut channel = blocking.session.channel_session()?;
         channel.exec(&wrap(command))?;
         Ok(channel)
-    })();
-    session.set_blocking(false);
-    result
+    })
 }
 
-fn kill_group(session: &Session, pgid: u32) {
-    session.set_timeout(SHORT_TIMEOUT_MS);
-    session.set_blocking(true);
+fn kill_group(blocking: &Blocking, pgid: u32) {
     // The kill runs on a channel of its own; its end is not waited for here
     // because a closed channel whose command still runs blocks ssh2.
-    let _ = run(session, &format!("kill -KILL -- -{pgid} 2>/dev/null; true"));
-    session.set_blocking(false);
+    blocking.run(SHORT_TIMEOUT_MS, || {
+        let _ = run(
+            blocking.session,
+            &format!("kill -KILL -- -{pgid} 2>/dev/null; true"),
+        );
+    });
+}
+
+/// Blocking calls on a link's session, each given its whole timeout.
+///
+/// libssh2 waits in a blocking call only until its next keepalive falls due
+/// and then fails the call as "Timed out waiting on socket" (`wait_socket`
+/// polls for the shorter of the two and takes an empty poll for a timeout),
+/// so with keepalives on, a call's timeout is really the keepalive interval
+/// or less: a guest slow to answer under load (16 guests bringing up at once
+/// on 2 cores) failed in a second or two. Keepalives are off for the call;
+/// the link loop sends the one that fell due when it is back.
+struct Blocking<'a> {
+    session: &'a Session,
+    keepalive: u32,
+}
+
+impl Blocking<'_> {
+    fn run<T>(&self, timeout_ms: u32, call: impl FnOnce() -> T) -> T {
+        self.session.set_keepalive(true, 0);
+        self.session.set_timeout(timeout_ms);
+        self.session.set_blocking(true);
+        let result = call();
+        self.session.set_blocking(false);
+        self.session.set_timeout(SESSION_TIMEOUT_MS);
+        self.session.set_keepalive(true, self.keepalive);
+        result
+    }
 }
 
 /// Reads what is available; Err when the connection broke.

@@ -22,11 +22,31 @@ fn script() -> String {
 
 /// Brings the testbed up (idempotent) and hands out one turn at a time. A
 /// test that broke a guest on purpose brings it back with [`restore`].
-pub fn testbed() -> MutexGuard<'static, ()> {
+pub fn testbed() -> Turn {
     static UP: OnceLock<()> = OnceLock::new();
     static TURN: Mutex<()> = Mutex::new(());
     UP.get_or_init(restore);
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
+    Turn {
+        _held: TURN.lock().unwrap_or_else(|e| e.into_inner()),
+    }
+}
+
+/// A test's turn on the testbed. A test that fails (a fault test may fail
+/// with a guest killed or its link cut) leaves the testbed whole for the
+/// next one: its failure stays its own.
+pub struct Turn {
+    _held: MutexGuard<'static, ()>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // No assert: a panic while panicking aborts every test.
+            let _ = Command::new(script())
+                .args(["up", &GUESTS.to_string(), &VMS.to_string()])
+                .output();
+        }
+    }
 }
 
 /// `testbed up`: restarts whatever guest or VM is down, rewrites known_hosts.
