@@ -155,6 +155,10 @@ enum DiskState {
     Tracked([SeriesId; 7]),
 }
 
+/// vmbench's own process, sampled on every tick.
+const OWN_STAT: &str = "/proc/self/stat";
+const OWN_IO: &str = "/proc/self/io";
+
 /// The /proc files every machine is sampled from.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ProcKind {
@@ -473,8 +477,8 @@ impl HostSampler {
         let view = ProcView::new("host", Machine::Host, &mut registry);
         let own = WatchedProcess {
             run: RunId::MAX,
-            stat: ProcFile::open("/proc/self/stat")?,
-            io: ProcFile::open("/proc/self/io")?,
+            stat: ProcFile::open(OWN_STAT)?,
+            io: ProcFile::open(OWN_IO)?,
             ids: registry.define("vmbench", PROC_FIELDS, PROC_UNITS, SeriesKind::Counter),
         };
         let files = ProcKind::ALL
@@ -612,6 +616,14 @@ impl HostSampler {
     /// Series first seen since the last call, to be announced before the sample.
     pub fn take_new_series(&mut self) -> Vec<SeriesDef> {
         std::mem::take(&mut self.registry.new_defs)
+    }
+
+    /// The files every tick reads before any watched process or guest: this
+    /// host's counters and vmbench's own, so a benchmark's floor reads the same.
+    pub fn files_per_tick() -> Vec<&'static str> {
+        let mut files: Vec<&str> = ProcKind::ALL.iter().map(|kind| kind.path()).collect();
+        files.extend([OWN_STAT, OWN_IO]);
+        files
     }
 
     /// Problems met while sampling (a file unreadable, a process gone).

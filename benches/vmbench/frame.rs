@@ -1,0 +1,80 @@
+//! TUI frame time with 16 copy panes.
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use vmbench::event::{Event, MetricDef};
+use vmbench::model::Session;
+use vmbench::sample::{HostSampler, SeriesIds};
+use vmbench::ui::theme::Theme;
+use vmbench::ui::{Feed, View, render};
+
+use crate::{header, time_us};
+
+pub fn bench_frame() {
+    let mut session = Session::new(header(6));
+    let mut sampler = HostSampler::new(SeriesIds::default()).expect("/proc");
+    for tick in 0..300u64 {
+        let sample = sampler.sample(tick * 1_000_000_000);
+        for def in sampler.take_new_series() {
+            session.apply(&Event::SeriesDefined(def));
+        }
+        session.apply(&Event::Sample(sample));
+    }
+    session.apply(&Event::PhaseStarted {
+        t: 0,
+        phase: 0,
+        benchmark: "cpu".into(),
+        workload: "cpu".into(),
+        concurrency: 16,
+        repetition: 1,
+        duration: 300_000_000_000,
+    });
+    let metrics = vec![MetricDef {
+        name: "cpu".into(),
+        unit: "ops/s".into(),
+        scale: 1.0,
+        higher_is_better: true,
+        result_is_total: false,
+    }];
+    for run in 0..16 {
+        session.apply(&Event::RunSpawned {
+            t: 0,
+            run,
+            phase: 0,
+            copy: run,
+            guest: format!("vm{run:02}"),
+            technology: "kvm".into(),
+            pid: None,
+            metrics: metrics.clone(),
+            path: None,
+            clock_uncertainty: None,
+        });
+        session.apply(&Event::RunStarted {
+            t: 0,
+            run,
+            machine_ns: None,
+        });
+        for s in 0..300u64 {
+            session.apply(&Event::Progress {
+                t: s * 1_000_000_000,
+                run,
+                metric: 0,
+                done: (s * 1_000_000) as f64,
+            });
+        }
+    }
+    let theme = Theme::built_in("dark").expect("theme");
+    let view = View::new(Feed::Live { waiting: false });
+    for (w, h) in [(80, 24), (200, 60)] {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+        let us = time_us(50, || {
+            terminal
+                .draw(|f| render(f, &session, &theme, &view))
+                .expect("draw");
+        });
+        println!(
+            "TUI frame with 16 copy panes at {w}×{h}: {:.3} ms",
+            us / 1e3
+        );
+    }
+}

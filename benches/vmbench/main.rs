@@ -1,0 +1,90 @@
+//! Performance figures of vmbench, measured in one run so that ratios are
+//! comparable on a shared, noisy machine. `cargo bench` prints them; each
+//! line says what its figure includes.
+//!
+//! - sampler: one tick against the bare open+read+parse of the same files;
+//! - frame: TUI frame time with 16 copy panes;
+//! - recording: replay of an hour of ticks, open to first frame;
+//! - report: the loss matrix over 6,400 phase results, and over the demo;
+//! - skew: start skew of 2 and N copies on testbed guests, on raw stamps of
+//!   one clock: vmbench's barrier against parallel-ssh, cold and over open
+//!   ControlMaster connections (root for the testbed, Debian's pssh);
+//! - cost: CPU of `vmbench record` with 4 SSH guests at 1 Hz and 10 Hz, the
+//!   whole process from exec to exit, beside sadc and dstat charged the same
+//!   way (sysstat, dstat), and bytes per value of that real 1 Hz recording.
+//!
+//! `VMBENCH_BENCH_QUICK=1` skips the two 60-second cost sessions;
+//! `VMBENCH_BENCH_GUESTS=N` sets the larger guest count of the skew (16).
+
+mod cost;
+mod frame;
+mod recording;
+mod report;
+mod sampler;
+mod skew;
+mod testbed;
+
+use std::time::Instant;
+
+use vmbench::store::{Header, HostSpecs};
+
+/// Guests the cost sessions run with: the study's scale is 8; 4 keeps two
+/// 60-second sessions light on a 2-core machine.
+const COST_GUESTS: usize = 4;
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Microseconds per call, the median of 15 batches.
+fn time_us(batch: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..batch {
+        f();
+    }
+    median(
+        (0..15)
+            .map(|_| {
+                let start = Instant::now();
+                for _ in 0..batch {
+                    f();
+                }
+                start.elapsed().as_secs_f64() * 1e6 / batch as f64
+            })
+            .collect(),
+    )
+}
+
+fn header(schedule_phases: usize) -> Header {
+    let plan = vmbench::plan::LoadedPlan::embedded_default();
+    let mut schedule = plan.plan.schedule(2);
+    schedule.truncate(schedule_phases);
+    Header::new(&plan, HostSpecs::of_this_host(), 0, schedule)
+}
+
+fn main() {
+    // `cargo test --benches` runs this binary too; benchmarks only under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let many: usize = std::env::var("VMBENCH_BENCH_GUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    sampler::bench_sampler();
+    frame::bench_frame();
+    recording::bench_replay_open(dir.path());
+    report::bench_report();
+    let testbed = testbed::up(many.max(COST_GUESTS));
+    if testbed {
+        skew::bench_skew(dir.path(), many);
+    } else {
+        println!(
+            "start skew: not measured, the testbed did not come up (root and openssh-server are needed)"
+        );
+    }
+    if std::env::var_os("VMBENCH_BENCH_QUICK").is_none() {
+        cost::bench_cpu_cost(dir.path(), if testbed { COST_GUESTS } else { 0 });
+    }
+}
