@@ -52,7 +52,8 @@ fn recorded_skews(path: &Path) -> Vec<PhaseSkew> {
             if stamps.len() != p.runs.len() {
                 return None;
             }
-            let result = results.phases.iter().find(|r| r.phase == p.id)?;
+            // Results number phases from 1, as the user sees them.
+            let result = results.phases.iter().find(|r| r.phase == p.id + 1)?;
             Some(PhaseSkew {
                 copies: p.concurrency,
                 raw_ms: (stamps.iter().max()? - stamps.iter().min()?) as f64 / 1e6,
