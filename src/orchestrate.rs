@@ -81,8 +81,10 @@ pub struct Orchestrator {
     /// The phases and runs so far, folded from what this orchestrator
     /// emits: adaptive repetition judges the spread of their results.
     pub results: std::sync::Mutex<Session>,
-    /// What discovery found of the plan's guests, logged at the start.
-    pub discovered: Vec<String>,
+    /// What the plan became on this host (what discovery found of its
+    /// guests, concurrency levels that follow the core count), logged at
+    /// the start.
+    pub resolved: Vec<String>,
 }
 
 enum CopyMsg {
@@ -169,8 +171,8 @@ impl Orchestrator {
     }
 
     pub async fn run(self, mut control: UnboundedReceiver<Control>, autostart: bool) -> Result<()> {
-        for line in &self.discovered {
-            self.log(LogLevel::Info, format!("discovered {line}"));
+        for line in &self.resolved {
+            self.log(LogLevel::Info, line.clone());
         }
         // Guests connect while the operator reads the screen.
         let pool = GuestPool::start(

@@ -405,26 +405,110 @@ impl<'de> Deserialize<'de> for Count {
     }
 }
 
-/// Numbers of concurrent copies to sweep: a list such as `[1, 2, 4, 8]`, or
-/// `"up-to-cores"` for 1, 2, 4, ... up to and including this host's core count.
+/// Numbers of concurrent copies to sweep: a list such as `[1, 2, 4, 8]`
+/// (whose entries may be relative to this host's core count: `"cores"`,
+/// `"cores-1"`, `"cores+1"`), `"up-to-cores"` for 1, 2, 4, ... up to and
+/// including the core count, or `"around-cores"` for 1, 2, 4, ... then
+/// cores − 1, cores and cores + 1: the study's question of whether the
+/// hypervisor needs a core of its own. Resolved when a session starts, on
+/// the host it runs on; the header's schedule keeps what it became.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Concurrency {
-    List(Vec<Count>),
+    List(Vec<Level>),
     UpToCores,
+    AroundCores,
+}
+
+/// One entry of a concurrency list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Count(u32),
+    /// The host's core count plus this.
+    Cores(i32),
+}
+
+impl Level {
+    fn resolve(self, cores: u32) -> u32 {
+        match self {
+            Level::Count(n) => n,
+            Level::Cores(delta) => (i64::from(cores) + i64::from(delta)).clamp(1, 4096) as u32,
+        }
+    }
+
+    fn parse(word: &str) -> Option<Level> {
+        let rest = word.trim().strip_prefix("cores")?.trim();
+        if rest.is_empty() {
+            return Some(Level::Cores(0));
+        }
+        let (sign, digits) = match rest.split_at(1) {
+            ("+", d) => (1, d),
+            ("-", d) => (-1, d),
+            _ => return None,
+        };
+        let n: i32 = digits
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (0..=4096).contains(n))?;
+        Some(Level::Cores(sign * n))
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Level::Count(n) => write!(f, "{n}"),
+            Level::Cores(0) => f.write_str("cores"),
+            Level::Cores(d) => write!(f, "cores{d:+}"),
+        }
+    }
+}
+
+/// 1, 2, 4, ... below `limit`.
+fn powers_of_two_below(limit: u32) -> impl Iterator<Item = u32> {
+    std::iter::successors(Some(1u32), |n| n.checked_mul(2)).take_while(move |n| *n < limit)
 }
 
 impl Concurrency {
+    /// The numbers of copies on a host with `cores` cores, each once, in the
+    /// order given.
     pub fn levels(&self, cores: usize) -> Vec<u32> {
-        match self {
-            Concurrency::List(list) => list.iter().map(|c| c.0).collect(),
-            Concurrency::UpToCores => {
-                let cores = cores.max(1) as u32;
-                let mut levels: Vec<u32> = std::iter::successors(Some(1u32), |n| n.checked_mul(2))
-                    .take_while(|n| *n < cores)
-                    .collect();
-                levels.push(cores);
-                levels
+        let cores = cores.clamp(1, 4096) as u32;
+        let all: Vec<u32> = match self {
+            Concurrency::List(list) => list.iter().map(|l| l.resolve(cores)).collect(),
+            Concurrency::UpToCores => powers_of_two_below(cores).chain([cores]).collect(),
+            Concurrency::AroundCores => powers_of_two_below(cores - 1)
+                .chain([cores - 1, cores, cores + 1])
+                .filter(|n| *n >= 1)
+                .collect(),
+        };
+        let mut levels = Vec::with_capacity(all.len());
+        for n in all {
+            if !levels.contains(&n) {
+                levels.push(n);
             }
+        }
+        levels
+    }
+
+    /// Whether the levels depend on the host's core count.
+    pub fn follows_cores(&self) -> bool {
+        match self {
+            Concurrency::List(list) => list.iter().any(|l| matches!(l, Level::Cores(_))),
+            Concurrency::UpToCores | Concurrency::AroundCores => true,
+        }
+    }
+}
+
+impl std::fmt::Display for Concurrency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Concurrency::List(list) => {
+                let entries: Vec<String> = list.iter().map(ToString::to_string).collect();
+                write!(f, "[{}]", entries.join(", "))
+            }
+            Concurrency::UpToCores => f.write_str("up-to-cores"),
+            Concurrency::AroundCores => f.write_str("around-cores"),
         }
     }
 }
@@ -433,29 +517,39 @@ impl<'de> Deserialize<'de> for Concurrency {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
+        enum Entry {
+            Count(i64),
+            Word(String),
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
         enum Raw {
-            List(Vec<i64>),
+            List(Vec<Entry>),
             Word(String),
         }
         let bad = || {
             serde::de::Error::custom(
-                "concurrency must be a non-empty list of counts such as [1, 2, 4] or \"up-to-cores\"",
+                "concurrency must be \"up-to-cores\", \"around-cores\" or a non-empty list of counts \
+                 such as [1, 2, 4] (entries may be \"cores\", \"cores-1\", \"cores+1\")",
             )
         };
         match Raw::deserialize(d).map_err(|_| bad())? {
             Raw::Word(w) if w == "up-to-cores" => Ok(Concurrency::UpToCores),
+            Raw::Word(w) if w == "around-cores" => Ok(Concurrency::AroundCores),
             Raw::Word(_) => Err(bad()),
             Raw::List(list) if list.is_empty() => Err(bad()),
             Raw::List(list) => list
                 .into_iter()
-                .map(|n| {
-                    if (1..=4096).contains(&n) {
-                        Ok(Count(n as u32))
-                    } else {
-                        Err(serde::de::Error::custom(format!(
-                            "concurrency {n} is not a count from 1 to 4096"
-                        )))
-                    }
+                .map(|entry| match entry {
+                    Entry::Count(n) if (1..=4096).contains(&n) => Ok(Level::Count(n as u32)),
+                    Entry::Count(n) => Err(serde::de::Error::custom(format!(
+                        "concurrency {n} is not a count from 1 to 4096"
+                    ))),
+                    Entry::Word(w) => Level::parse(&w).ok_or_else(|| {
+                        serde::de::Error::custom(format!(
+                            "concurrency {w:?} is not a count, \"cores\", \"cores-N\" or \"cores+N\""
+                        ))
+                    }),
                 })
                 .collect::<Result<_, _>>()
                 .map(Concurrency::List),
@@ -467,7 +561,16 @@ impl Serialize for Concurrency {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Concurrency::List(list) => list.serialize(s),
-            Concurrency::UpToCores => s.serialize_str("up-to-cores"),
+            Concurrency::UpToCores | Concurrency::AroundCores => s.collect_str(self),
+        }
+    }
+}
+
+impl Serialize for Level {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Level::Count(n) => s.serialize_u32(n),
+            Level::Cores(_) => s.collect_str(self),
         }
     }
 }
@@ -697,6 +800,29 @@ pub struct PlannedPhase {
 
 impl Plan {
     /// The phases in the order they run: as planned, or shuffled by the seed.
+    /// What concurrency levels that follow the core count became on a host
+    /// with `cores` cores, a line per benchmark.
+    pub fn core_relative_levels(&self, cores: usize) -> Vec<String> {
+        self.benchmarks
+            .iter()
+            .filter(|b| b.concurrency.follows_cores())
+            .map(|b| {
+                let levels: Vec<String> = b
+                    .concurrency
+                    .levels(cores)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                format!(
+                    "{}: concurrency {} on {cores} cores is {}",
+                    b.name,
+                    b.concurrency,
+                    levels.join(", ")
+                )
+            })
+            .collect()
+    }
+
     pub fn schedule(&self, cores: usize) -> Vec<PlannedPhase> {
         let mut phases = self.planned_schedule(cores);
         if self.order == Order::Random {
@@ -806,6 +932,62 @@ mod tests {
         assert_eq!(Concurrency::UpToCores.levels(2), vec![1, 2]);
         assert_eq!(Concurrency::UpToCores.levels(6), vec![1, 2, 4, 6]);
         assert_eq!(Concurrency::UpToCores.levels(8), vec![1, 2, 4, 8]);
+    }
+
+    #[test]
+    fn around_cores_asks_the_free_core_question_on_any_host() {
+        let around = |cores| Concurrency::AroundCores.levels(cores);
+        // The study's 8-core host: 7 and 8 VMs, and one past the cores.
+        assert_eq!(around(8), [1, 2, 4, 7, 8, 9]);
+        assert_eq!(around(32), [1, 2, 4, 8, 16, 31, 32, 33]);
+        assert_eq!(around(2), [1, 2, 3]);
+        assert_eq!(around(1), [1, 2]);
+        assert_eq!(around(5), [1, 2, 4, 5, 6]);
+    }
+
+    #[test]
+    fn a_list_may_name_counts_relative_to_the_cores() {
+        let plan = |concurrency: &str| {
+            LoadedPlan::parse(
+                &format!(
+                    "name = \"t\"\n[[guest]]\nname = \"h\"\ntransport = \"local\"\ntechnology = \"b\"\n\
+                     [[benchmark]]\nname = \"c\"\nworkload = {{ type = \"cpu\" }}\nduration = \"1s\"\n\
+                     concurrency = {concurrency}\n"
+                ),
+                "p.toml",
+            )
+        };
+        let mixed = plan("[1, \"cores-1\", \"cores\", \"cores + 1\"]").expect("valid");
+        let concurrency = &mixed.plan.benchmarks[0].concurrency;
+        assert_eq!(concurrency.levels(8), [1, 7, 8, 9]);
+        // On 2 cores "cores-1" is 1 again: each level once.
+        assert_eq!(concurrency.levels(2), [1, 2, 3]);
+        assert!(concurrency.follows_cores());
+        assert_eq!(concurrency.to_string(), "[1, cores-1, cores, cores+1]");
+        assert_eq!(
+            mixed.plan.core_relative_levels(8),
+            ["c: concurrency [1, cores-1, cores, cores+1] on 8 cores is 1, 7, 8, 9"]
+        );
+        assert_eq!(
+            serde_json::to_string(concurrency).expect("json"),
+            "[1,\"cores-1\",\"cores\",\"cores+1\"]"
+        );
+        let fixed = plan("[1, 2]").expect("valid");
+        assert!(!fixed.plan.benchmarks[0].concurrency.follows_cores());
+        let around = plan("\"around-cores\"").expect("valid");
+        assert_eq!(
+            around.plan.benchmarks[0].concurrency.levels(4),
+            [1, 2, 3, 4, 5]
+        );
+        for bad in ["[\"cores*2\"]", "[\"core\"]", "[0]", "\"around\"", "[]"] {
+            let message = plan(bad).expect_err(bad).to_string();
+            assert!(message.contains("concurrency"), "{bad}: {message}");
+        }
+        let named = plan("[2, \"cpus\"]").expect_err("cpus").to_string();
+        assert!(
+            named.contains("\"cpus\" is not a count, \"cores\", \"cores-N\" or \"cores+N\""),
+            "{named}"
+        );
     }
 
     fn error_of(source: &str) -> PlanError {

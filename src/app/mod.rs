@@ -181,7 +181,11 @@ impl Live {
         if plan.plan.order == Order::Random && plan.plan.seed.is_none() {
             plan.plan.seed = Some(fastrand::u64(..));
         }
-        let discovered = crate::discover::fill_in(&mut plan.plan);
+        let mut resolved: Vec<String> = crate::discover::fill_in(&mut plan.plan)
+            .into_iter()
+            .map(|line| format!("discovered {line}"))
+            .collect();
+        resolved.extend(plan.plan.core_relative_levels(host.logical_cores));
         let plan = &plan;
         let schedule = plan.plan.schedule(host.logical_cores);
         let header = Header::new(plan, host, started_unix_ns, schedule.clone());
@@ -215,7 +219,7 @@ impl Live {
             plan_origin: plan.origin.clone(),
             series_ids,
             results: std::sync::Mutex::new(Session::new(header.clone())),
-            discovered,
+            resolved,
         };
         stop::forward_signals(tx.clone()).context("listening for SIGINT, SIGTERM and SIGHUP")?;
         threads.push(
