@@ -233,6 +233,9 @@ pub struct Results {
     pub virtual_hosts: Vec<(String, String)>,
     /// Each guest's shape at bring-up: (technology, guest, shape).
     pub guest_shapes: Vec<(String, String, crate::event::GuestShape)>,
+    /// Each recording's host core count (logical CPUs), which levels such as
+    /// "cores-1" were resolved against: (source, cores).
+    pub host_cores: Vec<(String, usize)>,
 }
 
 fn outcome_of(state: &RunState) -> &'static str {
@@ -317,6 +320,9 @@ impl Results {
         if let Some(how) = &session.header.host.virtualization {
             results.virtual_hosts.push((source.into(), how.clone()));
         }
+        results
+            .host_cores
+            .push((source.into(), session.header.host.logical_cores));
         for (guest, state) in &session.guests {
             let crate::event::GuestState::Ready { info } = state else {
                 continue;
@@ -380,6 +386,7 @@ impl Results {
         self.overhead.extend(other.overhead);
         self.virtual_hosts.extend(other.virtual_hosts);
         self.guest_shapes.extend(other.guest_shapes);
+        self.host_cores.extend(other.host_cores);
     }
 
     fn add_phase(&mut self, session: &Session, phase: &Phase, source: &str, bound: f64) {

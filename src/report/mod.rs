@@ -3,6 +3,7 @@
 //! interval. Rows are workload metric × number of concurrent guests.
 
 pub mod charts;
+pub mod text;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -15,6 +16,7 @@ use crate::results::{PhaseResult, Results};
 use crate::stats::{Loss, Summary};
 use crate::store::Reader;
 use crate::workload::WorkloadClass;
+use text::{aligned, escape, loss_text, markdown, number, number_like, percent, with_interval};
 
 pub const DEFAULT_BASELINE: &str = "bare-metal";
 
@@ -420,47 +422,6 @@ fn mismatches(counted: &[&PhaseResult]) -> Vec<Mismatch> {
     found
 }
 
-/// How many decimals a figure of this size needs, the same in every format
-/// so that they carry the same numbers.
-fn decimals(value: f64) -> usize {
-    match value.abs() {
-        v if v >= 1000.0 => 0,
-        v if v >= 100.0 => 1,
-        v if v >= 1.0 => 2,
-        _ => 4,
-    }
-}
-
-/// `value` at the precision `like` needs (an interval at its mean's).
-fn number_like(value: f64, like: f64) -> String {
-    format!("{value:.*}", decimals(like))
-}
-
-fn number(value: f64) -> String {
-    number_like(value, value)
-}
-
-/// A value and its interval at the value's precision.
-fn with_interval(value: f64, ci: Option<f64>) -> String {
-    match ci {
-        Some(ci) => format!("{} ± {}", number(value), number_like(ci, value)),
-        None => number(value),
-    }
-}
-
-fn percent(value: f64) -> String {
-    format!("{value:.1}")
-}
-
-/// "12.3 ± 4.5 %", with `~` in front when it cannot be told from noise.
-fn loss_text(loss: &Loss) -> String {
-    let marker = if loss.significant { "" } else { "~" };
-    match loss.ci {
-        Some(ci) => format!("{marker}{} ± {} %", percent(loss.percent), percent(ci)),
-        None => format!("{marker}{} %", percent(loss.percent)),
-    }
-}
-
 impl Cell {
     /// The baseline's own figure; others' loss from it, or their own figure
     /// in brackets where no baseline ran.
@@ -484,62 +445,6 @@ Baseline: its aggregate, mean ± 95 % CI over repetitions. Others: % loss from t
 ± 95 % CI (Welch's t); positive is worse. ~ marks a difference not significant at 95 %
 (an interval needs 2+ repetitions on both sides). (…) is a technology's own figure where no
 baseline ran; vs×k names the baseline's number of copies where it differs from the row's.";
-
-fn escape(text: &str) -> String {
-    text.replace('|', "\\|")
-}
-
-/// A text table: columns from `right_from` on align right (figures), the
-/// others left (names), under a rule.
-fn aligned(header: &[String], rows: &[Vec<String>], right_from: usize) -> String {
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| {
-            std::iter::once(header)
-                .chain(rows.iter().map(Vec::as_slice))
-                .map(|l| l[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[String], is_header: bool| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(c, (text, w))| {
-                if c >= right_from && !is_header {
-                    format!("{text:>w$}")
-                } else {
-                    format!("{text:<w$}")
-                }
-            })
-            .collect();
-        padded.join("  ").trim_end().to_string() + "\n"
-    };
-    let mut out = line(header, true);
-    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-    out.push_str(&(rule.join("  ") + "\n"));
-    for row in rows {
-        out.push_str(&line(row, false));
-    }
-    out
-}
-
-fn markdown(header: &[String], rows: &[Vec<String>], right_from: usize) -> String {
-    let line = |cells: &[String]| {
-        let cells: Vec<String> = cells.iter().map(|c| escape(c)).collect();
-        format!("| {} |\n", cells.join(" | "))
-    };
-    let mut out = line(header);
-    let align: Vec<String> = (0..header.len())
-        .map(|c| if c >= right_from { "---:" } else { "---" }.to_string())
-        .collect();
-    out.push_str(&format!("| {} |\n", align.join(" | ")));
-    for row in rows {
-        out.push_str(&line(row));
-    }
-    out
-}
 
 impl Matrix {
     /// Column names: the row's, then one per technology.
