@@ -207,14 +207,17 @@ struct ReportArgs {
     /// The technology others are compared with.
     #[arg(long, default_value = crate::report::DEFAULT_BASELINE)]
     baseline: String,
-    /// Pool runs whose workload configuration differs (listed in the notes).
+    /// Pool runs whose workload configuration differs, or compare with a
+    /// baseline measured on a virtual host or guests of one technology that
+    /// differ in shape (each listed in the notes).
     #[arg(long)]
     force: bool,
-    /// Count phases whose start skew plus stop gap exceed the bound.
+    /// Count phases whose start skew, clock uncertainty and stop gap exceed
+    /// the bound.
     #[arg(long)]
     include_skewed: bool,
-    /// Start skew plus stop gap, as a share of a phase's length, beyond which
-    /// the phase is left out.
+    /// Start skew plus clock uncertainty plus stop gap, as a share of how
+    /// long a phase's copies ran, beyond which the phase is left out.
     #[arg(long, value_parser = share, default_value = "20%", value_name = "SHARE")]
     skew_bound: f64,
     /// Also write the study's charts as SVG files into DIR.
@@ -794,6 +797,14 @@ fn report(args: &ReportArgs) -> Result<ExitCode> {
             .collect();
         bail!(
             "refusing to pool runs whose workload configuration differs:\n{}\npool them anyway with --force",
+            list.join("\n")
+        );
+    }
+    if !matrix.validity.is_empty() && !args.force {
+        let list: Vec<String> = matrix.validity.iter().map(|v| format!("  {v}")).collect();
+        bail!(
+            "refusing a comparison that would measure something else than it says:\n{}\n\
+             compare anyway with --force (the report then lists these under its table)",
             list.join("\n")
         );
     }

@@ -252,6 +252,9 @@ pub struct Session {
     /// Each guest's clock as last measured: (offset, uncertainty, drift
     /// since bring-up), in nanoseconds.
     pub clocks: BTreeMap<String, (i64, u64, i64)>,
+    /// What each guest's latest bring-up found (its shape, its clock),
+    /// kept after it closes.
+    pub brought_up: BTreeMap<String, crate::event::GuestInfo>,
 }
 
 impl Session {
@@ -273,6 +276,7 @@ impl Session {
             guests: Vec::new(),
             results: Default::default(),
             clocks: BTreeMap::new(),
+            brought_up: BTreeMap::new(),
         }
     }
 
@@ -446,6 +450,9 @@ impl Session {
             }
             Event::SessionEnded { t, reason } => self.ended = Some((*t, reason.clone())),
             Event::GuestState { guest, state, .. } => {
+                if let GuestState::Ready { info } = state {
+                    self.brought_up.insert(guest.clone(), (**info).clone());
+                }
                 match self.guests.iter_mut().find(|(name, _)| name == guest) {
                     Some((_, known)) => *known = state.clone(),
                     None => self.guests.push((guest.clone(), state.clone())),

@@ -281,17 +281,37 @@ impl Results {
     /// The results of every summarised phase of a session. Without the
     /// plan it ran, workloads are compared by their label alone.
     pub fn of_session(session: &Session, source: &str, bound: f64) -> Self {
-        if bound == DEFAULT_SKEW_BOUND {
+        let mut results = if bound == DEFAULT_SKEW_BOUND {
             // The same values every view saw, not a second computation.
             let mut results = session.results.clone();
             results.name_source(source);
-            return results;
-        }
-        let mut results = Results::default();
-        for phase in &session.phases {
-            results.add_phase(session, phase, source, bound);
-        }
+            results
+        } else {
+            let mut results = Results::default();
+            for phase in &session.phases {
+                results.add_phase(session, phase, source, bound);
+            }
+            results
+        };
+        results.add_facts(session, source);
         results
+    }
+
+    /// What the comparison's validity is judged on: whether the host was
+    /// virtual, its cores, each guest's shape at its latest bring-up.
+    fn add_facts(&mut self, session: &Session, source: &str) {
+        if let Some(how) = &session.header.host.virtualization {
+            self.virtual_hosts.push((source.into(), how.clone()));
+        }
+        self.host_cores
+            .push((source.into(), session.header.host.logical_cores));
+        for (guest, info) in &session.brought_up {
+            let technology = session.runs.values().find(|r| r.guest == *guest);
+            if let (Some(shape), Some(run)) = (&info.shape, technology) {
+                self.guest_shapes
+                    .push((run.technology.clone(), guest.clone(), shape.clone()));
+            }
+        }
     }
 
     /// The result of one phase that has just ended (its source named
@@ -317,23 +337,6 @@ impl Results {
     /// session's samples: for reports and exports, not for every frame.
     pub fn of_recording(session: &Session, source: &str, bound: f64) -> Self {
         let mut results = Self::of_session(session, source, bound);
-        if let Some(how) = &session.header.host.virtualization {
-            results.virtual_hosts.push((source.into(), how.clone()));
-        }
-        results
-            .host_cores
-            .push((source.into(), session.header.host.logical_cores));
-        for (guest, state) in &session.guests {
-            let crate::event::GuestState::Ready { info } = state else {
-                continue;
-            };
-            let technology = session.runs.values().find(|r| r.guest == *guest);
-            if let (Some(shape), Some(run)) = (&info.shape, technology) {
-                results
-                    .guest_shapes
-                    .push((run.technology.clone(), guest.clone(), shape.clone()));
-            }
-        }
         for phase in session.phases.iter().filter(|p| p.ended.is_some()) {
             results.add_overhead(session, phase, source);
         }
@@ -777,6 +780,53 @@ mod tests {
             matches!(r.flag, Some(Flag::Skewed { share, .. }) if (share - 6.0 / 23.0).abs() < 1e-9),
             "{:?}",
             r.flag
+        );
+    }
+
+    /// A guest's shape is judged after the session, when the guest has long
+    /// closed: it is kept from its bring-up, for the TUI's matrix as for
+    /// the report.
+    #[test]
+    fn guest_shapes_outlive_their_guests_connections() {
+        let mut session = phase(10 * S, false, &[steady(0, 10 * S, 100.0, None)]);
+        let shape = crate::event::GuestShape {
+            vcpus: 2,
+            memory_bytes: 4 << 30,
+            virtualization: None,
+            nics: vec!["eth0=virtio_net".into()],
+            disks: vec![],
+        };
+        let info = crate::event::GuestInfo {
+            address: "192.0.2.1".into(),
+            local_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            arch: "x86_64".into(),
+            kernel: "6.1".into(),
+            connect_ms: 1.0,
+            clock_offset_ns: Some(0),
+            clock_rtt_ns: Some(10),
+            vmbench: Ok("/tmp/vmbench.x/vmbench".into()),
+            shape: Some(shape.clone()),
+        };
+        for state in [
+            crate::event::GuestState::Ready {
+                info: Box::new(info),
+            },
+            crate::event::GuestState::Closed,
+        ] {
+            session.apply(&Event::GuestState {
+                t: 11 * S,
+                guest: "g0".into(),
+                state,
+            });
+        }
+        let results = Results::of_session(&session, "s", DEFAULT_SKEW_BOUND);
+        assert_eq!(
+            results.guest_shapes,
+            [("kvm".to_string(), "g0".to_string(), shape)]
+        );
+        assert_eq!(
+            results.host_cores,
+            [("s".to_string(), session.header.host.logical_cores)]
         );
     }
 

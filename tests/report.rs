@@ -396,7 +396,7 @@ fn network_aggregates_are_what_the_receivers_counted() {
 /// A "bare-metal" baseline measured on a virtual machine is named in the
 /// report (this machine is one: its header says so when it records).
 #[test]
-fn a_baseline_measured_on_a_virtual_host_is_named() {
+fn a_baseline_measured_on_a_virtual_host_is_refused_unless_forced_and_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = LoadedPlan::from_file(&fixture("plan.toml")).expect("fixture plan");
     let host = HostSpecs {
@@ -414,7 +414,21 @@ fn a_baseline_measured_on_a_virtual_host_is_named() {
     }
     recorder.close().expect("closed");
     recording(dir.path(), "guests");
-    let run = report(dir.path(), &["host.vmb", "guests.vmb"]);
+    // Refused like a configuration that differs, naming why...
+    let refused = report(dir.path(), &["host.vmb", "guests.vmb"]);
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("refusing a comparison")
+            && refused
+                .stderr
+                .contains("host.vmb was measured on a virtual machine")
+            && refused.stderr.contains("--force"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stdout.is_empty(), "{}", refused.stdout);
+    // ...and listed under the table when forced.
+    let run = report(dir.path(), &["host.vmb", "guests.vmb", "--force"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout.contains(
@@ -424,7 +438,10 @@ fn a_baseline_measured_on_a_virtual_host_is_named() {
         "{}",
         run.stdout
     );
-    let json = report(dir.path(), &["host.vmb", "guests.vmb", "--format", "json"]);
+    let json = report(
+        dir.path(),
+        &["host.vmb", "guests.vmb", "--format", "json", "--force"],
+    );
     let m: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
     assert_eq!(m["validity"].as_array().map(Vec::len), Some(1));
     // Without it, nothing is said.

@@ -195,8 +195,13 @@ pub struct Matrix {
     pub mismatches: Vec<Mismatch>,
     pub overhead: Vec<Overhead>,
     /// What makes a comparison measure something else than it says: a
-    /// "bare-metal" baseline measured on a virtual host.
+    /// "bare-metal" baseline measured on a virtual host, guests of one
+    /// technology whose shapes differ (refused unless forced, like a
+    /// fingerprint mismatch)...
     pub validity: Vec<String>,
+    /// ...and what only needs saying: technologies whose guests differ in
+    /// size (their drivers differ by nature).
+    pub remarks: Vec<String>,
 }
 
 fn place(r: &PhaseResult) -> String {
@@ -318,6 +323,7 @@ impl Matrix {
             excluded,
             mismatches: mismatches(&counted),
             validity: validity(results, &counted, &options.baseline),
+            remarks: size_differences(results),
             overhead: Overhead::by_technology(results),
         }
     }
@@ -371,7 +377,13 @@ fn validity(results: &Results, counted: &[&PhaseResult], baseline: &str) -> Vec<
             ));
         }
     }
-    // Across technologies, the drivers differ by nature; the size should not.
+    notes
+}
+
+/// Technologies whose guests differ in size: across technologies the
+/// drivers differ by nature, the size should not, but a study may mean it.
+fn size_differences(results: &Results) -> Vec<String> {
+    let mut notes = Vec::new();
     let mut sizes: Vec<(String, &str)> = results
         .guest_shapes
         .iter()
@@ -489,6 +501,7 @@ impl Matrix {
 
     fn notes(&self) -> Vec<String> {
         let mut notes = self.validity.clone();
+        notes.extend(self.remarks.iter().cloned());
         for m in &self.mismatches {
             notes.push(format!("pooled despite a difference: {}", m.describe()));
         }
@@ -630,19 +643,24 @@ mod tests {
                 .guest_shapes
                 .push((technology.into(), guest.into(), s));
         }
-        let notes = validity(&results, &[], "bare-metal");
         assert_eq!(
-            notes,
+            validity(&results, &[], "bare-metal"),
             [
                 "kvm guests differ in shape: vm1 (2 vCPU, 4.0 GiB, virtio_blk, virtio_net); \
-                 vm2 (2 vCPU, 4.0 GiB, virtio_blk, virtio_net); vm3 (4 vCPU, 4.0 GiB, \
-                 virtio_blk, virtio_net)",
+              vm2 (2 vCPU, 4.0 GiB, virtio_blk, virtio_net); vm3 (4 vCPU, 4.0 GiB, \
+              virtio_blk, virtio_net)"
+            ]
+        );
+        assert_eq!(
+            size_differences(&results),
+            [
                 "the technologies' guests differ in size: kvm 2 vCPU, 4.0 GiB; xen 2 vCPU, \
-                 4.0 GiB; kvm 4 vCPU, 4.0 GiB"
+              4.0 GiB; kvm 4 vCPU, 4.0 GiB"
             ]
         );
         // One shape per technology, one size across them: nothing to say.
         results.guest_shapes.retain(|(_, guest, _)| guest != "vm3");
         assert!(validity(&results, &[], "bare-metal").is_empty());
+        assert!(size_differences(&results).is_empty());
     }
 }

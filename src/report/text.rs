@@ -104,7 +104,6 @@ pub fn markdown(header: &[String], rows: &[Vec<String>], right_from: usize) -> S
     out
 }
 
-
 /// A view of the report as a titled table with notes under it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TextTable {

@@ -1088,6 +1088,12 @@ fn render_matrix(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme)
             Style::new().fg(theme.bad.0),
         ));
     }
+    for v in &matrix.validity {
+        notes.push(Line::styled(v.clone(), Style::new().fg(theme.bad.0)));
+    }
+    for r in &matrix.remarks {
+        notes.push(Line::styled(r.clone(), Style::new().fg(theme.dim.0)));
+    }
     let [table_area, notes_area] =
         Layout::vertical([Constraint::Min(1), Constraint::Length(notes.len() as u16)]).areas(inner);
     if matrix.rows.is_empty() {
