@@ -39,9 +39,21 @@ struct Findings {
 #[derive(Debug, Default, PartialEq)]
 pub struct Needs {
     pub tools: Vec<(&'static str, (u32, u32))>,
-    /// (folder, bytes at the largest concurrency, the benchmark; None means
-    /// twice the machine's RAM per copy).
-    pub room: Vec<(String, Option<u64>, u64, String)>,
+    pub room: Vec<Room>,
+}
+
+/// Room a benchmark's data sets need in one folder of a guest.
+#[derive(Debug, PartialEq)]
+pub struct Room {
+    pub dir: String,
+    /// Per copy; None means twice the machine's RAM (bonnie++'s default).
+    pub bytes: Option<u64>,
+    /// Copies on this guest at the largest concurrency.
+    pub copies: u64,
+    pub bench: String,
+    /// Whether the guest's RAM can stand in for the disk: in a guest (the
+    /// host may cache its virtual disk) or through this host's page cache.
+    pub cache_can_hold_it: bool,
 }
 
 pub fn needs(plan: &Plan, guest: &Guest, cores: usize) -> Needs {
@@ -68,12 +80,14 @@ pub fn needs(plan: &Plan, guest: &Guest, cores: usize) -> Needs {
             }
         }
         if let Some((dir, bytes)) = bench.workload.data_set() {
-            needs.room.push((
-                dir.display().to_string(),
+            needs.room.push(Room {
+                dir: dir.display().to_string(),
                 bytes,
-                copies_here,
-                bench.name.clone(),
-            ));
+                copies: copies_here,
+                bench: bench.name.clone(),
+                cache_can_hold_it: guest.transport == Transport::Ssh
+                    || bench.workload.goes_through_page_cache(),
+            });
         }
     }
     needs
@@ -90,7 +104,7 @@ fn probe_script(needs: &Needs) -> String {
             "echo '== tool {tool}'; if command -v {t} >/dev/null 2>&1; then {t} --version 2>&1 | grep -i -m 1 version || {t} --version 2>&1 | head -n 1; else echo '== missing'; fi"
         );
     }
-    for (dir, ..) in &needs.room {
+    for Room { dir, .. } in &needs.room {
         let _ = writeln!(
             script,
             "echo '== room {dir}'; df -Pk {} 2>&1 | tail -n 1",
@@ -150,11 +164,19 @@ fn judge(needs: &Needs, output: &str) -> Findings {
         l.first()
             .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
     });
-    for (dir, bytes, copies, bench) in &needs.room {
-        if let Some(why) = bytes
+    for room in &needs.room {
+        let Room {
+            dir,
+            bytes,
+            copies,
+            bench,
+            ..
+        } = room;
+        let small = bytes
             .zip(ram_kib)
-            .and_then(|(b, k)| workload::small_data_set(b, k * 1024))
-        {
+            .filter(|_| room.cache_can_hold_it)
+            .and_then(|(b, k)| workload::small_data_set(b, k * 1024));
+        if let Some(why) = small {
             warnings.push(format!("{bench}: {why}"));
         }
         let per_copy = bytes.or(ram_kib.map(|k| k * 1024 * 2));
@@ -440,11 +462,18 @@ mod tests {
         // Copies 0 and 2 of 3 run on the first of two guests.
         assert_eq!(
             a.room,
-            [("/data".to_string(), Some(1 << 30), 2, "f".to_string())]
+            [Room {
+                dir: "/data".into(),
+                bytes: Some(1 << 30),
+                copies: 2,
+                bench: "f".into(),
+                // fio's direct I/O on this host: its RAM cannot hold it.
+                cache_can_hold_it: false,
+            }]
         );
         let b = needs(&plan, &plan.guests[1], 2);
         assert_eq!(b.tools, [("fio", (3, 0)), ("iperf3", (3, 1))]);
-        assert_eq!(b.room[0].2, 1);
+        assert_eq!(b.room[0].copies, 1);
     }
 
     #[test]
@@ -463,11 +492,31 @@ mod tests {
                 "/data has 512 MiB free; f needs 1024 MiB (1 × 1024 MiB)"
             ]
         );
+        // fio's direct I/O on this host: its RAM cannot stand in for the disk.
+        assert!(findings.warnings.is_empty(), "{:?}", findings.warnings);
+    }
+
+    #[test]
+    fn a_data_set_under_twice_the_ram_is_warned_of_where_a_cache_can_hold_it() {
+        let room = |bench: &str, cache_can_hold_it| Room {
+            dir: "/data".into(),
+            bytes: Some(1 << 30),
+            copies: 1,
+            bench: bench.into(),
+            cache_can_hold_it,
+        };
+        let needs = Needs {
+            tools: Vec::new(),
+            room: vec![room("in-a-guest", true), room("direct-on-the-host", false)],
+        };
+        let output =
+            "== room /data\n/dev/vdb 1024 0 4194304 0% /data\n== mem\nMemTotal: 2048000 kB\n";
         assert_eq!(
-            findings.warnings,
+            judge(&needs, output).warnings,
             [
-                "f: its data set (1024 MiB) is under twice the RAM (2000 MiB), the study's rule \
-              for disk figures: caches can hold it, so its figure may be partly memory's"
+                "in-a-guest: its data set (1024 MiB) is under twice the RAM (2000 MiB), the \
+              study's rule for disk figures: caches can hold it, so its figure may be partly \
+              memory's"
             ]
         );
     }

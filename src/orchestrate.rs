@@ -353,9 +353,16 @@ impl Orchestrator {
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
                 // The host's own clock: no offset, no uncertainty.
                 (0, Some(0)),
-                // vmbench's disk workloads bypass this host's page cache
-                // (direct I/O): its RAM does not decide what they measure.
-                None,
+                // Workloads with direct I/O bypass this host's page cache:
+                // its RAM decides only what bonnie++ measures.
+                bench.workload.goes_through_page_cache().then(|| {
+                    self.results
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .header
+                        .host
+                        .memory_bytes
+                }),
             ),
             Transport::Ssh => {
                 let remote = targets.pool.get(guest.name()).await?;

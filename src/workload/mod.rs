@@ -425,6 +425,14 @@ impl WorkloadSpec {
         }
     }
 
+    /// Whether its data goes through the page cache of the machine it runs
+    /// on (bonnie++); the others open their files with direct I/O, so on
+    /// bare metal RAM cannot stand in for the disk (in a guest, the host may
+    /// still cache the virtual disk).
+    pub fn goes_through_page_cache(&self) -> bool {
+        matches!(self, WorkloadSpec::Bonnie { .. })
+    }
+
     /// Which external program the workload runs, if any.
     pub fn tool(&self) -> Option<&'static str> {
         match self {
