@@ -253,7 +253,19 @@ fn outcome_of(state: &RunState) -> &'static str {
 /// by at most the sum of theirs); 0 where every copy shares one clock.
 /// Err when a copy's clock was not measured while others' were: its stamps
 /// could be anywhere. Ok(None) for recordings made before vmbench kept it.
-fn clock_uncertainty(runs: &[&crate::model::Run]) -> Result<Option<Nanos>, ()> {
+fn clock_uncertainty(session: &Session, runs: &[&crate::model::Run]) -> Result<Option<Nanos>, ()> {
+    // A guest whose clock was never measured: its stamps were not converted,
+    // in any recording, old or new.
+    let never_measured = |r: &&crate::model::Run| {
+        r.clock_uncertainty.is_none()
+            && session
+                .brought_up
+                .get(&r.guest)
+                .is_some_and(|info| info.clock_offset_ns.is_none())
+    };
+    if runs.iter().any(never_measured) {
+        return Err(());
+    }
     if runs.iter().all(|r| r.clock_uncertainty.is_none()) {
         return Ok(None);
     }
@@ -421,7 +433,7 @@ impl Results {
             .zip(stops.iter().max())
             .map_or(0, |(a, b)| b.saturating_sub(*a));
         let length = if span > 0 { span } else { phase.duration }.max(1);
-        let clock = clock_uncertainty(&runs);
+        let clock = clock_uncertainty(session, &runs);
         let share = (summary.skew.unwrap_or(0)
             + clock.ok().flatten().unwrap_or(0)
             + stop_gap.unwrap_or(0)) as f64
@@ -535,7 +547,9 @@ impl Results {
                 clock_uncertainty_ms: clock.ok().flatten().map(millis),
                 stop_gap_ms: stop_gap.map(millis),
                 copies: runs.len(),
-                contributing: m.contributing,
+                // What the aggregate counts: the copies in the common window,
+                // or those whose receiver total is summed.
+                contributing: measured,
                 outcome: outcome.name(),
                 // An undercount outranks skew: --include-skewed must not
                 // bring an undercounted sum back.
@@ -632,7 +646,24 @@ mod tests {
     }
 
     fn phase(duration: Nanos, result_is_total: bool, copies: &[Copy]) -> Session {
-        let mut session = Session::new(test_header());
+        phase_in(
+            Session::new(test_header()),
+            Some(0),
+            duration,
+            result_is_total,
+            copies,
+        )
+    }
+
+    /// The same in a session that may already know its guests, each copy
+    /// with the given clock uncertainty.
+    fn phase_in(
+        mut session: Session,
+        clock_uncertainty: Option<Nanos>,
+        duration: Nanos,
+        result_is_total: bool,
+        copies: &[Copy],
+    ) -> Session {
         let metric = MetricDef {
             name: "m".into(),
             unit: "u/s".into(),
@@ -661,7 +692,7 @@ mod tests {
                 pid: None,
                 metrics: vec![metric.clone()],
                 path: None,
-                clock_uncertainty: Some(0),
+                clock_uncertainty,
             });
             events.push(Event::RunStarted {
                 t: c.start,
@@ -761,6 +792,9 @@ mod tests {
             })
         );
         assert_eq!(r.aggregate, None, "no sender figure mixed in");
+        // Both copies sent progress, one receiver counted: the headless line
+        // and the CSV say 1 of 2 measured, as the flag does.
+        assert_eq!((r.contributing, r.copies), (1, 2));
     }
 
     #[test]
@@ -783,6 +817,50 @@ mod tests {
         );
     }
 
+    fn ready(
+        guest: &str,
+        clock_offset_ns: Option<i64>,
+        shape: Option<crate::event::GuestShape>,
+    ) -> Event {
+        Event::GuestState {
+            t: 0,
+            guest: guest.into(),
+            state: crate::event::GuestState::Ready {
+                info: Box::new(crate::event::GuestInfo {
+                    address: "192.0.2.1".into(),
+                    local_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                    arch: "x86_64".into(),
+                    kernel: "6.1".into(),
+                    connect_ms: 1.0,
+                    clock_offset_ns,
+                    clock_rtt_ns: clock_offset_ns.map(|_| 10),
+                    vmbench: Ok("/tmp/vmbench.x/vmbench".into()),
+                    shape,
+                }),
+            },
+        }
+    }
+
+    /// Guests whose clocks could not be measured: their copies' stamps were
+    /// never converted, so even a phase made only of them cannot claim a
+    /// skew (it once passed as a recording older than clock uncertainty).
+    #[test]
+    fn a_phase_on_guests_whose_clocks_were_never_measured_is_flagged() {
+        let copies = [steady(0, 10 * S, 1.0, None), steady(0, 10 * S, 1.0, None)];
+        let mut unmeasured = Session::new(test_header());
+        unmeasured.apply(&ready("g0", None, None));
+        unmeasured.apply(&ready("g1", None, None));
+        let session = phase_in(unmeasured, None, 10 * S, false, &copies);
+        assert_eq!(session.results.phases[0].flag, Some(Flag::ClockUnknown));
+        // A recording from before clock uncertainty, of measured guests,
+        // still counts.
+        let mut measured = Session::new(test_header());
+        measured.apply(&ready("g0", Some(5), None));
+        measured.apply(&ready("g1", Some(-5), None));
+        let session = phase_in(measured, None, 10 * S, false, &copies);
+        assert_eq!(session.results.phases[0].flag, None);
+    }
+
     /// A guest's shape is judged after the session, when the guest has long
     /// closed: it is kept from its bring-up, for the TUI's matrix as for
     /// the report.
@@ -796,29 +874,12 @@ mod tests {
             nics: vec!["eth0=virtio_net".into()],
             disks: vec![],
         };
-        let info = crate::event::GuestInfo {
-            address: "192.0.2.1".into(),
-            local_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-            arch: "x86_64".into(),
-            kernel: "6.1".into(),
-            connect_ms: 1.0,
-            clock_offset_ns: Some(0),
-            clock_rtt_ns: Some(10),
-            vmbench: Ok("/tmp/vmbench.x/vmbench".into()),
-            shape: Some(shape.clone()),
-        };
-        for state in [
-            crate::event::GuestState::Ready {
-                info: Box::new(info),
-            },
-            crate::event::GuestState::Closed,
-        ] {
-            session.apply(&Event::GuestState {
-                t: 11 * S,
-                guest: "g0".into(),
-                state,
-            });
-        }
+        session.apply(&ready("g0", Some(0), Some(shape.clone())));
+        session.apply(&Event::GuestState {
+            t: 11 * S,
+            guest: "g0".into(),
+            state: crate::event::GuestState::Closed,
+        });
         let results = Results::of_session(&session, "s", DEFAULT_SKEW_BOUND);
         assert_eq!(
             results.guest_shapes,

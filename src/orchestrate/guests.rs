@@ -31,6 +31,19 @@ const BRING_UP_LIMIT: Duration = Duration::from_secs(120);
 /// When and why a guest was lost; shared with its link's session thread.
 type LostAt = Arc<Mutex<Option<(Nanos, String)>>>;
 
+/// How far a clock can drift from another: the kernel lets NTP slew
+/// CLOCK_MONOTONIC by at most 500 ppm.
+const MAX_DRIFT_PPM: u64 = 500;
+
+/// A guest clock's offset from this host's, measured at `at` (session time)
+/// to within `uncertainty`.
+#[derive(Clone, Copy)]
+struct Measured {
+    offset: i64,
+    uncertainty: u64,
+    at: crate::event::Nanos,
+}
+
 struct Member {
     guest: Guest,
     slot: watch::Receiver<Slot>,
@@ -41,9 +54,9 @@ struct Member {
 
 pub struct GuestPool {
     members: HashMap<String, Member>,
-    /// Each guest's clock as measured again before the latest phase:
-    /// (offset, uncertainty).
-    clocks: HashMap<String, (i64, u64)>,
+    /// Each guest's clock as last measured, again before a phase or (where
+    /// that failed) at bring-up.
+    clocks: HashMap<String, Measured>,
     /// Guests whose connection thread could not even be started.
     unstarted: HashMap<String, String>,
     ctx: PoolContext,
@@ -291,11 +304,23 @@ impl GuestPool {
             let Some(Ok(remote)) = member.slot.borrow().clone() else {
                 continue;
             };
-            let (Ok(vmbench), Some(initial)) =
-                (remote.info.vmbench.clone(), remote.info.clock_offset_ns)
-            else {
+            let Ok(vmbench) = remote.info.vmbench.clone() else {
                 continue;
             };
+            // A bring-up measurement stands in until one succeeds again; it
+            // is counted from the session's start, which came before it.
+            if let (Some(offset), Some(rtt)) =
+                (remote.info.clock_offset_ns, remote.info.clock_rtt_ns)
+            {
+                self.clocks.entry(name.to_string()).or_insert(Measured {
+                    offset,
+                    uncertainty: rtt / 2,
+                    at: 0,
+                });
+            }
+            // Measured again even where bring-up could not: drift counts
+            // from the first offset known.
+            let initial = remote.info.clock_offset_ns;
             if remote.link.liveness() != Liveness::Up {
                 continue;
             }
@@ -315,26 +340,60 @@ impl GuestPool {
             };
             match measured {
                 Ok((offset, uncertainty)) => {
-                    self.clocks.insert(name.clone(), (offset, uncertainty));
+                    let at = self.ctx.clock.now();
+                    let drift = initial.map_or(0, |i| offset - i);
+                    let since = self.clocks.get(&name).copied();
+                    self.clocks.insert(
+                        name.clone(),
+                        Measured {
+                            offset,
+                            uncertainty,
+                            at,
+                        },
+                    );
+                    // Drift beyond what both measurements allow is news.
+                    if let Some(before) = since
+                        && (offset - before.offset).unsigned_abs()
+                            > uncertainty + before.uncertainty
+                    {
+                        self.ctx.log(
+                            LogLevel::Info,
+                            format!(
+                                "{name}: clock moved {:+.3} ms since it was last measured \
+                                 ({:+.3} ms since bring-up; ±{:.3} ms now)",
+                                (offset - before.offset) as f64 / 1e6,
+                                drift as f64 / 1e6,
+                                uncertainty as f64 / 1e6
+                            ),
+                        );
+                    }
                     self.ctx.sink.send(Event::GuestClock {
-                        t: self.ctx.clock.now(),
+                        t: at,
                         guest: name,
                         offset_ns: offset,
                         uncertainty_ns: uncertainty,
-                        drift_ns: offset - initial,
+                        drift_ns: drift,
                     });
                 }
                 Err(why) => self.ctx.log(
                     LogLevel::Warn,
-                    format!("{name}: clock not measured again ({why}); its last offset stands"),
+                    format!(
+                        "{name}: clock not measured again ({why}); its last offset stands, its \
+                         uncertainty grown by the most a clock drifts since ({MAX_DRIFT_PPM} ppm)"
+                    ),
                 ),
             }
         }
     }
 
-    /// A guest's clock as last measured again, if it was.
+    /// A guest's clock offset as last measured, and how far off it may be
+    /// now: its measurement's uncertainty plus the most the clock can have
+    /// drifted since (a few microseconds right after a measurement; much
+    /// more when measurements failed for an hour).
     pub fn clock_of(&self, name: &str) -> Option<(i64, u64)> {
-        self.clocks.get(name).copied()
+        let m = self.clocks.get(name)?;
+        let since = self.ctx.clock.now().saturating_sub(m.at);
+        Some((m.offset, m.uncertainty + since / 1_000_000 * MAX_DRIFT_PPM))
     }
 
     /// Takes a lost guest's member out of the pool; its threads end on
