@@ -29,6 +29,28 @@ fn whole_process_cpu_seconds(mut command: Command) -> Option<f64> {
     })
 }
 
+/// CPU seconds the first n testbed guests' sshd have used, with everything
+/// they ran and reaped (vmbench's sessions, its SFTP server, its janitors):
+/// what vmbench costs on the guest side, which on the testbed is this host.
+fn guests_sshd_cpu_seconds(n: usize) -> Option<f64> {
+    let ticks = 100.0; // USER_HZ on Linux
+    (1..=n)
+        .map(|i| {
+            let pid = std::fs::read_to_string(format!("{}/g{i}/sshd.pid", testbed::STATE)).ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok()?;
+            // utime, stime, cutime, cstime: fields 14 to 17, after the
+            // command name in brackets.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let sum: f64 = fields
+                .get(11..15)?
+                .iter()
+                .map(|f| f.parse::<f64>().ok())
+                .sum::<Option<f64>>()?;
+            Some(sum / ticks)
+        })
+        .sum()
+}
+
 /// vmbench's CPU between its first and last self-sample: the steady part,
 /// without start-up and shutdown.
 fn self_sampled_cpu_seconds(reader: &Reader) -> Option<f64> {
@@ -113,6 +135,9 @@ pub fn bench_cpu_cost(dir: &Path, ssh_guests: usize) {
         let out = dir.join(format!("overhead-{interval}.vmb"));
         let mut record = Command::new(exe);
         record.arg("record").arg(&plan).arg("-o").arg(&out);
+        let guest_side_before = (ssh_guests > 0)
+            .then(|| guests_sshd_cpu_seconds(ssh_guests))
+            .flatten();
         let started = Instant::now();
         let vmbench = std::thread::spawn(move || {
             let cpu = whole_process_cpu_seconds(record);
@@ -132,15 +157,26 @@ pub fn bench_cpu_cost(dir: &Path, ssh_guests: usize) {
             )
         });
         let (cpu, wall) = vmbench.join().expect("vmbench measured");
+        // The guests' sshd reap their sessions as the connections close.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let guest_side = guest_side_before
+            .zip(guests_sshd_cpu_seconds(ssh_guests))
+            .map(|(before, after)| after - before);
         let steady = Reader::open(&out)
             .ok()
             .and_then(|r| self_sampled_cpu_seconds(&r));
         println!(
             "CPU of vmbench record at {label} with {who}, a 60 s phase of sleeping copies: {} over {wall:.0} s \
              from exec to exit (start-up, bring-up with its upload to every guest, sampling, shutdown), \
-             {} of it between its first and last self-sample",
+             {} of it between its first and last self-sample; on the guests' side (their sshd, SFTP \
+             server and what vmbench ran there, the sleeping copies included): {}",
             ms(cpu),
             ms(steady),
+            if ssh_guests > 0 {
+                ms(guest_side)
+            } else {
+                "none".into()
+            },
         );
         if let Some((sadc, dstat)) = others {
             println!(

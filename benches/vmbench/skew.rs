@@ -96,18 +96,25 @@ fn parallel_ssh_skew_ms(dir: &Path, exe: &str, n: usize, extra: &[String]) -> Op
     Some((starts.iter().max()? - starts.iter().min()?) as f64 / 1e6)
 }
 
-/// Opens (or, with `exit`, closes) a ControlMaster connection to each of the
-/// first n guests.
-fn control_masters(n: usize, control_path: &str, exit: bool) -> bool {
+/// What to do with a ControlMaster connection to each of the first n guests.
+#[derive(Clone, Copy)]
+enum Master {
+    Open,
+    /// Whether it is there to be used (`ssh -O check`).
+    Check,
+    Exit,
+}
+
+fn control_masters(n: usize, control_path: &str, what: Master) -> bool {
     (1..=n).all(|i| {
         let mut ssh = Command::new("ssh");
         ssh.args(testbed::ssh_options())
             .arg(format!("-oControlPath={control_path}"));
-        if exit {
-            ssh.args(["-O", "exit"]);
-        } else {
-            ssh.args(["-MNf", "-oControlPersist=600"]);
-        }
+        match what {
+            Master::Open => ssh.args(["-MNf", "-oControlPersist=600"]),
+            Master::Check => ssh.args(["-O", "check"]),
+            Master::Exit => ssh.args(["-O", "exit"]),
+        };
         ssh.arg(format!("root@{}", testbed::address(i)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -144,9 +151,12 @@ pub fn bench_skew(dir: &Path, many: usize) {
     let skews = recorded_skews(&out);
     // %C is a hash of the connection: short enough for a socket path.
     let control_path = format!("{}/cm-%C", dir.display());
+    // A run that did not go over its master fails (and is not counted):
+    // ssh falls back to a connection of its own, which this proxy refuses.
     let control = [
         format!("-oControlPath={control_path}"),
         "-oControlMaster=no".to_string(),
+        "-oProxyCommand=false".to_string(),
     ];
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     for n in [2, many] {
@@ -154,14 +164,16 @@ pub fn bench_skew(dir: &Path, many: usize) {
         let cold: Vec<f64> = (0..REPETITIONS)
             .filter_map(|_| parallel_ssh_skew_ms(dir, exe, n, &[]))
             .collect();
-        let warm: Vec<f64> = if control_masters(n, &control_path, false) {
+        let warm: Vec<f64> = if control_masters(n, &control_path, Master::Open)
+            && control_masters(n, &control_path, Master::Check)
+        {
             (0..REPETITIONS)
                 .filter_map(|_| parallel_ssh_skew_ms(dir, exe, n, &control))
                 .collect()
         } else {
             Vec::new()
         };
-        control_masters(n, &control_path, true);
+        control_masters(n, &control_path, Master::Exit);
         if ours.is_empty() || cold.is_empty() || warm.is_empty() {
             println!(
                 "start skew of {n} guests: not measured (vmbench phases {}, parallel-ssh runs {} cold, {} over ControlMaster; is pssh installed?)",
