@@ -180,6 +180,24 @@ enum ReportFormat {
     Json,
 }
 
+/// Which question of the study the report answers.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportView {
+    /// % loss from the baseline per workload metric and number of guests.
+    Matrix,
+    /// Technologies as rows, % loss at one number of guests (the study's
+    /// Table 1; --guests, default the most each workload ran with).
+    Table1,
+    /// Technology against technology, Welch's interval on each pair.
+    Pairwise,
+    /// Per comparison: the smallest detectable difference and the
+    /// repetitions needed to tell the two apart.
+    Resolution,
+    /// Does the hypervisor need a core of its own: per-guest CPU figures at
+    /// each level and the steps around the host's cores.
+    FreeCore,
+}
+
 /// A share such as "20%" or "0.2".
 fn share(text: &str) -> Result<f64, String> {
     let value = match text.strip_suffix('%') {
@@ -204,6 +222,11 @@ struct ReportArgs {
     recordings: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     format: ReportFormat,
+    #[arg(long, value_enum, default_value_t = ReportView::Matrix)]
+    view: ReportView,
+    /// The number of concurrent guests of the table1 view.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    guests: Option<u32>,
     /// The technology others are compared with.
     #[arg(long, default_value = crate::report::DEFAULT_BASELINE)]
     baseline: String,
@@ -808,11 +831,45 @@ fn report(args: &ReportArgs) -> Result<ExitCode> {
             list.join("\n")
         );
     }
-    let text = match args.format {
-        ReportFormat::Table => matrix.to_table(),
-        ReportFormat::Markdown => matrix.to_markdown(),
-        ReportFormat::Csv => matrix.to_csv()?,
-        ReportFormat::Json => matrix.to_json()?,
+    let text = match args.view {
+        ReportView::Matrix => match args.format {
+            ReportFormat::Table => matrix.to_table(),
+            ReportFormat::Markdown => matrix.to_markdown(),
+            ReportFormat::Csv => matrix.to_csv()?,
+            ReportFormat::Json => matrix.to_json()?,
+        },
+        view => {
+            use crate::report::{freecore::FreeCore, pairwise::Pairwise, table1::Table1};
+            let (table, json) = match view {
+                ReportView::Table1 => {
+                    let t = Table1::build(&matrix, args.guests);
+                    (t.text(args.guests), serde_json::to_string_pretty(&t)?)
+                }
+                ReportView::Pairwise | ReportView::Resolution => {
+                    let resolution = view == ReportView::Resolution;
+                    let p = Pairwise::build(&matrix, resolution);
+                    let table = if resolution {
+                        p.resolution_text()
+                    } else {
+                        p.text()
+                    };
+                    (table, serde_json::to_string_pretty(&p)?)
+                }
+                _ => {
+                    let f = FreeCore::build(&results, &matrix);
+                    (f.text(), serde_json::to_string_pretty(&f)?)
+                }
+            };
+            let mut table = table;
+            // What the matrix would list under it holds for every view.
+            table.notes.extend(matrix.notes());
+            match args.format {
+                ReportFormat::Table => table.to_table(),
+                ReportFormat::Markdown => table.to_markdown(),
+                ReportFormat::Csv => table.to_csv()?,
+                ReportFormat::Json => json + "\n",
+            }
+        }
     };
     match &args.output {
         Some(path) => {

@@ -102,6 +102,38 @@ impl Loss {
     }
 }
 
+/// Power at which repetitions are planned: the usual 80 % chance of seeing
+/// a difference that is really there.
+pub const POWER: f64 = 0.80;
+
+/// The most repetitions a plan is told it may need; beyond this the two are
+/// as good as the same.
+pub const MAX_REPETITIONS: usize = 10_000;
+
+/// Repetitions each side needs to tell two means apart at 95 % with 80 %
+/// power, if the difference and spreads are what was observed (two-sample
+/// t, the spreads pooled): the smallest n with (t₀.₉₇₅ + t₀.₈₀)·s·√(2/n) ≤ d
+/// at 2n − 2 degrees of freedom. None without a spread on both sides, with
+/// no difference, or past [`MAX_REPETITIONS`].
+pub fn repetitions_to_tell_apart(a: &Summary, b: &Summary) -> Option<usize> {
+    let (sd_a, sd_b) = (a.sd?, b.sd?);
+    let difference = (a.mean - b.mean).abs();
+    if difference == 0.0 {
+        return None;
+    }
+    let pooled = ((sd_a * sd_a + sd_b * sd_b) / 2.0).sqrt();
+    (2..=MAX_REPETITIONS).find(|&n| {
+        let df = (2 * n - 2) as f64;
+        let t = |p: f64| {
+            StudentsT::new(0.0, 1.0, df)
+                .map(|t| t.inverse_cdf(p))
+                .unwrap_or(f64::NAN)
+        };
+        (t(1.0 - (1.0 - CONFIDENCE) / 2.0) + t(POWER)) * pooled * (2.0 / n as f64).sqrt()
+            <= difference
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +202,48 @@ mod tests {
         let single = Summary::of(&[50.0]).expect("value");
         let loss = Loss::between(&base, &single, true).expect("loss");
         assert_eq!((loss.ci, loss.significant), (None, false));
+    }
+
+    /// Checked against scipy 1.17: the smallest n with
+    /// (t.ppf(0.975, 2n-2) + t.ppf(0.80, 2n-2)) * sqrt(2 s² / n) <= d.
+    #[test]
+    fn repetitions_to_tell_two_means_apart() {
+        let of = |mean: f64, sd: f64| Summary {
+            n: 3,
+            mean,
+            sd: Some(sd),
+            ci: None,
+        };
+        assert_eq!(
+            repetitions_to_tell_apart(&of(100.0, 2.0), &of(95.0, 2.0)),
+            Some(4)
+        );
+        assert_eq!(
+            repetitions_to_tell_apart(&of(100.0, 2.0), &of(99.0, 2.0)),
+            Some(64)
+        );
+        // Unequal spreads are pooled.
+        assert_eq!(
+            repetitions_to_tell_apart(&of(3.42, 1.0), &of(4.55, 3.0)),
+            Some(63)
+        );
+        assert_eq!(
+            repetitions_to_tell_apart(&of(3.42, 1.0), &of(4.55, 1.0)),
+            Some(14)
+        );
+        assert_eq!(
+            repetitions_to_tell_apart(&of(0.0, 10.0), &of(0.5, 10.0)),
+            Some(6281)
+        );
+        assert_eq!(
+            repetitions_to_tell_apart(&of(0.0, 10.0), &of(0.1, 10.0)),
+            None
+        );
+        assert_eq!(
+            repetitions_to_tell_apart(&of(1.0, 1.0), &of(1.0, 1.0)),
+            None
+        );
+        let single = Summary::of(&[1.0]).expect("value");
+        assert_eq!(repetitions_to_tell_apart(&single, &of(2.0, 1.0)), None);
     }
 }

@@ -467,3 +467,43 @@ fn clock_uncertainty_counts_in_the_skew_bound() {
         "start skew, clock uncertainty and stop gap add up to 24 % of the phase (bound 20 %)"
     );
 }
+
+/// Every view of the study's questions runs on the same recordings in every
+/// format, and names the phases the matrix leaves out.
+#[test]
+fn every_view_prints_in_every_format() {
+    let dir = fixtures();
+    for view in ["matrix", "table1", "pairwise", "resolution", "free-core"] {
+        for format in ["table", "markdown", "csv", "json"] {
+            let run = report(
+                dir.path(),
+                &["host.vmb", "guests.vmb", "--view", view, "--format", format],
+            );
+            assert_eq!(run.code, 0, "{view} {format}: {}", run.stderr);
+            assert!(!run.stdout.trim().is_empty(), "{view} {format}");
+            if format == "json" {
+                serde_json::from_str::<serde_json::Value>(&run.stdout)
+                    .unwrap_or_else(|e| panic!("{view}: {e}: {}", run.stdout));
+            }
+        }
+    }
+    let table1 = report(
+        dir.path(),
+        &[
+            "host.vmb",
+            "guests.vmb",
+            "--view",
+            "table1",
+            "--guests",
+            "1",
+        ],
+    );
+    assert!(
+        table1.stdout.contains("with 1 guest\n"),
+        "{}",
+        table1.stdout
+    );
+    let bad = report(dir.path(), &["host.vmb", "--view", "table2"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("table1"), "{}", bad.stderr);
+}

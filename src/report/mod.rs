@@ -3,6 +3,9 @@
 //! interval. Rows are workload metric × number of concurrent guests.
 
 pub mod charts;
+pub mod freecore;
+pub mod pairwise;
+pub mod table1;
 pub mod text;
 
 use std::collections::HashMap;
@@ -499,7 +502,8 @@ impl Matrix {
             .collect()
     }
 
-    fn notes(&self) -> Vec<String> {
+    /// What the comparison leaves out or pools despite, a line each.
+    pub fn notes(&self) -> Vec<String> {
         let mut notes = self.validity.clone();
         notes.extend(self.remarks.iter().cloned());
         for m in &self.mismatches {
@@ -611,6 +615,46 @@ impl Matrix {
 
     pub fn to_json(&self) -> anyhow::Result<String> {
         Ok(serde_json::to_string_pretty(self)? + "\n")
+    }
+}
+
+/// Results made by hand for the views' tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::results::{PhaseResult, Results};
+    use crate::workload::WorkloadClass;
+
+    /// Phases of a CPU score on a host with 4 cores: (technology, guests,
+    /// each repetition's per-guest figure).
+    pub fn results(figures: &[(&str, u32, &[f64])]) -> Results {
+        let mut results = Results {
+            host_cores: vec![("s".into(), 4)],
+            ..Results::default()
+        };
+        for (technology, guests, per_guest) in figures {
+            for (r, value) in per_guest.iter().enumerate() {
+                results.phases.push(PhaseResult {
+                    source: "s".into(),
+                    phase: results.phases.len() as u32 + 1,
+                    benchmark: format!("cpu-{technology}"),
+                    workload: "cpu".into(),
+                    class: WorkloadClass::Score,
+                    technology: technology.to_string(),
+                    concurrency: *guests,
+                    repetition: r as u32 + 1,
+                    metric: "score".into(),
+                    unit: "ops/s".into(),
+                    higher_is_better: true,
+                    aggregate: Some(value * f64::from(*guests)),
+                    per_guest_mean: Some(*value),
+                    copies: *guests as usize,
+                    contributing: *guests as usize,
+                    outcome: "completed",
+                    ..PhaseResult::default()
+                });
+            }
+        }
+        results
     }
 }
 
