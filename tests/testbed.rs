@@ -641,7 +641,7 @@ fn a_guest_without_fio_is_named_by_check_and_fails_alone_in_a_session() {
 }
 
 #[test]
-fn the_study_plan_shortened_runs_headless_on_guests_and_bare_metal() {
+fn the_study_plan_shortened_runs_headless_on_bare_metal_guests_and_a_vm() {
     let _turn = testbed();
     let dir = tempfile::tempdir().expect("tempdir");
     let recording = dir.path().join("study.vmb");
@@ -658,7 +658,9 @@ fn the_study_plan_shortened_runs_headless_on_guests_and_bare_metal() {
     for event in reader.events(0, u64::MAX).expect("events") {
         session.apply(&event);
     }
-    assert_eq!(session.phases.len(), 17);
+    // cpu and memory around 2 cores (1, 2, 3) on the host and the guests,
+    // each workload once on the VM; network and disk on 1 and 4 guests.
+    assert_eq!(session.phases.len(), 26);
     let mut technologies = std::collections::BTreeSet::new();
     for phase in &session.phases {
         assert_eq!(phase.ended.map(|e| e.1), Some(PhaseOutcome::Completed));
@@ -688,10 +690,29 @@ fn the_study_plan_shortened_runs_headless_on_guests_and_bare_metal() {
             technologies.insert(run.technology.clone());
         }
     }
-    assert_eq!(
-        technologies.into_iter().collect::<Vec<_>>(),
-        ["bare-metal", "netns"]
+    // Three technologies, the VM's named by discovery.
+    let technologies: Vec<String> = technologies.into_iter().collect();
+    assert!(
+        matches!(&technologies[..], [b, n, q] if b == "bare-metal" && n == "netns" && q.starts_with("qemu-")),
+        "{technologies:?}"
     );
+    // Its Table 1 has a row for each, the VM's with a figure.
+    let table1 = Command::new(exe())
+        .args(["report", "--force", "--include-skewed", "--view", "table1"])
+        .arg(&recording)
+        .output()
+        .expect("report runs");
+    let text = String::from_utf8_lossy(&table1.stdout);
+    assert!(
+        table1.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table1.stderr)
+    );
+    let vm_row = text
+        .lines()
+        .find(|l| l.starts_with("qemu-"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(vm_row.contains('%'), "{text}");
 }
 
 #[test]

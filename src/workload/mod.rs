@@ -51,6 +51,15 @@ pub enum WorkloadSpec {
         /// fileio only: where its files go.
         #[serde(default = "default_disk_dir")]
         dir: PathBuf,
+        /// memory only: `seq` (sysbench's default) or `rnd`, whose random
+        /// accesses over a large block walk the page tables as a virtual
+        /// machine's memory makes them costly.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access_mode: Option<tools::sysbench::AccessMode>,
+        /// memory only: the block each thread works through (sysbench's
+        /// default 1 KiB stays in the cache).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        block_size: Option<ByteSize>,
     },
     /// An iperf3 client against a server vmbench starts on this host (one
     /// port per copy), or against `server`; Gbit/s as the receiver counted.
@@ -293,11 +302,21 @@ impl WorkloadSpec {
             WorkloadSpec::Disk { .. } => ("disk".into(), WorkloadClass::Disk),
             WorkloadSpec::Net { .. } => ("net".into(), WorkloadClass::NetOut),
             WorkloadSpec::Sysbench {
-                test, file_mode, ..
+                test,
+                file_mode,
+                access_mode,
+                ..
             } => match test {
                 tools::sysbench::Test::Fileio => (
                     format!("sysbench fileio {}", name(file_mode)),
                     WorkloadClass::Disk,
+                ),
+                tools::sysbench::Test::Memory => (
+                    match access_mode {
+                        Some(tools::sysbench::AccessMode::Rnd) => "sysbench memory rnd".into(),
+                        _ => "sysbench memory".into(),
+                    },
+                    WorkloadClass::Score,
                 ),
                 _ => (format!("sysbench {}", name(test)), WorkloadClass::Score),
             },
@@ -454,6 +473,8 @@ impl WorkloadSpec {
                 file_mode,
                 size,
                 dir,
+                access_mode,
+                block_size,
             } => (
                 tools::sysbench::argv(&tools::sysbench::Options {
                     test: *test,
@@ -462,6 +483,8 @@ impl WorkloadSpec {
                     file_mode: *file_mode,
                     file_size: size.0,
                     dir,
+                    access_mode: *access_mode,
+                    block_size: block_size.map(|b| b.0),
                 }),
                 tools::sysbench::MIN_VERSION,
             ),

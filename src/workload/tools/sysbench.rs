@@ -29,6 +29,14 @@ pub enum FileMode {
     Rndrw,
 }
 
+/// sysbench memory's `--memory-access-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessMode {
+    Seq,
+    Rnd,
+}
+
 pub struct Options<'a> {
     pub test: Test,
     pub threads: u32,
@@ -36,6 +44,8 @@ pub struct Options<'a> {
     pub file_mode: FileMode,
     pub file_size: u64,
     pub dir: &'a std::path::Path,
+    pub access_mode: Option<AccessMode>,
+    pub block_size: Option<u64>,
 }
 
 pub fn argv(o: &Options) -> Vec<String> {
@@ -49,10 +59,21 @@ pub fn argv(o: &Options) -> Vec<String> {
             .map(String::from)
             .collect(),
         // Bounded by time, not by a total that a fast machine reaches first.
-        Test::Memory => format!("sysbench memory {common} --memory-total-size=1000T run")
-            .split(' ')
-            .map(String::from)
-            .collect(),
+        Test::Memory => {
+            let mut argv: Vec<String> =
+                format!("sysbench memory {common} --memory-total-size=1000T")
+                    .split(' ')
+                    .map(String::from)
+                    .collect();
+            if let Some(mode) = o.access_mode {
+                argv.push(format!("--memory-access-mode={mode:?}").to_lowercase());
+            }
+            if let Some(bytes) = o.block_size {
+                argv.push(format!("--memory-block-size={bytes}"));
+            }
+            argv.push("run".into());
+            argv
+        }
         Test::Fileio => {
             let files = format!(
                 "--file-total-size={} --file-num=4 --file-extra-flags=direct",
@@ -258,6 +279,8 @@ mod tests {
             file_mode: FileMode::Rndrw,
             file_size: 64 << 20,
             dir: std::path::Path::new("/srv/my data"),
+            access_mode: None,
+            block_size: None,
         });
         assert_eq!(argv[..2], ["sh", "-c"]);
         assert!(
@@ -267,6 +290,29 @@ mod tests {
         );
         assert!(argv[2].contains("--file-test-mode=rndrw --threads=1 --time=5"));
         assert!(argv[2].contains("cleanup"));
+    }
+
+    #[test]
+    fn memory_takes_its_access_mode_and_block_size() {
+        let options = |access_mode, block_size| Options {
+            test: Test::Memory,
+            threads: 1,
+            seconds: 5,
+            file_mode: FileMode::Rndrw,
+            file_size: 0,
+            dir: std::path::Path::new("/"),
+            access_mode,
+            block_size,
+        };
+        assert_eq!(
+            argv(&options(Some(AccessMode::Rnd), Some(64 << 20))).join(" "),
+            "sysbench memory --threads=1 --time=5 --report-interval=1 --memory-total-size=1000T \
+             --memory-access-mode=rnd --memory-block-size=67108864 run"
+        );
+        assert_eq!(
+            argv(&options(None, None)).join(" "),
+            "sysbench memory --threads=1 --time=5 --report-interval=1 --memory-total-size=1000T run"
+        );
     }
 
     #[test]
