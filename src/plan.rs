@@ -1140,16 +1140,20 @@ mod tests {
     fn the_study_plan_parses_and_shortens_to_minutes() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/plans/study-2009.toml");
         let mut plan = LoadedPlan::from_file(Path::new(path)).expect("valid").plan;
-        let levels: Vec<u32> = plan.benchmarks[1].concurrency.levels(2);
-        assert_eq!(levels, [1, 2, 3, 4, 5, 6, 7, 8]);
-        let total = |p: &Plan| p.schedule(2).iter().map(|s| s.duration).sum::<Nanos>();
+        // On the study's 8 cores: 7, 8 and 9 guests ask the free-core question.
+        let levels: Vec<u32> = plan.benchmarks[1].concurrency.levels(8);
+        assert_eq!(levels, [1, 2, 4, 7, 8, 9]);
+        assert_eq!(plan.order, Order::Random);
         assert!(
-            total(&plan) > 4 * 3600 * 1_000_000_000,
-            "hours, as the study ran"
+            plan.benchmarks.iter().all(|b| b.repetitions.0 >= 3),
+            "every cell gets an interval"
         );
+        let total = |p: &Plan| p.schedule(8).iter().map(|s| s.duration).sum::<Nanos>();
+        let hours = total(&plan) as f64 / 3600e9;
+        assert!((6.0..9.0).contains(&hours), "a night, {hours:.1} h planned");
         plan.scale_durations(0.01);
         let sysbench = &plan.benchmarks[0];
-        assert_eq!(sysbench.duration.0, Duration::from_secs(6));
+        assert_eq!(sysbench.duration.0, Duration::from_millis(1800));
         let bonnie = plan.benchmarks.last().expect("disk");
         assert_eq!(
             bonnie.duration.0,
