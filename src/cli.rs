@@ -422,7 +422,8 @@ fn check(path: &Path, accept_new: bool) -> Result<ExitCode> {
         crate::check::render(&checks).as_bytes(),
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for warning in plan.plan.timeout_warnings(cores) {
+    let warnings = plan.plan.timeout_warnings(cores);
+    for warning in warnings.iter().chain(&plan.plan.crowding_warnings(cores)) {
         let _ = std::io::Write::write_all(
             &mut std::io::stdout(),
             format!("warning: {warning}\n").as_bytes(),

@@ -85,6 +85,9 @@ pub struct Orchestrator {
     /// guests, concurrency levels that follow the core count), logged at
     /// the start.
     pub resolved: Vec<String>,
+    /// What in the plan may make its figures mean less than they say on
+    /// this host, warned of at the start.
+    pub doubts: Vec<String>,
 }
 
 enum CopyMsg {
@@ -173,6 +176,9 @@ impl Orchestrator {
     pub async fn run(self, mut control: UnboundedReceiver<Control>, autostart: bool) -> Result<()> {
         for line in &self.resolved {
             self.log(LogLevel::Info, line.clone());
+        }
+        for line in &self.doubts {
+            self.log(LogLevel::Warn, line.clone());
         }
         // Guests connect while the operator reads the screen.
         let pool = GuestPool::start(

@@ -898,6 +898,34 @@ impl Plan {
         warnings
     }
 
+    /// Benchmarks whose most copies outnumber their remote guests, so that
+    /// guests run several copies at once: a guest's vCPUs are then shared
+    /// inside it, which is not what "N guests at once" means (the free-core
+    /// question wants a guest per copy). One line each, said by `vmbench
+    /// check` and at a session's start. Copies on this host are processes
+    /// and share nothing but the host.
+    pub fn crowding_warnings(&self, cores: usize) -> Vec<String> {
+        self.benchmarks
+            .iter()
+            .filter_map(|bench| {
+                let guests = self.guests_of(bench);
+                if guests.is_empty() || guests.iter().any(|g| g.transport == Transport::Local) {
+                    return None;
+                }
+                let copies = bench.concurrency.levels(cores).into_iter().max()?;
+                (copies as usize > guests.len()).then(|| {
+                    format!(
+                        "{}: ×{copies} runs on {} guests, so some run {} copies at once; give \
+                         each copy a guest of its own to compare N guests",
+                        bench.name,
+                        guests.len(),
+                        (copies as usize).div_ceil(guests.len())
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// The guests a benchmark's copies run on, in copy order.
     pub fn guests_of(&self, bench: &Benchmark) -> Vec<&Guest> {
         if bench.guests.is_empty() {
@@ -932,6 +960,31 @@ mod tests {
         assert_eq!(Concurrency::UpToCores.levels(2), vec![1, 2]);
         assert_eq!(Concurrency::UpToCores.levels(6), vec![1, 2, 4, 6]);
         assert_eq!(Concurrency::UpToCores.levels(8), vec![1, 2, 4, 8]);
+    }
+
+    #[test]
+    fn copies_that_outnumber_their_guests_are_warned_of() {
+        let plan = LoadedPlan::parse(
+            "name = \"t\"\n\
+             [[guest]]\nname = \"h\"\ntransport = \"local\"\ntechnology = \"b\"\n\
+             [[guest]]\nname = \"v1\"\ntransport = \"ssh\"\ntechnology = \"kvm\"\naddress = \"192.0.2.1\"\nuser = \"u\"\n\
+             [[guest]]\nname = \"v2\"\ntransport = \"ssh\"\ntechnology = \"kvm\"\naddress = \"192.0.2.2\"\nuser = \"u\"\n\
+             [[benchmark]]\nname = \"bm\"\nworkload = { type = \"cpu\" }\nduration = \"1s\"\nconcurrency = \"around-cores\"\nguests = [\"h\"]\n\
+             [[benchmark]]\nname = \"vm\"\nworkload = { type = \"cpu\" }\nduration = \"1s\"\nconcurrency = \"around-cores\"\nguests = [\"v1\", \"v2\"]\n",
+            "p.toml",
+        )
+        .expect("valid")
+        .plan;
+        // On 1 core: 1 and 2 copies, one per guest.
+        assert!(plan.crowding_warnings(1).is_empty());
+        // On 4 cores, 5 copies on 2 guests; the host's copies are processes.
+        assert_eq!(
+            plan.crowding_warnings(4),
+            [
+                "vm: ×5 runs on 2 guests, so some run 3 copies at once; give each copy a guest of \
+              its own to compare N guests"
+            ]
+        );
     }
 
     #[test]

@@ -186,6 +186,7 @@ impl Live {
             .map(|line| format!("discovered {line}"))
             .collect();
         resolved.extend(plan.plan.core_relative_levels(host.logical_cores));
+        let doubts = plan.plan.crowding_warnings(host.logical_cores);
         let plan = &plan;
         let schedule = plan.plan.schedule(host.logical_cores);
         let header = Header::new(plan, host, started_unix_ns, schedule.clone());
@@ -220,6 +221,7 @@ impl Live {
             series_ids,
             results: std::sync::Mutex::new(Session::new(header.clone())),
             resolved,
+            doubts,
         };
         stop::forward_signals(tx.clone()).context("listening for SIGINT, SIGTERM and SIGHUP")?;
         threads.push(
