@@ -246,6 +246,10 @@ struct ReportArgs {
     /// Also write the study's charts as SVG files into DIR.
     #[arg(long, value_name = "DIR")]
     charts: Option<PathBuf>,
+    /// Also write one self-contained HTML page: every view, the charts
+    /// inline, what was left out, and where the figures came from.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Write the report to this file instead of standard output.
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -832,6 +836,10 @@ fn report(args: &ReportArgs) -> Result<ExitCode> {
             list.join("\n")
         );
     }
+    if let Some(path) = &args.html {
+        write_html(args, &results, &matrix, path)?;
+        stderr_line!("wrote {}", path.display());
+    }
     let text = match args.view {
         ReportView::Matrix => match args.format {
             ReportFormat::Table => matrix.to_table(),
@@ -883,6 +891,43 @@ fn report(args: &ReportArgs) -> Result<ExitCode> {
         stderr_line!("wrote {} chart(s) to {}", written.len(), dir.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The page `--html` writes: every view's table, the charts, provenance.
+fn write_html(
+    args: &ReportArgs,
+    results: &crate::results::Results,
+    matrix: &crate::report::Matrix,
+    path: &Path,
+) -> Result<()> {
+    use crate::report::{charts, freecore::FreeCore, html, pairwise::Pairwise, table1::Table1};
+    let views = [
+        matrix.text(),
+        Table1::build(matrix, args.guests).text(args.guests),
+        Pairwise::build(matrix, false).text(),
+        Pairwise::build(matrix, true).resolution_text(),
+        FreeCore::build(results, matrix).text(),
+    ];
+    let sources = args
+        .recordings
+        .iter()
+        .map(|p| {
+            Ok((
+                p.display().to_string(),
+                crate::store::Reader::open(p)?.header,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let names: Vec<String> = sources.iter().map(|(n, _)| n.clone()).collect();
+    let page = html::page(
+        &format!("vmbench report: {}", names.join(", ")),
+        &views,
+        &charts::render_all(matrix)?,
+        matrix,
+        results,
+        &sources,
+    );
+    std::fs::write(path, page).with_context(|| format!("writing {}", path.display()))
 }
 
 /// How often headless progress is printed when stderr is not a terminal.

@@ -236,6 +236,9 @@ pub struct Results {
     /// Each recording's host core count (logical CPUs), which levels such as
     /// "cores-1" were resolved against: (source, cores).
     pub host_cores: Vec<(String, usize)>,
+    /// The external tools each technology's copies ran, with the version
+    /// they reported: (technology, tool, version), each once.
+    pub tools: Vec<(String, String, String)>,
 }
 
 fn outcome_of(state: &RunState) -> &'static str {
@@ -317,6 +320,14 @@ impl Results {
         }
         self.host_cores
             .push((source.into(), session.header.host.logical_cores));
+        for run in session.runs.values() {
+            if let Some((tool, version)) = &run.tool {
+                let entry = (run.technology.clone(), tool.clone(), version.clone());
+                if !self.tools.contains(&entry) {
+                    self.tools.push(entry);
+                }
+            }
+        }
         for (guest, info) in &session.brought_up {
             let technology = session.runs.values().find(|r| r.guest == *guest);
             if let (Some(shape), Some(run)) = (&info.shape, technology) {
@@ -402,6 +413,11 @@ impl Results {
         self.virtual_hosts.extend(other.virtual_hosts);
         self.guest_shapes.extend(other.guest_shapes);
         self.host_cores.extend(other.host_cores);
+        for tool in other.tools {
+            if !self.tools.contains(&tool) {
+                self.tools.push(tool);
+            }
+        }
     }
 
     fn add_phase(&mut self, session: &Session, phase: &Phase, source: &str, bound: f64) {

@@ -503,6 +503,28 @@ fn every_view_prints_in_every_format() {
         "{}",
         table1.stdout
     );
+    // One page with all of it, no script, nothing fetched.
+    let page = report(
+        dir.path(),
+        &["host.vmb", "guests.vmb", "--html", "page.html"],
+    );
+    assert_eq!(page.code, 0, "{}", page.stderr);
+    let html = std::fs::read_to_string(dir.path().join("page.html")).expect("page written");
+    for part in [
+        "<h2>% loss from bare-metal</h2>",
+        "<h2>Technology against technology</h2>",
+        "<h2>What the data can resolve</h2>",
+        "<h2>The free-core question</h2>",
+        "<h2>Charts</h2>",
+        "<figure id=\"score-cpu.svg\">",
+        "<h2>Where the figures came from</h2>",
+        "<summary>The plan as it ran</summary>",
+    ] {
+        assert!(html.contains(part), "{part} not in the page");
+    }
+    for outside in ["<script", "src=\"http", "href=\"http"] {
+        assert!(!html.contains(outside), "{outside} in the page");
+    }
     let bad = report(dir.path(), &["host.vmb", "--view", "table2"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("table1"), "{}", bad.stderr);

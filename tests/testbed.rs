@@ -894,6 +894,8 @@ fn a_report_over_a_testbed_recording_renders_every_chart() {
             "disk-2-guests.svg",
             "network-1-guests.svg",
             "network-2-guests.svg",
+            "network-scaling.svg",
+            "per-guest-cpu.svg",
             "score-cpu.svg"
         ]
     );

@@ -63,7 +63,37 @@ fn upper(s: &Summary) -> f64 {
 pub fn write_all(matrix: &Matrix, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut written = Vec::new();
-    // Score against guests, one chart per workload metric.
+    for chart in render_all(matrix)? {
+        let path = dir.join(&chart.file);
+        std::fs::write(&path, &chart.svg).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// One of the study's figures, drawn.
+pub struct Drawn {
+    /// Its file name, e.g. `score-cpu.svg`.
+    pub file: String,
+    pub title: String,
+    pub svg: String,
+}
+
+fn draw(
+    file: String,
+    title: String,
+    paint: impl FnOnce(&mut String, &str) -> Result<()>,
+) -> Result<Drawn> {
+    let mut svg = String::new();
+    paint(&mut svg, &title)?;
+    Ok(Drawn { file, title, svg })
+}
+
+/// Every chart the matrix has data for.
+pub fn render_all(matrix: &Matrix) -> Result<Vec<Drawn>> {
+    let mut drawn = Vec::new();
+    // Score against guests, one chart per workload metric: the aggregate,
+    // and each guest's figure (the study's first figure).
     let mut scored: Vec<(&str, &str)> = Vec::new();
     for row in matrix
         .rows
@@ -81,9 +111,50 @@ pub fn write_all(matrix: &Matrix, dir: &Path) -> Result<Vec<PathBuf>> {
             .iter()
             .filter(|r| r.workload == workload && r.metric == metric)
             .collect();
-        let path = dir.join(format!("score-{}.svg", slug(&title(rows[0]))));
-        score_chart(matrix, &rows, &path)?;
-        written.push(path);
+        let name = slug(&title(rows[0]));
+        for per_guest in [false, true] {
+            let lines: Vec<Line> = matrix
+                .technologies
+                .iter()
+                .enumerate()
+                .map(|(t, technology)| Line {
+                    label: technology.clone(),
+                    colour: t,
+                    points: rows
+                        .iter()
+                        .filter_map(|r| {
+                            let cell = r.cells[t].as_ref()?;
+                            let figure = if per_guest {
+                                cell.per_guest?
+                            } else {
+                                cell.aggregate
+                            };
+                            Some((r.concurrency, figure))
+                        })
+                        .collect(),
+                })
+                .collect();
+            let (file, what) = if per_guest {
+                (format!("per-guest-{name}.svg"), "each guest's figure")
+            } else {
+                (format!("score-{name}.svg"), "aggregate")
+            };
+            drawn.push(draw(
+                file,
+                format!("{}: {what} against concurrent guests", title(rows[0])),
+                |svg, caption| {
+                    line_chart(
+                        svg,
+                        caption,
+                        &lines,
+                        &format!("{} [{}]", rows[0].metric, rows[0].unit),
+                    )
+                },
+            )?);
+        }
+    }
+    if let Some(net) = network_scaling(matrix) {
+        drawn.push(net?);
     }
     let mut levels: Vec<u32> = matrix.rows.iter().map(|r| r.concurrency).collect();
     levels.sort_unstable();
@@ -96,34 +167,20 @@ pub fn write_all(matrix: &Matrix, dir: &Path) -> Result<Vec<PathBuf>> {
             .filter(|r| matches!(r.class, WorkloadClass::NetOut | WorkloadClass::NetIn))
             .collect();
         if !net.is_empty() {
-            let path = dir.join(format!("network-{n}-guests.svg"));
             let series: Vec<Series> = net
                 .iter()
                 .map(|r| Series {
-                    label: {
-                        let direction = if r.class == WorkloadClass::NetIn {
-                            "inbound"
-                        } else {
-                            "outbound"
-                        };
-                        if r.workload.contains(direction) {
-                            title(r)
-                        } else {
-                            format!("{direction}: {}", title(r))
-                        }
-                    },
+                    label: direction_label(r),
                     row: r,
+                    reference: None,
                     per_guest: false,
                 })
                 .collect();
-            bar_chart(
-                matrix,
-                &series,
-                &format!("Network, {n} concurrent guest(s): aggregate"),
-                &net[0].unit,
-                &path,
-            )?;
-            written.push(path);
+            drawn.push(draw(
+                format!("network-{n}-guests.svg"),
+                format!("Network, {n} concurrent guest(s): aggregate"),
+                |svg, caption| bar_chart(svg, matrix, &series, caption, &net[0].unit),
+            )?);
         }
         let disk: Vec<&Row> = matrix
             .rows
@@ -131,20 +188,23 @@ pub fn write_all(matrix: &Matrix, dir: &Path) -> Result<Vec<PathBuf>> {
             .filter(|r| r.concurrency == n && r.class == WorkloadClass::Disk)
             .collect();
         if !disk.is_empty() {
-            let path = dir.join(format!("disk-{n}-guests.svg"));
             // One guest: its figure is the aggregate. N guests: each guest's
-            // figure beside their sum, as the study showed them.
+            // figure beside their sum, as the study showed them, and the
+            // baseline where it ran fewer copies (the study's ran one).
             let series: Vec<Series> = disk
                 .iter()
                 .flat_map(|r| {
+                    let reference = baseline_below(matrix, r);
                     let aggregate = Series {
                         label: format!("{} {} aggregate", r.workload, r.metric),
                         row: r,
+                        reference,
                         per_guest: false,
                     };
                     let single = Series {
                         label: format!("{} {} per guest", r.workload, r.metric),
                         row: r,
+                        reference,
                         per_guest: true,
                     };
                     if n > 1 {
@@ -154,34 +214,120 @@ pub fn write_all(matrix: &Matrix, dir: &Path) -> Result<Vec<PathBuf>> {
                     }
                 })
                 .collect();
-            bar_chart(
-                matrix,
-                &series,
-                &format!("Disk, {n} concurrent guest(s)"),
-                &disk[0].unit,
-                &path,
-            )?;
-            written.push(path);
+            drawn.push(draw(
+                format!("disk-{n}-guests.svg"),
+                format!("Disk, {n} concurrent guest(s)"),
+                |svg, caption| bar_chart(svg, matrix, &series, caption, &disk[0].unit),
+            )?);
         }
     }
-    Ok(written)
+    Ok(drawn)
 }
 
-fn score_chart(matrix: &Matrix, rows: &[&Row], path: &Path) -> Result<()> {
-    let first = rows[0];
-    let max_n = rows.iter().map(|r| r.concurrency).max().unwrap_or(1);
-    let top = rows
+fn direction_label(r: &Row) -> String {
+    let direction = if r.class == WorkloadClass::NetIn {
+        "inbound"
+    } else {
+        "outbound"
+    };
+    if r.workload.contains(direction) {
+        title(r)
+    } else {
+        format!("{direction}: {}", title(r))
+    }
+}
+
+/// The baseline's row of the same workload metric at the most copies it ran
+/// below `row`'s, where it did not run `row`'s number.
+fn baseline_below<'a>(matrix: &'a Matrix, row: &Row) -> Option<&'a Row> {
+    let b = matrix
+        .technologies
         .iter()
-        .flat_map(|r| r.cells.iter().flatten())
-        .map(|c| upper(&c.aggregate))
+        .position(|t| *t == matrix.baseline)?;
+    if row.cells[b].is_some() {
+        return None;
+    }
+    matrix
+        .rows
+        .iter()
+        .filter(|r| {
+            r.workload == row.workload
+                && r.metric == row.metric
+                && r.concurrency < row.concurrency
+                && r.cells[b].is_some()
+        })
+        .max_by_key(|r| r.concurrency)
+}
+
+/// Network inbound and outbound against the number of guests, a line per
+/// technology and direction: the study's asymmetry and its trend.
+fn network_scaling(matrix: &Matrix) -> Option<Result<Drawn>> {
+    let net: Vec<&Row> = matrix
+        .rows
+        .iter()
+        .filter(|r| matches!(r.class, WorkloadClass::NetOut | WorkloadClass::NetIn))
+        .collect();
+    let first = *net.first()?;
+    // A line per technology and network workload (iperf3 outbound, inbound,
+    // the built-in net...), inbound drawn thinner.
+    let mut workloads: Vec<(&str, &str)> = Vec::new();
+    for r in &net {
+        if !workloads.contains(&(&r.workload, &r.metric)) {
+            workloads.push((&r.workload, &r.metric));
+        }
+    }
+    let mut lines: Vec<Line> = Vec::new();
+    for (t, technology) in matrix.technologies.iter().enumerate() {
+        for (workload, metric) in &workloads {
+            let rows: Vec<&&Row> = net
+                .iter()
+                .filter(|r| r.workload == *workload && r.metric == *metric)
+                .collect();
+            let points: Vec<(u32, Summary)> = rows
+                .iter()
+                .filter_map(|r| Some((r.concurrency, r.cells[t].as_ref()?.aggregate)))
+                .collect();
+            if !points.is_empty() {
+                lines.push(Line {
+                    label: format!("{technology}, {}", direction_label(rows[0])),
+                    colour: t,
+                    points,
+                });
+            }
+        }
+    }
+    (!lines.is_empty()).then(|| {
+        draw(
+            "network-scaling.svg".into(),
+            "Network, outbound and inbound, against concurrent guests".into(),
+            |svg, caption| line_chart(svg, caption, &lines, &format!("aggregate [{}]", first.unit)),
+        )
+    })
+}
+
+/// One technology's figures against the number of guests.
+struct Line {
+    label: String,
+    colour: usize,
+    points: Vec<(u32, Summary)>,
+}
+
+/// Lines against concurrent guests, each point with its interval; a
+/// technology's second line (inbound) dashed by being drawn thinner.
+fn line_chart(svg: &mut String, caption: &str, lines: &[Line], y_desc: &str) -> Result<()> {
+    let max_n = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.0))
+        .max()
+        .unwrap_or(1);
+    let top = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| upper(&p.1)))
         .fold(0.0, f64::max);
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("{}: aggregate against concurrent guests", title(first)),
-            ("sans-serif", 22),
-        )
+        .caption(caption, ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(72)
@@ -194,7 +340,7 @@ fn score_chart(matrix: &Matrix, rows: &[&Row], path: &Path) -> Result<()> {
         .light_line_style(WHITE)
         .x_desc("concurrent guests")
         .x_labels(max_n as usize + 1)
-        .y_desc(format!("{} [{}]", first.metric, first.unit))
+        .y_desc(y_desc)
         .y_label_formatter(&|y| si(*y))
         .x_label_formatter(&|x| {
             if x.fract() == 0.0 {
@@ -204,30 +350,34 @@ fn score_chart(matrix: &Matrix, rows: &[&Row], path: &Path) -> Result<()> {
             }
         })
         .draw()?;
-    for (t, technology) in matrix.technologies.iter().enumerate() {
-        let points: Vec<(f64, Summary)> = rows
+    let mut seen: Vec<usize> = Vec::new();
+    for line in lines.iter().filter(|l| !l.points.is_empty()) {
+        let second = seen.contains(&line.colour);
+        seen.push(line.colour);
+        let style = colour(line.colour).stroke_width(if second { 1 } else { 2 });
+        let points: Vec<(f64, Summary)> = line
+            .points
             .iter()
-            .filter_map(|r| {
-                r.cells[t]
-                    .as_ref()
-                    .map(|c| (f64::from(r.concurrency), c.aggregate))
-            })
+            .map(|(n, s)| (f64::from(*n), *s))
             .collect();
-        if points.is_empty() {
-            continue;
-        }
-        let style = colour(t).stroke_width(2);
         chart
             .draw_series(LineSeries::new(
                 points.iter().map(|(x, s)| (*x, s.mean)),
                 style,
             ))?
-            .label(technology.clone())
+            .label(line.label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         chart.draw_series(points.iter().map(|(x, s)| {
             let ci = s.ci.unwrap_or(0.0);
             ErrorBar::new_vertical(*x, s.mean - ci, s.mean, s.mean + ci, style, 10)
         }))?;
+        if second {
+            chart.draw_series(
+                points
+                    .iter()
+                    .map(|(x, s)| Circle::new((*x, s.mean), 4, style.filled())),
+            )?;
+        }
     }
     finish(&mut chart, &root, SeriesLabelPosition::LowerRight)
 }
@@ -236,12 +386,17 @@ fn score_chart(matrix: &Matrix, rows: &[&Row], path: &Path) -> Result<()> {
 struct Series<'a> {
     label: String,
     row: &'a Row,
+    /// Where the baseline did not run the row's number of copies, its row
+    /// at the most it ran below that, drawn in its place as the reference.
+    reference: Option<&'a Row>,
     per_guest: bool,
 }
 
 impl Series<'_> {
     fn figure(&self, technology: usize) -> Option<Summary> {
-        let cell = self.row.cells[technology].as_ref()?;
+        let cell = self.row.cells[technology]
+            .as_ref()
+            .or_else(|| self.reference?.cells[technology].as_ref())?;
         if self.per_guest {
             cell.per_guest
         } else {
@@ -252,11 +407,11 @@ impl Series<'_> {
 
 /// Technologies along x, a bar per series within each, with intervals.
 fn bar_chart(
+    svg: &mut String,
     matrix: &Matrix,
     series: &[Series],
     title: &str,
     unit: &str,
-    path: &Path,
 ) -> Result<()> {
     let slots = series.len() + 1;
     let categories = matrix.technologies.len();
@@ -267,7 +422,7 @@ fn bar_chart(
     let centres: Vec<f64> = (0..categories)
         .map(|t| (t * slots) as f64 + series.len() as f64 / 2.0)
         .collect();
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
@@ -292,9 +447,18 @@ fn bar_chart(
         .into_font()
         .color(&BLACK)
         .pos(Pos::new(HPos::Center, VPos::Top));
-    for (name, centre) in matrix.technologies.iter().zip(&centres) {
+    for (t, (name, centre)) in matrix.technologies.iter().zip(&centres).enumerate() {
         let (x, y) = chart.backend_coord(&(*centre, 0.0));
-        root.draw(&Text::new(name.clone(), (x, y + 8), label.clone()))?;
+        // The baseline drawn from fewer copies says how many.
+        let name = match series
+            .iter()
+            .find(|s| s.row.cells[t].is_none())
+            .and_then(|s| s.reference)
+        {
+            Some(r) if *name == matrix.baseline => format!("{name} (×{})", r.concurrency),
+            _ => name.clone(),
+        };
+        root.draw(&Text::new(name, (x, y + 8), label.clone()))?;
     }
     for (i, s) in series.iter().enumerate() {
         let fill = colour(i + 1);

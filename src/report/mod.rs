@@ -4,6 +4,7 @@
 
 pub mod charts;
 pub mod freecore;
+pub mod html;
 pub mod pairwise;
 pub mod table1;
 pub mod text;
@@ -476,6 +477,19 @@ impl Matrix {
             }
         }));
         header
+    }
+
+    /// The matrix as a titled table with its legend and notes under it.
+    pub fn text(&self) -> text::TextTable {
+        let mut notes = vec![LEGEND.replace('\n', " ")];
+        notes.extend(self.notes());
+        text::TextTable {
+            title: format!("% loss from {}", self.baseline),
+            header: self.header(),
+            rows: self.text_rows(),
+            right_from: 3,
+            notes,
+        }
     }
 
     fn text_rows(&self) -> Vec<Vec<String>> {
