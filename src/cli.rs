@@ -196,6 +196,9 @@ enum ReportView {
     /// Does the hypervisor need a core of its own: per-guest CPU figures at
     /// each level and the steps around the host's cores.
     FreeCore,
+    /// Beside each loss, what the host and guests saw in its phases (steal,
+    /// host CPU, host ÷ guest CPU, the busiest disk) and the likely cause.
+    Why,
 }
 
 /// A share such as "20%" or "0.2".
@@ -864,6 +867,10 @@ fn report(args: &ReportArgs) -> Result<ExitCode> {
                     };
                     (table, serde_json::to_string_pretty(&p)?)
                 }
+                ReportView::Why => {
+                    let w = crate::report::why::Why::build(&results, &matrix, args.include_skewed);
+                    (w.text(), serde_json::to_string_pretty(&w)?)
+                }
                 _ => {
                     let f = FreeCore::build(&results, &matrix);
                     (f.text(), serde_json::to_string_pretty(&f)?)
@@ -907,6 +914,7 @@ fn write_html(
         Pairwise::build(matrix, false).text(),
         Pairwise::build(matrix, true).resolution_text(),
         FreeCore::build(results, matrix).text(),
+        crate::report::why::Why::build(results, matrix, args.include_skewed).text(),
     ];
     let sources = args
         .recordings

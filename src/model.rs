@@ -670,6 +670,15 @@ impl Session {
     }
 
     /// The same over a phase, from its copies' release to its end.
+    /// How much a counter grew over a phase's window, and the window's
+    /// length in seconds.
+    pub fn phase_growth(&self, phase: &Phase, series: &SeriesState) -> Option<(f64, f64)> {
+        let (opened, closed) = (phase.opened.as_ref()?, phase.closed.as_ref()?);
+        let seconds = closed.at.saturating_sub(opened.at) as f64 / NANOS_PER_SEC;
+        let grown = closed.value(series.def.id)? - opened.value(series.def.id)?;
+        (seconds > 0.0).then_some((grown.max(0.0), seconds))
+    }
+
     pub fn phase_figures(&self, phase: &Phase, guest: &str) -> GuestFigures {
         let (Some(opened), Some(closed)) = (&phase.opened, &phase.closed) else {
             return GuestFigures::default();
@@ -751,8 +760,14 @@ impl Session {
             at,
             ..Edge::default()
         };
+        // What the overhead compares, and what says why a phase lost: this
+        // host's CPU states and its disks' busy time.
         let compared = self.all_series().filter(|s| {
-            s.def.source.starts_with("host-seen:") || s.def.source.starts_with("guest:")
+            let source = s.def.source.as_str();
+            source.starts_with("host-seen:")
+                || source.starts_with("guest:")
+                || (source == "host" && s.def.metric.starts_with("cpu."))
+                || (source.starts_with("host/disk/") && s.def.metric == "io_ms")
         });
         // Readings may arrive a little out of order (each guest has a clock
         // and a sampler of its own): look on both sides of the instant.

@@ -215,6 +215,46 @@ pub struct OverheadResult {
     pub disk_ratio: Option<f64>,
 }
 
+/// What the host and the guests saw during one phase: the likely causes of
+/// a loss, beside the figure.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PhaseLoad {
+    pub source: String,
+    pub phase: u32,
+    /// The share of the guests' CPU time stolen by the hypervisor (their
+    /// own /proc/stat), mean over the phase's guests.
+    pub steal_pct: Option<f64>,
+    /// This host's CPUs busy, all of them together.
+    pub host_busy_pct: Option<f64>,
+    /// This host's busiest disk and the share of the phase it was busy
+    /// (io_ms).
+    pub busiest_disk: Option<(String, f64)>,
+}
+
+/// The share of CPU time in `parts` over all of it, from /proc/stat's fields
+/// as they grew over a phase.
+fn cpu_share(session: &Session, phase: &Phase, source: &str, parts: &[&str]) -> Option<f64> {
+    const ALL: [&str; 8] = [
+        "cpu.user",
+        "cpu.nice",
+        "cpu.system",
+        "cpu.idle",
+        "cpu.iowait",
+        "cpu.irq",
+        "cpu.softirq",
+        "cpu.steal",
+    ];
+    let grown = |metric: &str| {
+        session
+            .series_named(source, metric)
+            .and_then(|s| session.phase_growth(phase, s))
+            .map(|(g, _)| g)
+    };
+    let total: f64 = ALL.iter().filter_map(|m| grown(m)).sum();
+    let part: f64 = parts.iter().filter_map(|m| grown(m)).sum();
+    (total > 0.0 && grown(parts[0]).is_some()).then(|| part / total * 100.0)
+}
+
 /// host ÷ guest, when the guest saw anything to divide by.
 pub fn ratio(host: Option<f64>, guest: Option<f64>) -> Option<f64> {
     match (host, guest) {
@@ -239,6 +279,9 @@ pub struct Results {
     /// The external tools each technology's copies ran, with the version
     /// they reported: (technology, tool, version), each once.
     pub tools: Vec<(String, String, String)>,
+    /// What the host and guests saw in each phase (from the samples, so
+    /// for reports, not for every frame).
+    pub loads: Vec<PhaseLoad>,
 }
 
 fn outcome_of(state: &RunState) -> &'static str {
@@ -362,8 +405,45 @@ impl Results {
         let mut results = Self::of_session(session, source, bound);
         for phase in session.phases.iter().filter(|p| p.ended.is_some()) {
             results.add_overhead(session, phase, source);
+            results.add_load(session, phase, source);
         }
         results
+    }
+
+    fn add_load(&mut self, session: &Session, phase: &Phase, source: &str) {
+        let mut guests: Vec<&str> = session.runs_of(phase).map(|r| r.guest.as_str()).collect();
+        guests.sort_unstable();
+        guests.dedup();
+        let steals: Vec<f64> = guests
+            .iter()
+            .filter_map(|g| cpu_share(session, phase, &format!("guest:{g}"), &["cpu.steal"]))
+            .collect();
+        let busy = [
+            "cpu.user",
+            "cpu.nice",
+            "cpu.system",
+            "cpu.irq",
+            "cpu.softirq",
+            "cpu.steal",
+        ];
+        let busiest_disk = session
+            .all_series()
+            .filter(|s| s.def.source.starts_with("host/disk/") && s.def.metric == "io_ms")
+            .filter_map(|s| {
+                let (ms, seconds) = session.phase_growth(phase, s)?;
+                let device = s.def.source.trim_start_matches("host/disk/").to_string();
+                Some((device, (ms / (seconds * 1000.0) * 100.0).min(100.0)))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .filter(|(_, busy)| *busy >= 0.5);
+        self.loads.push(PhaseLoad {
+            source: source.into(),
+            phase: phase.id + 1,
+            steal_pct: (!steals.is_empty())
+                .then(|| steals.iter().sum::<f64>() / steals.len() as f64),
+            host_busy_pct: cpu_share(session, phase, "host", &busy),
+            busiest_disk,
+        });
     }
 
     fn add_overhead(&mut self, session: &Session, phase: &Phase, source: &str) {
@@ -413,6 +493,7 @@ impl Results {
         self.virtual_hosts.extend(other.virtual_hosts);
         self.guest_shapes.extend(other.guest_shapes);
         self.host_cores.extend(other.host_cores);
+        self.loads.extend(other.loads);
         for tool in other.tools {
             if !self.tools.contains(&tool) {
                 self.tools.push(tool);

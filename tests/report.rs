@@ -473,7 +473,14 @@ fn clock_uncertainty_counts_in_the_skew_bound() {
 #[test]
 fn every_view_prints_in_every_format() {
     let dir = fixtures();
-    for view in ["matrix", "table1", "pairwise", "resolution", "free-core"] {
+    for view in [
+        "matrix",
+        "table1",
+        "pairwise",
+        "resolution",
+        "free-core",
+        "why",
+    ] {
         for format in ["table", "markdown", "csv", "json"] {
             let run = report(
                 dir.path(),
@@ -515,6 +522,7 @@ fn every_view_prints_in_every_format() {
         "<h2>Technology against technology</h2>",
         "<h2>What the data can resolve</h2>",
         "<h2>The free-core question</h2>",
+        "<h2>Why: what the host and guests saw in each cell's phases</h2>",
         "<h2>Charts</h2>",
         "<figure id=\"score-cpu.svg\">",
         "<h2>Where the figures came from</h2>",

@@ -8,6 +8,7 @@ pub mod html;
 pub mod pairwise;
 pub mod table1;
 pub mod text;
+pub mod why;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
