@@ -248,7 +248,7 @@ fn skewed_phases_count_when_asked() {
 }
 
 #[test]
-fn charts_are_written_as_svg() {
+fn charts_are_written_as_svg_and_png() {
     let dir = fixtures();
     let charts = dir.path().join("charts");
     let run = report(
@@ -266,8 +266,19 @@ fn charts_are_written_as_svg() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["score-cpu.svg"]);
+    assert_eq!(
+        names,
+        [
+            "per-guest-cpu.png",
+            "per-guest-cpu.svg",
+            "score-cpu.png",
+            "score-cpu.svg"
+        ]
+    );
     common::assert_valid_svg(&charts.join("score-cpu.svg"));
+    common::assert_valid_svg(&charts.join("per-guest-cpu.svg"));
+    let png = std::fs::read(charts.join("score-cpu.png")).expect("png");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 }
 
 #[test]

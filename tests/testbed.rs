@@ -887,6 +887,22 @@ fn a_report_over_a_testbed_recording_renders_every_chart() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
+    // Each chart as a PNG beside its SVG.
+    let (pngs, svgs): (Vec<String>, Vec<String>) =
+        names.into_iter().partition(|n| n.ends_with(".png"));
+    assert_eq!(
+        pngs,
+        svgs.iter()
+            .map(|n| n.replace(".svg", ".png"))
+            .collect::<Vec<_>>()
+    );
+    for png in &pngs {
+        let bytes = std::fs::read(charts.join(png)).expect("png");
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{png}");
+        // IHDR: 960 × 540, as the SVG.
+        assert_eq!(&bytes[16..24], [0, 0, 3, 192, 0, 0, 2, 28], "{png}");
+    }
+    let names = svgs;
     assert_eq!(
         names,
         [

@@ -1,7 +1,8 @@
-//! The study's figures as SVG: score against the number of guests per
-//! technology, network out and in per technology, disk read and write for 1
-//! and N guests, single and aggregate. Every bar and point carries its 95 %
-//! interval. The SVG backend draws text as text, so no font library is needed.
+//! The study's figures as SVG and PNG: score against the number of guests
+//! per technology, network out and in per technology, disk read and write
+//! for 1 and N guests, single and aggregate. Every bar and point carries its
+//! 95 % interval. The SVG backend draws text as text; the PNG is that SVG
+//! drawn by resvg with a font inside the binary, so no system font is needed.
 
 use std::path::{Path, PathBuf};
 
@@ -59,16 +60,44 @@ fn upper(s: &Summary) -> f64 {
     s.mean + s.ci.unwrap_or(0.0)
 }
 
-/// Writes every chart the matrix has data for; returns their paths.
+/// Writes every chart the matrix has data for, as SVG and as PNG; returns
+/// their paths.
 pub fn write_all(matrix: &Matrix, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut written = Vec::new();
     for chart in render_all(matrix)? {
-        let path = dir.join(&chart.file);
-        std::fs::write(&path, &chart.svg).with_context(|| format!("writing {}", path.display()))?;
-        written.push(path);
+        let svg = dir.join(&chart.file);
+        let png_path = svg.with_extension("png");
+        let bitmap = png(&chart.svg).with_context(|| format!("drawing {}", png_path.display()))?;
+        for (path, bytes) in [(svg, chart.svg.as_bytes()), (png_path, &bitmap[..])] {
+            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            written.push(path);
+        }
     }
     Ok(written)
+}
+
+/// The font PNG charts are drawn with, inside the binary: no system font
+/// is needed (see chart-font.LICENSE).
+const FONT: &[u8] = include_bytes!("chart-font.ttf");
+
+/// A chart's SVG as a PNG of the same size, drawn by resvg (pure Rust).
+pub fn png(svg: &str) -> Result<Vec<u8>> {
+    bitmap(svg)?.encode_png().context("encoding the PNG")
+}
+
+fn bitmap(svg: &str) -> Result<resvg::tiny_skia::Pixmap> {
+    use resvg::{tiny_skia, usvg};
+    let mut options = usvg::Options::default();
+    let fonts = options.fontdb_mut();
+    fonts.load_font_data(FONT.to_vec());
+    fonts.set_sans_serif_family("DejaVu Sans");
+    let tree = usvg::Tree::from_str(svg, &options).context("reading the chart's SVG")?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height())
+        .context("the chart has no area to draw")?;
+    resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    Ok(pixmap)
 }
 
 /// One of the study's figures, drawn.
@@ -496,4 +525,41 @@ fn finish(
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text is drawn with the font inside the binary: without it, resvg
+    /// leaves text out and the picture stays blank.
+    #[test]
+    fn png_text_is_drawn_without_a_system_font() {
+        let svg = |text: &str| {
+            format!(
+                "<svg width=\"120\" height=\"40\" xmlns=\"http://www.w3.org/2000/svg\">\
+                 <rect width=\"120\" height=\"40\" fill=\"white\"/>\
+                 <text x=\"4\" y=\"30\" font-family=\"sans-serif\" font-size=\"24\">{text}</text></svg>"
+            )
+        };
+        let inked = |text: &str| {
+            bitmap(&svg(text))
+                .expect("drawn")
+                .pixels()
+                .iter()
+                .filter(|p| p.red() < 128)
+                .count()
+        };
+        assert_eq!(inked(""), 0);
+        // The signs the charts use are in the font too.
+        for text in ["Gbit/s", "×1", "±", "µs"] {
+            assert!(
+                inked(text) > 20,
+                "{text} drawn with {} dark pixels",
+                inked(text)
+            );
+        }
+        let encoded = png(&svg("1")).expect("png");
+        assert_eq!(&encoded[..8], b"\x89PNG\r\n\x1a\n");
+    }
 }
