@@ -268,7 +268,7 @@ fn direction_label(r: &Row) -> String {
 
 /// The baseline's row of the same workload metric at the most copies it ran
 /// below `row`'s, where it did not run `row`'s number.
-fn baseline_below<'a>(matrix: &'a Matrix, row: &Row) -> Option<&'a Row> {
+fn baseline_below<'a>(matrix: &'a Matrix, row: &Row) -> Option<(usize, &'a Row)> {
     let b = matrix
         .technologies
         .iter()
@@ -286,6 +286,7 @@ fn baseline_below<'a>(matrix: &'a Matrix, row: &Row) -> Option<&'a Row> {
                 && r.cells[b].is_some()
         })
         .max_by_key(|r| r.concurrency)
+        .map(|r| (b, r))
 }
 
 /// Network inbound and outbound against the number of guests, a line per
@@ -415,17 +416,21 @@ fn line_chart(svg: &mut String, caption: &str, lines: &[Line], y_desc: &str) -> 
 struct Series<'a> {
     label: String,
     row: &'a Row,
-    /// Where the baseline did not run the row's number of copies, its row
-    /// at the most it ran below that, drawn in its place as the reference.
-    reference: Option<&'a Row>,
+    /// Where the baseline did not run the row's number of copies: its
+    /// column and its row at the most it ran below that, drawn in its place
+    /// as the reference. Only the baseline's: another technology's figure
+    /// from fewer guests would pass for one at N.
+    reference: Option<(usize, &'a Row)>,
     per_guest: bool,
 }
 
 impl Series<'_> {
     fn figure(&self, technology: usize) -> Option<Summary> {
-        let cell = self.row.cells[technology]
-            .as_ref()
-            .or_else(|| self.reference?.cells[technology].as_ref())?;
+        let reference = self
+            .reference
+            .filter(|(baseline, _)| *baseline == technology)
+            .and_then(|(_, row)| row.cells[technology].as_ref());
+        let cell = self.row.cells[technology].as_ref().or(reference)?;
         if self.per_guest {
             cell.per_guest
         } else {
@@ -484,7 +489,7 @@ fn bar_chart(
             .find(|s| s.row.cells[t].is_none())
             .and_then(|s| s.reference)
         {
-            Some(r) if *name == matrix.baseline => format!("{name} (×{})", r.concurrency),
+            Some((baseline, r)) if baseline == t => format!("{name} (×{})", r.concurrency),
             _ => name.clone(),
         };
         root.draw(&Text::new(name, (x, y + 8), label.clone()))?;
@@ -530,6 +535,39 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::Options;
+    use crate::report::fixtures::results;
+
+    /// At 4 guests the baseline, which ran one copy, stands in from its
+    /// one-copy row; a technology that ran only one guest does not.
+    #[test]
+    fn only_the_baseline_is_drawn_from_fewer_copies() {
+        let results = results(&[
+            ("bare-metal", 1, &[100.0, 100.0]),
+            ("kvm", 1, &[90.0, 90.0]),
+            ("kvm", 4, &[80.0, 80.0]),
+            ("xen", 1, &[70.0, 70.0]),
+        ]);
+        let matrix = Matrix::build(&results, &Options::default());
+        let at4 = matrix.rows.iter().find(|r| r.concurrency == 4).expect("×4");
+        let series = Series {
+            label: "x".into(),
+            row: at4,
+            reference: baseline_below(&matrix, at4),
+            per_guest: true,
+        };
+        let figure = |t: &str| {
+            let column = matrix
+                .technologies
+                .iter()
+                .position(|x| x == t)
+                .expect("column");
+            series.figure(column).map(|s| s.mean)
+        };
+        assert_eq!(figure("bare-metal"), Some(100.0));
+        assert_eq!(figure("kvm"), Some(80.0));
+        assert_eq!(figure("xen"), None);
+    }
 
     /// Text is drawn with the font inside the binary: without it, resvg
     /// leaves text out and the picture stays blank.

@@ -39,6 +39,8 @@ pub struct Level {
     /// Against the baseline's per-copy figure at the same number of copies
     /// (or the most it ran below that); None for the baseline itself.
     pub per_guest_loss: Option<Loss>,
+    /// The baseline's number of copies compared with, where it is not this.
+    pub baseline_guests: Option<u32>,
 }
 
 /// From `from` to `to` guests: how much worse each guest's figure became
@@ -52,6 +54,11 @@ pub struct Step {
     /// `from`'s.
     pub linear_ratio: f64,
     pub beyond_linear: Option<Loss>,
+    /// The same step's cost beyond what the baseline's own step cost (its
+    /// turbo, hyperthreads and shared caches slow copies on bare metal too),
+    /// in points, with the two intervals combined: what the technology
+    /// itself adds. None for the baseline, or where it did not take the step.
+    pub beyond_baseline: Option<Loss>,
 }
 
 /// A guest's share of a core with `guests` on `cores`.
@@ -138,13 +145,14 @@ impl FreeCore {
                                 .iter()
                                 .rev()
                                 .filter(|r| r.concurrency <= row.concurrency)
-                                .find_map(|r| per_guest(r, b))
+                                .find_map(|r| Some((per_guest(r, b)?, r.concurrency)))
                         });
                         Some(Level {
                             guests: row.concurrency,
                             per_guest: own,
                             per_guest_loss: base
-                                .and_then(|b| Loss::between(&b, &own, row.higher_is_better)),
+                                .and_then(|(b, _)| Loss::between(&b, &own, row.higher_is_better)),
+                            baseline_guests: base.map(|(_, n)| n).filter(|n| *n != row.concurrency),
                         })
                     })
                     .collect();
@@ -170,6 +178,7 @@ impl FreeCore {
                                 &b.per_guest,
                                 higher_is_better,
                             ),
+                            beyond_baseline: None,
                         })
                     })
                     .collect();
@@ -181,6 +190,40 @@ impl FreeCore {
                     cores,
                     levels,
                     steps,
+                });
+            }
+        }
+        // What each technology's step costs beyond the baseline's own.
+        let baseline_steps: Vec<(String, String, u32, Option<Loss>)> = rows
+            .iter()
+            .filter(|r| r.technology == matrix.baseline)
+            .flat_map(|r| {
+                r.steps.iter().map(|s| {
+                    (
+                        r.workload.clone(),
+                        r.metric.clone(),
+                        s.from,
+                        s.beyond_linear,
+                    )
+                })
+            })
+            .collect();
+        for row in rows.iter_mut().filter(|r| r.technology != matrix.baseline) {
+            for step in &mut row.steps {
+                let base = baseline_steps
+                    .iter()
+                    .find(|(w, m, from, _)| {
+                        *w == row.workload && *m == row.metric && *from == step.from
+                    })
+                    .and_then(|b| b.3);
+                step.beyond_baseline = step.beyond_linear.zip(base).map(|(own, base)| {
+                    let ci = own.ci.zip(base.ci).map(|(a, b)| (a * a + b * b).sqrt());
+                    let percent = own.percent - base.percent;
+                    Loss {
+                        percent,
+                        ci,
+                        significant: ci.is_some_and(|ci| percent.abs() > ci),
+                    }
                 });
             }
         }
@@ -211,7 +254,9 @@ impl FreeCore {
             .to_vec();
         header.extend(levels.iter().map(|n| format!("×{n} per guest")));
         header.push("cores−1 → cores".into());
+        header.push("beyond bare metal's".into());
         header.push("cores → cores+1".into());
+        header.push("beyond bare metal's".into());
         let rows = self
             .rows
             .iter()
@@ -225,20 +270,21 @@ impl FreeCore {
                 cells.extend(levels.iter().map(
                     |n| match r.levels.iter().find(|l| l.guests == *n) {
                         None => "-".into(),
-                        Some(l) => match &l.per_guest_loss {
-                            Some(loss) => loss_text(loss),
-                            None => with_interval(l.per_guest.mean, l.per_guest.ci),
+                        Some(l) => match (&l.per_guest_loss, l.baseline_guests) {
+                            (Some(loss), Some(k)) => format!("{} vs×{k}", loss_text(loss)),
+                            (Some(loss), None) => loss_text(loss),
+                            (None, _) => with_interval(l.per_guest.mean, l.per_guest.ci),
                         },
                     },
                 ));
                 for (from, to) in [(r.cores.saturating_sub(1), r.cores), (r.cores, r.cores + 1)] {
-                    cells.push(
-                        r.steps
-                            .iter()
-                            .find(|s| s.from == from && s.to == to)
-                            .and_then(|s| s.beyond_linear.as_ref())
-                            .map_or_else(|| "-".into(), loss_text),
-                    );
+                    let step = r.steps.iter().find(|s| s.from == from && s.to == to);
+                    for loss in [
+                        step.and_then(|s| s.beyond_linear),
+                        step.and_then(|s| s.beyond_baseline),
+                    ] {
+                        cells.push(loss.as_ref().map_or_else(|| "-".into(), loss_text));
+                    }
                 }
                 cells
             })
@@ -247,8 +293,12 @@ impl FreeCore {
             "×N per guest: each guest's figure, as % loss from {}'s per copy at N (its own figure \
              for {0}). The steps: how much worse each guest's figure became than linear scaling \
              says (unchanged while every guest has a core; past the cores, the host shared out), \
-             % ± 95 % CI; ~ not significant. A significant loss from cores − 1 to cores is the \
-             study's sign that the hypervisor needs a core of its own.",
+             % ± 95 % CI; ~ not significant. Bare metal's own copies slow down too (turbo, \
+             hyperthreads, shared caches): \"beyond bare metal's\" is what a technology's step \
+             costs more than the baseline's, in points, the intervals combined. A significant \
+             cost there from cores − 1 to cores is the study's sign that the hypervisor needs a \
+             core of its own. Cores are the recording host's logical CPUs (hyperthreads count; \
+             under Xen, dom0's vCPUs).",
             self.baseline
         )];
         notes.extend(self.notes.iter().cloned());
@@ -315,6 +365,23 @@ mod tests {
         assert!(close(loss.percent, 2.4725274725274686), "{loss:?}");
         assert!(close(loss.ci.expect("ci"), 7.929263085719722), "{loss:?}");
         assert!(!loss.significant);
+        // Beyond bare metal's own steps (0 ± 5.48 % and -0.23 ± 6.50 %),
+        // the intervals combined: 9.90 ± 8.15 points, still significant;
+        // 2.70 ± 10.25, not.
+        let beyond = to_cores.beyond_baseline.expect("beyond bare metal's");
+        assert!(close(beyond.percent, 9.900990099009901), "{beyond:?}");
+        assert!(
+            close(beyond.ci.expect("ci"), 8.145362514084091),
+            "{beyond:?}"
+        );
+        assert!(beyond.significant);
+        let beyond = past_cores.beyond_baseline.expect("beyond bare metal's");
+        assert!(close(beyond.percent, 2.697752697752697), "{beyond:?}");
+        assert!(
+            close(beyond.ci.expect("ci"), 10.25332067425906),
+            "{beyond:?}"
+        );
+        assert!(!beyond.significant);
         let text = free.text().to_table();
         assert!(
             text.contains("9.9 ± 6.0 %") && text.contains("~2.5 ± 7.9 %"),
@@ -324,6 +391,36 @@ mod tests {
         // for a hypervisor (110 → 111 is no loss; 4/5 of 111 is 88.8 → 89).
         let bare = free.rows.iter().find(|r| r.technology == "bare-metal");
         assert_eq!(bare.map(|r| r.steps.len()), Some(2));
+    }
+
+    /// A time per guest (lower is better) grows past the cores where a rate
+    /// shrinks: 10.1 s at 4 guests on 4 cores, 12.625 s at 5, is exactly
+    /// linear (the host's 4 cores shared by 5).
+    #[test]
+    fn a_time_is_expected_to_grow_past_the_cores() {
+        let mut results = results(&[
+            ("bare-metal", 4, &[10.0, 10.2]),
+            ("bare-metal", 5, &[12.5, 12.75]),
+            ("kvm", 4, &[10.0, 10.2]),
+            ("kvm", 5, &[12.5, 12.75]),
+        ]);
+        for p in &mut results.phases {
+            p.higher_is_better = false;
+        }
+        let matrix = Matrix::build(&results, &Options::default());
+        let free = FreeCore::build(&results, &matrix);
+        let kvm = free
+            .rows
+            .iter()
+            .find(|r| r.technology == "kvm")
+            .expect("kvm");
+        let step = &kvm.steps[0];
+        assert_eq!((step.from, step.to), (4, 5));
+        assert!(close(step.linear_ratio, 1.25));
+        let loss = step.beyond_linear.expect("loss");
+        assert!(close(loss.percent, 0.0), "{loss:?}");
+        // The baseline ran 4 and 5 too: compared at the same number.
+        assert_eq!(kvm.levels[1].baseline_guests, None);
     }
 
     #[test]

@@ -68,6 +68,31 @@ impl Pairwise {
                     comparisons.push(compare(row, reference, other, row.higher_is_better));
                 }
             }
+            // Where the baseline did not run this many copies, the matrix
+            // compares with the most it ran below: so does this view.
+            let baseline_here = cells.iter().any(|c| c.technology == matrix.baseline);
+            if with_baseline && !baseline_here {
+                for other in &cells {
+                    let Some(k) = other.baseline_concurrency else {
+                        continue;
+                    };
+                    let reference = matrix
+                        .rows
+                        .iter()
+                        .filter(|r| {
+                            r.workload == row.workload
+                                && r.metric == row.metric
+                                && r.concurrency == k
+                        })
+                        .flat_map(|r| r.cells.iter().flatten())
+                        .find(|c| c.technology == matrix.baseline);
+                    if let Some(reference) = reference {
+                        let mut c = compare(row, reference, other, row.higher_is_better);
+                        c.reference = format!("{} ×{k}", matrix.baseline);
+                        comparisons.push(c);
+                    }
+                }
+            }
         }
         Pairwise {
             comparisons,
@@ -176,12 +201,12 @@ mod tests {
     /// 3 repetitions each would tell them apart at the spread seen.
     #[test]
     fn technologies_are_compared_with_each_other_and_the_repetitions_needed_said() {
-        let results = results(&[
+        let study = results(&[
             ("bare-metal", 2, &[100.0, 101.0]),
             ("kvm", 2, &[90.0, 92.0]),
             ("xen", 2, &[85.0, 87.0]),
         ]);
-        let matrix = Matrix::build(&results, &Options::default());
+        let matrix = Matrix::build(&study, &Options::default());
         let pairs = Pairwise::build(&matrix, false);
         let [xen_vs_kvm] = &pairs.comparisons[..] else {
             panic!("one pair: {:?}", pairs.comparisons)
@@ -203,6 +228,21 @@ mod tests {
         // The resolution view has every technology against the baseline too.
         let all = Pairwise::build(&matrix, true);
         assert_eq!(all.comparisons.len(), 3);
+        // Where the baseline ran fewer copies, compared with those, as the
+        // matrix does.
+        let fewer = results(&[
+            ("bare-metal", 1, &[100.0, 101.0]),
+            ("kvm", 1, &[90.0, 92.0]),
+            ("kvm", 2, &[85.0, 86.0]),
+        ]);
+        let at2: Vec<Comparison> =
+            Pairwise::build(&Matrix::build(&fewer, &Options::default()), true)
+                .comparisons
+                .into_iter()
+                .filter(|c| c.guests == 2)
+                .collect();
+        assert_eq!(at2.len(), 1, "{at2:?}");
+        assert_eq!(at2[0].reference, "bare-metal ×1");
         let table = all.resolution_text().to_table();
         assert!(
             table.contains("kvm vs bare-metal") && table.contains("6.7 %"),
