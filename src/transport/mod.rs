@@ -203,6 +203,7 @@ fn install(
     }
     let step =
         |what: &str, e: anyhow::Error| format!("putting vmbench on the guest: {what}: {e:#}");
+    let _turn = ssh::UPLOADS.take();
     // Folders whose session ended without its janitor (vmbench killed while
     // the link was cut, the janitor later killed with sshd) go first.
     let _ = ssh::run(session, SWEEP_ORPHANS);

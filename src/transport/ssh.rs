@@ -110,40 +110,49 @@ pub struct Connection {
     pub silence_limit: Duration,
 }
 
-struct HandshakeSlots {
+/// A bounded number of guests at one stage of their bring-up. Waiting for a
+/// slot happens outside any libssh2 call, so it counts against no timeout:
+/// 64 guests handshaking and uploading at once on 2 cores starved each
+/// other's crypto past their 15 s until a third of them failed.
+pub struct Slots {
     in_flight: Mutex<usize>,
     freed: Condvar,
+    max: usize,
 }
 
-static HANDSHAKES: HandshakeSlots = HandshakeSlots {
-    in_flight: Mutex::new(0),
-    freed: Condvar::new(),
-};
+/// SSH handshakes and authentications in flight (sshd also drops
+/// unauthenticated connections beyond MaxStartups, 10 by default).
+static HANDSHAKES: Slots = Slots::new(MAX_HANDSHAKES);
 
-struct HandshakeSlot;
+/// Uploads of vmbench (hashing and encrypting megabytes each) in flight.
+pub static UPLOADS: Slots = Slots::new(4);
 
-impl HandshakeSlot {
-    fn take() -> Self {
-        let mut n = HANDSHAKES
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        while *n >= MAX_HANDSHAKES {
-            n = HANDSHAKES.freed.wait(n).unwrap_or_else(|e| e.into_inner());
+impl Slots {
+    const fn new(max: usize) -> Self {
+        Slots {
+            in_flight: Mutex::new(0),
+            freed: Condvar::new(),
+            max,
+        }
+    }
+
+    pub fn take(&'static self) -> Slot {
+        let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= self.max {
+            n = self.freed.wait(n).unwrap_or_else(|e| e.into_inner());
         }
         *n += 1;
-        HandshakeSlot
+        Slot(self)
     }
 }
 
-impl Drop for HandshakeSlot {
+pub struct Slot(&'static Slots);
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        let mut n = HANDSHAKES
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut n = self.0.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         *n -= 1;
-        HANDSHAKES.freed.notify_one();
+        self.0.freed.notify_one();
     }
 }
 
@@ -158,12 +167,12 @@ pub fn connect(guest: &Guest, unknown: UnknownKey) -> Result<Connection, Connect
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let slot = HandshakeSlot::take();
+        let slot = HANDSHAKES.take();
         match open_session(addr) {
             Ok((session, stream)) => {
-                drop(slot);
                 let host_key_added = check_host_key(&session, guest, unknown)?;
                 authenticate(&session, guest)?;
+                drop(slot);
                 let local_ip = stream
                     .local_addr()
                     .map(|a| a.ip())
