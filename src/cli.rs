@@ -15,6 +15,7 @@ use crate::app::stop::{self, StopStep};
 use crate::app::{Consumer, Live, Replay, ReplayControl, default_recording_path};
 use crate::bus::Msg;
 use crate::event::{Event, GuestState, LogLevel};
+use crate::format::{clock, figure};
 use crate::input::InputError;
 use crate::orchestrate::{Control, StopCause};
 use crate::plan::LoadedPlan;
@@ -23,7 +24,7 @@ use crate::transport::ssh::UnknownKey;
 use crate::ui::keys::Action;
 use crate::ui::terminal::{self, Next, Steer};
 use crate::ui::theme::{Theme, slot_names};
-use crate::ui::{Feed, View, clock, figure};
+use crate::ui::{Feed, View};
 use crate::workload::{builtin, gate};
 
 /// Output to stderr that a gone reader (a closed terminal, `| tee` ended by
@@ -1083,7 +1084,7 @@ fn phase_result_lines(consumer: &Consumer, phase: u32) -> Vec<String> {
                 figure(r.per_guest_mean, &r.unit),
                 r.contributing,
                 r.copies,
-                crate::ui::skew_with_clock(r.skew_ms, r.clock_uncertainty_ms),
+                crate::format::skew_with_clock(r.skew_ms, r.clock_uncertainty_ms),
                 r.outcome,
             )
         })

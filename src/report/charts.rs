@@ -12,8 +12,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{Matrix, Row};
+use crate::format::si;
 use crate::stats::Summary;
-use crate::ui::si;
 use crate::workload::WorkloadClass;
 
 const SIZE: (u32, u32) = (960, 540);
