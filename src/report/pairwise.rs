@@ -29,6 +29,19 @@ pub struct Comparison {
     pub n: (usize, usize),
 }
 
+impl Comparison {
+    /// Where it is and what it found, as both views print them.
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.workload.clone(),
+            self.metric.clone(),
+            self.guests.to_string(),
+            format!("{} vs {}", self.other, self.reference),
+            self.loss.as_ref().map_or_else(|| "-".into(), loss_text),
+        ]
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Pairwise {
     pub comparisons: Vec<Comparison>,
@@ -109,14 +122,9 @@ impl Pairwise {
             .comparisons
             .iter()
             .map(|c| {
-                vec![
-                    c.workload.clone(),
-                    c.metric.clone(),
-                    c.guests.to_string(),
-                    format!("{} vs {}", c.other, c.reference),
-                    c.loss.as_ref().map_or_else(|| "-".into(), loss_text),
-                    format!("{}/{}", c.n.1, c.n.0),
-                ]
+                let mut cells = c.cells();
+                cells.push(format!("{}/{}", c.n.1, c.n.0));
+                cells
             })
             .collect();
         let mut notes = vec![
@@ -155,12 +163,8 @@ impl Pairwise {
             .comparisons
             .iter()
             .map(|c| {
-                vec![
-                    c.workload.clone(),
-                    c.metric.clone(),
-                    c.guests.to_string(),
-                    format!("{} vs {}", c.other, c.reference),
-                    c.loss.as_ref().map_or_else(|| "-".into(), loss_text),
+                let mut cells = c.cells();
+                cells.extend([
                     c.detectable_pct
                         .map_or_else(|| "- (n < 2)".into(), |d| format!("{} %", percent(d))),
                     format!("{}/{}", c.n.1, c.n.0),
@@ -171,7 +175,8 @@ impl Pairwise {
                         }
                         _ => "-".into(),
                     },
-                ]
+                ]);
+                cells
             })
             .collect();
         TextTable {
