@@ -15,7 +15,7 @@ use ratatui::widgets::{
     Block, BorderType, Borders, Cell, Clear, Gauge, Paragraph, Row, Sparkline, Table, Widget, Wrap,
 };
 
-use crate::event::{GuestState, LogLevel, Nanos, RunId, RunOutcome};
+use crate::event::{GuestState, LogLevel, Nanos, PhaseOutcome, RunId, RunOutcome};
 use crate::model::{CpuShares, Phase, Run, RunState, Session};
 use crate::report;
 use crate::results::{DEFAULT_SKEW_BOUND, Results};
@@ -1056,18 +1056,49 @@ fn render_matrix(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme)
     Paragraph::new(notes).render(notes_area, buf);
 }
 
+/// The latest thing that happened: the last log entry, or a phase starting
+/// or ending if that came later. Phases are not log entries, so without them
+/// the line kept "ready: press s to start the plan" for a whole run.
+fn latest_event(session: &Session) -> Option<(Nanos, LogLevel, String)> {
+    let logged = session.log.back().map(|l| (l.t, l.level, l.text.clone()));
+    let phase = session.phases.last().map(|p| match p.ended {
+        Some((t, outcome)) => {
+            let level = match outcome {
+                PhaseOutcome::Completed | PhaseOutcome::Skipped => LogLevel::Info,
+                PhaseOutcome::Partial | PhaseOutcome::Aborted => LogLevel::Warn,
+                PhaseOutcome::Failed | PhaseOutcome::TimedOut => LogLevel::Error,
+            };
+            (
+                t,
+                level,
+                format!("{} ended: {}", phase_label(session, p), outcome.name()),
+            )
+        }
+        None => (
+            p.started,
+            LogLevel::Info,
+            format!("{} started", phase_label(session, p)),
+        ),
+    });
+    match (logged, phase) {
+        (Some(l), Some(p)) if p.0 > l.0 => Some(p),
+        (Some(l), _) => Some(l),
+        (None, p) => p,
+    }
+}
+
 fn render_log(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
-    let Some(line) = session.log.back() else {
+    let Some((t, level, text)) = latest_event(session) else {
         return;
     };
-    let colour = match line.level {
+    let colour = match level {
         LogLevel::Info => theme.text.0,
         LogLevel::Warn => theme.warn.0,
         LogLevel::Error => theme.bad.0,
     };
     Line::from(vec![
-        Span::styled(format!(" {} ", clock(line.t)), Style::new().fg(theme.dim.0)),
-        Span::styled(line.text.clone(), Style::new().fg(colour)),
+        Span::styled(format!(" {} ", clock(t)), Style::new().fg(theme.dim.0)),
+        Span::styled(text, Style::new().fg(colour)),
     ])
     .render(area, buf);
 }
