@@ -715,17 +715,8 @@ impl Session {
         ])
         .map(|sectors| sectors * 512.0)
         .or_else(|| sum(&[of(&host, "io.read_bytes"), of(&host, "io.write_bytes")]));
-        // Busy time: everything but idle and iowait.
-        let busy = [
-            "cpu.user",
-            "cpu.nice",
-            "cpu.system",
-            "cpu.irq",
-            "cpu.softirq",
-            "cpu.steal",
-        ];
-        let guest_cpu =
-            sum(&busy.map(|field| of(&inside, field))).map(|busy_ticks| busy_ticks / ticks);
+        let guest_cpu = sum(&crate::sample::CPU_BUSY_FIELDS.map(|field| of(&inside, field)))
+            .map(|busy_ticks| busy_ticks / ticks);
         // The guest's own loopback never leaves it; the host cannot see it.
         let guest_sum = |kind: &str, metrics: [&str; 2]| {
             let prefix = format!("{inside}/{kind}/");

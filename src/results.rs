@@ -234,23 +234,16 @@ pub struct PhaseLoad {
 /// The share of CPU time in `parts` over all of it, from /proc/stat's fields
 /// as they grew over a phase.
 fn cpu_share(session: &Session, phase: &Phase, source: &str, parts: &[&str]) -> Option<f64> {
-    const ALL: [&str; 8] = [
-        "cpu.user",
-        "cpu.nice",
-        "cpu.system",
-        "cpu.idle",
-        "cpu.iowait",
-        "cpu.irq",
-        "cpu.softirq",
-        "cpu.steal",
-    ];
     let grown = |metric: &str| {
         session
             .series_named(source, metric)
             .and_then(|s| session.phase_growth(phase, s))
             .map(|(g, _)| g)
     };
-    let total: f64 = ALL.iter().filter_map(|m| grown(m)).sum();
+    let total: f64 = crate::sample::CPU_FIELDS
+        .iter()
+        .filter_map(|m| grown(m))
+        .sum();
     let part: f64 = parts.iter().filter_map(|m| grown(m)).sum();
     (total > 0.0 && grown(parts[0]).is_some()).then(|| part / total * 100.0)
 }
@@ -418,14 +411,6 @@ impl Results {
             .iter()
             .filter_map(|g| cpu_share(session, phase, &format!("guest:{g}"), &["cpu.steal"]))
             .collect();
-        let busy = [
-            "cpu.user",
-            "cpu.nice",
-            "cpu.system",
-            "cpu.irq",
-            "cpu.softirq",
-            "cpu.steal",
-        ];
         let busiest_disk = session
             .all_series()
             .filter(|s| s.def.source.starts_with("host/disk/") && s.def.metric == "io_ms")
@@ -441,7 +426,7 @@ impl Results {
             phase: phase.id + 1,
             steal_pct: (!steals.is_empty())
                 .then(|| steals.iter().sum::<f64>() / steals.len() as f64),
-            host_busy_pct: cpu_share(session, phase, "host", &busy),
+            host_busy_pct: cpu_share(session, phase, "host", &crate::sample::CPU_BUSY_FIELDS),
             busiest_disk,
         });
     }

@@ -32,6 +32,16 @@ pub const CPU_FIELDS: [&str; 8] = [
     "cpu.softirq",
     "cpu.steal",
 ];
+
+/// The CPU states that count as busy: every one but idle and iowait.
+pub const CPU_BUSY_FIELDS: [&str; 6] = [
+    "cpu.user",
+    "cpu.nice",
+    "cpu.system",
+    "cpu.irq",
+    "cpu.softirq",
+    "cpu.steal",
+];
 pub const NET_FIELDS: [&str; 4] = ["rx_bytes", "rx_packets", "tx_bytes", "tx_packets"];
 pub const DISK_FIELDS: [&str; 7] = [
     "reads",
