@@ -275,7 +275,13 @@ fn every_process_of_a_guest_killed_mid_phase_fails_its_copies_and_nothing_more()
         "{stderr}"
     );
     let g2 = runs_of(&events, "g2");
-    assert!(failed_with(&g2[0], "guest lost at"), "{g2:?}");
+    // The copy was killed with its guest: its sshd may still pass on the
+    // copy's death by SIGKILL before it dies itself, or the connection goes
+    // first. Either is the truth; the copy is failed, not completed.
+    assert!(
+        failed_with(&g2[0], "guest lost at") || failed_with(&g2[0], "killed by SIGKILL"),
+        "{g2:?}"
+    );
     // The next phase does not wait for the dead guest: its copy fails at once.
     assert!(failed_with(&g2[1], "guest lost at"), "{g2:?}");
     assert_eq!(
