@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::Matrix;
 use super::text::{TextTable, loss_text};
 use crate::results::Results;
-use crate::stats::Loss;
+use crate::stats::{Loss, Summary};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WhyRow {
@@ -40,8 +40,7 @@ const HOST_PER_GUEST_CPU: f64 = 1.2;
 const DISK_BUSY_PCT: f64 = 80.0;
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let values: Vec<f64> = values.collect();
-    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    Summary::of(&values.collect::<Vec<_>>()).map(|s| s.mean)
 }
 
 impl Why {
