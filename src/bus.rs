@@ -13,6 +13,11 @@ pub enum Msg {
     Reset,
     /// The producer of the session (orchestrator or replay) has finished.
     ProducerDone(Result<(), String>),
+    /// A replay's recording: how far it goes, and whether it is still written.
+    Recording {
+        end: crate::event::Nanos,
+        writer: crate::store::Writer,
+    },
 }
 
 /// A producer's end of the bus.
@@ -31,6 +36,10 @@ impl EventSink {
 
     pub fn reset(&self) {
         let _ = self.0.send(Msg::Reset);
+    }
+
+    pub fn recording(&self, end: crate::event::Nanos, writer: crate::store::Writer) {
+        let _ = self.0.send(Msg::Recording { end, writer });
     }
 
     pub fn done(&self, result: Result<(), String>) {

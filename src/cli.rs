@@ -22,7 +22,7 @@ use crate::plan::LoadedPlan;
 use crate::store::csv;
 use crate::transport::ssh::UnknownKey;
 use crate::ui::keys::Action;
-use crate::ui::terminal::{self, Next, Steer};
+use crate::ui::terminal::{self, Next, Seek, Steer};
 use crate::ui::theme::{Theme, slot_names};
 use crate::ui::{Feed, View};
 use crate::workload::{builtin, gate};
@@ -152,6 +152,10 @@ struct ReplayArgs {
     /// Playback speed, 0.25 to 64.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
+    /// Start at the recording's end and follow it as its session goes on
+    /// (pause and scroll back at will; End comes back to the live end).
+    #[arg(long)]
+    follow: bool,
 }
 
 #[derive(Args)]
@@ -335,7 +339,7 @@ pub fn main() -> ExitCode {
         ),
         Some(Command::Record(args)) => record(args.plan, args.time_scale, args.output),
         Some(Command::Replay(args)) => match args.recording.map_or_else(crate::demo::path, Ok) {
-            Ok(path) => replay(&path, args.speed, &cli.screen),
+            Ok(path) => replay(&path, args.speed, args.follow, &cli.screen),
             Err(e) => Err(e),
         },
         Some(Command::Export(args)) => export(&args.recording, &args.csv, args.salvage),
@@ -673,13 +677,24 @@ impl Steer for ReplaySteer {
     fn finished(&mut self, view: &mut View, _consumer: &mut Consumer) {
         view.finished = true;
     }
+
+    fn seek(&mut self, to: Seek, _view: &mut View, _consumer: &mut Consumer) -> bool {
+        let command = match to {
+            Seek::Phases(by) => ReplayControl::SeekPhases(by),
+            Seek::Phase(number) => ReplayControl::SeekPhase(number),
+            Seek::Time(t) => ReplayControl::SeekTo(t),
+            Seek::End => ReplayControl::SeekEnd,
+        };
+        let _ = self.replay.control.send(command);
+        true
+    }
 }
 
 const SEEK_STEP: i64 = 10_000_000_000;
 const MIN_SPEED: f64 = 0.25;
 const MAX_SPEED: f64 = 64.0;
 
-fn replay(path: &Path, speed: f64, screen: &ScreenArgs) -> Result<ExitCode> {
+fn replay(path: &Path, speed: f64, follow: bool, screen: &ScreenArgs) -> Result<ExitCode> {
     if !(MIN_SPEED..=MAX_SPEED).contains(&speed) {
         return Err(InputError {
             file: "--speed".into(),
@@ -697,13 +712,14 @@ fn replay(path: &Path, speed: f64, screen: &ScreenArgs) -> Result<ExitCode> {
     if !std::io::stdout().is_terminal() {
         bail!("the TUI needs a terminal; `vmbench export` reads a recording without a screen");
     }
-    let (replay, mut consumer, bus) = Replay::open(path, speed)?;
+    let (replay, mut consumer, bus) = Replay::open(path, speed, follow)?;
     crate::app::stop::forward_signals(bus.tx.clone())
         .context("listening for SIGINT, SIGTERM and SIGHUP")?;
     let mut view = View::new(Feed::Replay {
         speed,
         paused: false,
         end: replay.end,
+        writer: crate::store::Writer::Finished,
     });
     let mut steer = ReplaySteer { replay };
     terminal::run(

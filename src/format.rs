@@ -66,3 +66,17 @@ fn skew_text(skew: Option<Nanos>) -> String {
         None => "—".into(),
     }
 }
+
+/// A replay speed: `4×`, `0.25×`.
+pub fn speed(speed: f64) -> String {
+    if speed >= 1.0 {
+        format!("{speed:.0}×")
+    } else {
+        format!("{speed}×")
+    }
+}
+
+/// A network rate in bit/s, as links are rated.
+pub fn bits_rate(bytes_per_second: f64) -> String {
+    format!("{}bit/s", si(bytes_per_second * 8.0))
+}

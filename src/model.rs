@@ -15,7 +15,8 @@ use crate::store::Header;
 pub const SERIES_HISTORY: usize = 300;
 /// Progress points a run keeps after its phase has been summarised.
 pub const SPARK_HISTORY: usize = 120;
-const LOG_LINES: usize = 200;
+/// Log entries kept: a long session's faults and phases, scrollable in the log pane.
+const LOG_LINES: usize = 2000;
 
 pub struct SeriesState {
     pub def: SeriesDef,
@@ -71,11 +72,16 @@ impl Run {
             .find(|m| !self.progress[*m].is_empty())
     }
 
-    pub fn rate_history(&self, metric: usize) -> Vec<f64> {
+    /// The metric's rate between successive progress points, stamped with
+    /// the later point's time.
+    pub fn rate_history(&self, metric: usize) -> Vec<(Nanos, f64)> {
         self.progress.get(metric).map_or_else(Vec::new, |points| {
             points
                 .windows(2)
-                .map(|w| self.metrics[metric].rate(w[1].1 - w[0].1, w[1].0 - w[0].0))
+                .map(|w| {
+                    let rate = self.metrics[metric].rate(w[1].1 - w[0].1, w[1].0 - w[0].0);
+                    (w[1].0, rate)
+                })
                 .collect()
         })
     }
@@ -92,6 +98,27 @@ impl Run {
             [first, .., last] => Some((first.0, last.0)),
             _ => None,
         }
+    }
+}
+
+/// A guest's new state as a log entry: faults as errors, retries as warnings.
+fn guest_log_text(guest: &str, state: &GuestState) -> (LogLevel, String) {
+    match state {
+        GuestState::Connecting => (LogLevel::Info, format!("{guest} connecting")),
+        GuestState::Ready { info } => (
+            LogLevel::Info,
+            format!(
+                "{guest} ready: {} {}, connected in {:.0} ms",
+                info.arch, info.kernel, info.connect_ms
+            ),
+        ),
+        GuestState::Failed { reason } => (LogLevel::Error, format!("{guest} failed: {reason}")),
+        GuestState::Lost { reason } => (LogLevel::Error, format!("{guest} LOST: {reason}")),
+        GuestState::Reconnecting { attempt } => (
+            LogLevel::Warn,
+            format!("{guest} reconnecting (attempt {attempt})"),
+        ),
+        GuestState::Closed => (LogLevel::Info, format!("{guest} closed")),
     }
 }
 
@@ -189,6 +216,21 @@ pub struct LogLine {
     pub t: Nanos,
     pub level: LogLevel,
     pub text: String,
+    pub kind: LogKind,
+}
+
+/// What a log entry tells of: the log pane marks each kind, and the
+/// timeline puts notes and faults on their phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogKind {
+    /// A `log` event: what the orchestrator or the front end said.
+    Message,
+    /// A phase started or ended.
+    Phase,
+    /// A guest's connection changed state.
+    Guest,
+    /// The operator's note.
+    Note,
 }
 
 /// A guest's load over the last interval, as the host saw it and as the
@@ -216,6 +258,8 @@ impl GuestFigures {
 /// The share of all CPUs' time in each state over one interval, in percent.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CpuShares {
+    /// The end of the interval.
+    pub t: Nanos,
     pub user: f64,
     pub system: f64,
     pub iowait: f64,
@@ -316,21 +360,25 @@ impl Session {
                 concurrency,
                 repetition,
                 duration,
-            } => self.phases.push(Phase {
-                id: *phase,
-                benchmark: benchmark.clone(),
-                workload: workload.clone(),
-                concurrency: *concurrency,
-                repetition: *repetition,
-                duration: *duration,
-                started: *t,
-                released: None,
-                ended: None,
-                runs: Vec::new(),
-                summary: None,
-                opened: None,
-                closed: None,
-            }),
+            } => {
+                self.phases.push(Phase {
+                    id: *phase,
+                    benchmark: benchmark.clone(),
+                    workload: workload.clone(),
+                    concurrency: *concurrency,
+                    repetition: *repetition,
+                    duration: *duration,
+                    started: *t,
+                    released: None,
+                    ended: None,
+                    runs: Vec::new(),
+                    summary: None,
+                    opened: None,
+                    closed: None,
+                });
+                let text = format!("{} started", self.phase_label(self.phases.len() - 1));
+                self.push_log(*t, LogLevel::Info, text, LogKind::Phase);
+            }
             Event::RunSpawned {
                 run,
                 phase,
@@ -436,20 +484,27 @@ impl Session {
                 // The phase's result, computed once, here: every view reads it.
                 let computed = crate::results::Results::of_phase(self, *phase);
                 self.results.extend(computed);
-            }
-            Event::Note { t, text } => self.notes.push((*t, text.clone())),
-            Event::Log { t, level, text } => {
-                if self.log.len() == LOG_LINES {
-                    self.log.pop_front();
+                if let Some(index) = self.phases.iter().position(|p| p.id == *phase) {
+                    let level = match outcome {
+                        PhaseOutcome::Completed | PhaseOutcome::Skipped => LogLevel::Info,
+                        PhaseOutcome::Partial | PhaseOutcome::Aborted => LogLevel::Warn,
+                        PhaseOutcome::Failed | PhaseOutcome::TimedOut => LogLevel::Error,
+                    };
+                    let text = format!("{} ended: {}", self.phase_label(index), outcome.name());
+                    self.push_log(*t, level, text, LogKind::Phase);
                 }
-                self.log.push_back(LogLine {
-                    t: *t,
-                    level: *level,
-                    text: text.clone(),
-                });
+            }
+            Event::Note { t, text } => {
+                self.notes.push((*t, text.clone()));
+                self.push_log(*t, LogLevel::Info, format!("note: {text}"), LogKind::Note);
+            }
+            Event::Log { t, level, text } => {
+                self.push_log(*t, *level, text.clone(), LogKind::Message);
             }
             Event::SessionEnded { t, reason } => self.ended = Some((*t, reason.clone())),
-            Event::GuestState { guest, state, .. } => {
+            Event::GuestState { t, guest, state } => {
+                let (level, text) = guest_log_text(guest, state);
+                self.push_log(*t, level, text, LogKind::Guest);
                 if let GuestState::Ready { info } = state {
                     self.brought_up.insert(guest.clone(), (**info).clone());
                 }
@@ -476,6 +531,31 @@ impl Session {
                 }
             }
         }
+    }
+
+    fn push_log(&mut self, t: Nanos, level: LogLevel, text: String, kind: LogKind) {
+        if self.log.len() == LOG_LINES {
+            self.log.pop_front();
+        }
+        self.log.push_back(LogLine {
+            t,
+            level,
+            text,
+            kind,
+        });
+    }
+
+    /// "phase 3/26 cpu ×4 rep 1" for the phase at `index` in `phases`.
+    pub fn phase_label(&self, index: usize) -> String {
+        let phase = &self.phases[index];
+        format!(
+            "phase {}/{} {} ×{} rep {}",
+            phase.id + 1,
+            self.header.schedule.len(),
+            phase.benchmark,
+            phase.concurrency,
+            phase.repetition
+        )
     }
 
     pub fn phase(&self, id: PhaseId) -> Option<&Phase> {
@@ -636,12 +716,17 @@ impl Session {
             .map(|i| {
                 let deltas: [f64; 8] = std::array::from_fn(|f| (at(f, i) - at(f, i - 1)).max(0.0));
                 let total: f64 = deltas.iter().sum();
+                let t = user.points[i].0;
                 if total <= 0.0 {
-                    return CpuShares::default();
+                    return CpuShares {
+                        t,
+                        ..CpuShares::default()
+                    };
                 }
                 let pct = |x: f64| x / total * 100.0;
                 // Fields: user nice system idle iowait irq softirq steal.
                 CpuShares {
+                    t,
                     user: pct(deltas[0] + deltas[1]),
                     system: pct(deltas[2]),
                     iowait: pct(deltas[4]),
@@ -654,10 +739,15 @@ impl Session {
 
     /// CPU used by a run's process, in percent of one core, over the last interval.
     pub fn run_cpu_percent(&self, run: RunId) -> Option<f64> {
-        let source = format!("run/{run}");
+        self.process_cpu_percent(&format!("run/{run}"))
+    }
+
+    /// CPU used by a sampled process (`run/N`, or `vmbench` itself), in
+    /// percent of one core, over the last interval.
+    pub fn process_cpu_percent(&self, source: &str) -> Option<f64> {
         let ticks = self.header.host.clock_ticks_per_sec.max(1) as f64;
         let rate = |metric: &str| {
-            self.series_named(&source, metric)
+            self.series_named(source, metric)
                 .and_then(|s| self.rates(s, 1).last().map(|r| r.1))
         };
         Some((rate("cpu.utime")? + rate("cpu.stime").unwrap_or(0.0)) / ticks * 100.0)

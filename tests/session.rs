@@ -73,7 +73,7 @@ fn a_live_session_replayed_gives_the_same_results() {
     }
     assert_eq!(live.failed_runs, 0);
 
-    let (_replay, mut replayed, bus) = Replay::open(&path, 10_000.0).expect("replay opens");
+    let (_replay, mut replayed, bus) = Replay::open(&path, 10_000.0, false).expect("replay opens");
     drain_until_finished(&mut replayed, &bus, Duration::from_secs(60));
     assert_eq!(summaries(&replayed), live_results);
     assert_eq!(replayed.session.ended, live.session.ended);

@@ -134,7 +134,7 @@ fn cpu_disk_and_net_on_1_2_and_4_guests_replay_to_the_same_results() {
     // Nothing stays on the guests.
     assert_eq!(leftovers(), Vec::<PathBuf>::new());
 
-    let (_replay, mut replayed, bus) = Replay::open(&recording, 10_000.0).expect("replay");
+    let (_replay, mut replayed, bus) = Replay::open(&recording, 10_000.0, false).expect("replay");
     drain_until_finished(&mut replayed, &bus, Duration::from_secs(60));
     let summaries = |c: &Consumer| {
         c.session

@@ -57,8 +57,14 @@ fn time_us(batch: usize, mut f: impl FnMut()) -> f64 {
 
 fn header(schedule_phases: usize) -> Header {
     let plan = vmbench::plan::LoadedPlan::embedded_default();
-    let mut schedule = plan.plan.schedule(2);
-    schedule.truncate(schedule_phases);
+    // The default plan's phases, repeated to as many as asked for.
+    let schedule = plan
+        .plan
+        .schedule(2)
+        .into_iter()
+        .cycle()
+        .take(schedule_phases)
+        .collect();
     Header::new(&plan, HostSpecs::of_this_host(), 0, schedule)
 }
 
@@ -76,6 +82,10 @@ fn main() {
     frame::bench_frame();
     recording::bench_replay_open(dir.path());
     report::bench_report();
+    // The figures that need no guests, alone: `VMBENCH_BENCH_LOCAL=1 cargo bench`.
+    if std::env::var_os("VMBENCH_BENCH_LOCAL").is_some() {
+        return;
+    }
     let testbed = testbed::up(many.max(COST_GUESTS));
     if testbed {
         skew::bench_skew(dir.path(), many);

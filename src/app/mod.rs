@@ -18,7 +18,7 @@ use crate::model::Session;
 use crate::orchestrate::{Control, Orchestrator, StopCause};
 use crate::plan::{LoadedPlan, Order};
 use crate::sample::{HostSampler, SamplerCommand, SeriesIds, run_host_sampler};
-use crate::store::{Header, HostSpecs, Reader, Recorder};
+use crate::store::{Header, HostSpecs, Reader, Recorder, Writer};
 
 /// `recordings/<plan>-<UTC time>.vmb`.
 pub fn default_recording_path(plan_name: &str) -> PathBuf {
@@ -45,6 +45,8 @@ pub struct Consumer {
     pub producer_result: Option<Result<(), String>>,
     pub failed_runs: usize,
     pub recorder_error: Option<String>,
+    /// A replayed recording's latest end and writer, as its producer last said.
+    pub recording: Option<(Nanos, crate::store::Writer)>,
 }
 
 impl Consumer {
@@ -55,6 +57,7 @@ impl Consumer {
             producer_result: None,
             failed_runs: 0,
             recorder_error: None,
+            recording: None,
         }
     }
 
@@ -119,6 +122,7 @@ impl Consumer {
             Msg::Event(event) => self.apply(event),
             Msg::Terminal(_) | Msg::Signal(_) => return Some(msg),
             Msg::ProducerDone(result) => self.producer_result = Some(result),
+            Msg::Recording { end, writer } => self.recording = Some((end, writer)),
             Msg::Reset => {
                 let header = self.session.header.clone();
                 self.session = Session::new(header);
@@ -355,7 +359,17 @@ impl Live {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ReplayControl {
     SetPaused(bool),
+    /// So many nanoseconds back (negative) or on.
     Seek(i64),
+    /// To a session time.
+    SeekTo(Nanos),
+    /// To the start of the phase so many phases back or on from the one
+    /// playing (or of the first, or the last).
+    SeekPhases(isize),
+    /// To the phase of this number (1 is the first).
+    SeekPhase(u32),
+    /// To the recording's end as it is now: following a live session.
+    SeekEnd,
     Speed(f64),
 }
 
@@ -363,6 +377,8 @@ pub enum ReplayControl {
 const REPLAY_CHUNK: Nanos = 30 * 1_000_000_000;
 /// How long a still-growing recording is polled for news.
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
+/// How far behind a live writer's last commit a follower reads.
+const FOLLOW_MARGIN: Nanos = 2_000_000_000;
 
 pub struct Replay {
     pub control: Sender<ReplayControl>,
@@ -370,17 +386,23 @@ pub struct Replay {
 }
 
 impl Replay {
-    pub fn open(path: &Path, speed: f64) -> Result<(Replay, Consumer, Bus)> {
+    /// Opens a recording to play at `speed`; `follow` starts at its end,
+    /// to watch a session that is still being recorded.
+    pub fn open(path: &Path, speed: f64, follow: bool) -> Result<(Replay, Consumer, Bus)> {
         let reader = Reader::open(path)?;
         let end = reader.end()?;
         let session = Session::new(reader.header.clone());
         let (tx, rx) = channel();
         let (control_tx, control_rx) = channel();
+        if follow {
+            let _ = control_tx.send(ReplayControl::SeekEnd);
+        }
         let sink = EventSink::new(tx.clone());
+        let path = path.to_path_buf();
         std::thread::Builder::new()
             .name("replay".into())
             .spawn(move || {
-                let result = replay_loop(reader, &sink, control_rx, speed);
+                let result = replay_loop(reader, &path, &sink, control_rx, speed);
                 sink.done(result.map_err(|e| format!("{e:#}")));
             })?;
         Ok((
@@ -394,9 +416,47 @@ impl Replay {
     }
 }
 
+/// Where a seek lands: a session time within the recording.
+fn seek_target(reader: &Reader, position: Nanos, command: ReplayControl) -> Result<Option<Nanos>> {
+    let end = reader.end()?;
+    // One nanosecond into a phase, so that the phase has started there.
+    let phase_start = |t: Nanos| (t + 1).min(end);
+    let target = match command {
+        ReplayControl::Seek(delta) => position.saturating_add_signed(delta),
+        ReplayControl::SeekTo(t) => t,
+        ReplayControl::SeekEnd => end,
+        ReplayControl::SeekPhase(number) => {
+            let starts = reader.phase_starts()?;
+            match starts.get((number as usize).wrapping_sub(1)) {
+                Some(t) => phase_start(*t),
+                None => return Ok(None),
+            }
+        }
+        ReplayControl::SeekPhases(by) => {
+            let starts = reader.phase_starts()?;
+            // The phase playing: the last that started at or before here.
+            let playing = starts.iter().rposition(|s| *s < position);
+            let to = match playing {
+                Some(i) => i as isize + by,
+                None if by > 0 => by - 1,
+                None => return Ok(None),
+            };
+            match starts.get(to.clamp(0, starts.len() as isize - 1) as usize) {
+                Some(t) => phase_start(*t),
+                None => return Ok(None),
+            }
+        }
+        ReplayControl::SetPaused(_) | ReplayControl::Speed(_) => return Ok(None),
+    };
+    Ok(Some(target.min(end)))
+}
+
 /// Paces a recording's events by their session time, scaled by the speed.
+/// At the recording's end it follows the file while its writer holds it,
+/// and says so when the writer is gone without ending the session.
 fn replay_loop(
     mut reader: Reader,
+    path: &Path,
     sink: &EventSink,
     control: Receiver<ReplayControl>,
     mut speed: f64,
@@ -411,17 +471,52 @@ fn replay_loop(
     let mut pending: std::collections::VecDeque<Event> = Default::default();
     let mut loaded_to: Nanos = 0;
     let mut ended = false;
+    let mut told: Option<(Nanos, Writer)> = None;
     loop {
         if pending.is_empty() && !ended {
+            // The writer's state first, then its last commit: a writer that
+            // is gone has committed all it ever will.
+            let writer = if reader.has_ended()? {
+                Writer::Finished
+            } else if crate::store::is_being_written(path) {
+                Writer::Writing
+            } else {
+                Writer::Gone
+            };
             let end = reader.end()?;
-            if loaded_to <= end {
+            // A live writer may still commit an event a little older than
+            // its newest sample: read up to a margin behind, so that none
+            // is passed over.
+            let until = match writer {
+                Writer::Writing => end.saturating_sub(FOLLOW_MARGIN),
+                Writer::Finished | Writer::Gone => end + 1,
+            };
+            let to = until.min(loaded_to + REPLAY_CHUNK);
+            if to > loaded_to {
                 reader.refresh_series()?;
                 for def in reader.series.iter().skip(sent_series) {
                     sink.send(Event::SeriesDefined(def.clone()));
                 }
                 sent_series = reader.series.len();
-                pending.extend(reader.timeline(loaded_to, loaded_to, loaded_to + REPLAY_CHUNK)?);
-                loaded_to += REPLAY_CHUNK;
+                pending.extend(reader.timeline(loaded_to, loaded_to, to)?);
+                loaded_to = to;
+            }
+            if told != Some((end, writer)) {
+                told = Some((end, writer));
+                sink.recording(end, writer);
+            }
+            if writer == Writer::Gone && pending.is_empty() && loaded_to > end {
+                sink.send(Event::Log {
+                    t: end,
+                    level: LogLevel::Warn,
+                    text: format!(
+                        "the recording stops at {} without an end: its writer is gone \
+                         (killed or crashed); everything it committed is here",
+                        crate::format::clock(end)
+                    ),
+                });
+                ended = true;
+                sink.done(Ok(()));
             }
         }
         let next = pending.front().map(|e| e.t().unwrap_or(position));
@@ -444,8 +539,10 @@ fn replay_loop(
                 speed = s;
                 anchor = (Instant::now(), position);
             }
-            Ok(ReplayControl::Seek(delta)) => {
-                let target = position.saturating_add_signed(delta).min(reader.end()?);
+            Ok(seek) => {
+                let Some(target) = seek_target(&reader, position, seek)? else {
+                    continue;
+                };
                 // The model is rebuilt: every event before the target, and
                 // the samples that its history window can hold.
                 sink.reset();

@@ -189,6 +189,43 @@ CREATE TABLE events(seq INTEGER PRIMARY KEY, t INTEGER NOT NULL, kind TEXT NOT N
 CREATE INDEX events_t ON events(t);
 ";
 
+/// Takes the writer's lock on a recording (an exclusive flock, which SQLite's
+/// own fcntl locks do not touch): held for as long as the file is open.
+pub(crate) fn hold_writer_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path)?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+/// Whether a replayed recording is still being written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// Its session ended and wrote so: nothing more will come.
+    Finished,
+    /// A vmbench holds it open and is still writing: replay follows it.
+    Writing,
+    /// Nobody holds it open and it has no end: its writer was killed or
+    /// crashed, and the recording stops where it stopped.
+    Gone,
+}
+
+/// Whether a vmbench still holds the recording open for writing. A writer
+/// that was killed or crashed holds nothing: the kernel let go of its lock.
+pub fn is_being_written(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor this function owns; a shared lock
+    // taken here is let go when the file closes at the end of the call.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+    !locked
+}
+
 /// `name.vmb-wal` and the like, beside the recording.
 pub(crate) fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();

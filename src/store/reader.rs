@@ -523,6 +523,38 @@ impl Reader {
         Ok(events)
     }
 
+    /// Whether the session wrote its end into the recording.
+    pub fn has_ended(&self) -> Result<bool> {
+        self.guard();
+        let found: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM events WHERE kind = 'session_ended' LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    /// When each phase started, in the order they ran: where a replay seeks
+    /// to by phase.
+    pub fn phase_starts(&self) -> Result<Vec<Nanos>> {
+        self.guard();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT t FROM events WHERE kind = 'phase_started' ORDER BY seq")?;
+        let until = self.readable_until(Nanos::MAX);
+        let starts = stmt
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        Ok(starts
+            .into_iter()
+            .map(|t| t.max(0) as Nanos)
+            .filter(|t| *t < until)
+            .collect())
+    }
+
     /// Events from `events_from` and samples from `samples_from`, up to `to`,
     /// merged by time as the live session produced them.
     pub fn timeline(

@@ -34,6 +34,10 @@ pub struct Recorder {
     /// The latest session time in a committed transaction: what a reader
     /// finds in the file whatever happens next.
     committed: Arc<AtomicU64>,
+    /// Held (flock, exclusive) while this recorder may still write: a
+    /// replay following the file tells a writer that is gone (killed,
+    /// crashed; the kernel lets go of the lock) from one that is quiet.
+    _writing: std::fs::File,
 }
 
 impl Recorder {
@@ -61,6 +65,8 @@ impl Recorder {
                 return Err(e.context(format!("creating the recording {}", path.display())));
             }
         };
+        let writing = super::hold_writer_lock(path)
+            .with_context(|| format!("locking the recording {}", path.display()))?;
         let (tx, rx) = sync_channel(QUEUE_DEPTH);
         let shown = path.display().to_string();
         let committed = Arc::new(AtomicU64::new(0));
@@ -76,6 +82,7 @@ impl Recorder {
             tx,
             thread: Some(thread),
             committed,
+            _writing: writing,
         })
     }
 

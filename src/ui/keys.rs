@@ -22,6 +22,16 @@ pub enum Action {
     Help,
     Close,
     Quit,
+    PrevPhase,
+    NextPhase,
+    Goto,
+    Window,
+    NetUnits,
+    SortLeft,
+    SortRight,
+    LogOlder,
+    LogNewer,
+    LogLatest,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +49,8 @@ pub struct Binding {
     /// One word for the footer.
     pub hint: &'static str,
     pub applies: Applies,
+    /// Shown in the footer; the rest only in the help (`?`).
+    pub in_footer: bool,
 }
 
 pub const KEYS: &[Binding] = &[
@@ -49,6 +61,7 @@ pub const KEYS: &[Binding] = &[
         what: "start the plan (or go on after an abort)",
         hint: "start",
         applies: Applies::Live,
+        in_footer: true,
     },
     Binding {
         label: "n",
@@ -57,6 +70,7 @@ pub const KEYS: &[Binding] = &[
         what: "skip to the next phase",
         hint: "next",
         applies: Applies::Live,
+        in_footer: true,
     },
     Binding {
         label: "a",
@@ -65,6 +79,7 @@ pub const KEYS: &[Binding] = &[
         what: "abort the current phase and hold the plan",
         hint: "abort",
         applies: Applies::Live,
+        in_footer: true,
     },
     Binding {
         label: "m",
@@ -73,6 +88,7 @@ pub const KEYS: &[Binding] = &[
         what: "drop a timestamped note into the recording",
         hint: "note",
         applies: Applies::Live,
+        in_footer: true,
     },
     Binding {
         label: "Tab",
@@ -81,6 +97,7 @@ pub const KEYS: &[Binding] = &[
         what: "select the next pane",
         hint: "pane",
         applies: Applies::Both,
+        in_footer: false,
     },
     Binding {
         label: "S-Tab",
@@ -89,6 +106,7 @@ pub const KEYS: &[Binding] = &[
         what: "select the previous pane",
         hint: "pane",
         applies: Applies::Both,
+        in_footer: false,
     },
     Binding {
         label: "Enter",
@@ -97,6 +115,7 @@ pub const KEYS: &[Binding] = &[
         what: "detail view of the selected pane",
         hint: "info",
         applies: Applies::Both,
+        in_footer: true,
     },
     Binding {
         label: "r",
@@ -105,6 +124,7 @@ pub const KEYS: &[Binding] = &[
         what: "results: the % loss matrix, filled in as phases end",
         hint: "loss",
         applies: Applies::Both,
+        in_footer: true,
     },
     Binding {
         label: "o",
@@ -113,6 +133,7 @@ pub const KEYS: &[Binding] = &[
         what: "overhead: host-seen ÷ guest-seen load, per guest",
         hint: "ovh",
         applies: Applies::Both,
+        in_footer: false,
     },
     Binding {
         label: "p Space",
@@ -121,6 +142,7 @@ pub const KEYS: &[Binding] = &[
         what: "pause the display (replay: pause playback)",
         hint: "pause",
         applies: Applies::Both,
+        in_footer: true,
     },
     Binding {
         label: "←",
@@ -129,6 +151,7 @@ pub const KEYS: &[Binding] = &[
         what: "seek back 10 s",
         hint: "seek",
         applies: Applies::Replay,
+        in_footer: false,
     },
     Binding {
         label: "→",
@@ -137,6 +160,7 @@ pub const KEYS: &[Binding] = &[
         what: "seek forward 10 s",
         hint: "seek",
         applies: Applies::Replay,
+        in_footer: true,
     },
     Binding {
         label: "-",
@@ -145,6 +169,7 @@ pub const KEYS: &[Binding] = &[
         what: "half the replay speed (down to 0.25×)",
         hint: "slower",
         applies: Applies::Replay,
+        in_footer: false,
     },
     Binding {
         label: "+",
@@ -153,6 +178,97 @@ pub const KEYS: &[Binding] = &[
         what: "double the replay speed (up to 64×)",
         hint: "faster",
         applies: Applies::Replay,
+        in_footer: false,
+    },
+    Binding {
+        label: "[",
+        codes: &[KeyCode::Char('[')],
+        action: Action::PrevPhase,
+        what: "previous phase (replay: seek to its start)",
+        hint: "phase",
+        applies: Applies::Both,
+        in_footer: true,
+    },
+    Binding {
+        label: "]",
+        codes: &[KeyCode::Char(']')],
+        action: Action::NextPhase,
+        what: "next phase; past the newest, follow it again",
+        hint: "phase",
+        applies: Applies::Both,
+        in_footer: false,
+    },
+    Binding {
+        label: "g",
+        codes: &[KeyCode::Char('g')],
+        action: Action::Goto,
+        what: "go to a phase number or a time (12, 1:05:00, 90s)",
+        hint: "goto",
+        applies: Applies::Both,
+        in_footer: true,
+    },
+    Binding {
+        label: "w",
+        codes: &[KeyCode::Char('w')],
+        action: Action::Window,
+        what: "charts' window: phase, last 1 min, last 5 min",
+        hint: "window",
+        applies: Applies::Both,
+        in_footer: true,
+    },
+    Binding {
+        label: "b",
+        codes: &[KeyCode::Char('b')],
+        action: Action::NetUnits,
+        what: "network in bit/s or in B/s",
+        hint: "bits",
+        applies: Applies::Both,
+        in_footer: false,
+    },
+    Binding {
+        label: "<",
+        codes: &[KeyCode::Char('<')],
+        action: Action::SortLeft,
+        what: "copies table: sort by the previous column",
+        hint: "sort",
+        applies: Applies::Both,
+        in_footer: false,
+    },
+    Binding {
+        label: ">",
+        codes: &[KeyCode::Char('>')],
+        action: Action::SortRight,
+        what: "copies table: sort by the next column",
+        hint: "sort",
+        applies: Applies::Both,
+        in_footer: false,
+    },
+    Binding {
+        label: "PgUp",
+        codes: &[KeyCode::PageUp],
+        action: Action::LogOlder,
+        what: "log: scroll back",
+        hint: "log",
+        applies: Applies::Both,
+        in_footer: false,
+    },
+    Binding {
+        label: "PgDn",
+        codes: &[KeyCode::PageDown],
+        action: Action::LogNewer,
+        what: "log: scroll forward",
+        hint: "log",
+        applies: Applies::Both,
+        in_footer: false,
+    },
+    Binding {
+        label: "End",
+        codes: &[KeyCode::End],
+        action: Action::LogLatest,
+        what: "log: the latest entries; replay: the live end",
+        hint: "latest",
+        applies: Applies::Both,
+        in_footer: false,
     },
     Binding {
         label: "?",
@@ -161,6 +277,7 @@ pub const KEYS: &[Binding] = &[
         what: "this help",
         hint: "help",
         applies: Applies::Both,
+        in_footer: true,
     },
     Binding {
         label: "Esc",
@@ -169,6 +286,7 @@ pub const KEYS: &[Binding] = &[
         what: "close the overlay",
         hint: "close",
         applies: Applies::Both,
+        in_footer: false,
     },
     Binding {
         label: "q C-c",
@@ -177,6 +295,7 @@ pub const KEYS: &[Binding] = &[
         what: "quit (live: stops the plan, keeps the recording)",
         hint: "quit",
         applies: Applies::Both,
+        in_footer: true,
     },
 ];
 

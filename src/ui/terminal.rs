@@ -9,9 +9,10 @@ use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEventKind};
 
 use super::keys::{Action, action_for};
 use super::theme::Theme;
-use super::{Overlay, View, panes, render};
+use super::{Feed, Overlay, View, panes, render};
 use crate::app::Consumer;
 use crate::bus::Msg;
+use crate::event::Nanos;
 
 const FRAME: Duration = Duration::from_millis(100);
 
@@ -39,6 +40,55 @@ pub trait Steer {
     fn note(&mut self, text: String, consumer: &mut Consumer);
     /// Called once when the producer says it has finished.
     fn finished(&mut self, view: &mut View, consumer: &mut Consumer);
+    /// Moves the session to another place in time; false when the session
+    /// cannot move (live), and the screen's phase cursor moves instead.
+    fn seek(&mut self, _to: Seek, _view: &mut View, _consumer: &mut Consumer) -> bool {
+        false
+    }
+}
+
+/// Where the operator asked to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seek {
+    /// So many phases back (negative) or on from the one shown.
+    Phases(isize),
+    /// The phase of this number (1 is the first).
+    Phase(u32),
+    /// A session time.
+    Time(Nanos),
+    /// The newest there is.
+    End,
+}
+
+impl Seek {
+    /// `12` is phase 12; `1:05:00`, `65:00`, `90s`, `2m` and `1h` are times.
+    pub fn parse(text: &str) -> Option<Seek> {
+        let text = text.trim();
+        if let Ok(phase) = text.parse::<u32>() {
+            return (phase > 0).then_some(Seek::Phase(phase));
+        }
+        let seconds: u64 = if text.contains(':') {
+            let parts: Vec<u64> = text
+                .split(':')
+                .map(|p| p.parse().ok())
+                .collect::<Option<_>>()?;
+            if parts.len() > 3 || parts[1..].iter().any(|p| *p >= 60) {
+                return None;
+            }
+            parts.iter().fold(0, |acc, p| acc * 60 + p)
+        } else {
+            let (number, unit) = text.split_at(text.len().checked_sub(1)?);
+            let number: u64 = number.trim().parse().ok()?;
+            number
+                * match unit {
+                    "s" => 1,
+                    "m" => 60,
+                    "h" => 3600,
+                    _ => return None,
+                }
+        };
+        Some(Seek::Time(seconds * 1_000_000_000))
+    }
 }
 
 pub fn run(
@@ -75,6 +125,14 @@ pub fn run(
             }
             let due = last_draw.map_or(Instant::now(), |t| t + FRAME);
             if dirty && Instant::now() >= due && !terminal_gone {
+                if view.overlay == Overlay::Results {
+                    view.derived.refresh(&consumer.session);
+                }
+                if let (Feed::Replay { end, writer, .. }, Some(said)) =
+                    (&mut view.feed, consumer.recording)
+                {
+                    (*end, *writer) = said;
+                }
                 let drawn = terminal.draw(|frame| render(frame, &consumer.session, theme, view));
                 if drawn.is_err() {
                     // The terminal went away (closed before SIGHUP arrived,
@@ -141,20 +199,33 @@ fn handle_key(
     view: &mut View,
     steer: &mut dyn Steer,
 ) -> Next {
-    if let Overlay::Note(text) = &mut view.overlay {
+    if let Overlay::Note(text) | Overlay::Goto(text) = &mut view.overlay {
         match key.code {
             KeyCode::Enter => {
                 let text = std::mem::take(text);
-                view.overlay = Overlay::None;
-                if !text.trim().is_empty() {
-                    steer.note(text, consumer);
+                let typed = std::mem::replace(&mut view.overlay, Overlay::None);
+                match typed {
+                    Overlay::Note(_) if !text.trim().is_empty() => steer.note(text, consumer),
+                    Overlay::Goto(_) => match Seek::parse(&text) {
+                        Some(to) => go(to, consumer, view, steer),
+                        None => {
+                            // Said where the operator looks, and typed again.
+                            view.overlay = Overlay::Goto(format!("? {text}"));
+                        }
+                    },
+                    _ => {}
                 }
             }
             KeyCode::Esc => view.overlay = Overlay::None,
             KeyCode::Backspace => {
                 text.pop();
             }
-            KeyCode::Char(c) => text.push(c),
+            KeyCode::Char(c) => {
+                if text.starts_with("? ") {
+                    text.clear();
+                }
+                text.push(c);
+            }
             _ => {}
         }
         return Next::Stay;
@@ -162,21 +233,81 @@ fn handle_key(
     let Some(action) = action_for(key, view.is_replay()) else {
         return Next::Stay;
     };
-    let count = panes(&consumer.session).len().max(1);
+    let count = panes(&consumer.session, view).len().max(1);
+    let log_page = 5;
     match action {
         Action::Help => view.overlay.toggle(Overlay::Help),
         Action::Results => view.overlay.toggle(Overlay::Results),
         Action::Overhead => view.overlay.toggle(Overlay::Overhead),
+        Action::Close if view.overlay == Overlay::None => view.cursor = None,
         Action::Close => view.overlay = Overlay::None,
         Action::NextPane => view.selected = (view.selected + 1) % count,
         Action::PrevPane => view.selected = (view.selected + count - 1) % count,
         Action::Detail => {
-            if let Some(pane) = panes(&consumer.session).get(view.selected) {
+            if let Some(pane) = panes(&consumer.session, view).get(view.selected) {
                 view.overlay = Overlay::Detail(*pane);
             }
         }
         Action::Note => view.overlay = Overlay::Note(String::new()),
+        Action::Goto => view.overlay = Overlay::Goto(String::new()),
+        Action::PrevPhase => go(Seek::Phases(-1), consumer, view, steer),
+        Action::NextPhase => go(Seek::Phases(1), consumer, view, steer),
+        Action::Window => view.window = view.window.next(),
+        Action::NetUnits => view.net_bits = !view.net_bits,
+        Action::SortLeft => view.sort = view.sort.step(-1),
+        Action::SortRight => view.sort = view.sort.step(1),
+        Action::LogOlder => {
+            view.log_back = (view.log_back + log_page).min(consumer.session.log.len());
+        }
+        Action::LogNewer => view.log_back = view.log_back.saturating_sub(log_page),
+        Action::LogLatest => {
+            view.log_back = 0;
+            go(Seek::End, consumer, view, steer);
+        }
         _ => return steer.act(action, view, consumer),
     }
     Next::Stay
+}
+
+/// Goes somewhere in time: the producer moves (replay), or else the
+/// phase cursor does (live: the charts and results show that phase).
+fn go(to: Seek, consumer: &mut Consumer, view: &mut View, steer: &mut dyn Steer) {
+    if steer.seek(to, view, consumer) {
+        view.cursor = None;
+        return;
+    }
+    let session = &consumer.session;
+    match to {
+        Seek::Phases(by) => view.step_cursor(session, by),
+        Seek::Phase(number) => {
+            view.cursor = session.phases.iter().position(|p| p.id + 1 == number);
+        }
+        Seek::Time(t) => {
+            view.cursor = session.phases.iter().rposition(|p| p.started <= t);
+        }
+        Seek::End => view.cursor = None,
+    }
+    // A copy pane selected in another phase is not there any more.
+    view.selected = view
+        .selected
+        .min(panes(session, view).len().saturating_sub(1));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Seek;
+
+    #[test]
+    fn places_are_typed_as_a_phase_number_or_a_time() {
+        let s = 1_000_000_000;
+        assert_eq!(Seek::parse("12"), Some(Seek::Phase(12)));
+        assert_eq!(Seek::parse(" 1:05:00 "), Some(Seek::Time(3900 * s)));
+        assert_eq!(Seek::parse("65:00"), Some(Seek::Time(3900 * s)));
+        assert_eq!(Seek::parse("90s"), Some(Seek::Time(90 * s)));
+        assert_eq!(Seek::parse("2m"), Some(Seek::Time(120 * s)));
+        assert_eq!(Seek::parse("1h"), Some(Seek::Time(3600 * s)));
+        for bad in ["0", "", "1:75", "ten", "5x", "1:2:3:4"] {
+            assert_eq!(Seek::parse(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -89,6 +89,23 @@ impl Theme {
         }
     }
 
+    /// Colours for lines that have none of their own (one per device or
+    /// per processor in a detail chart), taken in turn.
+    pub fn palette(&self) -> [Color; 10] {
+        [
+            self.accent.0,
+            self.receive.0,
+            self.transmit.0,
+            self.read.0,
+            self.write.0,
+            self.cpu_user.0,
+            self.cpu_system.0,
+            self.memory.0,
+            self.warn.0,
+            self.good.0,
+        ]
+    }
+
     pub fn is_mono(&self) -> bool {
         self.accent.0 == Color::Reset && self.text.0 == Color::Reset
     }

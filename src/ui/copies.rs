@@ -1,0 +1,406 @@
+//! The copies of the shown phase: a pane each with its own time chart
+//! while they fit, and past 16 copies (or when panes would be too small) a
+//! table like top's, sortable, with a sparkline per copy.
+
+use std::collections::HashMap;
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Row, Table, TableState, Widget};
+
+use super::theme::Theme;
+use super::widgets::{self, Window, pane_block, spark_text, time_chart};
+use super::{CopySort, PaneId, View, guests, shown_runs};
+use crate::event::{GuestState, RunOutcome};
+use crate::format::{figure, si};
+use crate::model::{GuestFigures, Run, RunState, Session};
+
+/// Past this many copies, panes give way to the table.
+const MOST_PANES: usize = 16;
+
+pub fn run_state_text(run: &Run) -> (String, fn(&Theme) -> Color) {
+    match &run.state {
+        RunState::Waiting => ("waiting".into(), |t| t.dim.0),
+        RunState::Running => ("running".into(), |t| t.progress.0),
+        RunState::Done(RunOutcome::Completed) => ("done".into(), |t| t.good.0),
+        RunState::Done(RunOutcome::Cancelled) => ("cancelled".into(), |t| t.warn.0),
+        RunState::Done(RunOutcome::Failed { reason }) => (format!("failed: {reason}"), |t| t.bad.0),
+    }
+}
+
+fn run_metric_text(run: &Run) -> String {
+    match run.active_metric() {
+        Some(m) => format!(
+            "{} {}",
+            run.metrics[m].name,
+            figure(run.current_rate(m), &run.metrics[m].unit)
+        ),
+        None => String::new(),
+    }
+}
+
+pub fn render(
+    buf: &mut Buffer,
+    area: Rect,
+    session: &Session,
+    theme: &Theme,
+    view: &View,
+    selected: Option<PaneId>,
+    window: Window,
+) {
+    let runs = shown_runs(session, view);
+    if runs.is_empty() {
+        return guests::render(buf, area, session, theme);
+    }
+    let area = match technology_line(&runs, theme) {
+        Some(line) if area.height > 6 => {
+            let [top, rest] =
+                Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+            line.render(top, buf);
+            rest
+        }
+        _ => area,
+    };
+    // Each guest's load once per frame, however many copies it runs.
+    let mut seen: HashMap<&str, Option<[String; 2]>> = HashMap::new();
+    for run in &runs {
+        seen.entry(run.guest.as_str())
+            .or_insert_with(|| seen_lines(&session.guest_figures(&run.guest)));
+    }
+    // Host-seen and guest-seen lines need a wider, taller pane.
+    let any_seen = seen.values().any(Option::is_some);
+    let (least_height, min_width): (u16, u16) = if any_seen { (6, 36) } else { (4, 26) };
+    let columns = ((area.width / min_width).clamp(1, 4) as usize).min(runs.len());
+    let rows_needed = runs.len().div_ceil(columns);
+    if runs.len() > MOST_PANES || rows_needed as u16 * least_height > area.height {
+        return render_table(buf, area, session, theme, view, selected, &runs, &seen);
+    }
+    // The panes share all the height there is: a taller pane has a taller chart.
+    let rows =
+        Layout::vertical(vec![Constraint::Ratio(1, rows_needed as u32); rows_needed]).split(area);
+    for (i, run) in runs.iter().enumerate() {
+        let cells = Layout::horizontal(vec![Constraint::Ratio(1, columns as u32); columns])
+            .split(rows[i / columns]);
+        let pane = Pane {
+            session,
+            theme,
+            run,
+            seen: seen[run.guest.as_str()].as_ref(),
+            selected: selected == Some(PaneId::Run(run.id)),
+        };
+        pane.render(buf, cells[i % columns], window);
+    }
+}
+
+/// A guest that is not up says so on each of its copies.
+fn connection_note(session: &Session, guest: &str) -> &'static str {
+    session
+        .guests
+        .iter()
+        .find(|(name, _)| name == guest)
+        .and_then(|(_, state)| match state {
+            GuestState::Lost { .. } => Some(" · LOST"),
+            GuestState::Reconnecting { .. } => Some(" · reconnecting"),
+            GuestState::Failed { .. } => Some(" · unreachable"),
+            _ => None,
+        })
+        .unwrap_or("")
+}
+
+struct Pane<'a> {
+    session: &'a Session,
+    theme: &'a Theme,
+    run: &'a Run,
+    seen: Option<&'a [String; 2]>,
+    selected: bool,
+}
+
+impl Pane<'_> {
+    fn render(&self, buf: &mut Buffer, area: Rect, window: Window) {
+        let (run, theme) = (self.run, self.theme);
+        let title = format!(
+            " {} #{} · {}{} ",
+            run.guest,
+            run.copy + 1,
+            run.technology,
+            connection_note(self.session, &run.guest)
+        );
+        let block = pane_block(title, theme, self.selected);
+        let inner = block.inner(area);
+        block.render(area, buf);
+        let dim = Style::new().fg(theme.dim.0);
+        let [status, chart] = match self.seen {
+            Some([host, guest]) => {
+                let [status, host_area, guest_area, chart] = Layout::vertical([
+                    Constraint::Length(1),
+                    Constraint::Length(1),
+                    Constraint::Length(1),
+                    Constraint::Min(0),
+                ])
+                .areas(inner);
+                Span::styled(host, dim).render(host_area, buf);
+                Span::styled(guest, dim).render(guest_area, buf);
+                [status, chart]
+            }
+            None => Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner),
+        };
+        let (state, colour) = run_state_text(run);
+        let cpu = self
+            .session
+            .run_cpu_percent(run.id)
+            .map(|c| format!(" cpu {c:.0}%"))
+            .unwrap_or_default();
+        Line::from(vec![
+            Span::styled(state, Style::new().fg(colour(theme))),
+            Span::raw(" "),
+            Span::styled(run_metric_text(run), Style::new().fg(theme.accent.0)),
+            Span::styled(cpu, dim),
+        ])
+        .render(status, buf);
+        let Some(m) = run.active_metric() else {
+            return;
+        };
+        let history = run.rate_history(m);
+        if chart.height >= 3 {
+            let lines = [widgets::Line {
+                colour: theme.progress.0,
+                points: history,
+            }];
+            time_chart(buf, chart, window, &lines, 0.0, si, theme);
+        } else {
+            let rates: Vec<f64> = history.iter().map(|p| p.1).collect();
+            Span::styled(
+                spark_text(&rates, chart.width as usize),
+                Style::new().fg(theme.progress.0),
+            )
+            .render(chart, buf);
+        }
+    }
+}
+
+fn state_rank(run: &Run) -> u8 {
+    match run.state {
+        RunState::Done(RunOutcome::Failed { .. }) => 0,
+        RunState::Done(RunOutcome::Cancelled) => 1,
+        RunState::Running => 2,
+        RunState::Waiting => 3,
+        RunState::Done(RunOutcome::Completed) => 4,
+    }
+}
+
+/// The copies in the table's order: failures first by state, the busiest
+/// first by rate or CPU.
+fn sorted<'a>(session: &Session, runs: &[&'a Run], sort: CopySort) -> Vec<&'a Run> {
+    let mut runs = runs.to_vec();
+    let rate = |r: &Run| {
+        r.active_metric()
+            .and_then(|m| r.current_rate(m))
+            .unwrap_or(0.0)
+    };
+    let cpu = |r: &Run| session.run_cpu_percent(r.id).unwrap_or(0.0);
+    match sort {
+        CopySort::Copy => runs.sort_by(|a, b| (&a.guest, a.copy).cmp(&(&b.guest, b.copy))),
+        CopySort::State => runs.sort_by_key(|r| state_rank(r)),
+        CopySort::Rate => runs.sort_by(|a, b| rate(b).total_cmp(&rate(a))),
+        CopySort::Cpu => runs.sort_by(|a, b| cpu(b).total_cmp(&cpu(a))),
+    }
+    runs
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render_table(
+    buf: &mut Buffer,
+    area: Rect,
+    session: &Session,
+    theme: &Theme,
+    view: &View,
+    selected: Option<PaneId>,
+    runs: &[&Run],
+    seen: &HashMap<&str, Option<[String; 2]>>,
+) {
+    let runs = sorted(session, runs, view.sort);
+    let sort_name = match view.sort {
+        CopySort::Copy => "copy",
+        CopySort::State => "state",
+        CopySort::Rate => "rate",
+        CopySort::Cpu => "cpu",
+    };
+    let block = pane_block(
+        format!(" copies ({}) · sorted by {sort_name} (< >) ", runs.len()),
+        theme,
+        false,
+    );
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let any_seen = seen.values().any(Option::is_some);
+    let dim = Style::new().fg(theme.dim.0);
+    let spark_width = 24usize.min(inner.width.saturating_sub(60) as usize).max(8);
+    let rows: Vec<Row> = runs
+        .iter()
+        .map(|run| {
+            let (state, colour) = run_state_text(run);
+            let rates: Vec<f64> = run
+                .active_metric()
+                .map(|m| run.rate_history(m).iter().map(|p| p.1).collect())
+                .unwrap_or_default();
+            let mut cells = vec![
+                Cell::from(format!("{} #{}", run.guest, run.copy + 1)),
+                Cell::from(run.technology.clone()),
+                Cell::from(state).style(Style::new().fg(colour(theme))),
+                Cell::from(run_metric_text(run)).style(Style::new().fg(theme.accent.0)),
+                Cell::from(
+                    session
+                        .run_cpu_percent(run.id)
+                        .map_or("–".into(), |c| format!("{c:.0}%")),
+                ),
+            ];
+            if any_seen {
+                let text = seen[run.guest.as_str()]
+                    .as_ref()
+                    .map(|[host, guest]| format!("{host} │ {guest}"))
+                    .unwrap_or_default();
+                cells.push(Cell::from(text).style(dim));
+            }
+            cells.push(
+                Cell::from(spark_text(&rates, spark_width))
+                    .style(Style::new().fg(theme.progress.0)),
+            );
+            Row::new(cells)
+        })
+        .collect();
+    let mut header = vec!["copy", "tech", "state", "now", "cpu"];
+    let mut widths = vec![
+        Constraint::Length(10),
+        Constraint::Length(8),
+        Constraint::Length(9),
+        Constraint::Length(20),
+        Constraint::Length(5),
+    ];
+    if any_seen {
+        header.push("host-seen │ guest-seen");
+        widths.push(Constraint::Min(30));
+    }
+    header.push("history");
+    widths.push(Constraint::Length(spark_width as u16));
+    let chosen = runs
+        .iter()
+        .position(|r| selected == Some(PaneId::Run(r.id)));
+    let mut state = TableState::default().with_selected(chosen);
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(dim.add_modifier(Modifier::BOLD)))
+        .column_spacing(1)
+        .row_highlight_style(Style::new().bg(theme.highlight_bg.0))
+        .highlight_symbol("▶");
+    ratatui::widgets::StatefulWidget::render(table, inner, buf, &mut state);
+}
+
+/// A guest as the host saw it and as it saw itself, one line each: CPU in
+/// cores, network and disk in bytes per second. None when nothing measures it.
+pub fn seen_lines(f: &GuestFigures) -> Option<[String; 2]> {
+    if f.host_side()
+        .iter()
+        .chain(&f.guest_side())
+        .all(Option::is_none)
+    {
+        return None;
+    }
+    let line = |who: &str, [cpu, net, disk]: [Option<f64>; 3]| {
+        let or_dash = |v: Option<f64>, format: fn(f64) -> String| v.map_or("–".into(), format);
+        format!(
+            "{who:<5} cpu {} net {} dsk {}",
+            or_dash(cpu, |c| format!("{c:.2}")),
+            or_dash(net, si),
+            or_dash(disk, si)
+        )
+    };
+    Some([line("host", f.host_side()), line("guest", f.guest_side())])
+}
+
+/// The current rates summed per technology: the live form of the study's
+/// "aggregate of N guests" figures.
+fn technology_line<'a>(runs: &[&Run], theme: &Theme) -> Option<Line<'a>> {
+    let mut groups: Vec<(&str, usize, f64, &str, &str)> = Vec::new();
+    for run in runs {
+        let Some(m) = run.active_metric() else {
+            continue;
+        };
+        let rate = run.current_rate(m).unwrap_or(0.0);
+        let def = &run.metrics[m];
+        match groups
+            .iter_mut()
+            .find(|g| g.0 == run.technology && g.3 == def.name)
+        {
+            Some(g) => {
+                g.1 += 1;
+                g.2 += rate;
+            }
+            None => groups.push((&run.technology, 1, rate, &def.name, &def.unit)),
+        }
+    }
+    if groups.is_empty() {
+        return None;
+    }
+    let mut spans = vec![Span::styled("by technology ", Style::new().fg(theme.dim.0))];
+    for (i, (technology, copies, rate, metric, unit)) in groups.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" │ ", Style::new().fg(theme.dim.0)));
+        }
+        spans.push(Span::raw(format!("{technology} ×{copies} {metric} ")));
+        spans.push(Span::styled(
+            figure(Some(*rate), unit),
+            Style::new().fg(theme.accent.0),
+        ));
+    }
+    Some(Line::from(spans))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::fixtures::{draw, live_view, many_copies};
+
+    #[test]
+    fn sixteen_copies_get_panes_with_charts_on_a_large_terminal() {
+        insta::assert_snapshot!(draw(&many_copies(16), &live_view(), 160, 50).backend());
+    }
+
+    #[test]
+    fn the_table_sorts_by_rate_busiest_first() {
+        let session = many_copies(20);
+        let runs = shown_runs(&session, &live_view());
+        let by_rate = sorted(&session, &runs, CopySort::Rate);
+        let rates: Vec<f64> = by_rate
+            .iter()
+            .map(|r| r.current_rate(0).expect("a rate"))
+            .collect();
+        assert!(rates.windows(2).all(|w| w[0] >= w[1]), "{rates:?}");
+        assert_ne!(
+            by_rate[0].id, runs[0].id,
+            "the fixture's rates grow with the run id"
+        );
+        let by_copy = sorted(&session, &runs, CopySort::Copy);
+        assert_eq!(by_copy[0].guest, "vm00");
+        // < and > go round the four orders.
+        assert_eq!(CopySort::Copy.step(-1), CopySort::Cpu);
+        assert_eq!(CopySort::Cpu.step(1), CopySort::Copy);
+    }
+
+    #[test]
+    fn the_selected_copy_stays_visible_in_a_long_table() {
+        let session = many_copies(64);
+        let mut view = live_view();
+        // The 64th copy: the four host panes come first.
+        view.selected = 4 + 63;
+        let terminal = draw(&session, &view, 80, 24);
+        let screen: String = terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(screen.contains("▶vm63 #64"), "{screen}");
+    }
+}

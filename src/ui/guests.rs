@@ -1,0 +1,107 @@
+//! Before the first phase: each guest's connection, as far as it has got.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Widget};
+
+use super::theme::Theme;
+use super::widgets::pane_block;
+use crate::event::GuestState;
+use crate::model::Session;
+
+pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
+    let title = if session.guests.is_empty() {
+        " copies ".to_string()
+    } else {
+        format!(" guests ({}) ", session.guests.len())
+    };
+    let block = pane_block(title, theme, false);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    if session.guests.is_empty() {
+        Paragraph::new("no benchmark has run yet")
+            .style(Style::new().fg(theme.dim.0))
+            .render(inner, buf);
+        return;
+    }
+    for (row, (name, state)) in session
+        .guests
+        .iter()
+        .take(inner.height as usize)
+        .enumerate()
+    {
+        let (text, colour) = guest_state_text(state, theme);
+        // The clock as measured again before the latest phase.
+        let drift = session
+            .clocks
+            .get(name)
+            .map_or(String::new(), |(_, u, drift)| {
+                format!(
+                    "  drift {:+.3} ms ±{:.3}",
+                    *drift as f64 / 1e6,
+                    *u as f64 / 1e6
+                )
+            });
+        Line::from(vec![
+            Span::raw(format!("{name:<12} ")),
+            Span::styled(text, Style::new().fg(colour)),
+            Span::styled(drift, Style::new().fg(theme.dim.0)),
+        ])
+        .render(
+            Rect {
+                y: inner.y + row as u16,
+                height: 1,
+                ..inner
+            },
+            buf,
+        );
+    }
+}
+
+pub fn guest_state_text(state: &GuestState, theme: &Theme) -> (String, Color) {
+    match state {
+        GuestState::Connecting => ("connecting…".into(), theme.dim.0),
+        GuestState::Ready { info } => {
+            let clock = match (info.clock_offset_ns, info.clock_rtt_ns) {
+                (Some(offset), Some(rtt)) => format!(
+                    "clock {:+.3} ms ±{:.3}",
+                    offset as f64 / 1e6,
+                    rtt as f64 / 2e6
+                ),
+                _ => "clock unmeasured".into(),
+            };
+            let workloads = match &info.vmbench {
+                Ok(_) => String::new(),
+                Err(why) => format!(" · {why}"),
+            };
+            (
+                format!(
+                    "ready  {} {}  connect {:.0} ms  {clock}{workloads}",
+                    info.arch, info.kernel, info.connect_ms
+                ),
+                theme.good.0,
+            )
+        }
+        GuestState::Failed { reason } => (format!("failed: {reason}"), theme.bad.0),
+        GuestState::Lost { reason } => (format!("LOST: {reason}"), theme.bad.0),
+        GuestState::Reconnecting { attempt } => {
+            (format!("reconnecting… (attempt {attempt})"), theme.warn.0)
+        }
+        GuestState::Closed => ("closed".into(), theme.dim.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ui::fixtures::{draw, guests_connecting, live_view};
+
+    #[test]
+    fn guests_show_their_connection_before_the_first_phase() {
+        for (w, h) in [(80, 24), (120, 40), (200, 60)] {
+            let terminal = draw(&guests_connecting(), &live_view(), w, h);
+            insta::assert_snapshot!(format!("guests_{w}x{h}"), terminal.backend());
+        }
+    }
+}

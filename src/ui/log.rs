@@ -1,0 +1,136 @@
+//! The log pane: the latest entries (phases starting and ending, guests'
+//! connections, warnings, faults, notes), coloured by level, scrollable
+//! back through the session's history.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Widget;
+
+use super::View;
+use super::theme::Theme;
+use crate::event::LogLevel;
+use crate::format::clock;
+use crate::model::{LogKind, LogLine, Session};
+
+pub fn level_colour(level: LogLevel, theme: &Theme) -> Color {
+    match level {
+        LogLevel::Info => theme.text.0,
+        LogLevel::Warn => theme.warn.0,
+        LogLevel::Error => theme.bad.0,
+    }
+}
+
+/// One entry on one line: time, a mark for its kind, its text.
+pub fn entry_line<'a>(line: &LogLine, theme: &Theme) -> Line<'a> {
+    let mark = match line.kind {
+        LogKind::Message => " ",
+        LogKind::Phase => "▸",
+        LogKind::Guest => "●",
+        LogKind::Note => "◆",
+    };
+    Line::from(vec![
+        Span::styled(format!(" {} ", clock(line.t)), Style::new().fg(theme.dim.0)),
+        Span::styled(format!("{mark} "), Style::new().fg(theme.accent.0)),
+        Span::styled(
+            line.text.clone(),
+            Style::new().fg(level_colour(line.level, theme)),
+        ),
+    ])
+}
+
+/// How far back the log can scroll with `rows` entries in view (the
+/// newest is on the line below the pane).
+pub fn furthest_back(session: &Session, rows: usize) -> usize {
+    session.log.len().saturating_sub(rows + 1)
+}
+
+/// The line under the log pane: the latest event, whatever is scrolled.
+pub fn render_latest(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
+    if let Some(line) = session.log.back() {
+        entry_line(line, theme).render(area, buf);
+    }
+}
+
+pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, view: &View) {
+    if area.height == 0 {
+        return;
+    }
+    let rows = area.height as usize - 1;
+    let back = view.log_back.min(furthest_back(session, rows));
+    let end = session.log.len().saturating_sub(1 + back);
+    let title = if back > 0 {
+        format!("─ log · {back} newer below (End: latest) ")
+    } else {
+        format!("─ log · {} entries (PgUp PgDn) ", session.log.len())
+    };
+    let rule = format!(
+        "{title}{}",
+        "─".repeat((area.width as usize).saturating_sub(title.chars().count()))
+    );
+    Span::styled(rule, Style::new().fg(theme.border.0)).render(Rect { height: 1, ..area }, buf);
+    for (row, line) in session.log.range(end.saturating_sub(rows)..end).enumerate() {
+        entry_line(line, theme).render(
+            Rect {
+                y: area.y + 1 + row as u16,
+                height: 1,
+                ..area
+            },
+            buf,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::event::{Event, LogLevel};
+    use crate::ui::fixtures::{draw, live_view, session};
+
+    fn screen_text(session: &crate::model::Session, view: &crate::ui::View) -> String {
+        let terminal = draw(session, view, 100, 30);
+        let buffer = terminal.backend().buffer();
+        (0..30)
+            .map(|y| {
+                (0..100)
+                    .map(|x| buffer[(x, y)].symbol())
+                    .collect::<String>()
+                    + "\n"
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_log_holds_phases_and_guests_and_scrolls_back() {
+        let mut session = session();
+        for i in 0..20 {
+            session.apply(&Event::Log {
+                t: 9_000_000_000 + i,
+                level: if i == 19 {
+                    LogLevel::Error
+                } else {
+                    LogLevel::Info
+                },
+                text: format!("entry {i}"),
+            });
+        }
+        let mut view = live_view();
+        let latest = screen_text(&session, &view);
+        assert!(latest.contains("entry 19"));
+        assert!(!latest.contains("phase 1/"), "{latest}");
+        // Scrolled back to the start: the fixture's phases started and ended.
+        view.log_back = usize::MAX;
+        let oldest = screen_text(&session, &view);
+        assert!(
+            oldest.contains("▸ phase 1/6 cpu ×2 rep 1 started"),
+            "{oldest}"
+        );
+        assert!(oldest.contains("newer below"), "{oldest}");
+        // The line under the pane still shows the latest event.
+        let lines: Vec<&str> = oldest.lines().collect();
+        assert!(lines[lines.len() - 2].contains("entry 19"), "{oldest}");
+        // Not scrolled, the pane ends just before it.
+        let pane_end = latest.lines().collect::<Vec<_>>()[lines.len() - 3].to_string();
+        assert!(pane_end.contains("entry 18"), "{latest}");
+    }
+}
