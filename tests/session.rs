@@ -11,7 +11,7 @@ use std::time::Duration;
 use vmbench::app::{Consumer, Replay};
 use vmbench::event::{Event, PhaseOutcome};
 use vmbench::model::PhaseSummary;
-use vmbench::store::Reader;
+use vmbench::store::{Reader, Writer};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(format!(
@@ -77,6 +77,10 @@ fn a_live_session_replayed_gives_the_same_results() {
     drain_until_finished(&mut replayed, &bus, Duration::from_secs(60));
     assert_eq!(summaries(&replayed), live_results);
     assert_eq!(replayed.session.ended, live.session.ended);
+    assert_eq!(
+        replayed.recording.map(|(_, writer)| writer),
+        Some(Writer::Finished)
+    );
 
     // The host's own counters were sampled throughout.
     let reader = Reader::open(&path).expect("reader");
@@ -173,8 +177,40 @@ fn kill_9_leaves_a_readable_recording_and_no_benchmark_running() {
         .spawn()
         .expect("record starts");
     std::thread::sleep(Duration::from_millis(3500));
+    // A replay following the recording while it is written sees the writer
+    // at work, and the phase running.
+    let (_replay, mut follower, bus) = Replay::open(&path, 1.0, true).expect("follows");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while follower.recording.is_none_or(|(_, w)| w != Writer::Writing)
+        || follower.session.current_phase().is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower did not see the writer and its phase: {:?}",
+            follower.recording
+        );
+        if let Ok(msg) = bus.rx.recv_timeout(Duration::from_millis(100)) {
+            follower.take(msg);
+        }
+    }
     child.kill().expect("kill -9");
     child.wait().expect("reaped");
+    let killed = std::time::Instant::now();
+    // Then it says the writer is gone and where the recording stops, and
+    // stops following.
+    drain_until_finished(&mut follower, &bus, Duration::from_secs(30));
+    let (end, writer) = follower.recording.expect("told");
+    assert_eq!(writer, Writer::Gone);
+    let last = follower.session.log.back().expect("a log entry");
+    assert!(
+        last.text.contains("writer is gone") && last.t == end,
+        "{:?}",
+        last.text
+    );
+    eprintln!(
+        "the follower said the writer was gone {:?} after kill -9",
+        killed.elapsed()
+    );
 
     let reader = Reader::open(&path).expect("a killed recording opens");
     let end = reader.end().expect("end");

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Gauge, Paragraph, Widget};
 
 use super::theme::Theme;
-use super::widgets::{self, Window, pack, pane_block, time_chart};
+use super::widgets::{self, Top, Window, pack, pane_block, time_chart};
 use super::{PaneId, View};
 use crate::format::{bits_rate, bytes_rate, clock, si};
 use crate::model::{CpuShares, SERIES_HISTORY, Session};
@@ -306,7 +306,15 @@ impl Pair<'_> {
         let [legend_area, chart] =
             Layout::vertical([Constraint::Length(legend_rows), Constraint::Min(0)]).areas(inner);
         Paragraph::new(legend).render(legend_area, buf);
-        time_chart(buf, chart, window, &lines, 1.0, self.axis, theme);
+        time_chart(
+            buf,
+            chart,
+            window,
+            &lines,
+            Top::AtLeast(1.0),
+            self.axis,
+            theme,
+        );
     }
 }
 
@@ -349,7 +357,15 @@ fn render_memory(
         colour: theme.memory.0,
         points: used,
     }];
-    time_chart(buf, chart, window, &lines, total as f64, bytes, theme);
+    time_chart(
+        buf,
+        chart,
+        window,
+        &lines,
+        Top::Exactly(total as f64),
+        bytes,
+        theme,
+    );
 }
 
 #[cfg(test)]

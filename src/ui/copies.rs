@@ -11,7 +11,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, Table, TableState, Widget};
 
 use super::theme::Theme;
-use super::widgets::{self, Window, pane_block, spark_text, time_chart};
+use super::widgets::{self, Top, Window, pane_block, spark_text, time_chart};
 use super::{CopySort, PaneId, View, guests, shown_runs};
 use crate::event::{GuestState, RunOutcome};
 use crate::format::{figure, si};
@@ -168,7 +168,7 @@ impl Pane<'_> {
                 colour: theme.progress.0,
                 points: history,
             }];
-            time_chart(buf, chart, window, &lines, 0.0, si, theme);
+            time_chart(buf, chart, window, &lines, Top::AtLeast(0.0), si, theme);
         } else {
             let rates: Vec<f64> = history.iter().map(|p| p.1).collect();
             Span::styled(

@@ -199,11 +199,16 @@ impl View {
                 to: phase.ended.map_or(now, |(t, _)| t),
             },
             (None, ChartWindow::Phase) => match session.current_phase() {
-                // The phase's planned end on the right: the chart fills as it runs.
-                Some(phase) => Window {
-                    from: phase.started,
-                    to: now.max(phase.started + phase.duration),
-                },
+                // The phase's planned end on the right, so that the chart
+                // fills as it runs, and at least a minute before it, so
+                // that a phase just started shows what came before.
+                Some(phase) => {
+                    let to = now.max(phase.started + phase.duration);
+                    Window {
+                        from: phase.started.min(to.saturating_sub(LEAD_IN)),
+                        to,
+                    }
+                }
                 None => Window {
                     from: now.saturating_sub(300 * NANOS_PER_SEC as Nanos),
                     to: now,
@@ -221,6 +226,9 @@ impl View {
         }
     }
 }
+
+/// The least a chart of the current phase shows.
+const LEAD_IN: Nanos = 60 * NANOS_PER_SEC as Nanos;
 
 /// The runs whose panes are shown: those of the phase under the cursor,
 /// else of the current phase, else of the last one.

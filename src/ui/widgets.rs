@@ -82,14 +82,23 @@ pub struct Line {
     pub points: Vec<(Nanos, f64)>,
 }
 
-/// Lines over `window` on a value axis from 0 to a round maximum (at least
-/// `at_least`), labelled at 0, the middle and the top by `label`.
+/// How high a chart's value axis goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Top {
+    /// A round number at or above the highest point and this.
+    AtLeast(f64),
+    /// This (memory's total): the line's height is its share.
+    Exactly(f64),
+}
+
+/// Lines over `window` on a value axis from 0 to `top`, labelled at 0,
+/// the middle and the top by `label`.
 pub fn time_chart(
     buf: &mut Buffer,
     area: Rect,
     window: Window,
     lines: &[Line],
-    at_least: f64,
+    top: Top,
     label: fn(f64) -> String,
     theme: &Theme,
 ) {
@@ -106,8 +115,12 @@ pub fn time_chart(
                 .collect()
         })
         .collect();
-    let peak = data.iter().flatten().map(|p| p.1).fold(at_least, f64::max);
-    let top = round_up(peak);
+    let highest = |least: f64| data.iter().flatten().map(|p| p.1).fold(least, f64::max);
+    let top = match top {
+        Top::AtLeast(least) => round_up(highest(least)),
+        Top::Exactly(top) if top > 0.0 => top,
+        Top::Exactly(_) => 1.0,
+    };
     let datasets = lines
         .iter()
         .zip(&data)

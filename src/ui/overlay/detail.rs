@@ -14,7 +14,7 @@ use crate::model::{SERIES_HISTORY, Session};
 use crate::ui::copies::{run_state_text, seen_lines};
 use crate::ui::guests::guest_state_text;
 use crate::ui::theme::Theme;
-use crate::ui::widgets::{self, Window, centered, pane_block, time_chart};
+use crate::ui::widgets::{self, Top, Window, centered, pane_block, time_chart};
 use crate::ui::{PaneId, View};
 
 /// Lines beyond this many are the quietest and are only counted.
@@ -297,7 +297,15 @@ pub fn render(
             points: l.points.clone(),
         })
         .collect();
-    time_chart(buf, chart, window, &drawn, 0.0, detail.label, theme);
+    time_chart(
+        buf,
+        chart,
+        window,
+        &drawn,
+        Top::AtLeast(0.0),
+        detail.label,
+        theme,
+    );
     let dim = Style::new().fg(theme.dim.0);
     let mut rows: Vec<Row> = detail
         .lines
