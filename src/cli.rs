@@ -9,7 +9,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::app::stop::{self, StopStep};
 use crate::app::{Consumer, Live, Replay, ReplayControl, default_recording_path};
@@ -71,12 +71,27 @@ struct ScreenArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Run a plan in the TUI, recording it (default: the embedded plan).
+    #[command(after_help = "Examples:\n  \
+        vmbench run                          the embedded plan; press s to start\n  \
+        vmbench run study.toml --start       a plan of your own, started at once\n  \
+        vmbench run study.toml --time-scale 0.01   a long plan tried in minutes")]
     Run(RunArgs),
     /// Run a plan with no screen: progress on stderr, the same recording.
+    #[command(after_help = "Examples:\n  \
+        vmbench record study.toml -o kvm-host.vmb\n  \
+        nohup vmbench record study.toml > progress.log 2>&1 &   a night's run over SSH")]
     Record(RecordArgs),
-    /// Show a recording in the TUI: pause, seek, speed.
+    /// Show a recording in the TUI: pause, seek by time or by phase, speed;
+    /// follow one that is still being written.
+    #[command(after_help = "Examples:\n  \
+        vmbench replay kvm-host.vmb --speed 8\n  \
+        vmbench replay --follow recordings/study-20261130T0200.vmb   watch a headless run\n\n\
+        Keys: [ ] previous/next phase, g go to a phase or time, ← → 10 s, ? all keys.")]
     Replay(ReplayArgs),
     /// Write a recording's samples and results as CSV files.
+    #[command(
+        after_help = "Example:\n  vmbench export kvm-host.vmb --csv out/   then pandas.read_csv('out/results.csv')"
+    )]
     Export(ExportArgs),
     /// List the guests running on this host (QEMU processes, libvirt
     /// domains, Xen domains) with their process, tap and disk, and print a
@@ -90,11 +105,26 @@ enum Command {
     },
     /// Compare technologies across recordings: % loss from the baseline per
     /// measured figure and number of concurrent guests, with 95 % intervals.
+    #[command(after_help = "Examples:\n  \
+        vmbench report kvm-host.vmb xen-host.vmb\n  \
+        vmbench report kvm-host.vmb xen-host.vmb --charts charts/ --html report.html\n  \
+        vmbench report kvm-host.vmb --view free-core")]
     Report(ReportArgs),
     /// Reach every guest of a plan as a session would (host key, login,
     /// architecture, clock offset) and print one table; non-zero exit on
     /// any problem.
+    #[command(
+        after_help = "Example:\n  vmbench check study.toml --accept-new   trust new host keys once, then check"
+    )]
     Check(CheckArgs),
+    /// Print a completion script for a shell.
+    #[command(after_help = "Example:\n  vmbench completions bash > /etc/bash_completion.d/vmbench")]
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff).
+    #[command(
+        after_help = "Example:\n  vmbench man > /usr/local/share/man/man1/vmbench.1 && man vmbench"
+    )]
+    Man,
     #[command(hide = true)]
     Workload(WorkloadArgs),
 }
@@ -319,6 +349,21 @@ enum WorkloadKind {
 }
 
 /// Exit codes: 0 success, 1 a run or the session failed, 2 bad input.
+/// The manual: vmbench(1), with a section per command.
+fn man_page() -> Result<ExitCode> {
+    let command = Cli::command();
+    let mut out = std::io::stdout().lock();
+    clap_mangen::Man::new(command.clone()).render(&mut out)?;
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let page = clap_mangen::Man::new(sub.clone());
+        page.render_name_section(&mut out)?;
+        page.render_synopsis_section(&mut out)?;
+        page.render_options_section(&mut out)?;
+        page.render_extra_section(&mut out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.list_theme_slots {
@@ -357,6 +402,22 @@ pub fn main() -> ExitCode {
             discover(args.plan.as_deref())
         }
         Some(Command::Workload(args)) => return ExitCode::from(workload(args.kind) as u8),
+        Some(Command::Completions { shell }) => {
+            quiet_on_broken_pipe();
+            // Without the hidden workload runner, which the generators
+            // would offer to complete like any other command.
+            let all = Cli::command();
+            let mut command = clap::Command::new("vmbench")
+                .version(env!("CARGO_PKG_VERSION"))
+                .args(all.get_arguments().cloned())
+                .subcommands(all.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+            clap_complete::generate(shell, &mut command, "vmbench", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Man) => {
+            quiet_on_broken_pipe();
+            man_page()
+        }
     };
     match result {
         Ok(code) => code,

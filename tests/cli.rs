@@ -177,3 +177,54 @@ fn the_built_in_plans_are_listed_and_printed_from_any_folder() {
         "{stderr}"
     );
 }
+
+#[test]
+fn completions_are_valid_bash_and_know_every_command_and_option() {
+    let out = vmbench()
+        .args(["completions", "bash"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let script = String::from_utf8(out.stdout).expect("utf-8");
+    for word in ["replay", "report", "check", "--follow", "--time-scale"] {
+        assert!(script.contains(word), "{word} is not completed");
+    }
+    assert!(!script.contains("workload"), "the hidden runner is offered");
+    assert!(
+        script.contains("--list-theme-slots"),
+        "top-level options are lost"
+    );
+    // bash itself parses it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("vmbench.bash");
+    std::fs::write(&path, &script).expect("write");
+    let status = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .status()
+        .expect("bash runs");
+    assert!(status.success(), "bash -n refuses the completion script");
+    for shell in ["zsh", "fish"] {
+        let out = vmbench()
+            .args(["completions", shell])
+            .output()
+            .expect("runs");
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
+}
+
+#[test]
+fn the_man_page_covers_every_command_with_its_examples() {
+    let out = vmbench().arg("man").output().expect("runs");
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(page.contains(".TH vmbench 1"), "not a roff manual page");
+    for section in ["run", "record", "replay", "export", "report", "check"] {
+        assert!(
+            page.contains(&format!("\n{section} \\- ")),
+            "no section for {section}"
+        );
+    }
+    assert!(page.contains(r"\-\-follow"));
+    assert!(page.contains("Examples:"));
+}
