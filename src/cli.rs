@@ -17,6 +17,7 @@ use crate::bus::Msg;
 use crate::event::{Event, GuestState, LogLevel};
 use crate::format::{clock, figure};
 use crate::input::InputError;
+use crate::model::Session;
 use crate::orchestrate::{Control, StopCause};
 use crate::plan::LoadedPlan;
 use crate::store::csv;
@@ -179,6 +180,11 @@ struct ReplayArgs {
     /// The recording; without it, the demo shipped with vmbench (bare metal,
     /// a namespace guest and a QEMU VM; tests/testbed/demo.toml).
     recording: Option<PathBuf>,
+    /// A second recording, shown beside the first (A/B): the same plan on
+    /// another host or kernel, aligned on the start of each phase, with
+    /// per-phase differences.
+    #[arg(value_name = "B")]
+    versus: Option<PathBuf>,
     /// Playback speed, 0.25 to 64.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
@@ -384,7 +390,13 @@ pub fn main() -> ExitCode {
         ),
         Some(Command::Record(args)) => record(args.plan, args.time_scale, args.output),
         Some(Command::Replay(args)) => match args.recording.map_or_else(crate::demo::path, Ok) {
-            Ok(path) => replay(&path, args.speed, args.follow, &cli.screen),
+            Ok(path) => replay(
+                &path,
+                args.versus.as_deref(),
+                args.speed,
+                args.follow,
+                &cli.screen,
+            ),
             Err(e) => Err(e),
         },
         Some(Command::Export(args)) => export(&args.recording, &args.csv, args.salvage),
@@ -655,6 +667,7 @@ fn run_tui(
     let mut steer = LiveSteer { live: Some(live) };
     let result = terminal::run(
         &mut consumer,
+        None,
         &bus.rx,
         bus.tx,
         &theme,
@@ -693,8 +706,19 @@ fn report_failures(consumer: &Consumer) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Steers one replay, or the two of an A/B replay together.
 struct ReplaySteer {
-    replay: Replay,
+    replays: Vec<Replay>,
+    /// The side held at the start of a phase until the other reaches it.
+    held: Option<usize>,
+}
+
+impl ReplaySteer {
+    fn send(&self, command: ReplayControl) {
+        for replay in &self.replays {
+            let _ = replay.control.send(command);
+        }
+    }
 }
 
 impl Steer for ReplaySteer {
@@ -717,8 +741,35 @@ impl Steer for ReplaySteer {
             }
             _ => return Next::Stay,
         };
-        let _ = self.replay.control.send(command);
+        self.send(command);
+        // A side waiting for the other keeps waiting.
+        if let Some(side) = self.held {
+            let _ = self.replays[side]
+                .control
+                .send(ReplayControl::SetPaused(true));
+        }
         Next::Stay
+    }
+
+    fn align(&mut self, a: &Session, b: &Session, view: &View) {
+        let Feed::Replay { paused, .. } = view.feed else {
+            return;
+        };
+        let hold = crate::ui::pair::side_to_hold(a, b);
+        if hold == self.held {
+            return;
+        }
+        if let Some(side) = self.held {
+            let _ = self.replays[side]
+                .control
+                .send(ReplayControl::SetPaused(paused));
+        }
+        if let Some(side) = hold {
+            let _ = self.replays[side]
+                .control
+                .send(ReplayControl::SetPaused(true));
+        }
+        self.held = hold;
     }
 
     fn signal(&mut self, _signal: i32, _view: &mut View, _consumer: &mut Consumer) -> Next {
@@ -746,7 +797,7 @@ impl Steer for ReplaySteer {
             Seek::Time(t) => ReplayControl::SeekTo(t),
             Seek::End => ReplayControl::SeekEnd,
         };
-        let _ = self.replay.control.send(command);
+        self.send(command);
         true
     }
 }
@@ -755,7 +806,13 @@ const SEEK_STEP: i64 = 10_000_000_000;
 const MIN_SPEED: f64 = 0.25;
 const MAX_SPEED: f64 = 64.0;
 
-fn replay(path: &Path, speed: f64, follow: bool, screen: &ScreenArgs) -> Result<ExitCode> {
+fn replay(
+    path: &Path,
+    versus: Option<&Path>,
+    speed: f64,
+    follow: bool,
+    screen: &ScreenArgs,
+) -> Result<ExitCode> {
     if !(MIN_SPEED..=MAX_SPEED).contains(&speed) {
         return Err(InputError {
             file: "--speed".into(),
@@ -774,6 +831,24 @@ fn replay(path: &Path, speed: f64, follow: bool, screen: &ScreenArgs) -> Result<
         bail!("the TUI needs a terminal; `vmbench export` reads a recording without a screen");
     }
     let (replay, mut consumer, bus) = Replay::open(path, speed, follow)?;
+    // B's messages reach the one loop as `Side` messages.
+    let mut other = match versus {
+        Some(b_path) => {
+            let (b_replay, b_consumer, b_bus) = Replay::open(b_path, speed, follow)?;
+            let forward = bus.tx.clone();
+            std::thread::Builder::new()
+                .name("replay-b".into())
+                .spawn(move || {
+                    while let Ok(msg) = b_bus.rx.recv() {
+                        if forward.send(Msg::Side(Box::new(msg))).is_err() {
+                            break;
+                        }
+                    }
+                })?;
+            Some((b_replay, b_consumer))
+        }
+        None => None,
+    };
     crate::app::stop::forward_signals(bus.tx.clone())
         .context("listening for SIGINT, SIGTERM and SIGHUP")?;
     let mut view = View::new(Feed::Replay {
@@ -782,9 +857,19 @@ fn replay(path: &Path, speed: f64, follow: bool, screen: &ScreenArgs) -> Result<
         end: replay.end,
         writer: crate::store::Writer::Finished,
     });
-    let mut steer = ReplaySteer { replay };
+    let mut replays = vec![replay];
+    let mut b_consumer = None;
+    if let Some((b_replay, b)) = other.take() {
+        replays.push(b_replay);
+        b_consumer = Some(b);
+    }
+    let mut steer = ReplaySteer {
+        replays,
+        held: None,
+    };
     terminal::run(
         &mut consumer,
+        b_consumer.as_mut(),
         &bus.rx,
         bus.tx,
         &theme,

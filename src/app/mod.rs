@@ -120,7 +120,7 @@ impl Consumer {
     pub fn take(&mut self, msg: Msg) -> Option<Msg> {
         match msg {
             Msg::Event(event) => self.apply(event),
-            Msg::Terminal(_) | Msg::Signal(_) => return Some(msg),
+            Msg::Terminal(_) | Msg::Signal(_) | Msg::Side(_) => return Some(msg),
             Msg::ProducerDone(result) => self.producer_result = Some(result),
             Msg::Recording { end, writer } => self.recording = Some((end, writer)),
             Msg::Reset => {

@@ -22,7 +22,16 @@ pub fn render(
     selected: Option<PaneId>,
     window: Window,
 ) {
-    let [cpu, net, disk, mem] = Layout::horizontal([Constraint::Ratio(1, 4); 4]).areas(area);
+    // Four across, or two by two where four would be too narrow to read
+    // (one side of an A/B replay on a small terminal).
+    let [cpu, net, disk, mem] = if area.width / 4 >= 18 {
+        Layout::horizontal([Constraint::Ratio(1, 4); 4]).areas(area)
+    } else {
+        let [top, bottom] = Layout::vertical([Constraint::Ratio(1, 2); 2]).areas(area);
+        let [cpu, net] = Layout::horizontal([Constraint::Ratio(1, 2); 2]).areas(top);
+        let [disk, mem] = Layout::horizontal([Constraint::Ratio(1, 2); 2]).areas(bottom);
+        [cpu, net, disk, mem]
+    };
     render_cpu(
         buf,
         cpu,

@@ -13,6 +13,7 @@ mod header;
 pub mod keys;
 mod log;
 mod overlay;
+pub mod pair;
 mod results;
 pub mod terminal;
 pub mod theme;

@@ -13,6 +13,7 @@ use super::{Feed, Overlay, View, panes, render};
 use crate::app::Consumer;
 use crate::bus::Msg;
 use crate::event::Nanos;
+use crate::model::Session;
 
 const FRAME: Duration = Duration::from_millis(100);
 
@@ -40,6 +41,9 @@ pub trait Steer {
     fn note(&mut self, text: String, consumer: &mut Consumer);
     /// Called once when the producer says it has finished.
     fn finished(&mut self, view: &mut View, consumer: &mut Consumer);
+    /// Called every turn of an A/B replay's loop with both sessions: the
+    /// side ahead waits at a phase's start for the other.
+    fn align(&mut self, _a: &Session, _b: &Session, _view: &View) {}
     /// Moves the session to another place in time; false when the session
     /// cannot move (live), and the screen's phase cursor moves instead.
     fn seek(&mut self, _to: Seek, _view: &mut View, _consumer: &mut Consumer) -> bool {
@@ -91,8 +95,11 @@ impl Seek {
     }
 }
 
+/// Runs the screen over one session, or two side by side (`other`, fed
+/// by `Msg::Side`).
 pub fn run(
     consumer: &mut Consumer,
+    mut other: Option<&mut Consumer>,
     rx: &Receiver<Msg>,
     tx: Sender<Msg>,
     theme: &Theme,
@@ -123,6 +130,9 @@ pub fn run(
             if closing && consumer.finished() {
                 return Ok(());
             }
+            if let Some(b) = &other {
+                steer.align(&consumer.session, &b.session, view);
+            }
             let due = last_draw.map_or(Instant::now(), |t| t + FRAME);
             if dirty && Instant::now() >= due && !terminal_gone {
                 if view.overlay == Overlay::Results {
@@ -133,7 +143,12 @@ pub fn run(
                 {
                     (*end, *writer) = said;
                 }
-                let drawn = terminal.draw(|frame| render(frame, &consumer.session, theme, view));
+                let drawn = terminal.draw(|frame| match &other {
+                    Some(b) => {
+                        super::pair::render(frame, &consumer.session, &b.session, theme, view)
+                    }
+                    None => render(frame, &consumer.session, theme, view),
+                });
                 if drawn.is_err() {
                     // The terminal went away (closed before SIGHUP arrived,
                     // or without one): a hang-up, and no more drawing.
@@ -168,6 +183,12 @@ pub fn run(
                         handle_key(key, consumer, view, steer)
                     }
                     Some(Msg::Signal(signal)) => steer.signal(signal, view, consumer),
+                    Some(Msg::Side(inner)) => {
+                        if let Some(b) = other.as_deref_mut() {
+                            b.take(*inner);
+                        }
+                        Next::Stay
+                    }
                     _ => Next::Stay,
                 };
                 match asked {
