@@ -12,15 +12,22 @@ use ratatui::widgets::{Block, Cell, Row, Table, TableState, Widget};
 
 use super::theme::Theme;
 use super::widgets::pane_block;
-use super::{View, aggregates, copies, footer, header, log, overlay, panes, timeline};
+use super::{
+    Feed, View, Writer, aggregates, copies, footer, header, log, overlay, panes, timeline,
+};
+use crate::event::Nanos;
 use crate::format::{clock, figure};
 use crate::model::Session;
 use crate::results::PhaseResult;
 
 /// The B side's view: the A side's, with the phase cursor moved to the
-/// phase of the same number (which may sit elsewhere in B's list).
-fn view_of_b(a: &Session, b: &Session, view: &View) -> View {
+/// phase of the same number (which may sit elsewhere in B's list), and B's
+/// own recording's end and writer.
+fn view_of_b(a: &Session, b: &Session, view: &View, b_recording: Option<(Nanos, Writer)>) -> View {
     let mut b_view = view.clone();
+    if let (Feed::Replay { end, writer, .. }, Some(said)) = (&mut b_view.feed, b_recording) {
+        (*end, *writer) = said;
+    }
     b_view.cursor = view
         .cursor
         .and_then(|i| a.phases.get(i))
@@ -29,10 +36,19 @@ fn view_of_b(a: &Session, b: &Session, view: &View) -> View {
     b_view
 }
 
-pub fn render(frame: &mut Frame, a: &Session, b: &Session, theme: &Theme, view: &View) {
+/// Draws A and B; `b_recording` is B's recording's end and writer as its
+/// producer last said.
+pub fn render(
+    frame: &mut Frame,
+    a: &Session,
+    b: &Session,
+    b_recording: Option<(Nanos, Writer)>,
+    theme: &Theme,
+    view: &View,
+) {
     let area = frame.area();
     frame.render_widget(Block::new().style(Style::new().fg(theme.text.0)), area);
-    let b_view = view_of_b(a, b, view);
+    let b_view = view_of_b(a, b, view, b_recording);
     let height = area.height;
     let compare_height = (a.results.phases.len().max(b.results.phases.len()) as u16 + 3)
         .clamp(4, (height / 4).max(4));
@@ -334,7 +350,7 @@ mod tests {
                 ratatui::Terminal::new(ratatui::backend::TestBackend::new(w, h)).expect("terminal");
             let theme = Theme::built_in("dark").expect("dark");
             terminal
-                .draw(|f| render(f, &a, &b, &theme, &view))
+                .draw(|f| render(f, &a, &b, None, &theme, &view))
                 .expect("draw");
             insta::assert_snapshot!(format!("ab_{w}x{h}"), terminal.backend());
         }

@@ -144,9 +144,14 @@ pub fn run(
                     (*end, *writer) = said;
                 }
                 let drawn = terminal.draw(|frame| match &other {
-                    Some(b) => {
-                        super::pair::render(frame, &consumer.session, &b.session, theme, view)
-                    }
+                    Some(b) => super::pair::render(
+                        frame,
+                        &consumer.session,
+                        &b.session,
+                        b.recording,
+                        theme,
+                        view,
+                    ),
                     None => render(frame, &consumer.session, theme, view),
                 });
                 if drawn.is_err() {
