@@ -849,6 +849,8 @@ impl Session {
                 || source.starts_with("guest:")
                 || (source == "host" && s.def.metric.starts_with("cpu."))
                 || (source.starts_with("host/disk/") && s.def.metric == "io_ms")
+                // vmbench's own CPU, which the report lists beside the results.
+                || (source == "vmbench" && s.def.metric.starts_with("cpu."))
         });
         // Readings may arrive a little out of order (each guest has a clock
         // and a sampler of its own): look on both sides of the instant.

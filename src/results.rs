@@ -229,6 +229,23 @@ pub struct PhaseLoad {
     /// This host's busiest disk and the share of the phase it was busy
     /// (io_ms).
     pub busiest_disk: Option<(String, f64)>,
+    /// vmbench's own CPU on this host over the phase, in percent of a core:
+    /// the observer's share, to be read beside the results.
+    pub vmbench_cpu_pct: Option<f64>,
+}
+
+/// vmbench's own CPU time over a phase's window, in percent of one core.
+fn own_cpu(session: &Session, phase: &Phase) -> Option<f64> {
+    let ticks_per_second = session.header.host.clock_ticks_per_sec.max(1) as f64;
+    let mut ticks = 0.0;
+    let mut window = None;
+    for metric in ["cpu.utime", "cpu.stime"] {
+        let series = session.series_named("vmbench", metric)?;
+        let (grown, seconds) = session.phase_growth(phase, series)?;
+        ticks += grown;
+        window = Some(seconds);
+    }
+    Some(ticks / ticks_per_second / window? * 100.0)
 }
 
 /// The share of CPU time in `parts` over all of it, from /proc/stat's fields
@@ -428,6 +445,7 @@ impl Results {
                 .then(|| steals.iter().sum::<f64>() / steals.len() as f64),
             host_busy_pct: cpu_share(session, phase, "host", &crate::sample::CPU_BUSY_FIELDS),
             busiest_disk,
+            vmbench_cpu_pct: own_cpu(session, phase),
         });
     }
 

@@ -328,7 +328,10 @@ impl Matrix {
             excluded,
             mismatches: mismatches(&counted),
             validity: validity(results, &counted, &options.baseline),
-            remarks: size_differences(results),
+            remarks: size_differences(results)
+                .into_iter()
+                .chain(observer_cost(results))
+                .collect(),
             overhead: Overhead::by_technology(results),
         }
     }
@@ -409,6 +412,26 @@ fn size_differences(results: &Results) -> Vec<String> {
         ));
     }
     notes
+}
+
+/// vmbench's own CPU on the hosts while the phases ran: what observing
+/// cost beside what was observed.
+fn observer_cost(results: &Results) -> Option<String> {
+    let measured: Vec<(&str, u32, f64)> = results
+        .loads
+        .iter()
+        .filter_map(|l| Some((l.source.as_str(), l.phase, l.vmbench_cpu_pct?)))
+        .collect();
+    let (source, phase, most) = measured
+        .iter()
+        .copied()
+        .max_by(|a, b| a.2.total_cmp(&b.2))?;
+    let mean = measured.iter().map(|m| m.2).sum::<f64>() / measured.len() as f64;
+    Some(format!(
+        "vmbench itself used {mean:.1} % of a host core during the phases (mean of {}; most \
+         {most:.1} %, phase {phase} of {source})",
+        measured.len()
+    ))
 }
 
 /// For each workload, the fields in which its runs differ from the first.
@@ -670,6 +693,41 @@ pub(crate) mod fixtures {
             }
         }
         results
+    }
+}
+
+#[cfg(test)]
+mod observer_tests {
+    use super::*;
+    use crate::results::PhaseLoad;
+
+    #[test]
+    fn the_report_says_what_vmbench_itself_cost_during_the_phases() {
+        let mut results = fixtures::results(&[("bare-metal", 1, &[100.0, 100.0])]);
+        let options = Options::default();
+        assert!(
+            !Matrix::build(&results, &options)
+                .remarks
+                .iter()
+                .any(|r| r.contains("vmbench itself")),
+            "nothing measured, nothing said"
+        );
+        for (phase, cpu) in [(1, Some(0.5)), (2, Some(1.5)), (3, None)] {
+            results.loads.push(PhaseLoad {
+                source: "s".into(),
+                phase,
+                steal_pct: None,
+                host_busy_pct: None,
+                busiest_disk: None,
+                vmbench_cpu_pct: cpu,
+            });
+        }
+        let remarks = Matrix::build(&results, &options).remarks;
+        assert!(
+            remarks.iter().any(|r| r
+                == "vmbench itself used 1.0 % of a host core during the phases (mean of 2; most 1.5 %, phase 2 of s)"),
+            "{remarks:?}"
+        );
     }
 }
 

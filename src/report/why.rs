@@ -224,6 +224,7 @@ mod tests {
                 steal_pct: Some(steal),
                 host_busy_pct: Some(50.0),
                 busiest_disk: Some((format!("sd{phase}"), disk)),
+                vmbench_cpu_pct: None,
             });
             results.overhead.push(OverheadResult {
                 source: "s".into(),
@@ -278,6 +279,7 @@ mod tests {
                 steal_pct: Some(30.0),
                 host_busy_pct: Some(99.0),
                 busiest_disk: None,
+                vmbench_cpu_pct: None,
             });
         }
         let matrix = Matrix::build(&results, &Options::default());
