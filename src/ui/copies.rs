@@ -367,6 +367,16 @@ mod tests {
     }
 
     #[test]
+    fn copies_show_host_seen_and_guest_seen_load() {
+        let mut view = live_view();
+        view.selected = 4;
+        for (w, h) in crate::ui::fixtures::SIZES {
+            let terminal = draw(&crate::ui::fixtures::seen_guests(), &view, w, h);
+            insta::assert_snapshot!(format!("seen_{w}x{h}"), terminal.backend());
+        }
+    }
+
+    #[test]
     fn the_table_sorts_by_rate_busiest_first() {
         let session = many_copies(20);
         let runs = shown_runs(&session, &live_view());

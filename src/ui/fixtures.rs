@@ -155,6 +155,61 @@ pub fn many_copies(count: u32) -> Session {
     session
 }
 
+/// Sixteen copies, two of whose guests are seen by the host (cgroup, tap,
+/// loop device) and from inside (/proc over SFTP), one second apart.
+pub fn seen_guests() -> Session {
+    let mut session = many_copies(16);
+    let mut id = 100;
+    let mut values = [Vec::new(), Vec::new()];
+    for guest in ["vm00", "vm01"] {
+        let series = [
+            (
+                format!("host-seen:{guest}"),
+                "cpu.cgroup_ns",
+                900_000_000u64,
+            ),
+            (format!("host-seen:{guest}"), "net.rx_bytes", 125_000_000),
+            (format!("host-seen:{guest}"), "disk.write_sectors", 100_000),
+            (format!("guest:{guest}"), "cpu.user", 95),
+            (format!("guest:{guest}"), "cpu.idle", 5),
+            (format!("guest:{guest}/cpu0"), "cpu.user", 95),
+            (format!("guest:{guest}/net/eth0"), "rx_bytes", 120_000_000),
+            (format!("guest:{guest}/net/lo"), "rx_bytes", 7_000_000),
+            (format!("guest:{guest}/disk/vda"), "write_sectors", 99_000),
+        ];
+        for (source, metric, per_second) in series {
+            define(&mut session, id, &source, metric, SeriesKind::Counter);
+            values[0].push((id, 1_000));
+            values[1].push((id, 1_000 + per_second));
+            id += 1;
+        }
+    }
+    for (i, values) in values.into_iter().enumerate() {
+        session.apply(&Event::Sample(Sample {
+            t: 8_000_000_000 + i as u64 * 1_000_000_000,
+            values,
+        }));
+    }
+    session
+}
+
+/// The report fixture's session: a baseline and two technologies.
+pub fn report_session_events() -> Vec<Event> {
+    let path = format!(
+        "{}/tests/fixtures/report/one-session.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path)
+        .expect("fixture")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event"))
+        .collect()
+}
+
+/// The three sizes operators use: a laptop's 80×24, a split 120×40 and a
+/// full 200×60.
+pub const SIZES: [(u16, u16); 3] = [(80, 24), (120, 40), (200, 60)];
+
 pub fn guest_info(offset_ns: i64) -> crate::event::GuestInfo {
     crate::event::GuestInfo {
         address: "198.18.0.11:22".into(),

@@ -93,3 +93,91 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, vi
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::event::{Event, Sample, SeriesKind};
+    use crate::ui::fixtures::{SIZES, define, draw, live_view, session};
+    use crate::ui::{Feed, View, Writer};
+
+    fn top_line(session: &crate::model::Session, view: &View, width: u16) -> String {
+        let terminal = draw(session, view, width, 24);
+        let buffer = terminal.backend().buffer();
+        (0..width).map(|x| buffer[(x, 0)].symbol()).collect()
+    }
+
+    #[test]
+    fn replay_says_where_it_is_and_whether_the_recording_is_still_written() {
+        for (writer, said) in [
+            (Writer::Finished, None),
+            (Writer::Writing, Some("following")),
+            (Writer::Gone, Some("writer gone")),
+        ] {
+            let view = View::new(Feed::Replay {
+                speed: 4.0,
+                paused: true,
+                end: 5_300_000_000,
+                writer,
+            });
+            let line = top_line(&session(), &view, 120);
+            assert!(line.contains("REPLAY paused 4× 00:10/00:05"), "{line}");
+            match said {
+                Some(text) => assert!(line.contains(text), "{line}"),
+                None => assert!(!line.contains("follow") && !line.contains("gone"), "{line}"),
+            }
+            if writer == Writer::Writing {
+                for (w, h) in SIZES {
+                    insta::assert_snapshot!(
+                        format!("replay_following_{w}x{h}"),
+                        draw(&session(), &view, w, h).backend()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vmbench_own_cpu_shows_where_there_is_room() {
+        let mut session = session();
+        define(
+            &mut session,
+            90,
+            "vmbench",
+            "cpu.utime",
+            SeriesKind::Counter,
+        );
+        define(
+            &mut session,
+            91,
+            "vmbench",
+            "cpu.stime",
+            SeriesKind::Counter,
+        );
+        // 3 + 1 ticks in a second at 100 ticks a second: 4 % of a core.
+        for (i, (u, s)) in [(0, 0), (3, 1)].into_iter().enumerate() {
+            session.apply(&Event::Sample(Sample {
+                t: 11_000_000_000 + i as u64 * 1_000_000_000,
+                values: vec![(90, u), (91, s)],
+            }));
+        }
+        assert!(top_line(&session, &live_view(), 200).contains("vmbench itself 4.0% cpu"));
+        assert!(!top_line(&session, &live_view(), 60).contains("vmbench itself"));
+    }
+
+    #[test]
+    fn waiting_for_the_operator() {
+        let mut session = crate::model::Session::new(crate::model::tests::test_header());
+        session.apply(&Event::Log {
+            t: 0,
+            level: crate::event::LogLevel::Info,
+            text: "ready: press s to start the plan".into(),
+        });
+        let view = View::new(Feed::Live { waiting: true });
+        for (w, h) in SIZES {
+            insta::assert_snapshot!(
+                format!("waiting_{w}x{h}"),
+                draw(&session, &view, w, h).backend()
+            );
+        }
+    }
+}

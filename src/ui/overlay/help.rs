@@ -43,3 +43,35 @@ pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme, view: &View) {
         Paragraph::new(chunk.to_vec()).render(*column, buf);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ui::fixtures::{SIZES, draw, live_view, session};
+    use crate::ui::{Feed, Overlay, View, Writer};
+
+    #[test]
+    fn the_key_table_fits_every_size() {
+        let replay = View::new(Feed::Replay {
+            speed: 1.0,
+            paused: false,
+            end: 10_000_000_000,
+            writer: Writer::Finished,
+        });
+        for (name, mut view) in [("live", live_view()), ("replay", replay)] {
+            view.overlay = Overlay::Help;
+            for (w, h) in SIZES {
+                let terminal = draw(&session(), &view, w, h);
+                let screen: String = terminal
+                    .backend()
+                    .buffer()
+                    .content()
+                    .iter()
+                    .map(|c| c.symbol())
+                    .collect();
+                // The last binding of the table is on screen.
+                assert!(screen.contains("quit"), "{name} {w}×{h}");
+                insta::assert_snapshot!(format!("help_{name}_{w}x{h}"), terminal.backend());
+            }
+        }
+    }
+}

@@ -17,3 +17,18 @@ pub fn render(frame: &mut Frame, area: Rect, theme: &Theme, title: &str, text: &
     let cursor_x = inner.x + (text.chars().count() as u16).min(inner.width.saturating_sub(1));
     frame.set_cursor_position((cursor_x, inner.y));
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ui::Overlay;
+    use crate::ui::fixtures::{draw, live_view, session};
+
+    #[test]
+    fn a_note_and_a_place_being_typed() {
+        let mut view = live_view();
+        view.overlay = Overlay::Note("BIOS update on node 3".into());
+        insta::assert_snapshot!("note", draw(&session(), &view, 80, 24).backend());
+        view.overlay = Overlay::Goto("1:05:00".into());
+        insta::assert_snapshot!("goto", draw(&session(), &view, 80, 24).backend());
+    }
+}

@@ -101,3 +101,19 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
     .column_spacing(2);
     Widget::render(table, inner, buf);
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ui::Overlay;
+    use crate::ui::fixtures::{SIZES, draw, live_view, seen_guests};
+
+    #[test]
+    fn host_seen_against_guest_seen_per_guest() {
+        let mut view = live_view();
+        view.overlay = Overlay::Overhead;
+        for (w, h) in SIZES {
+            let name = format!("overhead_{w}x{h}");
+            insta::assert_snapshot!(name, draw(&seen_guests(), &view, w, h).backend());
+        }
+    }
+}
