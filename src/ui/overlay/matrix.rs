@@ -40,36 +40,6 @@ impl Derived {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use crate::model::Session;
-    use crate::model::tests::test_header;
-    use crate::ui::Overlay;
-    use crate::ui::fixtures::{SIZES, draw, live_view, report_session_events};
-
-    #[test]
-    fn the_loss_matrix_fills_in_as_phases_end() {
-        let events = report_session_events();
-        let mut session = Session::new(test_header());
-        // Before the guests' phases: the baseline alone.
-        for e in &events[..60] {
-            session.apply(e);
-        }
-        let mut view = live_view();
-        view.overlay = Overlay::Results;
-        view.derived.refresh(&session);
-        insta::assert_snapshot!("baseline_only", draw(&session, &view, 100, 16).backend());
-        for e in &events[60..] {
-            session.apply(e);
-        }
-        view.derived.refresh(&session);
-        for (w, h) in SIZES {
-            let name = format!("with_loss_{w}x{h}");
-            insta::assert_snapshot!(name, draw(&session, &view, w, h).backend());
-        }
-    }
-}
-
 /// The report's loss matrix over this session's phases so far.
 pub fn render(buf: &mut Buffer, area: Rect, derived: &Derived, theme: &Theme) {
     let options = report::Options::default();
@@ -157,4 +127,34 @@ pub fn render(buf: &mut Buffer, area: Rect, derived: &Derived, theme: &Theme) {
         Widget::render(table, table_area, buf);
     }
     Paragraph::new(notes).render(notes_area, buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::Session;
+    use crate::model::tests::test_header;
+    use crate::ui::Overlay;
+    use crate::ui::fixtures::{SIZES, draw, live_view, report_session_events};
+
+    #[test]
+    fn the_loss_matrix_fills_in_as_phases_end() {
+        let events = report_session_events();
+        let mut session = Session::new(test_header());
+        // Before the guests' phases: the baseline alone.
+        for e in &events[..60] {
+            session.apply(e);
+        }
+        let mut view = live_view();
+        view.overlay = Overlay::Results;
+        view.derived.refresh(&session);
+        insta::assert_snapshot!("baseline_only", draw(&session, &view, 100, 16).backend());
+        for e in &events[60..] {
+            session.apply(e);
+        }
+        view.derived.refresh(&session);
+        for (w, h) in SIZES {
+            let name = format!("with_loss_{w}x{h}");
+            insta::assert_snapshot!(name, draw(&session, &view, w, h).backend());
+        }
+    }
 }
