@@ -79,14 +79,12 @@ pub fn render(
     }
     // A copy's chart covers its own phase (from its start to its end, or
     // its planned end while it runs), not the lead-in the host charts show.
-    let window = session
-        .phase(runs[0].phase)
-        .map_or(window, |phase| Window {
-            from: phase.started,
-            to: phase
-                .ended
-                .map_or(session.now.max(phase.started + phase.duration), |(t, _)| t),
-        });
+    let window = session.phase(runs[0].phase).map_or(window, |phase| Window {
+        from: phase.started,
+        to: phase
+            .ended
+            .map_or(session.now.max(phase.started + phase.duration), |(t, _)| t),
+    });
     // The panes share all the height there is: a taller pane has a taller chart.
     let rows =
         Layout::vertical(vec![Constraint::Ratio(1, rows_needed as u32); rows_needed]).split(area);
