@@ -37,7 +37,17 @@ pub fn si(value: f64) -> String {
 }
 
 pub fn bytes_rate(value: f64) -> String {
-    format!("{}B/s", si(value))
+    format!("{}/s", bytes(value))
+}
+
+/// An amount of bytes: `2.82GB`.
+pub fn bytes(value: f64) -> String {
+    format!("{}B", si(value))
+}
+
+/// A byte rate in bits, short for a chart's axis: `160Mb`.
+pub fn bits(bytes_per_second: f64) -> String {
+    format!("{}b", si(bytes_per_second * 8.0))
 }
 
 pub fn figure(value: Option<f64>, unit: &str) -> String {

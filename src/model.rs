@@ -285,6 +285,10 @@ pub struct Session {
     pub runs: BTreeMap<RunId, Run>,
     pub notes: Vec<(Nanos, String)>,
     pub log: VecDeque<LogLine>,
+    /// Log entries ever added: the newest is number `log_total - 1`, the
+    /// oldest kept is `log_total - log.len()`. A scrolled log pane holds on
+    /// to these numbers, so new entries do not move it.
+    pub log_total: u64,
     /// When the session ended and how (the `session_ended` reason).
     pub ended: Option<(Nanos, String)>,
     /// Each guest's connection state, in the order guests were first heard of.
@@ -316,6 +320,7 @@ impl Session {
             runs: BTreeMap::new(),
             notes: Vec::new(),
             log: VecDeque::new(),
+            log_total: 0,
             ended: None,
             guests: Vec::new(),
             results: Default::default(),
@@ -537,6 +542,7 @@ impl Session {
         if self.log.len() == LOG_LINES {
             self.log.pop_front();
         }
+        self.log_total += 1;
         self.log.push_back(LogLine {
             t,
             level,
@@ -551,7 +557,7 @@ impl Session {
         format!(
             "phase {}/{} {} ×{} rep {}",
             phase.id + 1,
-            self.header.schedule.len(),
+            self.phases_in_all(),
             phase.benchmark,
             phase.concurrency,
             phase.repetition
@@ -887,10 +893,31 @@ impl Session {
 
     /// Planned time still to run: the rest of the current phase and every
     /// phase not yet begun.
+    /// The planned phases that have not started: those of the schedule
+    /// that no phase so far ran as (by benchmark, level and repetition).
+    /// Repetitions added by an adaptive benchmark shift phase numbers, so
+    /// a phase's number does not index the schedule.
+    pub fn planned_ahead(&self) -> Vec<&crate::plan::PlannedPhase> {
+        self.header
+            .schedule
+            .iter()
+            .filter(|planned| {
+                !self.phases.iter().any(|p| {
+                    p.benchmark == planned.name
+                        && p.concurrency == planned.concurrency
+                        && p.repetition == planned.repetition
+                })
+            })
+            .collect()
+    }
+
+    /// How many phases the session has: run, running and still planned.
+    pub fn phases_in_all(&self) -> usize {
+        self.phases.len() + self.planned_ahead().len()
+    }
+
     pub fn remaining(&self) -> Nanos {
-        let schedule = &self.header.schedule;
-        let next = self.phases.last().map_or(0, |p| p.id as usize + 1);
-        let rest: Nanos = schedule.iter().skip(next).map(|p| p.duration).sum();
+        let rest: Nanos = self.planned_ahead().iter().map(|p| p.duration).sum();
         let current = self.current_phase().map_or(0, |p| {
             p.duration
                 .saturating_sub(self.now.saturating_sub(p.started))

@@ -221,7 +221,7 @@ fn the_man_page_covers_every_command_with_its_examples() {
     assert!(page.contains(".TH vmbench 1"), "not a roff manual page");
     for section in ["run", "record", "replay", "export", "report", "check"] {
         assert!(
-            page.contains(&format!("\n{section} \\- ")),
+            page.contains(&format!("\nvmbench {section} \\- ")),
             "no section for {section}"
         );
     }

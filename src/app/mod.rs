@@ -2,10 +2,13 @@
 //! recording) feed the bus; one consumer folds events into the model and
 //! hands them to the recorder. The TUI and headless front ends drive it.
 
+pub mod replay;
 pub mod stop;
 
+pub use replay::{Replay, ReplayControl};
+
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +21,7 @@ use crate::model::Session;
 use crate::orchestrate::{Control, Orchestrator, StopCause};
 use crate::plan::{LoadedPlan, Order};
 use crate::sample::{HostSampler, SamplerCommand, SeriesIds, run_host_sampler};
-use crate::store::{Header, HostSpecs, Reader, Recorder, Writer};
+use crate::store::{Header, HostSpecs, Recorder};
 
 /// `recordings/<plan>-<UTC time>.vmb`.
 pub fn default_recording_path(plan_name: &str) -> PathBuf {
@@ -350,231 +353,6 @@ impl Live {
             }
             if thread.is_finished() {
                 let _ = thread.join();
-            }
-        }
-    }
-}
-
-/// Commands to the replay producer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ReplayControl {
-    SetPaused(bool),
-    /// So many nanoseconds back (negative) or on.
-    Seek(i64),
-    /// To a session time.
-    SeekTo(Nanos),
-    /// To the start of the phase so many phases back or on from the one
-    /// playing (or of the first, or the last).
-    SeekPhases(isize),
-    /// To the phase of this number (1 is the first).
-    SeekPhase(u32),
-    /// To the recording's end as it is now: following a live session.
-    SeekEnd,
-    Speed(f64),
-}
-
-/// Session time read from the recording per query.
-const REPLAY_CHUNK: Nanos = 30 * 1_000_000_000;
-/// How long a still-growing recording is polled for news.
-const FOLLOW_POLL: Duration = Duration::from_millis(250);
-/// How far behind a live writer's last commit a follower reads.
-const FOLLOW_MARGIN: Nanos = 2_000_000_000;
-
-pub struct Replay {
-    pub control: Sender<ReplayControl>,
-    pub end: Nanos,
-}
-
-impl Replay {
-    /// Opens a recording to play at `speed`; `follow` starts at its end,
-    /// to watch a session that is still being recorded.
-    pub fn open(path: &Path, speed: f64, follow: bool) -> Result<(Replay, Consumer, Bus)> {
-        let reader = Reader::open(path)?;
-        let end = reader.end()?;
-        let session = Session::new(reader.header.clone());
-        let (tx, rx) = channel();
-        let (control_tx, control_rx) = channel();
-        if follow {
-            let _ = control_tx.send(ReplayControl::SeekEnd);
-        }
-        let sink = EventSink::new(tx.clone());
-        let path = path.to_path_buf();
-        std::thread::Builder::new()
-            .name("replay".into())
-            .spawn(move || {
-                let result = replay_loop(reader, &path, &sink, control_rx, speed);
-                sink.done(result.map_err(|e| format!("{e:#}")));
-            })?;
-        Ok((
-            Replay {
-                control: control_tx,
-                end,
-            },
-            Consumer::new(session, None),
-            Bus { rx, tx },
-        ))
-    }
-}
-
-/// Where a seek lands: a session time within the recording.
-fn seek_target(reader: &Reader, position: Nanos, command: ReplayControl) -> Result<Option<Nanos>> {
-    let end = reader.end()?;
-    // One nanosecond into a phase, so that the phase has started there.
-    let phase_start = |t: Nanos| (t + 1).min(end);
-    let target = match command {
-        ReplayControl::Seek(delta) => position.saturating_add_signed(delta),
-        ReplayControl::SeekTo(t) => t,
-        ReplayControl::SeekEnd => end,
-        ReplayControl::SeekPhase(number) => {
-            let starts = reader.phase_starts()?;
-            match starts.get((number as usize).wrapping_sub(1)) {
-                Some(t) => phase_start(*t),
-                None => return Ok(None),
-            }
-        }
-        ReplayControl::SeekPhases(by) => {
-            let starts = reader.phase_starts()?;
-            // The phase playing: the last that started at or before here.
-            let playing = starts.iter().rposition(|s| *s < position);
-            let to = match playing {
-                Some(i) => i as isize + by,
-                None if by > 0 => by - 1,
-                None => return Ok(None),
-            };
-            match starts.get(to.clamp(0, starts.len() as isize - 1) as usize) {
-                Some(t) => phase_start(*t),
-                None => return Ok(None),
-            }
-        }
-        ReplayControl::SetPaused(_) | ReplayControl::Speed(_) => return Ok(None),
-    };
-    Ok(Some(target.min(end)))
-}
-
-/// Paces a recording's events by their session time, scaled by the speed.
-/// At the recording's end it follows the file while its writer holds it,
-/// and says so when the writer is gone without ending the session.
-fn replay_loop(
-    mut reader: Reader,
-    path: &Path,
-    sink: &EventSink,
-    control: Receiver<ReplayControl>,
-    mut speed: f64,
-) -> Result<()> {
-    let mut sent_series = reader.series.len();
-    for event in reader.series_events() {
-        sink.send(event);
-    }
-    let mut position: Nanos = 0;
-    let mut paused = false;
-    let mut anchor = (Instant::now(), 0 as Nanos);
-    let mut pending: std::collections::VecDeque<Event> = Default::default();
-    let mut loaded_to: Nanos = 0;
-    let mut ended = false;
-    let mut told: Option<(Nanos, Writer)> = None;
-    loop {
-        if pending.is_empty() && !ended {
-            // The writer's state first, then its last commit: a writer that
-            // is gone has committed all it ever will.
-            let writer = if reader.has_ended()? {
-                Writer::Finished
-            } else if crate::store::is_being_written(path) {
-                Writer::Writing
-            } else {
-                Writer::Gone
-            };
-            let end = reader.end()?;
-            // A live writer may still commit an event a little older than
-            // its newest sample: read up to a margin behind, so that none
-            // is passed over.
-            let until = match writer {
-                Writer::Writing => end.saturating_sub(FOLLOW_MARGIN),
-                Writer::Finished | Writer::Gone => end + 1,
-            };
-            let to = until.min(loaded_to + REPLAY_CHUNK);
-            if to > loaded_to {
-                reader.refresh_series()?;
-                for def in reader.series.iter().skip(sent_series) {
-                    sink.send(Event::SeriesDefined(def.clone()));
-                }
-                sent_series = reader.series.len();
-                pending.extend(reader.timeline(loaded_to, loaded_to, to)?);
-                loaded_to = to;
-            }
-            if told != Some((end, writer)) {
-                told = Some((end, writer));
-                sink.recording(end, writer);
-            }
-            if writer == Writer::Gone && pending.is_empty() && loaded_to > end {
-                sink.send(Event::Log {
-                    t: end,
-                    level: LogLevel::Warn,
-                    text: format!(
-                        "the recording stops at {} without an end: its writer is gone \
-                         (killed or crashed); everything it committed is here",
-                        crate::format::clock(end)
-                    ),
-                });
-                ended = true;
-                sink.done(Ok(()));
-            }
-        }
-        let next = pending.front().map(|e| e.t().unwrap_or(position));
-        let wait = match (paused, next) {
-            (true, _) => Duration::from_secs(3600),
-            (false, Some(t)) => {
-                let due = anchor.0
-                    + Duration::from_nanos((t.saturating_sub(anchor.1) as f64 / speed) as u64);
-                due.saturating_duration_since(Instant::now())
-            }
-            (false, None) if ended => Duration::from_secs(3600),
-            (false, None) => FOLLOW_POLL,
-        };
-        match control.recv_timeout(wait) {
-            Ok(ReplayControl::SetPaused(p)) => {
-                paused = p;
-                anchor = (Instant::now(), position);
-            }
-            Ok(ReplayControl::Speed(s)) => {
-                speed = s;
-                anchor = (Instant::now(), position);
-            }
-            Ok(seek) => {
-                let Some(target) = seek_target(&reader, position, seek)? else {
-                    continue;
-                };
-                // The model is rebuilt: every event before the target, and
-                // the samples that its history window can hold.
-                sink.reset();
-                for event in reader.series_events() {
-                    sink.send(event);
-                }
-                sent_series = reader.series.len();
-                let history =
-                    reader.header.interval_ns.max(1) * crate::model::SERIES_HISTORY as Nanos;
-                for event in reader.timeline(0, target.saturating_sub(history), target)? {
-                    sink.send(event);
-                }
-                position = target;
-                loaded_to = target;
-                pending.clear();
-                ended = false;
-                anchor = (Instant::now(), position);
-            }
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            Err(RecvTimeoutError::Timeout) => {
-                if let Some(event) = pending.pop_front() {
-                    position = event.t().unwrap_or(position);
-                    if matches!(event, Event::SessionEnded { .. }) {
-                        ended = true;
-                    }
-                    if !sink.send(event) {
-                        return Ok(());
-                    }
-                    if ended && pending.is_empty() {
-                        sink.done(Ok(()));
-                    }
-                }
             }
         }
     }

@@ -523,14 +523,16 @@ impl Reader {
         Ok(events)
     }
 
-    /// Whether the session wrote its end into the recording.
-    pub fn has_ended(&self) -> Result<bool> {
+    /// Whether the session wrote its end into the recording at `since` or
+    /// later: the end is the last event, so a follower asks only about the
+    /// recording's last stretch (through the time index, not a scan).
+    pub fn has_ended_since(&self, since: Nanos) -> Result<bool> {
         self.guard();
         let found: Option<i64> = self
             .conn
             .query_row(
-                "SELECT 1 FROM events WHERE kind = 'session_ended' LIMIT 1",
-                [],
+                "SELECT 1 FROM events WHERE t >= ?1 AND kind = 'session_ended' LIMIT 1",
+                [sql_time(since)],
                 |r| r.get(0),
             )
             .optional()?;

@@ -10,7 +10,7 @@ use ratatui::widgets::{Gauge, Paragraph, Widget};
 use super::theme::Theme;
 use super::widgets::{self, Top, Window, pack, pane_block, time_chart};
 use super::{PaneId, View};
-use crate::format::{bits_rate, bytes_rate, clock, si};
+use crate::format::{bits, bytes, bytes_rate, clock};
 use crate::model::{CpuShares, SERIES_HISTORY, Session};
 
 pub fn render(
@@ -52,7 +52,7 @@ pub fn render(
             ("tx", "tx_bytes", theme.transmit.0),
         ],
         scale: 1.0,
-        format: if view.net_bits { bits_rate } else { bytes_rate },
+        format: view.net_rate(),
         axis: if view.net_bits { bits } else { bytes },
     };
     net_lines.render(
@@ -90,14 +90,6 @@ pub fn render(
         selected == Some(PaneId::Memory),
         window,
     );
-}
-
-fn bits(bytes_per_second: f64) -> String {
-    format!("{}b", si(bytes_per_second * 8.0))
-}
-
-fn bytes(value: f64) -> String {
-    format!("{}B", si(value))
 }
 
 /// The CPU states a pane tells apart, with their colours, bottom first.
@@ -359,7 +351,7 @@ fn render_memory(
     let ratio = if total > 0 { now / total as f64 } else { 0.0 };
     Gauge::default()
         .ratio(ratio.clamp(0.0, 1.0))
-        .label(format!("{}B of {}B", si(now), si(total as f64)))
+        .label(format!("{} of {}", bytes(now), bytes(total as f64)))
         .gauge_style(Style::new().fg(theme.memory.0).bg(theme.highlight_bg.0))
         .render(gauge, buf);
     let lines = [widgets::Line {

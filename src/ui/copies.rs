@@ -14,7 +14,7 @@ use super::theme::Theme;
 use super::widgets::{self, Top, Window, pane_block, spark_text, time_chart};
 use super::{CopySort, PaneId, View, guests, shown_runs};
 use crate::event::{GuestState, RunOutcome};
-use crate::format::{figure, si};
+use crate::format::{bytes_rate, figure, si};
 use crate::model::{GuestFigures, Run, RunState, Session};
 
 /// Past this many copies, panes give way to the table.
@@ -67,15 +67,21 @@ pub fn render(
     let mut seen: HashMap<&str, Option<[String; 2]>> = HashMap::new();
     for run in &runs {
         seen.entry(run.guest.as_str())
-            .or_insert_with(|| seen_lines(&session.guest_figures(&run.guest)));
+            .or_insert_with(|| seen_lines(&session.guest_figures(&run.guest), view.net_rate()));
     }
     // Host-seen and guest-seen lines need a wider, taller pane.
     let any_seen = seen.values().any(Option::is_some);
-    let (least_height, min_width): (u16, u16) = if any_seen { (6, 36) } else { (4, 26) };
+    let (least_height, min_width): (u16, u16) = if any_seen { (6, 46) } else { (4, 26) };
     let columns = ((area.width / min_width).clamp(1, 4) as usize).min(runs.len());
     let rows_needed = runs.len().div_ceil(columns);
     if runs.len() > MOST_PANES || rows_needed as u16 * least_height > area.height {
-        return render_table(buf, area, session, theme, view, selected, &runs, &seen);
+        let shown = Shown {
+            session,
+            theme,
+            view,
+            selected,
+        };
+        return render_table(buf, area, &shown, &runs, &seen);
     }
     // A copy's chart covers its own phase (from its start to its end, or
     // its planned end while it runs), not the lead-in the host charts show.
@@ -217,17 +223,27 @@ fn sorted<'a>(session: &Session, runs: &[&'a Run], sort: CopySort) -> Vec<&'a Ru
     runs
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the table is drawn from besides its copies.
+struct Shown<'a> {
+    session: &'a Session,
+    theme: &'a Theme,
+    view: &'a View,
+    selected: Option<PaneId>,
+}
+
 fn render_table(
     buf: &mut Buffer,
     area: Rect,
-    session: &Session,
-    theme: &Theme,
-    view: &View,
-    selected: Option<PaneId>,
+    shown: &Shown,
     runs: &[&Run],
     seen: &HashMap<&str, Option<[String; 2]>>,
 ) {
+    let Shown {
+        session,
+        theme,
+        view,
+        selected,
+    } = *shown;
     let runs = sorted(session, runs, view.sort);
     let sort_name = match view.sort {
         CopySort::Copy => "copy",
@@ -305,8 +321,9 @@ fn render_table(
 }
 
 /// A guest as the host saw it and as it saw itself, one line each: CPU in
-/// cores, network and disk in bytes per second. None when nothing measures it.
-pub fn seen_lines(f: &GuestFigures) -> Option<[String; 2]> {
+/// cores, network as `net` says, disk in bytes per second. None when
+/// nothing measures it.
+pub fn seen_lines(f: &GuestFigures, net: fn(f64) -> String) -> Option<[String; 2]> {
     if f.host_side()
         .iter()
         .chain(&f.guest_side())
@@ -314,13 +331,13 @@ pub fn seen_lines(f: &GuestFigures) -> Option<[String; 2]> {
     {
         return None;
     }
-    let line = |who: &str, [cpu, net, disk]: [Option<f64>; 3]| {
+    let line = |who: &str, [cpu_cores, net_rate, disk]: [Option<f64>; 3]| {
         let or_dash = |v: Option<f64>, format: fn(f64) -> String| v.map_or("–".into(), format);
         format!(
             "{who:<5} cpu {} net {} dsk {}",
-            or_dash(cpu, |c| format!("{c:.2}")),
-            or_dash(net, si),
-            or_dash(disk, si)
+            or_dash(cpu_cores, |c| format!("{c:.2}")),
+            or_dash(net_rate, net),
+            or_dash(disk, bytes_rate)
         )
     };
     Some([line("host", f.host_side()), line("guest", f.guest_side())])

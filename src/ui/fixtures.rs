@@ -22,6 +22,12 @@ pub fn define(session: &mut Session, id: u32, source: &str, metric: &str, kind: 
 
 /// Host counters for ten seconds, then the fold fixture's two phases.
 pub fn session() -> Session {
+    session_scaled(1.0)
+}
+
+/// The same, with every copy's work scaled by `by`: another host's run of
+/// the same plan, for A/B.
+pub fn session_scaled(by: f64) -> Session {
     let mut session = Session::new(test_header());
     for (id, field) in crate::sample::CPU_FIELDS.iter().enumerate() {
         define(&mut session, id as u32, "host", field, SeriesKind::Counter);
@@ -76,6 +82,20 @@ pub fn session() -> Session {
         }));
     }
     for event in fixture_events("two_copies.jsonl") {
+        let event = match event {
+            Event::Progress {
+                t,
+                run,
+                metric,
+                done,
+            } => Event::Progress {
+                t,
+                run,
+                metric,
+                done: done * by,
+            },
+            other => other,
+        };
         session.apply(&event);
     }
     session

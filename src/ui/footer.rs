@@ -7,17 +7,63 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
 use super::View;
-use super::keys::bindings_for;
+use super::keys::{Action, Binding, bindings_for};
 use super::theme::Theme;
 
+/// As many of the screen's footer keys as fit, always ending with help
+/// and quit (the help lists the rest).
 pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme, view: &View) {
+    // The window key says which window the charts show.
+    let window = match view.cursor {
+        Some(i) => format!("phase #{}", i + 1),
+        None => view.window.name(),
+    };
+    let key = |b: &Binding| {
+        let hint = match b.action {
+            Action::Window => window.clone(),
+            _ => b.hint.to_string(),
+        };
+        [
+            Span::styled(
+                format!(" {} ", b.label.split(' ').next().unwrap_or(b.label)),
+                Style::new().fg(theme.accent.0).add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(hint, Style::new().fg(theme.dim.0)),
+        ]
+    };
+    let (last, first): (Vec<&Binding>, Vec<&Binding>) = bindings_for(view.is_replay())
+        .filter(|b| b.in_footer)
+        .partition(|b| matches!(b.action, Action::Help | Action::Quit));
+    let last: Vec<Span> = last.into_iter().flat_map(key).collect();
+    let room = (area.width as usize).saturating_sub(last.iter().map(Span::width).sum());
     let mut spans = Vec::new();
-    for b in bindings_for(view.is_replay()).filter(|b| b.in_footer) {
-        spans.push(Span::styled(
-            format!(" {} ", b.label.split(' ').next().unwrap_or(b.label)),
-            Style::new().fg(theme.accent.0).add_modifier(Modifier::BOLD),
-        ));
-        spans.push(Span::styled(b.hint, Style::new().fg(theme.dim.0)));
+    let mut used = 0;
+    for pair in first.into_iter().map(key) {
+        let width: usize = pair.iter().map(Span::width).sum();
+        if used + width > room {
+            break;
+        }
+        used += width;
+        spans.extend(pair);
     }
+    spans.extend(last);
     Line::from(spans).render(area, buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ui::fixtures::{SIZES, draw, live_view, session};
+
+    #[test]
+    fn help_and_quit_stay_on_the_line_at_every_size() {
+        for (w, h) in SIZES {
+            let terminal = draw(&session(), &live_view(), w, h);
+            let buffer = terminal.backend().buffer();
+            let last: String = (0..w).map(|x| buffer[(x, h - 1)].symbol()).collect();
+            assert!(
+                last.contains("? help") && last.contains("q quit"),
+                "{w}: {last}"
+            );
+        }
+    }
 }

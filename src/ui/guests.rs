@@ -99,7 +99,7 @@ mod tests {
 
     #[test]
     fn guests_show_their_connection_before_the_first_phase() {
-        for (w, h) in [(80, 24), (120, 40), (200, 60)] {
+        for (w, h) in crate::ui::fixtures::SIZES {
             let terminal = draw(&guests_connecting(), &live_view(), w, h);
             insta::assert_snapshot!(format!("guests_{w}x{h}"), terminal.backend());
         }

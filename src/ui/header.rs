@@ -12,18 +12,37 @@ use super::{Feed, View, Writer};
 use crate::format::{clock, speed};
 use crate::model::Session;
 
-pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, view: &View) {
+/// The header's words, long or short: at 80 columns the short ones keep
+/// the phase, the times and the feed on the line.
+fn texts(session: &Session, view: &View, short: bool) -> (String, String, String) {
     let newest = session.phases.len().checked_sub(1);
+    let label = |i: usize| {
+        let full = session.phase_label(i);
+        if short {
+            full.replacen("phase ", "", 1).replacen(" rep ", " r", 1)
+        } else {
+            full
+        }
+    };
     let state = if session.current_phase().is_some() {
-        session.phase_label(newest.unwrap_or(0))
+        label(newest.unwrap_or(0))
     } else if session.ended.is_some() || view.finished {
         "finished".to_string()
     } else if matches!(view.feed, Feed::Live { waiting: true, .. }) && session.phases.is_empty() {
         "waiting: press s to start".to_string()
     } else if let Some(last) = newest {
-        format!("after {}", session.phase_label(last))
+        format!("after {}", label(last))
     } else {
         "waiting".to_string()
+    };
+    let times = if short {
+        format!("{} +{}", clock(session.now), clock(session.remaining()))
+    } else {
+        format!(
+            "{} elapsed  {} left",
+            clock(session.now),
+            clock(session.remaining())
+        )
     };
     let feed = match &view.feed {
         Feed::Live { .. } => "LIVE".to_string(),
@@ -33,47 +52,59 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, vi
             end,
             writer,
         } => format!(
-            "REPLAY {}{} {}/{}{}",
+            "{} {}{} {}/{}{}",
+            if short { "▶" } else { "REPLAY" },
             if *paused { "paused " } else { "" },
             speed(*pace),
             clock(session.now),
             clock(*end),
             match writer {
                 Writer::Finished => "",
+                Writer::Writing if short => " follow",
                 Writer::Writing => " following",
                 Writer::Gone => " writer gone",
             }
         ),
     };
+    (state, times, feed)
+}
+
+pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, view: &View) {
     let dim = Style::new().fg(theme.dim.0);
-    let mut spans = vec![
-        Span::styled(
-            " vmbench ",
-            Style::new().fg(theme.title.0).add_modifier(Modifier::BOLD),
-        ),
-        Span::styled(
-            session.header.plan_name.clone(),
-            Style::new().fg(theme.accent.0),
-        ),
-        Span::raw("  "),
-        Span::raw(state),
-        Span::raw("  "),
-        Span::styled(format!("{} elapsed", clock(session.now)), dim),
-        Span::raw("  "),
-        Span::styled(format!("{} left", clock(session.remaining())), dim),
-        Span::raw("  "),
-        Span::styled(
-            feed,
-            Style::new().fg(theme.accent.0).add_modifier(Modifier::BOLD),
-        ),
-    ];
-    if view.display_paused {
-        spans.push(Span::styled(
-            " DISPLAY PAUSED",
-            Style::new().fg(theme.warn.0).add_modifier(Modifier::BOLD),
-        ));
+    let build = |short: bool| {
+        let (state, times, feed) = texts(session, view, short);
+        let mut spans = Vec::new();
+        if !short {
+            spans.push(Span::styled(
+                " vmbench ",
+                Style::new().fg(theme.title.0).add_modifier(Modifier::BOLD),
+            ));
+        }
+        spans.extend([
+            Span::styled(
+                format!("{} ", session.header.plan_name),
+                Style::new().fg(theme.accent.0),
+            ),
+            Span::raw(format!(" {state}  ")),
+            Span::styled(times, dim),
+            Span::raw("  "),
+            Span::styled(
+                feed,
+                Style::new().fg(theme.accent.0).add_modifier(Modifier::BOLD),
+            ),
+        ]);
+        if view.display_paused {
+            spans.push(Span::styled(
+                if short { " PAUSED" } else { " DISPLAY PAUSED" },
+                Style::new().fg(theme.warn.0).add_modifier(Modifier::BOLD),
+            ));
+        }
+        Line::from(spans)
+    };
+    let mut line = build(false);
+    if line.width() > area.width as usize {
+        line = build(true);
     }
-    let line = Line::from(spans);
     let used = line.width();
     line.render(area, buf);
     // vmbench's own CPU, on the right when there is room for it.
@@ -116,14 +147,21 @@ mod tests {
             let view = View::new(Feed::Replay {
                 speed: 4.0,
                 paused: true,
-                end: 5_300_000_000,
+                end: 12_000_000_000,
                 writer,
             });
             let line = top_line(&session(), &view, 120);
-            assert!(line.contains("REPLAY paused 4× 00:10/00:05"), "{line}");
+            assert!(line.contains("REPLAY paused 4× 00:10/00:12"), "{line}");
             match said {
                 Some(text) => assert!(line.contains(text), "{line}"),
                 None => assert!(!line.contains("follow") && !line.contains("gone"), "{line}"),
+            }
+            // At 80 columns the short words keep the state, the times and
+            // the feed on the line.
+            let narrow = top_line(&session(), &view, 80);
+            assert!(narrow.contains("00:10/00:12"), "{narrow}");
+            if let Some(text) = said {
+                assert!(narrow.contains(&text[..6]), "{narrow}");
             }
             if writer == Writer::Writing {
                 for (w, h) in SIZES {

@@ -32,6 +32,7 @@ pub enum Action {
     LogOlder,
     LogNewer,
     LogLatest,
+    RecordingEnd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,9 +266,18 @@ pub const KEYS: &[Binding] = &[
         label: "End",
         codes: &[KeyCode::End],
         action: Action::LogLatest,
-        what: "log: the latest entries; replay: the live end",
+        what: "log: the latest entries",
         hint: "latest",
         applies: Applies::Both,
+        in_footer: false,
+    },
+    Binding {
+        label: "e",
+        codes: &[KeyCode::Char('e')],
+        action: Action::RecordingEnd,
+        what: "the recording's end (following it while it is written)",
+        hint: "end",
+        applies: Applies::Replay,
         in_footer: false,
     },
     Binding {

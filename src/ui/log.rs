@@ -40,12 +40,6 @@ pub fn entry_line<'a>(line: &LogLine, theme: &Theme) -> Line<'a> {
     ])
 }
 
-/// How far back the log can scroll with `rows` entries in view (the
-/// newest is on the line below the pane).
-pub fn furthest_back(session: &Session, rows: usize) -> usize {
-    session.log.len().saturating_sub(rows + 1)
-}
-
 /// The line under the log pane: the latest event, whatever is scrolled.
 pub fn render_latest(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
     if let Some(line) = session.log.back() {
@@ -57,11 +51,22 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, vi
     if area.height == 0 {
         return;
     }
-    let rows = area.height as usize - 1;
-    let back = view.log_back.min(furthest_back(session, rows));
-    let end = session.log.len().saturating_sub(1 + back);
-    let title = if back > 0 {
-        format!("─ log · {back} newer below (End: latest) ")
+    let rows = area.height as u64 - 1;
+    let total = session.log_total;
+    let oldest = total - session.log.len() as u64;
+    // The newest entry is on the line below the pane; a scrolled pane
+    // keeps its place, and shows a full page at the top.
+    let newest = total.saturating_sub(1);
+    let end = view
+        .log_end
+        .unwrap_or(newest)
+        .min(newest)
+        .max((oldest + rows).min(newest));
+    let below = newest - end;
+    let title = if view.log_end.is_some() {
+        format!("─ log · {below} newer below (End: latest) ")
+    } else if session.log.len() == 1 {
+        "─ log · 1 entry ".to_string()
     } else {
         format!("─ log · {} entries (PgUp PgDn) ", session.log.len())
     };
@@ -70,7 +75,9 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, vi
         "─".repeat((area.width as usize).saturating_sub(title.chars().count()))
     );
     Span::styled(rule, Style::new().fg(theme.border.0)).render(Rect { height: 1, ..area }, buf);
-    for (row, line) in session.log.range(end.saturating_sub(rows)..end).enumerate() {
+    let first = end.saturating_sub(rows).max(oldest);
+    let ring = |n: u64| (n - oldest) as usize;
+    for (row, line) in session.log.range(ring(first)..ring(end)).enumerate() {
         entry_line(line, theme).render(
             Rect {
                 y: area.y + 1 + row as u16,
@@ -119,7 +126,7 @@ mod tests {
         assert!(latest.contains("entry 19"));
         assert!(!latest.contains("phase 1/"), "{latest}");
         // Scrolled back to the start: the fixture's phases started and ended.
-        view.log_back = usize::MAX;
+        view.log_end = Some(0);
         let oldest = screen_text(&session, &view);
         assert!(
             oldest.contains("▸ phase 1/6 cpu ×2 rep 1 started"),
@@ -132,5 +139,27 @@ mod tests {
         // Not scrolled, the pane ends just before it.
         let pane_end = latest.lines().collect::<Vec<_>>()[lines.len() - 3].to_string();
         assert!(pane_end.contains("entry 18"), "{latest}");
+        // Scrolled, it holds its place while entries arrive.
+        view.log_end = Some(10);
+        let before = screen_text(&session, &view);
+        session.apply(&Event::Log {
+            t: 9_500_000_000,
+            level: LogLevel::Info,
+            text: "entry 20".into(),
+        });
+        let after = screen_text(&session, &view);
+        let pane = |screen: &str| -> Vec<String> {
+            let lines: Vec<&str> = screen.lines().collect();
+            let top = lines
+                .iter()
+                .position(|l| l.starts_with("─ log"))
+                .expect("pane");
+            lines[top + 1..lines.len() - 2]
+                .iter()
+                .map(|l| l.to_string())
+                .collect()
+        };
+        assert_eq!(pane(&before), pane(&after));
+        assert!(after.contains("newer below"));
     }
 }

@@ -81,6 +81,16 @@ pub enum Feed {
 
 pub use crate::store::Writer;
 
+impl Feed {
+    /// A replay's recording as its producer last said: how far it goes,
+    /// whether it is still written.
+    pub fn set_recording(&mut self, said: Option<(Nanos, Writer)>) {
+        if let (Feed::Replay { end, writer, .. }, Some(said)) = (self, said) {
+            (*end, *writer) = said;
+        }
+    }
+}
+
 /// What the charts show: the current phase (or the one under the
 /// cursor), or the last minutes of history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,8 +154,10 @@ pub struct View {
     /// show its window. None follows the newest phase.
     pub cursor: Option<usize>,
     pub window: ChartWindow,
-    /// Log entries scrolled back from the newest.
-    pub log_back: usize,
+    /// Where the log pane is scrolled to: the number (as counted by
+    /// `Session::log_total`) of the entry just below its last row. None:
+    /// it follows the newest.
+    pub log_end: Option<u64>,
     /// Network in bit/s (the default, as links are rated) or in B/s.
     pub net_bits: bool,
     pub sort: CopySort,
@@ -163,10 +175,19 @@ impl View {
             finished: false,
             cursor: None,
             window: ChartWindow::Phase,
-            log_back: 0,
+            log_end: None,
             net_bits: true,
             sort: CopySort::Copy,
             derived: Default::default(),
+        }
+    }
+
+    /// How network rates read on this screen: bit/s, or B/s after `b`.
+    pub fn net_rate(&self) -> fn(f64) -> String {
+        if self.net_bits {
+            crate::format::bits_rate
+        } else {
+            crate::format::bytes_rate
         }
     }
 
@@ -297,12 +318,8 @@ pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View) 
 mod tests {
     use ratatui::style::Color;
 
-    use super::fixtures::{draw, live_view, many_copies, session};
+    use super::fixtures::{SIZES, draw, live_view, many_copies, session};
     use super::*;
-
-    /// The main screens at the three sizes operators use: a laptop's
-    /// 80×24, a split 120×40 and a full 200×60.
-    const SIZES: [(u16, u16); 3] = [(80, 24), (120, 40), (200, 60)];
 
     #[test]
     fn main_screen_fills_every_size() {
@@ -324,7 +341,8 @@ mod tests {
     #[test]
     fn no_row_of_a_large_screen_is_left_empty() {
         let session = many_copies(8);
-        for (w, h) in SIZES {
+        // The three sizes, and the largest the issue names.
+        for (w, h) in SIZES.into_iter().chain([(240, 70)]) {
             let terminal = draw(&session, &live_view(), w, h);
             let buffer = terminal.backend().buffer();
             let empty: Vec<u16> = (0..h)

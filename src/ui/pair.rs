@@ -12,9 +12,7 @@ use ratatui::widgets::{Block, Cell, Row, Table, TableState, Widget};
 
 use super::theme::Theme;
 use super::widgets::pane_block;
-use super::{
-    Feed, View, Writer, aggregates, copies, footer, header, log, overlay, panes, timeline,
-};
+use super::{View, Writer, aggregates, copies, footer, header, log, overlay, panes, timeline};
 use crate::event::Nanos;
 use crate::format::{clock, figure};
 use crate::model::Session;
@@ -25,9 +23,7 @@ use crate::results::PhaseResult;
 /// own recording's end and writer.
 fn view_of_b(a: &Session, b: &Session, view: &View, b_recording: Option<(Nanos, Writer)>) -> View {
     let mut b_view = view.clone();
-    if let (Feed::Replay { end, writer, .. }, Some(said)) = (&mut b_view.feed, b_recording) {
-        (*end, *writer) = said;
-    }
+    b_view.feed.set_recording(b_recording);
     b_view.cursor = view
         .cursor
         .and_then(|i| a.phases.get(i))
@@ -109,18 +105,6 @@ pub fn render(
     render_differences(buf, compare, a, b, theme, view);
     footer::render(buf, hints, theme, view);
     overlay::render(frame, a, theme, view, view.chart_window(a));
-}
-
-/// Which side waits at the start of a phase for the other to reach it (0
-/// for A, 1 for B): the one ahead by phase number, unless the other has
-/// ended and will never catch up.
-pub fn side_to_hold(a: &Session, b: &Session) -> Option<usize> {
-    let newest = |s: &Session| s.phases.last().map_or(-1, |p| i64::from(p.id));
-    match newest(a).cmp(&newest(b)) {
-        std::cmp::Ordering::Greater if b.ended.is_none() => Some(0),
-        std::cmp::Ordering::Less if a.ended.is_none() => Some(1),
-        _ => None,
-    }
 }
 
 /// A row of the differences table: the same phase, technology and metric
@@ -264,36 +248,13 @@ fn render_differences(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Event;
-    use crate::ui::fixtures::{live_view, session};
-
-    /// B: the fixture again, with every copy's work scaled.
-    fn scaled(by: f64) -> Session {
-        let mut b = Session::new(crate::model::tests::test_header());
-        for event in crate::model::tests::fixture_events("two_copies.jsonl") {
-            let event = match event {
-                Event::Progress {
-                    t,
-                    run,
-                    metric,
-                    done,
-                } => Event::Progress {
-                    t,
-                    run,
-                    metric,
-                    done: done * by,
-                },
-                other => other,
-            };
-            b.apply(&event);
-        }
-        b
-    }
+    use crate::ui::fixtures::{session, session_scaled};
+    use crate::ui::{Feed, Writer as W};
 
     #[test]
     fn differences_match_phases_and_say_which_side_is_better() {
         let a = session();
-        let b = scaled(0.5);
+        let b = session_scaled(0.5);
         let rows = differences(&a, &b);
         assert_eq!(rows.len(), a.results.phases.len());
         let first = &rows[0];
@@ -303,54 +264,22 @@ mod tests {
     }
 
     #[test]
-    fn the_side_ahead_waits_at_the_phase_start_for_the_other() {
-        let events = crate::model::tests::fixture_events("two_copies.jsonl");
-        let second_start = events
-            .iter()
-            .position(|e| matches!(e, Event::PhaseStarted { phase: 1, .. }))
-            .expect("a second phase");
-        let mut a = Session::new(crate::model::tests::test_header());
-        let mut b = Session::new(crate::model::tests::test_header());
-        for e in &events[..second_start] {
-            a.apply(e);
-            b.apply(e);
-        }
-        assert_eq!(side_to_hold(&a, &b), None, "both in phase 1");
-        a.apply(&events[second_start]);
-        assert_eq!(side_to_hold(&a, &b), Some(0), "A started phase 2 first");
-        b.apply(&events[second_start]);
-        assert_eq!(side_to_hold(&a, &b), None, "B caught up");
-        for e in &events[second_start + 1..] {
-            b.apply(e);
-        }
-        b.apply(&Event::SessionEnded {
-            t: b.now,
-            reason: "plan completed".into(),
-        });
-        a.apply(&Event::PhaseStarted {
-            t: a.now,
-            phase: 2,
-            benchmark: "cpu".into(),
-            workload: "cpu".into(),
-            concurrency: 1,
-            repetition: 1,
-            duration: 1,
-        });
-        assert_eq!(side_to_hold(&a, &b), None, "B has ended: A goes on alone");
-    }
-
-    #[test]
     fn two_recordings_side_by_side_at_every_size() {
         let a = session();
-        let b = scaled(0.5);
-        let mut view = live_view();
+        let b = session_scaled(0.5);
+        let mut view = View::new(Feed::Replay {
+            speed: 4.0,
+            paused: false,
+            end: 10_000_000_000,
+            writer: W::Finished,
+        });
         view.cursor = Some(0);
-        for (w, h) in [(80, 24), (120, 40), (200, 60)] {
+        for (w, h) in crate::ui::fixtures::SIZES {
             let mut terminal =
                 ratatui::Terminal::new(ratatui::backend::TestBackend::new(w, h)).expect("terminal");
             let theme = Theme::built_in("dark").expect("dark");
             terminal
-                .draw(|f| render(f, &a, &b, None, &theme, &view))
+                .draw(|f| render(f, &a, &b, Some((b.now, W::Finished)), &theme, &view))
                 .expect("draw");
             insta::assert_snapshot!(format!("ab_{w}x{h}"), terminal.backend());
         }

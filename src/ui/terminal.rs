@@ -9,7 +9,7 @@ use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEventKind};
 
 use super::keys::{Action, action_for};
 use super::theme::Theme;
-use super::{Feed, Overlay, View, panes, render};
+use super::{Overlay, View, panes, render};
 use crate::app::Consumer;
 use crate::bus::Msg;
 use crate::event::Nanos;
@@ -79,19 +79,17 @@ impl Seek {
             if parts.len() > 3 || parts[1..].iter().any(|p| *p >= 60) {
                 return None;
             }
-            parts.iter().fold(0, |acc, p| acc * 60 + p)
+            parts
+                .iter()
+                .try_fold(0u64, |acc, p| acc.checked_mul(60)?.checked_add(*p))?
         } else {
-            let (number, unit) = text.split_at(text.len().checked_sub(1)?);
-            let number: u64 = number.trim().parse().ok()?;
-            number
-                * match unit {
-                    "s" => 1,
-                    "m" => 60,
-                    "h" => 3600,
-                    _ => return None,
-                }
+            let units = [('s', 1), ('m', 60), ('h', 3600)];
+            let (number, per) = units
+                .iter()
+                .find_map(|(suffix, per)| Some((text.strip_suffix(*suffix)?, *per)))?;
+            number.trim().parse::<u64>().ok()?.checked_mul(per)?
         };
-        Some(Seek::Time(seconds * 1_000_000_000))
+        seconds.checked_mul(1_000_000_000).map(Seek::Time)
     }
 }
 
@@ -138,11 +136,7 @@ pub fn run(
                 if view.overlay == Overlay::Results {
                     view.derived.refresh(&consumer.session);
                 }
-                if let (Feed::Replay { end, writer, .. }, Some(said)) =
-                    (&mut view.feed, consumer.recording)
-                {
-                    (*end, *writer) = said;
-                }
+                view.feed.set_recording(consumer.recording);
                 let drawn = terminal.draw(|frame| match &other {
                     Some(b) => super::pair::render(
                         frame,
@@ -283,13 +277,20 @@ fn handle_key(
         Action::SortLeft => view.sort = view.sort.step(-1),
         Action::SortRight => view.sort = view.sort.step(1),
         Action::LogOlder => {
-            view.log_back = (view.log_back + log_page).min(consumer.session.log.len());
+            let session = &consumer.session;
+            let oldest = session.log_total - session.log.len() as u64;
+            let end = view.log_end.unwrap_or(session.log_total.saturating_sub(1));
+            view.log_end = Some(end.saturating_sub(log_page).max(oldest + 1));
         }
-        Action::LogNewer => view.log_back = view.log_back.saturating_sub(log_page),
-        Action::LogLatest => {
-            view.log_back = 0;
-            go(Seek::End, consumer, view, steer);
+        Action::LogNewer => {
+            let newest = consumer.session.log_total.saturating_sub(1);
+            view.log_end = view
+                .log_end
+                .map(|end| end + log_page)
+                .filter(|end| *end < newest);
         }
+        Action::LogLatest => view.log_end = None,
+        Action::RecordingEnd => go(Seek::End, consumer, view, steer),
         _ => return steer.act(action, view, consumer),
     }
     Next::Stay
@@ -332,7 +333,17 @@ mod tests {
         assert_eq!(Seek::parse("90s"), Some(Seek::Time(90 * s)));
         assert_eq!(Seek::parse("2m"), Some(Seek::Time(120 * s)));
         assert_eq!(Seek::parse("1h"), Some(Seek::Time(3600 * s)));
-        for bad in ["0", "", "1:75", "ten", "5x", "1:2:3:4"] {
+        for bad in [
+            "0",
+            "",
+            "1:75",
+            "ten",
+            "5x",
+            "1:2:3:4",
+            "5é",
+            "²",
+            "99999999999999h",
+        ] {
             assert_eq!(Seek::parse(bad), None, "{bad:?}");
         }
     }

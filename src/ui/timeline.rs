@@ -29,26 +29,26 @@ enum SegmentState {
     Ended(PhaseOutcome),
 }
 
-/// One segment per planned phase: the ones that ran as long as they ran,
-/// the running one as long as planned or longer, the rest as planned.
+/// One segment per phase, in the order they run: the ones that ran as
+/// long as they ran, the running one as long as planned or longer, then
+/// the planned ones still ahead (added repetitions included) as planned.
+/// Segment i is the session's phase i while there is one.
 fn segments(session: &Session) -> Vec<Segment> {
+    let ahead = session.planned_ahead();
     let mut start = 0;
-    let mut out = Vec::with_capacity(session.header.schedule.len());
-    for (id, planned) in session.header.schedule.iter().enumerate() {
-        let phase = session.phases.iter().find(|p| p.id as usize == id);
-        let (length, ran, state) = match phase {
-            None => (planned.duration, 0, SegmentState::Planned),
-            Some(p) => match p.ended {
-                Some((t, outcome)) => {
-                    let ran = t.saturating_sub(p.started);
-                    (ran, ran, SegmentState::Ended(outcome))
-                }
-                None => {
-                    let ran = session.now.saturating_sub(p.started);
-                    (ran.max(planned.duration), ran, SegmentState::Running)
-                }
-            },
-        };
+    let mut out = Vec::with_capacity(session.phases.len() + ahead.len());
+    let ran = session.phases.iter().map(|p| match p.ended {
+        Some((t, outcome)) => {
+            let ran = t.saturating_sub(p.started);
+            (ran, ran, SegmentState::Ended(outcome))
+        }
+        None => {
+            let ran = session.now.saturating_sub(p.started);
+            (ran.max(p.duration), ran, SegmentState::Running)
+        }
+    });
+    let planned = ahead.iter().map(|p| (p.duration, 0, SegmentState::Planned));
+    for (length, ran, state) in ran.chain(planned) {
         let length = length.max(1);
         out.push(Segment {
             start,
@@ -65,8 +65,7 @@ fn segments(session: &Session) -> Vec<Segment> {
 /// ran then, or at the start of the next phase when between phases.
 fn place(session: &Session, segments: &[Segment], t: Nanos) -> Option<Nanos> {
     let mut after = None;
-    for phase in &session.phases {
-        let segment = segments.get(phase.id as usize)?;
+    for (phase, segment) in session.phases.iter().zip(segments) {
         let end = phase.ended.map_or(session.now, |(e, _)| e);
         if (phase.started..=end).contains(&t) {
             return Some(segment.start + (t - phase.started).min(segment.length - 1));
@@ -88,10 +87,7 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, vi
     }
     let width = u64::from(area.width);
     let column_of = |at: Nanos| ((u128::from(at) * u128::from(width)) / u128::from(total)) as u16;
-    let cursor_id = view
-        .cursor
-        .and_then(|i| session.phases.get(i))
-        .map(|p| p.id as usize);
+    let cursor = view.cursor;
     let colour = |state: SegmentState| -> Color {
         match state {
             SegmentState::Planned => theme.dim.0,
@@ -122,7 +118,7 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, vi
         } else {
             colour(s.state)
         });
-        if cursor_id == Some(segment) {
+        if cursor == Some(segment) {
             style = style.add_modifier(Modifier::REVERSED);
         }
         buf[(area.x + x, area.y)]
@@ -133,7 +129,8 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, vi
     // they happened (a fault wins a shared column).
     let mut marks: Vec<(Nanos, &str, Color)> = Vec::new();
     for result in session.results.phases.iter().filter(|r| r.flag.is_some()) {
-        if let Some(s) = segments.get(result.phase as usize - 1) {
+        let index = session.phases.iter().position(|p| p.id + 1 == result.phase);
+        if let Some(s) = index.and_then(|i| segments.get(i)) {
             marks.push((s.start + s.length / 2, "!", theme.warn.0));
         }
     }
@@ -163,7 +160,7 @@ mod tests {
     fn phases_lie_end_to_end_as_long_as_they_ran() {
         let session = session();
         let segments = segments(&session);
-        assert_eq!(segments.len(), session.header.schedule.len());
+        assert_eq!(segments.len(), session.phases_in_all());
         for (phase, s) in session.phases.iter().zip(&segments) {
             let (end, outcome) = phase.ended.expect("the fixture's phases ended");
             assert_eq!(s.length, end - phase.started);
@@ -172,6 +169,41 @@ mod tests {
         for pair in segments.windows(2) {
             assert_eq!(pair[1].start, pair[0].start + pair[0].length);
         }
+    }
+
+    #[test]
+    fn a_repetition_added_by_an_adaptive_benchmark_gets_its_segment() {
+        let mut session = session();
+        let planned = session.phases_in_all();
+        // A third repetition of the fixture's phases, not in the schedule.
+        let t = session.now + 1;
+        session.apply(&crate::event::Event::PhaseStarted {
+            t,
+            phase: 2,
+            benchmark: "cpu".into(),
+            workload: "cpu".into(),
+            concurrency: 2,
+            repetition: 3,
+            duration: 4_000_000_000,
+        });
+        session.apply(&crate::event::Event::Note {
+            t: t + 1,
+            text: "inside the added repetition".into(),
+        });
+        assert_eq!(session.phases_in_all(), planned + 1);
+        assert_eq!(
+            session.phase_label(2),
+            format!("phase 3/{} cpu ×2 rep 3", planned + 1)
+        );
+        let segments = segments(&session);
+        assert_eq!(segments.len(), planned + 1);
+        assert_eq!(segments[2].state, SegmentState::Running);
+        assert_eq!(segments[2].length, 4_000_000_000);
+        // The planned phases still ahead follow it, as planned.
+        let ahead = session.planned_ahead();
+        assert_eq!(segments[3].length, ahead[0].duration);
+        let at = place(&session, &segments, t + 1).expect("placed");
+        assert_eq!(at, segments[2].start + 1);
     }
 
     #[test]

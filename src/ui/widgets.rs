@@ -115,6 +115,25 @@ pub fn time_chart(
                 .collect()
         })
         .collect();
+    // A window older than the history the model holds (a past phase, live):
+    // said, rather than drawn as a flat nothing.
+    let older_than_held = data.iter().all(Vec::is_empty)
+        && lines
+            .iter()
+            .any(|l| l.points.first().is_some_and(|p| p.0 > window.to));
+    if older_than_held {
+        let text = "not held any more: replay the recording to see it";
+        let width = (text.chars().count() as u16).min(area.width);
+        let at = centered(area, width, 1);
+        buf.set_stringn(
+            at.x,
+            at.y,
+            text,
+            area.width as usize,
+            Style::new().fg(theme.dim.0),
+        );
+        return;
+    }
     let highest = |least: f64| data.iter().flatten().map(|p| p.1).fold(least, f64::max);
     let top = match top {
         Top::AtLeast(least) => round_up(highest(least)),

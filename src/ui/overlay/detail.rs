@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Clear, Paragraph, Row, Table, Widget};
 
 use crate::event::Nanos;
-use crate::format::{bits_rate, bytes_rate, figure, si};
+use crate::format::{bytes, bytes_rate, figure, si};
 use crate::model::{SERIES_HISTORY, Session};
 use crate::ui::copies::{run_state_text, seen_lines};
 use crate::ui::guests::guest_state_text;
@@ -142,10 +142,7 @@ fn detail_of(session: &Session, theme: &Theme, pane: PaneId, view: &View) -> Det
                     });
                 }
             }
-            let label = match (net, view.net_bits) {
-                (true, true) => bits_rate,
-                _ => bytes_rate,
-            };
+            let label = if net { view.net_rate() } else { bytes_rate };
             Detail {
                 title: if net {
                     " network by device ".into()
@@ -174,16 +171,21 @@ fn detail_of(session: &Session, theme: &Theme, pane: PaneId, view: &View) -> Det
             Detail {
                 title: " memory ".into(),
                 lines,
-                label: |v| format!("{}B", si(v)),
+                label: bytes,
                 hidden: 0,
                 notes: Vec::new(),
             }
         }
-        PaneId::Run(id) => run_detail(session, theme, id),
+        PaneId::Run(id) => run_detail(session, theme, id, view.net_rate()),
     }
 }
 
-fn run_detail(session: &Session, theme: &Theme, id: crate::event::RunId) -> Detail {
+fn run_detail(
+    session: &Session,
+    theme: &Theme,
+    id: crate::event::RunId,
+    net: fn(f64) -> String,
+) -> Detail {
     let Some(run) = session.runs.get(&id) else {
         return Detail {
             title: " copy ".into(),
@@ -235,12 +237,9 @@ fn run_detail(session: &Session, theme: &Theme, id: crate::event::RunId) -> Deta
             Style::new().fg(colour),
         ));
     }
-    if let Some(seen) = seen_lines(&session.guest_figures(&run.guest)) {
+    if let Some(seen) = seen_lines(&session.guest_figures(&run.guest), net) {
         notes.extend(seen.map(|l| Line::raw(format!("seen by {l}"))));
-        notes.push(Line::styled(
-            "(cpu in cores, net and disk in bytes/s)",
-            Style::new().fg(theme.dim.0),
-        ));
+        notes.push(Line::styled("(cpu in cores)", Style::new().fg(theme.dim.0)));
     }
     Detail {
         title: format!(" {} #{} ", run.guest, run.copy + 1),
@@ -377,7 +376,7 @@ mod tests {
             let mut view = live_view();
             view.overlay = Overlay::Detail(pane);
             view.window = crate::ui::ChartWindow::Last(60);
-            for (w, h) in [(80, 24), (120, 40), (200, 60)] {
+            for (w, h) in crate::ui::fixtures::SIZES {
                 let name = format!("detail_{pane:?}_{w}x{h}").replace(['(', ')'], "");
                 insta::assert_snapshot!(name, draw(&session(), &view, w, h).backend());
             }

@@ -50,6 +50,8 @@ pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View, 
             view,
         ),
         Overlay::Results => matrix::render(frame.buffer_mut(), body, &view.derived, theme),
-        Overlay::Overhead => overhead::render(frame.buffer_mut(), body, session, theme),
+        Overlay::Overhead => {
+            overhead::render(frame.buffer_mut(), body, session, theme, view.net_rate())
+        }
     }
 }

@@ -6,17 +6,23 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::widgets::{Cell, Clear, Paragraph, Row, Table, Widget};
 
-use crate::format::si;
+use crate::format::bytes_rate;
 use crate::model::Session;
 use crate::ui::theme::Theme;
 use crate::ui::widgets::pane_block;
 
 /// Per guest: what the host spent on it against what it saw itself, over
 /// the last interval and over the last phase it ran in.
-pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
+pub fn render(
+    buf: &mut Buffer,
+    area: Rect,
+    session: &Session,
+    theme: &Theme,
+    net: fn(f64) -> String,
+) {
     Clear.render(area, buf);
     let block = pane_block(
-        " overhead: host-seen ÷ guest-seen (cpu cores, net and disk B/s) ".into(),
+        " overhead: host-seen ÷ guest-seen (cpu in cores) ".into(),
         theme,
         true,
     );
@@ -34,8 +40,8 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
             Cell::from(label),
             Cell::from(tech),
             Cell::from(cell(f.host_cpu, f.guest_cpu, cores)),
-            Cell::from(cell(f.host_net, f.guest_net, si)),
-            Cell::from(cell(f.host_disk, f.guest_disk, si)),
+            Cell::from(cell(f.host_net, f.guest_net, net)),
+            Cell::from(cell(f.host_disk, f.guest_disk, bytes_rate)),
         ])
     };
     let mut names: Vec<&str> = session.guests.iter().map(|(g, _)| g.as_str()).collect();

@@ -1,6 +1,8 @@
 //! The command line: run (TUI, the default), record (headless), replay,
 //! export, and the hidden `workload` used to launch benchmark copies.
 
+mod replay;
+
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,18 +14,17 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::app::stop::{self, StopStep};
-use crate::app::{Consumer, Live, Replay, ReplayControl, default_recording_path};
+use crate::app::{Consumer, Live, default_recording_path};
 use crate::bus::Msg;
 use crate::event::{Event, GuestState, LogLevel};
 use crate::format::{clock, figure};
 use crate::input::InputError;
-use crate::model::Session;
 use crate::orchestrate::{Control, StopCause};
 use crate::plan::LoadedPlan;
 use crate::store::csv;
 use crate::transport::ssh::UnknownKey;
 use crate::ui::keys::Action;
-use crate::ui::terminal::{self, Next, Seek, Steer};
+use crate::ui::terminal::{self, Next, Steer};
 use crate::ui::theme::{Theme, slot_names};
 use crate::ui::{Feed, View};
 use crate::workload::{builtin, gate};
@@ -86,7 +87,8 @@ enum Command {
     /// follow one that is still being written.
     #[command(after_help = "Examples:\n  \
         vmbench replay kvm-host.vmb --speed 8\n  \
-        vmbench replay --follow recordings/study-20261130T0200.vmb   watch a headless run\n\n\
+        vmbench replay --follow recordings/study-20261130T0200.vmb   watch a headless run\n  \
+        vmbench replay kvm-host.vmb xen-host.vmb   A/B, phase by phase\n\n\
         Keys: [ ] previous/next phase, g go to a phase or time, ← → 10 s, ? all keys.")]
     Replay(ReplayArgs),
     /// Write a recording's samples and results as CSV files.
@@ -97,9 +99,15 @@ enum Command {
     /// List the guests running on this host (QEMU processes, libvirt
     /// domains, Xen domains) with their process, tap and disk, and print a
     /// plan fragment for each; with a plan, which of its guests each is.
+    #[command(after_help = "Examples:\n  \
+        vmbench discover                 the guests of this host, a [[guest]] each\n  \
+        vmbench discover study.toml      which plan guest each one is")]
     Discover(DiscoverArgs),
     /// List the plans built into vmbench, or print one to start from
     /// (`vmbench plans study-2009 > study.toml`).
+    #[command(after_help = "Examples:\n  \
+        vmbench plans\n  \
+        vmbench plans study-2009 > study.toml")]
     Plans {
         /// The plan to print.
         name: Option<String>,
@@ -354,14 +362,18 @@ enum WorkloadKind {
     },
 }
 
-/// Exit codes: 0 success, 1 a run or the session failed, 2 bad input.
 /// The manual: vmbench(1), with a section per command.
 fn man_page() -> Result<ExitCode> {
     let command = Cli::command();
     let mut out = std::io::stdout().lock();
     clap_mangen::Man::new(command.clone()).render(&mut out)?;
     for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let page = clap_mangen::Man::new(sub.clone());
+        let name = format!("vmbench {}", sub.get_name());
+        let page = clap_mangen::Man::new(
+            sub.clone()
+                .name(name)
+                .bin_name(format!("vmbench {}", sub.get_name())),
+        );
         page.render_name_section(&mut out)?;
         page.render_synopsis_section(&mut out)?;
         page.render_options_section(&mut out)?;
@@ -370,6 +382,7 @@ fn man_page() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Exit codes: 0 success, 1 a run or the session failed, 2 bad input.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.list_theme_slots {
@@ -390,7 +403,7 @@ pub fn main() -> ExitCode {
         ),
         Some(Command::Record(args)) => record(args.plan, args.time_scale, args.output),
         Some(Command::Replay(args)) => match args.recording.map_or_else(crate::demo::path, Ok) {
-            Ok(path) => replay(
+            Ok(path) => replay::replay(
                 &path,
                 args.versus.as_deref(),
                 args.speed,
@@ -703,179 +716,6 @@ fn report_failures(consumer: &Consumer) -> Result<ExitCode> {
         stderr_line!("vmbench: the session ended before its plan did: {reason}");
         return Ok(ExitCode::FAILURE);
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Steers one replay, or the two of an A/B replay together.
-struct ReplaySteer {
-    replays: Vec<Replay>,
-    /// The side held at the start of a phase until the other reaches it.
-    held: Option<usize>,
-}
-
-impl ReplaySteer {
-    fn send(&self, command: ReplayControl) {
-        for replay in &self.replays {
-            let _ = replay.control.send(command);
-        }
-    }
-}
-
-impl Steer for ReplaySteer {
-    fn act(&mut self, action: Action, view: &mut View, _consumer: &mut Consumer) -> Next {
-        let Feed::Replay { speed, paused, .. } = &mut view.feed else {
-            return Next::Stay;
-        };
-        let command = match action {
-            Action::Quit => return Next::Close,
-            Action::Pause => {
-                *paused = !*paused;
-                ReplayControl::SetPaused(*paused)
-            }
-            Action::SeekBack => ReplayControl::Seek(-SEEK_STEP),
-            Action::SeekForward => ReplayControl::Seek(SEEK_STEP),
-            Action::Slower | Action::Faster => {
-                let factor = if action == Action::Faster { 2.0 } else { 0.5 };
-                *speed = (*speed * factor).clamp(MIN_SPEED, MAX_SPEED);
-                ReplayControl::Speed(*speed)
-            }
-            _ => return Next::Stay,
-        };
-        self.send(command);
-        // A side waiting for the other keeps waiting.
-        if let Some(side) = self.held {
-            let _ = self.replays[side]
-                .control
-                .send(ReplayControl::SetPaused(true));
-        }
-        Next::Stay
-    }
-
-    fn align(&mut self, a: &Session, b: &Session, view: &View) {
-        let Feed::Replay { paused, .. } = view.feed else {
-            return;
-        };
-        let hold = crate::ui::pair::side_to_hold(a, b);
-        if hold == self.held {
-            return;
-        }
-        if let Some(side) = self.held {
-            let _ = self.replays[side]
-                .control
-                .send(ReplayControl::SetPaused(paused));
-        }
-        if let Some(side) = hold {
-            let _ = self.replays[side]
-                .control
-                .send(ReplayControl::SetPaused(true));
-        }
-        self.held = hold;
-    }
-
-    fn signal(&mut self, _signal: i32, _view: &mut View, _consumer: &mut Consumer) -> Next {
-        Next::Close
-    }
-
-    fn terminal_lost(&mut self, _consumer: &mut Consumer) -> Next {
-        Next::Close
-    }
-
-    fn tick(&mut self, _consumer: &mut Consumer) -> Next {
-        Next::Stay
-    }
-
-    fn note(&mut self, _text: String, _consumer: &mut Consumer) {}
-
-    fn finished(&mut self, view: &mut View, _consumer: &mut Consumer) {
-        view.finished = true;
-    }
-
-    fn seek(&mut self, to: Seek, _view: &mut View, _consumer: &mut Consumer) -> bool {
-        let command = match to {
-            Seek::Phases(by) => ReplayControl::SeekPhases(by),
-            Seek::Phase(number) => ReplayControl::SeekPhase(number),
-            Seek::Time(t) => ReplayControl::SeekTo(t),
-            Seek::End => ReplayControl::SeekEnd,
-        };
-        self.send(command);
-        true
-    }
-}
-
-const SEEK_STEP: i64 = 10_000_000_000;
-const MIN_SPEED: f64 = 0.25;
-const MAX_SPEED: f64 = 64.0;
-
-fn replay(
-    path: &Path,
-    versus: Option<&Path>,
-    speed: f64,
-    follow: bool,
-    screen: &ScreenArgs,
-) -> Result<ExitCode> {
-    if !(MIN_SPEED..=MAX_SPEED).contains(&speed) {
-        return Err(InputError {
-            file: "--speed".into(),
-            line: 0,
-            column: 0,
-            field: "speed".into(),
-            message: format!("{speed} is outside {MIN_SPEED}..{MAX_SPEED}"),
-        }
-        .into());
-    }
-    let theme = Theme::resolve(
-        screen.theme.as_deref(),
-        std::env::var_os("NO_COLOR").is_some(),
-    )?;
-    if !std::io::stdout().is_terminal() {
-        bail!("the TUI needs a terminal; `vmbench export` reads a recording without a screen");
-    }
-    let (replay, mut consumer, bus) = Replay::open(path, speed, follow)?;
-    // B's messages reach the one loop as `Side` messages.
-    let mut other = match versus {
-        Some(b_path) => {
-            let (b_replay, b_consumer, b_bus) = Replay::open(b_path, speed, follow)?;
-            let forward = bus.tx.clone();
-            std::thread::Builder::new()
-                .name("replay-b".into())
-                .spawn(move || {
-                    while let Ok(msg) = b_bus.rx.recv() {
-                        if forward.send(Msg::Side(Box::new(msg))).is_err() {
-                            break;
-                        }
-                    }
-                })?;
-            Some((b_replay, b_consumer))
-        }
-        None => None,
-    };
-    crate::app::stop::forward_signals(bus.tx.clone())
-        .context("listening for SIGINT, SIGTERM and SIGHUP")?;
-    let mut view = View::new(Feed::Replay {
-        speed,
-        paused: false,
-        end: replay.end,
-        writer: crate::store::Writer::Finished,
-    });
-    let mut replays = vec![replay];
-    let mut b_consumer = None;
-    if let Some((b_replay, b)) = other.take() {
-        replays.push(b_replay);
-        b_consumer = Some(b);
-    }
-    let mut steer = ReplaySteer {
-        replays,
-        held: None,
-    };
-    terminal::run(
-        &mut consumer,
-        b_consumer.as_mut(),
-        &bus.rx,
-        bus.tx,
-        &theme,
-        &mut view,
-        &mut steer,
-    )?;
     Ok(ExitCode::SUCCESS)
 }
 
