@@ -83,7 +83,7 @@ fn detail_of(session: &Session, theme: &Theme, pane: PaneId, view: &View) -> Det
                 .map(|s| s.def.source.clone())
                 .collect();
             sources.sort_by_key(|s| (s != "host", s.len(), s.clone()));
-            let lines = sources
+            let mut lines = sources
                 .iter()
                 .enumerate()
                 .map(|(i, source)| Named {
@@ -99,9 +99,33 @@ fn detail_of(session: &Session, theme: &Theme, pane: PaneId, view: &View) -> Det
                         .map(|s| (s.t, s.busy()))
                         .collect(),
                 })
-                .collect();
+                .collect::<Vec<_>>();
+            // Each guest as the host saw it: its cgroup's or its domain's
+            // CPU time, in percent of one core.
+            let count = lines.len();
+            lines.extend(
+                session
+                    .all_series()
+                    .filter(|s| {
+                        s.def.source.starts_with("host-seen:")
+                            && matches!(s.def.metric.as_str(), "cpu.cgroup_ns" | "cpu.xen_ns")
+                    })
+                    .enumerate()
+                    .map(|(i, s)| Named {
+                        name: format!(
+                            "{} (host-seen)",
+                            s.def.source.trim_start_matches("host-seen:")
+                        ),
+                        colour: colour(count + i),
+                        points: session
+                            .rates(s, SERIES_HISTORY)
+                            .into_iter()
+                            .map(|(t, ns)| (t, ns / 1e7))
+                            .collect(),
+                    }),
+            );
             Detail {
-                title: " cpu busy by processor (% of its time) ".into(),
+                title: " cpu busy by processor (% of it) and by guest (% of a core) ".into(),
                 lines,
                 label: |v| format!("{v:.0}%"),
                 hidden: 0,
@@ -119,20 +143,44 @@ fn detail_of(session: &Session, theme: &Theme, pane: PaneId, view: &View) -> Det
                     512.0,
                 )
             };
-            let mut devices: Vec<String> = session
+            // This host's devices, then each guest's as the host saw it
+            // (its tap, its disk): `host-seen:<guest>`, metrics prefixed.
+            let seen_prefix = if net { "net." } else { "disk." };
+            let mut devices: Vec<(String, String, &str)> = session
                 .all_series()
-                .filter(|s| s.def.source.starts_with(prefix) && s.def.metric == metrics[0].1)
-                .map(|s| s.def.source.clone())
+                .filter_map(|s| {
+                    let source = &s.def.source;
+                    let metric = s.def.metric.as_str();
+                    let one_of = |prefix: &str| {
+                        metrics
+                            .iter()
+                            .any(|(_, m)| metric.strip_prefix(prefix) == Some(*m))
+                    };
+                    if source.starts_with(prefix) && one_of("") {
+                        Some((
+                            source.trim_start_matches(prefix).to_string(),
+                            source.clone(),
+                            "",
+                        ))
+                    } else if source.starts_with("host-seen:") && one_of(seen_prefix) {
+                        let guest = source.trim_start_matches("host-seen:");
+                        Some((format!("{guest} (host-seen)"), source.clone(), seen_prefix))
+                    } else {
+                        None
+                    }
+                })
                 .collect();
             devices.sort();
+            devices.dedup();
             let mut lines = Vec::new();
-            for device in &devices {
+            for (name, source, metric_prefix) in &devices {
                 for (side, metric) in metrics {
-                    let Some(series) = session.series_named(device, metric) else {
+                    let metric = format!("{metric_prefix}{metric}");
+                    let Some(series) = session.series_named(source, &metric) else {
                         continue;
                     };
                     lines.push(Named {
-                        name: format!("{} {side}", device.trim_start_matches(prefix)),
+                        name: format!("{name} {side}"),
                         colour: colour(lines.len()),
                         points: session
                             .rates(series, SERIES_HISTORY)
@@ -362,6 +410,37 @@ mod tests {
         let window = Window { from: 1, to: 3 };
         assert_eq!(stats(&points, window), Some([60.0, 10.0, 30.0, 60.0]));
         assert_eq!(stats(&points, Window { from: 4, to: 8 }), None);
+    }
+
+    #[test]
+    fn guests_seen_by_the_host_are_lines_of_their_own() {
+        let session = crate::ui::fixtures::seen_guests();
+        let theme = Theme::built_in("dark").expect("dark");
+        let view = live_view();
+        let names = |pane| -> Vec<String> {
+            detail_of(&session, &theme, pane, &view)
+                .lines
+                .into_iter()
+                .map(|l| l.name)
+                .collect()
+        };
+        let cpu = names(PaneId::Cpu);
+        assert!(cpu.contains(&"vm00 (host-seen)".to_string()), "{cpu:?}");
+        let net = names(PaneId::Net);
+        assert!(net.contains(&"vm01 (host-seen) rx".to_string()), "{net:?}");
+        assert!(net.contains(&"lo tx".to_string()), "{net:?}");
+        let disk = names(PaneId::Disk);
+        assert!(
+            disk.contains(&"vm00 (host-seen) write".to_string()),
+            "{disk:?}"
+        );
+        // 0.9 s of cgroup CPU a second: 90 % of a core.
+        let vm00 = detail_of(&session, &theme, PaneId::Cpu, &view)
+            .lines
+            .into_iter()
+            .find(|l| l.name == "vm00 (host-seen)")
+            .expect("vm00");
+        assert_eq!(vm00.points.last().map(|p| p.1), Some(90.0));
     }
 
     #[test]
