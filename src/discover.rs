@@ -259,6 +259,26 @@ pub fn parse_qemu(args: &[String]) -> Option<Found> {
     Some(found)
 }
 
+/// The loop device whose backing file is `image`.
+pub fn loop_device_of(image: &std::path::Path) -> Result<String, String> {
+    let wanted =
+        std::fs::canonicalize(image).map_err(|e| format!("image {}: {e}", image.display()))?;
+    let entries = std::fs::read_dir("/sys/block").map_err(|e| format!("/sys/block: {e}"))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let backing = entry.path().join("loop/backing_file");
+        if let Ok(text) = std::fs::read_to_string(&backing) {
+            if std::path::Path::new(text.trim()) == wanted {
+                return Ok(name);
+            }
+        }
+    }
+    Err(format!(
+        "image {} is not attached to any loop device",
+        image.display()
+    ))
+}
+
 /// vCPU threads of a QEMU process: with `debug-threads=on` (libvirt sets it)
 /// they are named `CPU <n>/KVM`, `CPU <n>/TCG`.
 pub fn vcpu_threads(pid: u32) -> Vec<(u32, u32, String)> {
@@ -548,56 +568,6 @@ impl XentopFrames {
     }
 }
 
-/// A running `xentop -b -d 1`, its latest frame kept for the host sampler.
-pub struct XentopFeed {
-    child: std::process::Child,
-    latest: std::sync::Arc<std::sync::Mutex<HashMap<String, XenDomain>>>,
-}
-
-impl XentopFeed {
-    pub fn start() -> std::io::Result<Self> {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new("xentop")
-            .args(["-b", "-d", "1"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| std::io::Error::other("no stdout"))?;
-        let latest = std::sync::Arc::new(std::sync::Mutex::new(HashMap::new()));
-        let shared = latest.clone();
-        std::thread::Builder::new()
-            .name("xentop".into())
-            .spawn(move || {
-                let mut frames = XentopFrames::default();
-                for line in std::io::BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(Ok(domains)) = frames.push(&line)
-                        && let Ok(mut map) = shared.lock()
-                    {
-                        map.clear();
-                        map.extend(domains.into_iter().map(|d| (d.name.clone(), d)));
-                    }
-                }
-            })?;
-        Ok(XentopFeed { child, latest })
-    }
-
-    pub fn domain(&self, name: &str) -> Option<XenDomain> {
-        self.latest.lock().ok()?.get(name).cloned()
-    }
-}
-
-impl Drop for XentopFeed {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Xen domains other than dom0, from one `xentop -b -i 1` frame, if xentop
 /// runs here.
 pub fn xen_domains() -> Vec<Found> {
@@ -739,7 +709,7 @@ pub fn apply(plan: &mut Plan, found: &[Found], arp: &HashMap<String, String>) ->
                 Some(device) => guest.block_device = Some(device.to_string()),
                 // A plain file: the image, when a loop device backs it, else
                 // the process's own I/O counters tell its disk traffic.
-                None if crate::sample::loop_device_of(Path::new(&drive.path)).is_ok() => {
+                None if loop_device_of(Path::new(&drive.path)).is_ok() => {
                     guest.image = Some(drive.path.clone());
                 }
                 None => {}

@@ -1,0 +1,253 @@
+//! This host's counters and the processes it watches (each benchmark
+//! copy, and vmbench itself), sampled on their own thread.
+
+use std::io;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use procfs::prelude::*;
+use procfs::process::{Io, Stat};
+
+use super::host_seen::HostSeenGuest;
+use super::proc_view::{Machine, ProcKind, ProcView};
+use super::{PROC_FIELDS, PROC_UNITS, ProcFile, Registry, SamplerCommand, SeriesIds, next_tick};
+use crate::bus::EventSink;
+use crate::event::{Clock, Event, Nanos, RunId, Sample, SeriesDef, SeriesId, SeriesKind};
+
+/// vmbench's own process, sampled on every tick.
+const OWN_STAT: &str = "/proc/self/stat";
+const OWN_IO: &str = "/proc/self/io";
+
+pub(super) struct WatchedProcess {
+    run: RunId,
+    stat: ProcFile,
+    io: ProcFile,
+    ids: [SeriesId; 4],
+}
+
+impl WatchedProcess {
+    pub(super) fn open(
+        run: RunId,
+        pid: u32,
+        source: &str,
+        registry: &mut Registry,
+    ) -> io::Result<Self> {
+        let stat = ProcFile::open(&format!("/proc/{pid}/stat"))?;
+        let io = ProcFile::open(&format!("/proc/{pid}/io"))?;
+        let ids = registry.define(source, PROC_FIELDS, PROC_UNITS, SeriesKind::Counter);
+        Ok(WatchedProcess { run, stat, io, ids })
+    }
+}
+
+pub struct HostSampler {
+    files: Vec<(ProcKind, ProcFile)>,
+    pub(super) buf: Vec<u8>,
+    pub(super) registry: Registry,
+    pub(super) view: ProcView,
+    processes: Vec<WatchedProcess>,
+    /// vmbench's own process, so that its cost is in every recording.
+    own: WatchedProcess,
+    pub(super) guests: Vec<HostSeenGuest>,
+    /// Started for the first guest with a Xen domain.
+    pub(super) xentop: Option<super::XentopFeed>,
+    pub(super) errors: Vec<String>,
+}
+
+impl HostSampler {
+    pub fn new(ids: SeriesIds) -> io::Result<Self> {
+        let mut registry = Registry::new(ids);
+        let view = ProcView::new("host", Machine::Host, &mut registry);
+        let own = WatchedProcess {
+            run: RunId::MAX,
+            stat: ProcFile::open(OWN_STAT)?,
+            io: ProcFile::open(OWN_IO)?,
+            ids: registry.define("vmbench", PROC_FIELDS, PROC_UNITS, SeriesKind::Counter),
+        };
+        let files = ProcKind::ALL
+            .iter()
+            .map(|kind| Ok((*kind, ProcFile::open(kind.path())?)))
+            .collect::<io::Result<_>>()?;
+        Ok(HostSampler {
+            files,
+            buf: Vec::with_capacity(64 << 10),
+            registry,
+            view,
+            processes: Vec::new(),
+            own,
+            guests: Vec::new(),
+            xentop: None,
+            errors: Vec::new(),
+        })
+    }
+
+    pub fn watch(&mut self, run: RunId, pid: u32) {
+        match WatchedProcess::open(run, pid, &format!("run/{run}"), &mut self.registry) {
+            Ok(p) => self.processes.push(p),
+            Err(e) => self
+                .errors
+                .push(format!("cannot sample process {pid} of run {run}: {e}")),
+        }
+    }
+
+    pub fn unwatch(&mut self, run: RunId) {
+        self.processes.retain(|p| p.run != run);
+    }
+
+    /// Series first seen since the last call, to be announced before the sample.
+    pub fn take_new_series(&mut self) -> Vec<SeriesDef> {
+        std::mem::take(&mut self.registry.new_defs)
+    }
+
+    /// The files every tick reads before any watched process or guest: this
+    /// host's counters and vmbench's own, so a benchmark's floor reads the same.
+    pub fn files_per_tick() -> Vec<&'static str> {
+        let mut files: Vec<&str> = ProcKind::ALL.iter().map(|kind| kind.path()).collect();
+        files.extend([OWN_STAT, OWN_IO]);
+        files
+    }
+
+    /// Problems met while sampling (a file unreadable, a process gone).
+    pub fn take_errors(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.errors)
+    }
+
+    pub fn sample(&mut self, t: Nanos) -> Sample {
+        let mut values = Vec::with_capacity(self.registry.count);
+        for (kind, file) in &self.files {
+            let parsed = file
+                .read_into(&mut self.buf)
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| {
+                    self.view
+                        .parse(*kind, bytes, &mut self.registry, &mut values)
+                });
+            if let Err(e) = parsed {
+                self.errors.push(format!("{}: {e}", kind.path()));
+            }
+        }
+        self.sample_guests(&mut values);
+        self.sample_processes(&mut values);
+        Sample { t, values }
+    }
+
+    fn sample_processes(&mut self, values: &mut Vec<(SeriesId, u64)>) {
+        let buf = &mut self.buf;
+        sample_process(&self.own, buf, values);
+        // A process that has exited is dropped; its last sample stands.
+        self.processes.retain(|p| sample_process(p, buf, values));
+    }
+}
+
+/// False when the process is gone.
+pub(super) fn sample_process(
+    p: &WatchedProcess,
+    buf: &mut Vec<u8>,
+    values: &mut Vec<(SeriesId, u64)>,
+) -> bool {
+    let Some(stat) = p
+        .stat
+        .read_into(buf)
+        .ok()
+        .and_then(|b| Stat::from_read(b).ok())
+    else {
+        return false;
+    };
+    values.push((p.ids[0], stat.utime));
+    values.push((p.ids[1], stat.stime));
+    if let Some(io) = p.io.read_into(buf).ok().and_then(|b| Io::from_read(b).ok()) {
+        values.push((p.ids[2], io.read_bytes));
+        values.push((p.ids[3], io.write_bytes));
+    }
+    true
+}
+
+/// Runs the host sampler on its own thread until told to stop or the bus closes.
+pub fn run_host_sampler(
+    mut sampler: HostSampler,
+    clock: Clock,
+    interval: Duration,
+    sink: EventSink,
+    commands: Receiver<SamplerCommand>,
+) {
+    let interval = interval.as_nanos() as Nanos;
+    let start = clock.now();
+    let mut due = start;
+    loop {
+        for def in sampler.take_new_series() {
+            if !sink.send(Event::SeriesDefined(def)) {
+                return;
+            }
+        }
+        let sample = sampler.sample(clock.now());
+        for def in sampler.take_new_series() {
+            sink.send(Event::SeriesDefined(def));
+        }
+        if !sink.send(Event::Sample(sample)) {
+            return;
+        }
+        for text in sampler.take_errors() {
+            sink.send(Event::Log {
+                t: clock.now(),
+                level: crate::event::LogLevel::Warn,
+                text,
+            });
+        }
+        (_, due) = next_tick(start, interval, clock.now().max(due));
+        loop {
+            let wait = due.saturating_sub(clock.now());
+            if wait == 0 {
+                break;
+            }
+            match commands.recv_timeout(Duration::from_nanos(wait)) {
+                Ok(SamplerCommand::Watch { run, pid }) => sampler.watch(run, pid),
+                Ok(SamplerCommand::Unwatch { run }) => sampler.unwatch(run),
+                Ok(SamplerCommand::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_proc_gives_cpu_memory_and_loopback() {
+        let mut sampler = HostSampler::new(SeriesIds::default()).expect("/proc is readable");
+        let first = sampler.sample(1);
+        let defs = sampler.take_new_series();
+        assert!(sampler.take_errors().is_empty());
+        let named = |source: &str, metric: &str| {
+            defs.iter()
+                .find(|d| d.source == source && d.metric == metric)
+                .map(|d| d.id)
+                .unwrap_or_else(|| panic!("no series {source} {metric}"))
+        };
+        let value = |id| first.values.iter().find(|(i, _)| *i == id).map(|(_, v)| *v);
+        assert!(value(named("host", "cpu.idle")).is_some_and(|v| v > 0));
+        assert!(value(named("host", "mem.total")).is_some_and(|v| v > 1 << 20));
+        assert!(value(named("host/net/lo", "rx_bytes")).is_some());
+        assert!(value(named("host/cpu0", "cpu.user")).is_some());
+    }
+
+    #[test]
+    fn a_watched_process_is_sampled_until_it_exits() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("sleep runs");
+        let mut sampler = HostSampler::new(SeriesIds::default()).expect("/proc is readable");
+        sampler.watch(7, child.id());
+        sampler.sample(1);
+        let defs = sampler.take_new_series();
+        assert!(
+            defs.iter()
+                .any(|d| d.source == "run/7" && d.metric == "cpu.utime")
+        );
+        child.kill().expect("kill sleep");
+        child.wait().expect("reap sleep");
+        sampler.sample(2);
+        assert!(sampler.processes.is_empty());
+    }
+}

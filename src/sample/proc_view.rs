@@ -1,0 +1,305 @@
+//! One machine's /proc (stat, meminfo, net/dev, diskstats) as series: this
+//! host's, whose /sys can say more about a device, or a guest's, known only
+//! by its /proc files.
+
+use std::collections::HashMap;
+
+use procfs::net::InterfaceDeviceStatus;
+use procfs::prelude::*;
+use procfs::{DiskStats, KernelStats, Meminfo};
+
+use super::{CPU_FIELDS, DISK_FIELDS, DISK_UNITS, MEM_FIELDS, NET_FIELDS, NET_UNITS, Registry};
+use crate::event::{SeriesId, SeriesKind};
+
+#[derive(Clone, Copy)]
+pub(super) enum DiskState {
+    /// Partitions would count their disk's I/O twice.
+    Partition,
+    /// Never done I/O (unused loop devices): not worth a series until it does.
+    Idle,
+    Tracked([SeriesId; 7]),
+}
+
+/// The /proc files every machine is sampled from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum ProcKind {
+    Stat,
+    Meminfo,
+    NetDev,
+    Diskstats,
+}
+
+impl ProcKind {
+    pub(super) const ALL: [ProcKind; 4] = [
+        ProcKind::Stat,
+        ProcKind::Meminfo,
+        ProcKind::NetDev,
+        ProcKind::Diskstats,
+    ];
+
+    pub(super) fn path(self) -> &'static str {
+        match self {
+            ProcKind::Stat => "/proc/stat",
+            ProcKind::Meminfo => "/proc/meminfo",
+            ProcKind::NetDev => "/proc/net/dev",
+            ProcKind::Diskstats => "/proc/diskstats",
+        }
+    }
+}
+
+/// Whose /proc a view reads: this host's, whose /sys can say more about a
+/// device, or a guest's, known only by its /proc files.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Machine {
+    Host,
+    Guest,
+}
+
+impl Machine {
+    fn is_partition(self, name: &str, all: &HashMap<String, [u64; 7]>) -> bool {
+        match self {
+            Machine::Host => {
+                std::path::Path::new(&format!("/sys/class/block/{name}/partition")).exists()
+            }
+            Machine::Guest => guest_partition(name, all),
+        }
+    }
+
+    /// A bridge's port (a tap or veth, or a NIC enslaved to a bridge): its
+    /// traffic is counted again at the bridge, so it is kept apart.
+    fn is_bridge_port(self, name: &str) -> bool {
+        self == Machine::Host
+            && std::path::Path::new(&format!("/sys/class/net/{name}/master")).exists()
+    }
+}
+
+/// One machine's /proc counters as series under one source prefix: `host`
+/// for this host, `guest:<name>` for what a guest sees of itself.
+pub(super) struct ProcView {
+    prefix: String,
+    machine: Machine,
+    cpu_total: [SeriesId; 8],
+    cpus: Vec<[SeriesId; 8]>,
+    context_switches: SeriesId,
+    procs_running: SeriesId,
+    mem: [SeriesId; 5],
+    nets: HashMap<String, [SeriesId; 4]>,
+    disks: HashMap<String, DiskState>,
+    /// This tick's raw values per interface and per disk, for attribution.
+    pub(super) net_now: HashMap<String, [u64; 4]>,
+    pub(super) disk_now: HashMap<String, [u64; 7]>,
+}
+
+impl ProcView {
+    pub(super) fn new(prefix: &str, machine: Machine, registry: &mut Registry) -> Self {
+        let cpu_total = registry.define(prefix, CPU_FIELDS, ["ticks"; 8], SeriesKind::Counter);
+        let [context_switches] =
+            registry.define(prefix, ["ctxt"], ["switches"], SeriesKind::Counter);
+        let [procs_running] =
+            registry.define(prefix, ["procs_running"], ["tasks"], SeriesKind::Gauge);
+        let mem = registry.define(prefix, MEM_FIELDS, ["bytes"; 5], SeriesKind::Gauge);
+        ProcView {
+            prefix: prefix.to_string(),
+            machine,
+            cpu_total,
+            cpus: Vec::new(),
+            context_switches,
+            procs_running,
+            mem,
+            nets: HashMap::new(),
+            disks: HashMap::new(),
+            net_now: HashMap::new(),
+            disk_now: HashMap::new(),
+        }
+    }
+
+    pub(super) fn parse(
+        &mut self,
+        kind: ProcKind,
+        bytes: &[u8],
+        registry: &mut Registry,
+        values: &mut Vec<(SeriesId, u64)>,
+    ) -> anyhow::Result<()> {
+        match kind {
+            ProcKind::Stat => self.stat(bytes, registry, values),
+            ProcKind::Meminfo => self.meminfo(bytes, values),
+            ProcKind::NetDev => self.net(bytes, registry, values),
+            ProcKind::Diskstats => self.disks(bytes, registry, values),
+        }
+    }
+
+    fn stat(
+        &mut self,
+        bytes: &[u8],
+        registry: &mut Registry,
+        values: &mut Vec<(SeriesId, u64)>,
+    ) -> anyhow::Result<()> {
+        let stats = KernelStats::from_read(bytes, procfs::current_system_info())?;
+        let cpu_values = |c: &procfs::CpuTime| {
+            [
+                c.user,
+                c.nice,
+                c.system,
+                c.idle,
+                c.iowait.unwrap_or(0),
+                c.irq.unwrap_or(0),
+                c.softirq.unwrap_or(0),
+                c.steal.unwrap_or(0),
+            ]
+        };
+        values.extend(self.cpu_total.iter().copied().zip(cpu_values(&stats.total)));
+        while self.cpus.len() < stats.cpu_time.len() {
+            let source = format!("{}/cpu{}", self.prefix, self.cpus.len());
+            let ids = registry.define(&source, CPU_FIELDS, ["ticks"; 8], SeriesKind::Counter);
+            self.cpus.push(ids);
+        }
+        for (ids, cpu) in self.cpus.iter().zip(&stats.cpu_time) {
+            values.extend(ids.iter().copied().zip(cpu_values(cpu)));
+        }
+        values.push((self.context_switches, stats.ctxt));
+        values.push((
+            self.procs_running,
+            u64::from(stats.procs_running.unwrap_or(0)),
+        ));
+        Ok(())
+    }
+
+    fn meminfo(&mut self, bytes: &[u8], values: &mut Vec<(SeriesId, u64)>) -> anyhow::Result<()> {
+        let m = Meminfo::from_read(bytes)?;
+        let read = [
+            m.mem_total,
+            m.mem_available.unwrap_or(m.mem_free),
+            m.mem_free,
+            m.cached,
+            m.buffers,
+        ];
+        values.extend(self.mem.iter().copied().zip(read));
+        Ok(())
+    }
+
+    fn net(
+        &mut self,
+        bytes: &[u8],
+        registry: &mut Registry,
+        values: &mut Vec<(SeriesId, u64)>,
+    ) -> anyhow::Result<()> {
+        let devices = InterfaceDeviceStatus::from_read(bytes)?;
+        let mut names: Vec<&String> = devices.0.keys().collect();
+        names.sort();
+        self.net_now.clear();
+        for name in names {
+            let dev = &devices.0[name];
+            let machine = self.machine;
+            let ids = *self.nets.entry(name.clone()).or_insert_with(|| {
+                let kind = if machine.is_bridge_port(name) {
+                    "port"
+                } else {
+                    "net"
+                };
+                registry.define(
+                    &format!("{}/{kind}/{name}", self.prefix),
+                    NET_FIELDS,
+                    NET_UNITS,
+                    SeriesKind::Counter,
+                )
+            });
+            let read = [
+                dev.recv_bytes,
+                dev.recv_packets,
+                dev.sent_bytes,
+                dev.sent_packets,
+            ];
+            values.extend(ids.iter().copied().zip(read));
+            self.net_now.insert(name.clone(), read);
+        }
+        Ok(())
+    }
+
+    fn disks(
+        &mut self,
+        bytes: &[u8],
+        registry: &mut Registry,
+        values: &mut Vec<(SeriesId, u64)>,
+    ) -> anyhow::Result<()> {
+        let disks = DiskStats::from_read(bytes)?;
+        self.disk_now.clear();
+        for d in &disks.0 {
+            let read = [
+                d.reads,
+                d.sectors_read,
+                d.time_reading,
+                d.writes,
+                d.sectors_written,
+                d.time_writing,
+                d.time_in_progress,
+            ];
+            self.disk_now.insert(d.name.clone(), read);
+        }
+        for d in &disks.0 {
+            let read = self.disk_now[&d.name];
+            let known = self.disks.get(&d.name).copied();
+            let state = match known {
+                Some(settled @ (DiskState::Partition | DiskState::Tracked(_))) => settled,
+                _ if read.iter().all(|v| *v == 0) => DiskState::Idle,
+                _ if self.machine.is_partition(&d.name, &self.disk_now) => DiskState::Partition,
+                _ => DiskState::Tracked(registry.define(
+                    &format!("{}/disk/{}", self.prefix, d.name),
+                    DISK_FIELDS,
+                    DISK_UNITS,
+                    SeriesKind::Counter,
+                )),
+            };
+            if let DiskState::Tracked(ids) = state {
+                values.extend(ids.iter().copied().zip(read));
+            }
+            if known.is_none()
+                || matches!(
+                    (known, state),
+                    (
+                        Some(DiskState::Idle),
+                        DiskState::Partition | DiskState::Tracked(_)
+                    )
+                )
+            {
+                self.disks.insert(d.name.clone(), state);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A guest's view of its own disks, where the host's /sys cannot tell: a
+/// device named as another plus digits (vda1), or plus `p` and digits after
+/// a name ending in a digit (nvme0n1p1), is a partition of it.
+fn guest_partition(name: &str, all: &HashMap<String, [u64; 7]>) -> bool {
+    all.keys().any(|disk| {
+        let Some(rest) = name.strip_prefix(disk.as_str()) else {
+            return false;
+        };
+        let digits = if disk.ends_with(|c: char| c.is_ascii_digit()) {
+            rest.strip_prefix('p').unwrap_or("")
+        } else {
+            rest
+        };
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_tells_partitions_from_disks_by_name() {
+        let disks: HashMap<String, [u64; 7]> =
+            ["vda", "vda1", "nvme0n1", "nvme0n1p2", "loop0", "sr0"]
+                .iter()
+                .map(|n| (n.to_string(), [0; 7]))
+                .collect();
+        let partitions: Vec<&str> = ["vda", "vda1", "nvme0n1", "nvme0n1p2", "loop0", "sr0"]
+            .into_iter()
+            .filter(|n| guest_partition(n, &disks))
+            .collect();
+        assert_eq!(partitions, ["vda1", "nvme0n1p2"]);
+    }
+}
