@@ -11,6 +11,7 @@ pub mod demo;
 pub mod discover;
 pub mod event;
 pub mod format;
+pub mod header;
 pub mod input;
 pub mod model;
 pub mod orchestrate;

@@ -9,7 +9,7 @@ use crate::event::{
     Event, GuestState, LogLevel, MetricDef, NANOS_PER_SEC, Nanos, PhaseId, PhaseOutcome, RunId,
     RunOutcome, SeriesDef, SeriesId, SeriesKind,
 };
-use crate::store::Header;
+use crate::header::Header;
 
 /// Points of history each series keeps (5 minutes at the default 1 s).
 pub const SERIES_HISTORY: usize = 300;
@@ -933,8 +933,8 @@ impl Session {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::header::HostSpecs;
     use crate::plan::LoadedPlan;
-    use crate::store::HostSpecs;
 
     pub(crate) fn test_header() -> Header {
         let plan = LoadedPlan::embedded_default();

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use vmbench::event::Event;
+use vmbench::header::{Header, HostSpecs};
 use vmbench::plan::LoadedPlan;
-use vmbench::store::{Header, HostSpecs, Recorder};
+use vmbench::store::Recorder;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(format!(

@@ -26,7 +26,7 @@ mod testbed;
 
 use std::time::Instant;
 
-use vmbench::store::{Header, HostSpecs};
+use vmbench::header::{Header, HostSpecs};
 
 /// Guests the cost sessions run with: the study's scale is 8; 4 keeps two
 /// 60-second sessions light on a 2-core machine.

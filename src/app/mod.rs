@@ -17,11 +17,12 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::bus::{EventSink, Msg};
 use crate::event::{Clock, Event, LogLevel, Nanos, RunOutcome};
+use crate::header::{Header, HostSpecs};
 use crate::model::Session;
 use crate::orchestrate::{Control, Orchestrator, StopCause};
 use crate::plan::{LoadedPlan, Order};
 use crate::sample::{HostSampler, SamplerCommand, SeriesIds, run_host_sampler};
-use crate::store::{Header, HostSpecs, Recorder};
+use crate::store::Recorder;
 
 /// `recordings/<plan>-<UTC time>.vmb`.
 pub fn default_recording_path(plan_name: &str) -> PathBuf {

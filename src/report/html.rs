@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use super::Matrix;
 use super::charts::Drawn;
 use super::text::TextTable;
+use crate::header::Header;
 use crate::results::Results;
-use crate::store::Header;
 
 /// Text made safe inside HTML elements and attributes.
 fn esc(text: &str) -> String {

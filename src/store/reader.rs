@@ -7,7 +7,9 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::codec::DeltaState;
-use super::{FORMAT_VERSION, Header, LATE_ARRIVAL, MAX_SKIPS, READ_SLICE, sidecar, sql_time};
+use crate::header::Header;
+
+use super::{FORMAT_VERSION, LATE_ARRIVAL, MAX_SKIPS, READ_SLICE, sidecar, sql_time};
 
 /// SQLite calls the progress handler every this many virtual-machine steps...
 const PROGRESS_EVERY: std::ffi::c_int = 10_000;

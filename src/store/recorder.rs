@@ -12,10 +12,9 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, params};
 
 use super::codec::DeltaState;
-use super::{
-    FLUSH_EVERY, FORMAT_VERSION, Header, KEYFRAME_EVERY, QUEUE_DEPTH, SCHEMA, kind_name, sidecar,
-};
+use super::{FLUSH_EVERY, FORMAT_VERSION, KEYFRAME_EVERY, QUEUE_DEPTH, SCHEMA, kind_name, sidecar};
 use crate::event::{Event, Nanos};
+use crate::header::Header;
 
 /// How long the recorder may stall (a full queue, a close that does not
 /// finish) before the session treats it as failed.

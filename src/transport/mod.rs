@@ -167,7 +167,7 @@ fn parse_shape(out: &str) -> crate::event::GuestShape {
     crate::event::GuestShape {
         vcpus: value("vcpus").parse().unwrap_or(0),
         memory_bytes: value("memory_kib").parse::<u64>().unwrap_or(0) * 1024,
-        virtualization: crate::store::virtualization(
+        virtualization: crate::header::virtualization(
             value("flags"),
             value("hypervisor"),
             value("xen"),
