@@ -132,6 +132,21 @@ pub struct Guest {
     pub reconnect_attempts: Option<Count>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconnect_backoff: Option<PlanDuration>,
+
+    /// How an `ssh` guest's own counters are read: by vmbench's agent on
+    /// the guest (the default), over SFTP (where vmbench cannot run), or
+    /// not at all (host-seen only).
+    #[serde(default)]
+    pub sampling: GuestSampling,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestSampling {
+    #[default]
+    Agent,
+    Sftp,
+    Off,
 }
 
 fn ssh_port() -> u16 {

@@ -4,12 +4,10 @@
 
 mod common;
 
-use common::testbed::{
-    GUESTS, STATE, all_guests, guest, plan_text, processes_in, testbed, write_plan,
-};
+use common::testbed::{GUESTS, STATE, all_guests, guest, plan_text, testbed, write_plan};
 use common::{drain_until_finished, exe};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,19 +17,6 @@ use vmbench::model::RunState;
 use vmbench::plan::LoadedPlan;
 use vmbench::store::Reader;
 use vmbench::transport::ssh;
-
-/// vmbench's folders on the guests (they share this host's /tmp).
-fn leftovers() -> Vec<PathBuf> {
-    std::fs::read_dir("/tmp")
-        .expect("/tmp")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmbench."))
-        })
-        .collect()
-}
 
 #[test]
 fn cpu_disk_and_net_on_1_2_and_4_guests_replay_to_the_same_results() {
@@ -131,8 +116,12 @@ fn cpu_disk_and_net_on_1_2_and_4_guests_replay_to_the_same_results() {
         }
     }
 
-    // Nothing stays on the guests.
-    assert_eq!(leftovers(), Vec::<PathBuf>::new());
+    // Nothing of this session stays on the guests (they share this host's
+    // /tmp and PID space: only this session's folders are looked at).
+    common::testbed::assert_nothing_left(
+        &common::testbed::events_of(&recording),
+        Duration::from_secs(10),
+    );
 
     let (_replay, mut replayed, bus) = Replay::open(&recording, 10_000.0, false).expect("replay");
     drain_until_finished(&mut replayed, &bus, Duration::from_secs(60));
@@ -196,23 +185,14 @@ fn interrupt_mid_phase(signal: libc::c_int) -> Vec<vmbench::event::Event> {
     // SAFETY: signals the child this test started.
     unsafe { libc::kill(child.id() as libc::pid_t, signal) };
     child.wait().expect("vmbench exits");
-    // After a kill -9 the guests notice the lost connection by themselves.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for i in 1..=GUESTS {
-        loop {
-            let ps = processes_in(i);
-            if !ps.contains("vmbench workload") && !ps.contains("/tmp/vmbench.") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "g{i} still runs:\n{ps}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    assert_eq!(leftovers(), Vec::<PathBuf>::new());
-    Reader::open(&recording)
+    // After a kill -9 the guests notice the lost connection by themselves:
+    // none of this session's copies, agents or folders stays on them.
+    let events = Reader::open(&recording)
         .expect("recording")
         .events(0, u64::MAX)
-        .expect("events")
+        .expect("events");
+    common::testbed::assert_nothing_left(&events, Duration::from_secs(10));
+    events
 }
 
 #[test]
@@ -1145,4 +1125,129 @@ fn clocks_are_measured_again_before_each_phase_and_shared_clocks_read_zero() {
             phase.id
         );
     }
+}
+
+#[test]
+fn guest_counters_come_from_the_agent_or_over_sftp_and_a_killed_agent_is_said() {
+    use common::testbed::{events_of, processes_naming, session_folders, wait_for};
+    use vmbench::event::{Event, LogLevel};
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = format!(
+        "{}{}sampling = \"sftp\"\n\n",
+        guest(1, &format!("{STATE}/known_hosts")),
+        guest(2, &format!("{STATE}/known_hosts"))
+    );
+    let benchmarks = "[[benchmark]]\nname = \"idle\"\nworkload = { type = \"custom\", command = [\"sleep\", \"12\"], result_regex = \"never\", metric = \"none\", unit = \"-\" }\nduration = \"12s\"\nconcurrency = [1]\nguests = [\"host\"]\n";
+    let plan = write_plan(dir.path(), &plan_text(&guests, benchmarks));
+    let recording = dir.path().join("agent.vmb");
+    let mut child = Command::new(exe())
+        .args([
+            "record",
+            plan.to_str().expect("utf-8"),
+            "-o",
+            recording.to_str().expect("utf-8"),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("record starts");
+    // The agent's own CPU is a series of g1's; its ticks arrive.
+    let agent_series = |_: &[Event]| {
+        Reader::open(&recording).ok().is_some_and(|r| {
+            r.series
+                .iter()
+                .any(|s| s.source == "guest:g1/vmbench" && s.metric == "cpu.utime")
+        })
+    };
+    wait_for(
+        &recording,
+        "g1's agent defines its series",
+        Duration::from_secs(60),
+        agent_series,
+    );
+    // Ticks from g1's agent, counted by its guest's cpu.user.
+    let ticks_of_g1 = || -> usize {
+        let Ok(reader) = Reader::open(&recording) else {
+            return 0;
+        };
+        let Some(user) = reader
+            .series
+            .iter()
+            .find(|s| s.source == "guest:g1" && s.metric == "cpu.user")
+            .map(|s| s.id)
+        else {
+            return 0;
+        };
+        reader.samples(0, u64::MAX).map_or(0, |samples| {
+            samples
+                .iter()
+                .filter(|s| s.values.iter().any(|(id, _)| *id == user))
+                .count()
+        })
+    };
+    wait_for(
+        &recording,
+        "4 ticks of g1's agent",
+        Duration::from_secs(60),
+        |_| ticks_of_g1() >= 4,
+    );
+    // Kill this session's agent on g1 (guests share this host's PID space:
+    // it is found by this session's folder on the guest).
+    let events = events_of(&recording);
+    let (_, folder) = session_folders(&events)
+        .into_iter()
+        .find(|(g, _)| g == "g1")
+        .expect("g1's folder");
+    let agents = processes_naming(&format!("{}/vmbench agent", folder.display()));
+    assert_eq!(agents.len(), 1, "one agent on g1: {agents:?}");
+    let pid: i32 = agents[0]
+        .split(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+    // SAFETY: a plain kill of the process just found.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let killed = Instant::now();
+    let said = |events: &[Event]| {
+        events.iter().any(|e| {
+            matches!(e, Event::Log { level: LogLevel::Warn, text, .. }
+                if text.starts_with("g1: guest-side sampling stopped"))
+        })
+    };
+    wait_for(
+        &recording,
+        "the agent's end is said",
+        Duration::from_secs(30),
+        said,
+    );
+    eprintln!(
+        "the end of g1's agent was said {:?} after kill -9",
+        killed.elapsed()
+    );
+    // The session goes on to its end.
+    let status = child.wait().expect("record ends");
+    assert!(status.success(), "the session failed: {status}");
+    let reader = Reader::open(&recording).expect("recording");
+    let sources = |guest: &str| -> Vec<String> {
+        reader
+            .series
+            .iter()
+            .filter(|s| s.source.starts_with(&format!("guest:{guest}")))
+            .map(|s| s.source.clone())
+            .collect()
+    };
+    // g2 was read over SFTP, as its plan says: its counters, no agent.
+    let g2 = sources("g2");
+    assert!(g2.iter().any(|s| s == "guest:g2"), "{g2:?}");
+    assert!(!g2.iter().any(|s| s.ends_with("/vmbench")), "{g2:?}");
+    let events = reader.events(0, u64::MAX).expect("events");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Log { text, .. } if text.contains("read over SFTP"))),
+        "g1's agent fell back to SFTP"
+    );
+    // Nothing more came from g1 after its agent's end was said.
+    assert!(ticks_of_g1() >= 4);
+    assert!(processes_naming(&format!("{}/vmbench agent", folder.display())).is_empty());
 }

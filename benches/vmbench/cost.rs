@@ -196,3 +196,93 @@ pub fn bench_cpu_cost(dir: &Path, ssh_guests: usize) {
         None => println!("recording bytes per value: the 1 Hz session left no readable recording"),
     }
 }
+
+/// CPU seconds the agents on the guests used, from their own series in a
+/// recording (each agent samples its own /proc/self/stat).
+fn agents_cpu_seconds(recording: &Path) -> Option<f64> {
+    let reader = Reader::open(recording).ok()?;
+    let ticks = reader.header.host.clock_ticks_per_sec as f64;
+    let ids: Vec<u32> = reader
+        .series
+        .iter()
+        .filter(|s| s.source.ends_with("/vmbench") && s.metric.starts_with("cpu."))
+        .map(|s| s.id)
+        .collect();
+    if ids.is_empty() {
+        return None;
+    }
+    let mut first = std::collections::HashMap::new();
+    let mut last = std::collections::HashMap::new();
+    for sample in reader.samples(0, u64::MAX).ok()? {
+        for (id, value) in sample.values.iter().filter(|(id, _)| ids.contains(id)) {
+            first.entry(*id).or_insert(*value);
+            last.insert(*id, *value);
+        }
+    }
+    Some(
+        ids.iter()
+            .map(|id| last.get(id).copied().unwrap_or(0) - first.get(id).copied().unwrap_or(0))
+            .sum::<u64>() as f64
+            / ticks,
+    )
+}
+
+/// What reading the guests' own counters costs, by the three ways a guest
+/// can be sampled, in one run on the same guests: the same session (bring-
+/// up, a 30 s phase of sleeping copies, shutdown) with guest-side sampling
+/// off, over SFTP and by the agent, each as one process from exec to exit.
+/// The difference from `off`, over every guest-tick, is the host's cost
+/// of one guest's sample; the guests' side is their sshd and what it ran,
+/// and the agents' own CPU from their series.
+pub fn bench_guest_sampling(dir: &Path, guests: usize) {
+    let exe = env!("CARGO_BIN_EXE_vmbench");
+    let seconds = 30.0;
+    let hz = 10.0;
+    let mut off = None;
+    for mode in ["off", "sftp", "agent"] {
+        let blocks = testbed::guests(guests).replace(
+            "[[guest]]\n",
+            &format!("[[guest]]\nsampling = \"{mode}\"\n"),
+        );
+        let plan = dir.join(format!("sampling-{mode}.toml"));
+        std::fs::write(
+            &plan,
+            idle_plan("100ms", &blocks, guests)
+                .replace("sleep 60", "sleep 30")
+                .replace("\"60s\"", "\"30s\""),
+        )
+        .expect("plan");
+        let out = dir.join(format!("sampling-{mode}.vmb"));
+        let mut record = Command::new(exe);
+        record.arg("record").arg(&plan).arg("-o").arg(&out);
+        let before = guests_sshd_cpu_seconds(guests);
+        let cpu = whole_process_cpu_seconds(record);
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let guest_side = before
+            .zip(guests_sshd_cpu_seconds(guests))
+            .map(|(b, a)| a - b);
+        let per_tick = match (mode, cpu, off) {
+            ("off", Some(c), _) => {
+                off = Some(c);
+                String::new()
+            }
+            (_, Some(c), Some(o)) => format!(
+                "; {:.3} ms of host CPU per guest-tick over `off` ({guests} guests × {} ticks), \
+                 {:.2} % of a host core",
+                (c - o) / (guests as f64 * seconds * hz) * 1e3,
+                seconds * hz,
+                (c - o) / seconds * 100.0
+            ),
+            _ => String::new(),
+        };
+        let agents = agents_cpu_seconds(&out).map_or(String::new(), |a| {
+            format!("; the agents themselves {}", ms(Some(a)))
+        });
+        println!(
+            "guest-side sampling {mode} at 10 Hz on {guests} SSH guests, a 30 s phase: vmbench {} \
+             from exec to exit{per_tick}; guests' sshd and what they ran {}{agents}",
+            ms(cpu),
+            ms(guest_side),
+        );
+    }
+}

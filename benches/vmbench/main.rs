@@ -97,4 +97,7 @@ fn main() {
     if std::env::var_os("VMBENCH_BENCH_QUICK").is_none() {
         cost::bench_cpu_cost(dir.path(), if testbed { COST_GUESTS } else { 0 });
     }
+    if testbed {
+        cost::bench_guest_sampling(dir.path(), many);
+    }
 }

@@ -136,6 +136,13 @@ enum Command {
     Man,
     #[command(hide = true)]
     Workload(WorkloadArgs),
+    /// Samples this machine's /proc and streams it (run on a guest by the
+    /// host's vmbench, over SSH).
+    #[command(hide = true)]
+    Agent {
+        #[arg(long)]
+        interval_ns: u64,
+    },
 }
 
 /// Multiplies every benchmark's duration (and timeout), e.g. 0.01 to try a
@@ -427,6 +434,19 @@ pub fn main() -> ExitCode {
             discover(args.plan.as_deref())
         }
         Some(Command::Workload(args)) => return ExitCode::from(workload(args.kind) as u8),
+        Some(Command::Agent { interval_ns }) => {
+            let interval = Duration::from_nanos(interval_ns.max(1_000_000));
+            let ended = crate::sample::agent::run_agent(interval, &mut std::io::stdout().lock());
+            // The host closing the channel is how an agent is told to stop.
+            return match ended {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    stderr_line!("vmbench agent: {e}");
+                    ExitCode::FAILURE
+                }
+                Ok(()) => ExitCode::SUCCESS,
+            };
+        }
         Some(Command::Completions { shell }) => {
             quiet_on_broken_pipe();
             // Without the hidden workload runner, which the generators

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::bus::EventSink;
-use crate::event::{Clock, Event, GuestState, LogLevel, Nanos};
+use crate::event::{Clock, Event, GuestInfo, GuestState, LogLevel, Nanos};
 use crate::format::clock as clock_text;
-use crate::plan::{Guest, Plan, Transport};
+use crate::plan::{Guest, GuestSampling, Plan, Transport};
+use crate::sample::agent::{Agent, AgentStream, run_agent_sampler};
 use crate::sample::{GuestSampler, SeriesIds, run_guest_sampler};
 use crate::transport::{self, Liveness, Remote, ssh};
 
@@ -158,21 +159,34 @@ impl GuestPool {
                 }
                 // The sampler's session opens before the guest counts as
                 // settled, so that its handshake is not inside a phase.
-                let sampler = remote
-                    .is_ok()
-                    .then(|| open_sampler(&guest, &ctx.plan_origin, ctx.ids.clone()))
-                    .map(|opened| {
-                        opened.map_err(|e| {
+                let sampler = match &remote {
+                    Ok(r) if guest.sampling != GuestSampling::Off => {
+                        Some(open_sampler(&guest, &ctx, &r.info).map_err(|e| {
                             ctx.log(
                                 LogLevel::Warn,
                                 format!("{}: no guest-side counters: {e}", guest.name()),
                             )
-                        })
-                    });
+                        }))
+                    }
+                    _ => None,
+                };
                 let _ = tx.send(Some(remote));
-                if let Some(Ok((_connection, sampler))) = sampler {
-                    let name = guest.name().to_string();
-                    run_guest_sampler(sampler, name, ctx.clock, ctx.interval, ctx.sink, stop_rx);
+                let name = guest.name().to_string();
+                match sampler {
+                    Some(Ok((_connection, Sampling::Agent(agent)))) => {
+                        run_agent_sampler(agent, name, ctx.clock, ctx.sink, stop_rx);
+                    }
+                    Some(Ok((_connection, Sampling::Sftp(sampler)))) => {
+                        run_guest_sampler(
+                            sampler,
+                            name,
+                            ctx.clock,
+                            ctx.interval,
+                            ctx.sink,
+                            stop_rx,
+                        );
+                    }
+                    _ => {}
                 }
             });
         match spawned {
@@ -481,16 +495,65 @@ fn bring_up(
     })
 }
 
+/// How a guest's own counters come: its agent's stream, or SFTP reads.
+enum Sampling {
+    Agent(Agent),
+    Sftp(GuestSampler),
+}
+
+/// How long a new agent may take to say its first tick.
+const AGENT_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Guest-side counters come over a second session, so that sampling never
-/// waits behind a benchmark's output or a barrier.
+/// waits behind a benchmark's output or a barrier: from vmbench's agent on
+/// the guest where it runs, else over SFTP (said in the log).
 fn open_sampler(
     guest: &Guest,
-    plan_origin: &str,
-    ids: SeriesIds,
-) -> Result<(ssh::Connection, GuestSampler), String> {
-    let connection = ssh::connect(guest, ssh::UnknownKey::Refuse)
-        .map_err(|e| e.describe(plan_origin, guest.address.as_deref().unwrap_or_default()))?;
-    let sampler =
-        GuestSampler::open(&connection.session, guest.name(), ids).map_err(|e| format!("{e:#}"))?;
-    Ok((connection, sampler))
+    ctx: &PoolContext,
+    info: &GuestInfo,
+) -> Result<(ssh::Connection, Sampling), String> {
+    let connect = || {
+        ssh::connect(guest, ssh::UnknownKey::Refuse).map_err(|e| {
+            e.describe(
+                &ctx.plan_origin,
+                guest.address.as_deref().unwrap_or_default(),
+            )
+        })
+    };
+    let connection = connect()?;
+    if guest.sampling == GuestSampling::Agent {
+        let started = match &info.vmbench {
+            Ok(path) => {
+                let stream = AgentStream::new(guest.name(), ctx.ids.clone(), info.clock_offset_ns);
+                Agent::start(
+                    &connection.session,
+                    path,
+                    ctx.interval,
+                    stream,
+                    AGENT_PATIENCE,
+                )
+                .map_err(|e| format!("{e:#}"))
+            }
+            Err(why) => Err(why.clone()),
+        };
+        match started {
+            Ok(agent) => return Ok((connection, Sampling::Agent(agent))),
+            Err(why) => ctx.log(
+                LogLevel::Warn,
+                format!(
+                    "{}: its counters are read over SFTP: vmbench's agent cannot run there ({why})",
+                    guest.name()
+                ),
+            ),
+        }
+    }
+    // A session of its own: the agent's may be left in any state.
+    let connection = if guest.sampling == GuestSampling::Agent {
+        connect()?
+    } else {
+        connection
+    };
+    let sampler = GuestSampler::open(&connection.session, guest.name(), ctx.ids.clone())
+        .map_err(|e| format!("{e:#}"))?;
+    Ok((connection, Sampling::Sftp(sampler)))
 }
