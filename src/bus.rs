@@ -13,6 +13,9 @@ pub enum Msg {
     Reset,
     /// The producer of the session (orchestrator or replay) has finished.
     ProducerDone(Result<(), String>),
+    /// A scrape of the live metrics: the session's owner answers with
+    /// their text.
+    Scrape(std::sync::mpsc::Sender<String>),
     /// A message of the second producer of an A/B replay.
     Side(Box<Msg>),
     /// A replay's recording: how far it goes, and whether it is still written.

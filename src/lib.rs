@@ -13,6 +13,7 @@ pub mod event;
 pub mod format;
 pub mod header;
 pub mod input;
+pub mod metrics;
 pub mod model;
 pub mod orchestrate;
 pub mod plan;

@@ -11,10 +11,13 @@
 //!   ControlMaster connections (root for the testbed, Debian's pssh);
 //! - cost: CPU of `vmbench record` with 4 SSH guests at 1 Hz and 10 Hz, the
 //!   whole process from exec to exit, beside sadc and dstat charged the same
-//!   way (sysstat, dstat), and bytes per value of that real 1 Hz recording.
+//!   way (sysstat, dstat), and bytes per value of that real 1 Hz recording;
+//! - sampling: what reading 16 guests' own counters at 10 Hz costs the
+//!   host, off, over SFTP and by the agent, in one run.
 //!
-//! `VMBENCH_BENCH_QUICK=1` skips the two 60-second cost sessions;
-//! `VMBENCH_BENCH_GUESTS=N` sets the larger guest count of the skew (16).
+//! `VMBENCH_BENCH=group,...` runs only those groups (sampler, frame, replay,
+//! report, skew, cost, sampling); `VMBENCH_BENCH_GUESTS=N` sets the larger
+//! guest count of the skew and of sampling (16).
 
 mod cost;
 mod frame;
@@ -78,26 +81,42 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(16);
-    sampler::bench_sampler();
-    frame::bench_frame();
-    recording::bench_replay_open(dir.path());
-    report::bench_report();
-    // The figures that need no guests, alone: `VMBENCH_BENCH_LOCAL=1 cargo bench`.
-    if std::env::var_os("VMBENCH_BENCH_LOCAL").is_some() {
+    // `VMBENCH_BENCH=frame,replay cargo bench` runs only those groups:
+    // sampler, frame, replay, report (no guests needed), skew, cost, sampling.
+    let only = std::env::var("VMBENCH_BENCH").ok();
+    let runs = |group: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|g| g == group))
+    };
+    if runs("sampler") {
+        sampler::bench_sampler();
+    }
+    if runs("frame") {
+        frame::bench_frame();
+    }
+    if runs("replay") {
+        recording::bench_replay_open(dir.path());
+    }
+    if runs("report") {
+        report::bench_report();
+    }
+    if !["skew", "cost", "sampling"].iter().any(|g| runs(g)) {
         return;
     }
     let testbed = testbed::up(many.max(COST_GUESTS));
-    if testbed {
-        skew::bench_skew(dir.path(), many);
-    } else {
+    if !testbed {
         println!(
-            "start skew: not measured, the testbed did not come up (root and openssh-server are needed)"
+            "start skew, vmbench's cost and guest sampling: not measured, the testbed did not come \
+             up (root and openssh-server are needed)"
         );
     }
-    if std::env::var_os("VMBENCH_BENCH_QUICK").is_none() {
+    if testbed && runs("skew") {
+        skew::bench_skew(dir.path(), many);
+    }
+    if runs("cost") {
         cost::bench_cpu_cost(dir.path(), if testbed { COST_GUESTS } else { 0 });
     }
-    if testbed {
+    if testbed && runs("sampling") {
         cost::bench_guest_sampling(dir.path(), many);
     }
 }

@@ -127,6 +127,9 @@ impl Consumer {
             Msg::Terminal(_) | Msg::Signal(_) | Msg::Side(_) => return Some(msg),
             Msg::ProducerDone(result) => self.producer_result = Some(result),
             Msg::Recording { end, writer } => self.recording = Some((end, writer)),
+            Msg::Scrape(reply) => {
+                let _ = reply.send(crate::metrics::exposition(&self.session));
+            }
             Msg::Reset => {
                 let header = self.session.header.clone();
                 self.session = Session::new(header);

@@ -156,21 +156,16 @@ fn time_scale(text: &str) -> Result<f64, String> {
 
 #[derive(Args)]
 struct RunArgs {
-    /// The plan (TOML); without it, the embedded default plan.
-    plan: Option<PathBuf>,
-    /// Shorten every duration by this factor, e.g. 0.01.
-    #[arg(long, value_parser = time_scale, value_name = "FACTOR")]
-    time_scale: Option<f64>,
-    /// Where to record (default: recordings/<plan>-<UTC time>.vmb).
-    #[arg(short, long)]
-    output: Option<PathBuf>,
+    #[command(flatten)]
+    session: SessionArgs,
     /// Start the plan at once instead of waiting for the operator's `s`.
     #[arg(long)]
     start: bool,
 }
 
-#[derive(Args)]
-struct RecordArgs {
+/// What a live session is run with, on a screen or without.
+#[derive(Args, Default)]
+struct SessionArgs {
     /// The plan (TOML); without it, the embedded default plan.
     plan: Option<PathBuf>,
     /// Shorten every duration by this factor, e.g. 0.01.
@@ -179,6 +174,16 @@ struct RecordArgs {
     /// Where to record (default: recordings/<plan>-<UTC time>.vmb).
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// Serve the live series and phase at http://ADDR/metrics in the
+    /// Prometheus text format, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+}
+
+#[derive(Args)]
+struct RecordArgs {
+    #[command(flatten)]
+    session: SessionArgs,
 }
 
 #[derive(Args)]
@@ -400,15 +405,9 @@ pub fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let result = match cli.command {
-        None => run_tui(None, None, None, false, &cli.screen),
-        Some(Command::Run(args)) => run_tui(
-            args.plan,
-            args.time_scale,
-            args.output,
-            args.start,
-            &cli.screen,
-        ),
-        Some(Command::Record(args)) => record(args.plan, args.time_scale, args.output),
+        None => run_tui(SessionArgs::default(), false, &cli.screen),
+        Some(Command::Run(args)) => run_tui(args.session, args.start, &cli.screen),
+        Some(Command::Record(args)) => record(args.session),
         Some(Command::Replay(args)) => match args.recording.map_or_else(crate::demo::path, Ok) {
             Ok(path) => replay::replay(
                 &path,
@@ -679,14 +678,8 @@ impl Steer for LiveSteer {
     }
 }
 
-fn run_tui(
-    plan: Option<PathBuf>,
-    time_scale: Option<f64>,
-    output: Option<PathBuf>,
-    start: bool,
-    screen: &ScreenArgs,
-) -> Result<ExitCode> {
-    let plan = load_plan(plan.as_ref(), time_scale)?;
+fn run_tui(args: SessionArgs, start: bool, screen: &ScreenArgs) -> Result<ExitCode> {
+    let plan = load_plan(args.plan.as_ref(), args.time_scale)?;
     let theme = Theme::resolve(
         screen.theme.as_deref(),
         std::env::var_os("NO_COLOR").is_some(),
@@ -694,8 +687,24 @@ fn run_tui(
     if !std::io::stdout().is_terminal() {
         bail!("the TUI needs a terminal; `vmbench record` runs a plan without a screen");
     }
-    let path = output.unwrap_or_else(|| default_recording_path(&plan.plan.name));
+    let path = args
+        .output
+        .unwrap_or_else(|| default_recording_path(&plan.plan.name));
+    let listener = args
+        .metrics_listen
+        .as_deref()
+        .map(crate::metrics::listen)
+        .transpose()?;
     let (live, mut consumer, bus) = Live::start(&plan, &path, start, this_program()?)?;
+    if let Some(listener) = listener {
+        let bound = crate::metrics::serve(listener, bus.tx.clone())?;
+        let t = consumer.session.now;
+        consumer.apply(Event::Log {
+            t,
+            level: LogLevel::Info,
+            text: format!("metrics at http://{bound}/metrics"),
+        });
+    }
     let mut view = View::new(Feed::Live { waiting: !start });
     let mut steer = LiveSteer { live: Some(live) };
     let result = terminal::run(
@@ -964,14 +973,21 @@ fn write_html(
 /// How often headless progress is printed when stderr is not a terminal.
 const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
 
-fn record(
-    plan: Option<PathBuf>,
-    time_scale: Option<f64>,
-    output: Option<PathBuf>,
-) -> Result<ExitCode> {
-    let plan = load_plan(plan.as_ref(), time_scale)?;
-    let path = output.unwrap_or_else(|| default_recording_path(&plan.plan.name));
+fn record(args: SessionArgs) -> Result<ExitCode> {
+    let plan = load_plan(args.plan.as_ref(), args.time_scale)?;
+    let path = args
+        .output
+        .unwrap_or_else(|| default_recording_path(&plan.plan.name));
+    let listener = args
+        .metrics_listen
+        .as_deref()
+        .map(crate::metrics::listen)
+        .transpose()?;
     let (mut live, mut consumer, bus) = Live::start(&plan, &path, true, this_program()?)?;
+    if let Some(listener) = listener {
+        let bound = crate::metrics::serve(listener, bus.tx.clone())?;
+        stderr_line!("vmbench: metrics at http://{bound}/metrics");
+    }
     drop(bus.tx);
     let tty = std::io::stderr().is_terminal();
     stderr_line!(

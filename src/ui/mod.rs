@@ -6,7 +6,7 @@
 mod aggregates;
 mod copies;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod footer;
 mod guests;
 mod header;
