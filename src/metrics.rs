@@ -241,7 +241,9 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("source=\"host-seen:vm01\",metric=\"net.rx_bytes\",unit=\"x\",guest=\"vm01\","));
+        assert!(text.contains(
+            "source=\"host-seen:vm01\",metric=\"net.rx_bytes\",unit=\"x\",guest=\"vm01\","
+        ));
     }
 
     #[test]

@@ -96,6 +96,7 @@ fn main() {
     }
     if runs("replay") {
         recording::bench_replay_open(dir.path());
+        recording::bench_fold_and_record(dir.path());
     }
     if runs("report") {
         report::bench_report();

@@ -118,8 +118,10 @@ fn own_times(stat: &[u8]) -> Option<(u64, u64)> {
 pub struct AgentStream {
     prefix: String,
     registry: Registry,
-    /// The agent's series ids, as this session's.
-    ids: HashMap<u32, SeriesId>,
+    /// The agent's series ids and this session's, in the session's order:
+    /// a sample lists its values by rising id, which the recording's
+    /// encoding stores in the fewest bytes.
+    ids: Vec<(u32, SeriesId)>,
     /// Each series' latest value, to which a tick's differences are added.
     values: HashMap<u32, u64>,
     /// Guest CLOCK_MONOTONIC minus this host's, as measured at bring-up;
@@ -135,7 +137,7 @@ impl AgentStream {
         AgentStream {
             prefix: format!("guest:{guest}"),
             registry: Registry::new(ids),
-            ids: HashMap::new(),
+            ids: Vec::new(),
             values: HashMap::new(),
             offset_ns,
             pending: Vec::new(),
@@ -185,7 +187,9 @@ impl AgentStream {
                     relative => format!("{}{relative}", self.prefix),
                 };
                 let [host_id] = self.registry.define(&source, [metric], [unit], kind);
-                self.ids.insert(id, host_id);
+                self.ids.retain(|(agent, _)| *agent != id);
+                let at = self.ids.partition_point(|(_, h)| *h < host_id);
+                self.ids.insert(at, (id, host_id));
                 Ok(None)
             }
             Some("T") => {
