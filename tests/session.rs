@@ -178,15 +178,14 @@ fn kill_9_leaves_a_readable_recording_and_no_benchmark_running() {
         .expect("record starts");
     std::thread::sleep(Duration::from_millis(3500));
     // A replay following the recording while it is written sees the writer
-    // at work, and the phase running.
+    // at work (it plays 11 s behind it, as late as a guest's sample may
+    // arrive; here nothing is that old yet).
     let (_replay, mut follower, bus) = Replay::open(&path, 1.0, true).expect("follows");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while follower.recording.is_none_or(|(_, w)| w != Writer::Writing)
-        || follower.session.current_phase().is_none()
-    {
+    while follower.recording.is_none_or(|(_, w)| w != Writer::Writing) {
         assert!(
             std::time::Instant::now() < deadline,
-            "the follower did not see the writer and its phase: {:?}",
+            "the follower did not see the writer: {:?}",
             follower.recording
         );
         if let Ok(msg) = bus.rx.recv_timeout(Duration::from_millis(100)) {
@@ -201,6 +200,8 @@ fn kill_9_leaves_a_readable_recording_and_no_benchmark_running() {
     drain_until_finished(&mut follower, &bus, Duration::from_secs(30));
     let (end, writer) = follower.recording.expect("told");
     assert_eq!(writer, Writer::Gone);
+    // Once gone, everything it committed was played: its phase never ended.
+    assert!(follower.session.current_phase().is_some());
     let last = follower.session.log.back().expect("a log entry");
     assert!(
         last.text.contains("writer is gone") && last.t == end,

@@ -84,5 +84,13 @@ pub fn bench_frame() {
                 us / 1e3
             );
         }
+        let series = session.all_series().count();
+        let us = time_us(50, || {
+            std::hint::black_box(vmbench::metrics::exposition(&session));
+        });
+        println!(
+            "a metrics scrape's text with {copies} copies and {series} series: {:.3} ms",
+            us / 1e3
+        );
     }
 }

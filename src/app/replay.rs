@@ -42,8 +42,9 @@ const REPLAY_CHUNK: Nanos = 30 * 1_000_000_000;
 /// How often a recording is looked at for news: its end, its writer.
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
 /// How far behind a live writer's last commit a follower reads: a writer
-/// may still commit an event a little older than its newest sample.
-const FOLLOW_MARGIN: Nanos = 2_000_000_000;
+/// may still commit a sample as late as the store lets one arrive (a
+/// guest's, stamped on its clock), and one commit later.
+const FOLLOW_MARGIN: Nanos = crate::store::LATE_ARRIVAL + 1_000_000_000;
 
 pub struct Replay {
     pub control: std::sync::mpsc::Sender<ReplayControl>,
@@ -87,6 +88,7 @@ pub fn seek_target(
     starts: &[Nanos],
     end: Nanos,
     position: Nanos,
+    playing: Option<usize>,
     command: ReplayControl,
 ) -> Option<Nanos> {
     // One nanosecond into a phase, so that the phase has started there.
@@ -97,12 +99,13 @@ pub fn seek_target(
         ReplayControl::SeekEnd => end,
         ReplayControl::SeekPhase(number) => into(*starts.get((number as usize).checked_sub(1)?)?),
         ReplayControl::SeekPhases(by) => {
-            // The phase playing: the last that started at or before here.
-            let playing = starts.iter().rposition(|s| *s <= position);
+            // From the phase playing (counted as played, not by time: a
+            // sample stamped with a phase's start plays before it starts).
             let to = match playing {
                 Some(i) => i as isize + by,
                 None if by > 0 => by - 1,
-                None => 0,
+                // Back from before the first phase: nowhere.
+                None => return None,
             };
             match usize::try_from(to) {
                 Ok(i) if i < starts.len() => into(starts[i]),
@@ -308,7 +311,8 @@ impl Player {
                     let (_, readable) = self.look(sink)?;
                     let starts = self.reader.phase_starts()?;
                     let end = readable.min(self.reader.end()?);
-                    if let Some(target) = seek_target(&starts, end, self.position, seek) {
+                    let playing = self.phases_started.checked_sub(1);
+                    if let Some(target) = seek_target(&starts, end, self.position, playing, seek) {
                         self.seek(sink, target)?;
                     }
                 }
@@ -341,11 +345,13 @@ impl Player {
 
 /// The phase gate of an A/B replay: how many phases each side may start.
 /// A side may start its next phase once the other has ended its current
-/// one too, so that both start each phase together; a side whose session
-/// has ended holds nobody back.
-pub fn phase_gate(a: &Session, b: &Session) -> Option<usize> {
-    let may_start = |s: &Session| -> Option<usize> {
-        if s.ended.is_some() {
+/// one too, so that both start each phase together; a side whose
+/// recording has nothing more to play (its session ended, or its writer
+/// is gone) holds nobody back.
+pub fn phase_gate(a: &Consumer, b: &Consumer) -> Option<usize> {
+    let may_start = |side: &Consumer| -> Option<usize> {
+        let s = &side.session;
+        if s.ended.is_some() || side.finished() {
             return None;
         }
         let between_phases = s.phases.last().is_none_or(|p| p.ended.is_some());
@@ -367,7 +373,10 @@ mod tests {
     fn seeks_by_phase_land_inside_the_phase_and_stop_at_the_ends() {
         let starts = [10 * S, 20 * S, 30 * S];
         let end = 40 * S;
-        let seek = |position, command| seek_target(&starts, end, position, command);
+        // The phase playing is the one last started in playback.
+        let playing_at = |position: Nanos| starts.iter().rposition(|s| *s <= position);
+        let seek =
+            |position, command| seek_target(&starts, end, position, playing_at(position), command);
         // Exactly at a phase's start, that phase is the one playing.
         assert_eq!(seek(20 * S, ReplayControl::SeekPhases(1)), Some(30 * S + 1));
         assert_eq!(
@@ -381,28 +390,30 @@ mod tests {
             seek(15 * S, ReplayControl::SeekPhases(-5)),
             Some(10 * S + 1)
         );
-        // Before the first phase: `]` goes to it.
+        // Before the first phase: `]` goes to it, `[` nowhere.
         assert_eq!(seek(S, ReplayControl::SeekPhases(1)), Some(10 * S + 1));
+        assert_eq!(seek(S, ReplayControl::SeekPhases(-1)), None);
         assert_eq!(seek(S, ReplayControl::SeekPhase(3)), Some(30 * S + 1));
         assert_eq!(seek(S, ReplayControl::SeekPhase(4)), None);
         assert_eq!(seek(S, ReplayControl::SeekPhase(0)), None);
         assert_eq!(seek(S, ReplayControl::SeekTo(99 * S)), Some(end));
         assert_eq!(seek(5 * S, ReplayControl::Seek(-10 * S as i64)), Some(0));
+        // Paused on a sample stamped with a phase's start, before that phase
+        // started in playback: `]` goes to that phase, not past it.
+        assert_eq!(
+            seek_target(&starts, end, 20 * S, Some(0), ReplayControl::SeekPhases(1)),
+            Some(20 * S + 1)
+        );
     }
 
     #[test]
     fn a_recording_without_phases_has_no_phase_to_go_to() {
-        for by in [-1, 0, 1] {
-            let target = seek_target(&[], 5 * S, S, ReplayControl::SeekPhases(by));
-            assert!(
-                target.is_none() || target == Some(5 * S),
-                "{by}: {target:?}"
-            );
-        }
-        assert_eq!(
-            seek_target(&[], 5 * S, S, ReplayControl::SeekPhase(1)),
-            None
-        );
+        let seek = |command| seek_target(&[], 5 * S, S, None, command);
+        assert_eq!(seek(ReplayControl::SeekPhases(-1)), None);
+        assert_eq!(seek(ReplayControl::SeekPhases(0)), None);
+        // On past the last phase there is: the end.
+        assert_eq!(seek(ReplayControl::SeekPhases(1)), Some(5 * S));
+        assert_eq!(seek(ReplayControl::SeekPhase(1)), None);
     }
 
     /// Waits until the recorder has committed up to `t`.
@@ -450,35 +461,36 @@ mod tests {
                 values: vec![(0, t / S)],
             })
         };
-        for second in 0..=10 {
+        for second in 0..=20 {
             recorder.record(sample(second * S)).expect("record");
         }
-        committed(&recorder, 10 * S);
+        committed(&recorder, 20 * S);
         let (_replay, mut follower, bus) = Replay::open(&path, 1000.0, true).expect("follows");
         follow_until(&mut follower, &bus, |c| {
-            c.recording == Some((10 * S, Writer::Writing)) && c.session.now >= 7 * S
+            c.recording == Some((20 * S, Writer::Writing)) && c.session.now >= 8 * S
         });
-        // An event older than the newest sample, committed after the
-        // follower jumped to the end: the margin keeps it ahead.
+        // An event 5 s older than the newest sample (the store lets a
+        // guest's be up to 10 s late), committed after the follower jumped
+        // to the end: the margin keeps it ahead of the follower.
         recorder
             .record(Event::Log {
-                t: 9 * S + 1,
+                t: 15 * S + 1,
                 level: LogLevel::Info,
                 text: "late, but not lost".into(),
             })
             .expect("record");
-        for second in 11..=14 {
+        for second in 21..=24 {
             recorder.record(sample(second * S)).expect("record");
         }
         recorder
             .record(Event::SessionEnded {
-                t: 14 * S,
+                t: 24 * S,
                 reason: "plan completed".into(),
             })
             .expect("record");
         recorder.close().expect("close");
         follow_until(&mut follower, &bus, Consumer::finished);
-        assert_eq!(follower.recording, Some((14 * S, Writer::Finished)));
+        assert_eq!(follower.recording, Some((24 * S, Writer::Finished)));
         assert!(
             follower
                 .session
@@ -498,29 +510,42 @@ mod tests {
             |pred: &dyn Fn(&Event) -> bool| events.iter().position(pred).expect("in the fixture");
         let first_end = index_of(&|e| matches!(e, Event::PhaseEnded { phase: 0, .. }));
         let second_start = index_of(&|e| matches!(e, Event::PhaseStarted { phase: 1, .. }));
-        let mut a = Session::new(crate::model::tests::test_header());
-        let mut b = Session::new(crate::model::tests::test_header());
+        let side = || Consumer::new(Session::new(crate::model::tests::test_header()), None);
+        let (mut a, mut b) = (side(), side());
         for e in &events[..first_end] {
-            a.apply(e);
-            b.apply(e);
+            a.apply(e.clone());
+            b.apply(e.clone());
         }
         // Both in phase 1: neither may start a second.
         assert_eq!(phase_gate(&a, &b), Some(1));
         for e in &events[first_end..second_start] {
-            a.apply(e);
+            a.apply(e.clone());
         }
         // A has ended phase 1, B has not: A waits.
         assert_eq!(phase_gate(&a, &b), Some(1));
         for e in &events[first_end..second_start] {
-            b.apply(e);
+            b.apply(e.clone());
         }
         assert_eq!(
             phase_gate(&a, &b),
             Some(2),
             "both ended phase 1: both go on"
         );
-        b.apply(&Event::SessionEnded {
-            t: b.now,
+        // A side whose writer is gone, with no end recorded: its producer
+        // has finished, and it holds nobody back either.
+        let mut gone = side();
+        for e in &events[..first_end] {
+            gone.apply(e.clone());
+        }
+        gone.take(crate::bus::Msg::ProducerDone(Ok(())));
+        assert_eq!(
+            phase_gate(&a, &gone),
+            None,
+            "a gone writer holds nobody back"
+        );
+        let t = b.session.now;
+        b.apply(Event::SessionEnded {
+            t,
             reason: "plan completed".into(),
         });
         assert_eq!(phase_gate(&a, &b), None, "B has ended: A goes on alone");

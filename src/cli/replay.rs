@@ -12,7 +12,6 @@ use crate::app::replay::phase_gate;
 use crate::app::{Consumer, Replay, ReplayControl};
 use crate::bus::Msg;
 use crate::input::InputError;
-use crate::model::Session;
 use crate::ui::keys::Action;
 use crate::ui::terminal::{self, Next, Seek, Steer};
 use crate::ui::theme::Theme;
@@ -63,7 +62,7 @@ impl Steer for ReplaySteer {
         Next::Stay
     }
 
-    fn align(&mut self, a: &Session, b: &Session, _view: &View) {
+    fn align(&mut self, a: &Consumer, b: &Consumer) {
         let gate = phase_gate(a, b);
         if gate != self.gate {
             self.gate = gate;

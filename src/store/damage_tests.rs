@@ -68,7 +68,7 @@ fn reading_a_closed_recording_writes_nothing_beside_it() {
     let reader = Reader::open(&path).expect("open");
     assert_eq!(read_all(&reader), (200, 200));
     drop(reader);
-    for suffix in ["-wal", "-shm"] {
+    for suffix in ["-wal", "-shm", "-writer"] {
         assert!(
             !sidecar(&path, suffix).exists(),
             "reading left {suffix} beside the recording"

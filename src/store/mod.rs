@@ -44,16 +44,40 @@ CREATE TABLE events(seq INTEGER PRIMARY KEY, t INTEGER NOT NULL, kind TEXT NOT N
 CREATE INDEX events_t ON events(t);
 ";
 
-/// Takes the writer's lock on a recording (an exclusive flock, which SQLite's
-/// own fcntl locks do not touch): held for as long as the file is open.
-pub(crate) fn hold_writer_lock(path: &Path) -> std::io::Result<std::fs::File> {
+/// The writer's lock file beside a recording, `name.vmb-writer`. It is a
+/// file of its own: opening and closing the recording itself would drop
+/// this process's SQLite (fcntl) locks on it.
+fn writer_lock_path(path: &Path) -> PathBuf {
+    sidecar(path, "-writer")
+}
+
+/// Takes the writer's lock (an exclusive flock on `name.vmb-writer`), held
+/// until the returned guard drops, which removes the file: a replay that
+/// finds no such file, or finds it unlocked, has no writer to wait for.
+pub(crate) fn hold_writer_lock(path: &Path) -> std::io::Result<WriterLock> {
     use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(path)?;
+    let lock = writer_lock_path(path);
+    let file = std::fs::File::create(&lock)?;
     // SAFETY: flock on a descriptor this function owns.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(file)
+    Ok(WriterLock {
+        path: lock,
+        _file: file,
+    })
+}
+
+/// A recorder's hold on its recording; the lock file goes when it drops.
+pub(crate) struct WriterLock {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Whether a replayed recording is still being written.
@@ -72,7 +96,7 @@ pub enum Writer {
 /// that was killed or crashed holds nothing: the kernel let go of its lock.
 pub fn is_being_written(path: &Path) -> bool {
     use std::os::fd::AsRawFd;
-    let Ok(file) = std::fs::File::open(path) else {
+    let Ok(file) = std::fs::File::open(writer_lock_path(path)) else {
         return false;
     };
     // SAFETY: flock on a descriptor this function owns; a shared lock
@@ -141,11 +165,15 @@ mod tests {
         for s in &written {
             recorder.record(Event::Sample(s.clone())).expect("record");
         }
+        assert!(is_being_written(&path), "its writer holds it");
         recorder.close().expect("close");
-        assert!(
-            !PathBuf::from(format!("{}-wal", path.display())).exists(),
-            "a closed recording is one file"
-        );
+        for suffix in ["-wal", "-writer"] {
+            assert!(
+                !sidecar(&path, suffix).exists(),
+                "a closed recording is one file, but {suffix} is left"
+            );
+        }
+        assert!(!is_being_written(&path));
         let reader = Reader::open(&path).expect("open");
         assert_eq!(reader.header, test_header());
         assert_eq!(reader.series.len(), 3);

@@ -36,7 +36,7 @@ pub struct Recorder {
     /// Held (flock, exclusive) while this recorder may still write: a
     /// replay following the file tells a writer that is gone (killed,
     /// crashed; the kernel lets go of the lock) from one that is quiet.
-    _writing: std::fs::File,
+    _writing: super::WriterLock,
 }
 
 impl Recorder {

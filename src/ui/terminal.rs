@@ -13,7 +13,6 @@ use super::{Overlay, View, panes, render};
 use crate::app::Consumer;
 use crate::bus::Msg;
 use crate::event::Nanos;
-use crate::model::Session;
 
 const FRAME: Duration = Duration::from_millis(100);
 
@@ -41,9 +40,9 @@ pub trait Steer {
     fn note(&mut self, text: String, consumer: &mut Consumer);
     /// Called once when the producer says it has finished.
     fn finished(&mut self, view: &mut View, consumer: &mut Consumer);
-    /// Called every turn of an A/B replay's loop with both sessions: the
-    /// side ahead waits at a phase's start for the other.
-    fn align(&mut self, _a: &Session, _b: &Session, _view: &View) {}
+    /// Called every turn of an A/B replay's loop with both sides: the side
+    /// ahead waits at a phase's start for the other.
+    fn align(&mut self, _a: &Consumer, _b: &Consumer) {}
     /// Moves the session to another place in time; false when the session
     /// cannot move (live), and the screen's phase cursor moves instead.
     fn seek(&mut self, _to: Seek, _view: &mut View, _consumer: &mut Consumer) -> bool {
@@ -129,7 +128,7 @@ pub fn run(
                 return Ok(());
             }
             if let Some(b) = &other {
-                steer.align(&consumer.session, &b.session, view);
+                steer.align(consumer, b);
             }
             let due = last_draw.map_or(Instant::now(), |t| t + FRAME);
             if dirty && Instant::now() >= due && !terminal_gone {
@@ -300,7 +299,9 @@ fn handle_key(
 /// phase cursor does (live: the charts and results show that phase).
 fn go(to: Seek, consumer: &mut Consumer, view: &mut View, steer: &mut dyn Steer) {
     if steer.seek(to, view, consumer) {
+        // The model is rebuilt from the recording: the log's numbers too.
         view.cursor = None;
+        view.log_end = None;
         return;
     }
     let session = &consumer.session;
