@@ -4,8 +4,10 @@
 //! bus, answered by the single owner of the session's state, so it sees
 //! the model as the screen does and takes nothing from it.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::time::Duration;
 
@@ -28,11 +30,25 @@ pub fn listen(addr: &str) -> Result<TcpListener> {
 /// thread of its own; returns the address it serves on.
 pub fn serve(listener: TcpListener, bus: Sender<Msg>) -> Result<SocketAddr> {
     let bound = listener.local_addr()?;
+    let busy = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                if answer(stream, &bus).is_err() && bus_gone(&bus) {
+                // Each client on a thread of its own, so that a slow one
+                // holds up nobody; a few at a time.
+                if busy.fetch_add(1, Ordering::SeqCst) >= MOST_CLIENTS {
+                    busy.fetch_sub(1, Ordering::SeqCst);
+                    continue;
+                }
+                let (bus, busy) = (bus.clone(), busy.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("metrics-client".into())
+                    .spawn(move || {
+                        let _ = answer(stream, &bus);
+                        busy.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
                     return;
                 }
             }
@@ -40,16 +56,16 @@ pub fn serve(listener: TcpListener, bus: Sender<Msg>) -> Result<SocketAddr> {
     Ok(bound)
 }
 
-fn bus_gone(bus: &Sender<Msg>) -> bool {
-    let (probe, _) = channel();
-    bus.send(Msg::Scrape(probe)).is_err()
-}
+/// Clients answered at once; more are turned away.
+const MOST_CLIENTS: usize = 8;
+/// The longest request read (its line and headers).
+const LONGEST_REQUEST: u64 = 8 << 10;
 
 /// One request, one answer, then the connection closes.
 fn answer(stream: TcpStream, bus: &Sender<Msg>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(ANSWER))?;
     stream.set_write_timeout(Some(ANSWER))?;
-    let mut reader = BufReader::new(&stream);
+    let mut reader = BufReader::new((&stream).take(LONGEST_REQUEST));
     let mut request = String::new();
     reader.read_line(&mut request)?;
     // The headers are read and not needed.
@@ -123,6 +139,26 @@ pub fn exposition(session: &Session) -> String {
             continue;
         };
         let def = &series.def;
+        // One label set per series: a guest connected again defines its
+        // series anew, and only the newest stands; a copy's process only
+        // while it runs.
+        if session
+            .series_named(&def.source, &def.metric)
+            .map(|s| s.def.id)
+            != Some(def.id)
+        {
+            continue;
+        }
+        if let Some(run) = def.source.strip_prefix("run/") {
+            let running = run
+                .parse()
+                .ok()
+                .and_then(|id| session.runs.get(&id))
+                .is_some_and(|r| r.state == RunState::Running);
+            if !running {
+                continue;
+            }
+        }
         let guest = guest_of(&def.source);
         let mut labels = format!(
             "source=\"{}\",metric=\"{}\",unit=\"{}\"",
@@ -244,6 +280,71 @@ mod tests {
         assert!(text.contains(
             "source=\"host-seen:vm01\",metric=\"net.rx_bytes\",unit=\"x\",guest=\"vm01\","
         ));
+    }
+
+    #[test]
+    fn a_series_defined_again_and_an_ended_copy_leave_no_stale_label_sets() {
+        use crate::event::{Event, Sample, SeriesDef};
+        let mut session = crate::ui::fixtures::session();
+        // A guest connected twice: its counter defined twice.
+        for (id, value) in [(200, 5), (201, 9)] {
+            session.apply(&Event::SeriesDefined(SeriesDef {
+                id,
+                source: "guest:vm00".into(),
+                metric: "cpu.user".into(),
+                unit: "ticks".into(),
+                kind: SeriesKind::Counter,
+            }));
+            session.apply(&Event::Sample(Sample {
+                t: 20_000_000_000 + u64::from(id),
+                values: vec![(id, value)],
+            }));
+        }
+        // A copy that has ended, and its process's counter.
+        session.apply(&Event::SeriesDefined(SeriesDef {
+            id: 202,
+            source: "run/1".into(),
+            metric: "cpu.utime".into(),
+            unit: "ticks".into(),
+            kind: SeriesKind::Counter,
+        }));
+        session.apply(&Event::Sample(Sample {
+            t: 21_000_000_000,
+            values: vec![(202, 3)],
+        }));
+        let text = exposition(&session);
+        let vm00: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("source=\"guest:vm00\""))
+            .collect();
+        assert_eq!(vm00.len(), 1, "{vm00:?}");
+        assert!(vm00[0].ends_with(" 9"), "{vm00:?}");
+        assert!(
+            !text.contains("source=\"run/1\""),
+            "an ended copy's series stays"
+        );
+    }
+
+    #[test]
+    fn a_silent_client_holds_up_no_scrape() {
+        let (tx, rx) = channel();
+        let addr = serve(listen("127.0.0.1:0").expect("binds"), tx).expect("serves");
+        let owner = std::thread::spawn(move || {
+            while let Ok(Msg::Scrape(reply)) = rx.recv() {
+                let _ = reply.send("vmbench_phases_ended_total 1\n".into());
+            }
+        });
+        // Connected, and never says a word.
+        let _silent = TcpStream::connect(addr).expect("connects");
+        let mut stream = TcpStream::connect(addr).expect("connects");
+        write!(stream, "GET /metrics HTTP/1.1\r\n\r\n").expect("asks");
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).expect("answer");
+        assert!(
+            answer.ends_with("vmbench_phases_ended_total 1\n"),
+            "{answer}"
+        );
+        drop(owner);
     }
 
     #[test]

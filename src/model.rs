@@ -891,8 +891,6 @@ impl Session {
         }
     }
 
-    /// Planned time still to run: the rest of the current phase and every
-    /// phase not yet begun.
     /// The planned phases that have not started: those of the schedule
     /// that no phase so far ran as (by benchmark, level and repetition).
     /// Repetitions added by an adaptive benchmark shift phase numbers, so
@@ -916,6 +914,8 @@ impl Session {
         self.phases.len() + self.planned_ahead().len()
     }
 
+    /// Planned time still to run: the rest of the current phase and every
+    /// phase not yet begun.
     pub fn remaining(&self) -> Nanos {
         let rest: Nanos = self.planned_ahead().iter().map(|p| p.duration).sum();
         let current = self.current_phase().map_or(0, |p| {

@@ -142,6 +142,9 @@ enum Command {
     Agent {
         #[arg(long)]
         interval_ns: u64,
+        /// End after this long without a heartbeat from the host on stdin.
+        #[arg(long, default_value_t = 15_000)]
+        silence_ms: u64,
     },
 }
 
@@ -433,9 +436,17 @@ pub fn main() -> ExitCode {
             discover(args.plan.as_deref())
         }
         Some(Command::Workload(args)) => return ExitCode::from(workload(args.kind) as u8),
-        Some(Command::Agent { interval_ns }) => {
+        Some(Command::Agent {
+            interval_ns,
+            silence_ms,
+        }) => {
             let interval = Duration::from_nanos(interval_ns.max(1_000_000));
-            let ended = crate::sample::agent::run_agent(interval, &mut std::io::stdout().lock());
+            let ended = crate::sample::agent::run_agent(
+                interval,
+                Duration::from_millis(silence_ms),
+                std::io::stdin(),
+                &mut std::io::stdout().lock(),
+            );
             // The host closing the channel is how an agent is told to stop.
             return match ended {
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,

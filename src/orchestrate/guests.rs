@@ -524,11 +524,12 @@ fn open_sampler(
     if guest.sampling == GuestSampling::Agent {
         let started = match &info.vmbench {
             Ok(path) => {
-                let stream = AgentStream::new(guest.name(), ctx.ids.clone(), info.clock_offset_ns);
+                let stream = AgentStream::new(guest.name(), ctx.ids.clone());
                 Agent::start(
                     &connection.session,
                     path,
                     ctx.interval,
+                    guest.liveness().silence_limit(),
                     stream,
                     AGENT_PATIENCE,
                 )

@@ -15,61 +15,95 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use super::proc_view::{Machine, ProcKind, ProcView};
-use super::{PROC_UNITS, ProcFile, Registry, SeriesIds, next_tick};
+use super::process::{WatchedProcess, sample_process};
+use super::{ProcFile, Registry, SeriesIds, next_tick};
 use crate::bus::EventSink;
 use crate::event::{
-    Clock, Event, LogLevel, Nanos, Sample, SeriesDef, SeriesId, SeriesKind, monotonic_ns,
+    Clock, Event, LogLevel, RunId, Sample, SeriesDef, SeriesId, SeriesKind, monotonic_ns,
 };
 
-/// The agent's own process, so that what observing costs the guest is a
-/// series of its own.
+/// The agent's own process (its CPU and I/O), so that what observing costs
+/// the guest is a series of its own.
 const OWN_SOURCE: &str = "/vmbench";
 
+/// When the host last wrote a heartbeat, and whether its side has closed.
+#[derive(Default)]
+struct Heard {
+    last_ms: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// Counts the host's heartbeats on stdin, on a thread of its own.
+fn listen_for_heartbeats(input: impl Read + Send + 'static) -> io::Result<Arc<Heard>> {
+    let heard = Arc::new(Heard::default());
+    heard
+        .last_ms
+        .store(monotonic_ns() / 1_000_000, Ordering::Relaxed);
+    let shared = heard.clone();
+    std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(move || {
+            let mut input = input;
+            let mut byte = [0u8; 64];
+            while matches!(input.read(&mut byte), Ok(n) if n > 0) {
+                shared
+                    .last_ms
+                    .store(monotonic_ns() / 1_000_000, Ordering::Relaxed);
+            }
+            shared.closed.store(true, Ordering::Relaxed);
+        })?;
+    Ok(heard)
+}
+
 /// `vmbench agent`: samples this machine's /proc every `interval` and
-/// writes the stream to `out` until writing fails (the SSH channel closed,
-/// so nobody is listening any more).
-pub fn run_agent(interval: Duration, out: &mut impl Write) -> io::Result<()> {
+/// writes the stream to `out`. It ends when the host says nothing on
+/// `heartbeats` for `silence` (a cut link leaves a blocked writer and no
+/// error), when its input closes, or when writing fails: a guest is never
+/// left with an agent nobody reads.
+pub fn run_agent(
+    interval: Duration,
+    silence: Duration,
+    heartbeats: impl Read + Send + 'static,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let heard = listen_for_heartbeats(heartbeats)?;
     let mut registry = Registry::new(SeriesIds::default());
     let mut view = ProcView::new("", Machine::Guest, &mut registry);
     let files: Vec<(ProcKind, ProcFile)> = ProcKind::ALL
         .iter()
         .map(|kind| Ok((*kind, ProcFile::open(kind.path())?)))
         .collect::<io::Result<_>>()?;
-    let own = ProcFile::open("/proc/self/stat")?;
-    let [utime, stime] = registry.define(
-        OWN_SOURCE,
-        ["cpu.utime", "cpu.stime"],
-        [PROC_UNITS[0], PROC_UNITS[1]],
-        SeriesKind::Counter,
-    );
+    let own = WatchedProcess::open_at(RunId::MAX, "self", OWN_SOURCE, &mut registry)?;
     let mut buf = Vec::with_capacity(64 << 10);
     let mut last: HashMap<SeriesId, u64> = HashMap::new();
     let mut line = String::with_capacity(4096);
+    let mut errors = Vec::new();
     let interval = interval.as_nanos().max(1) as u64;
+    let silence_ms = silence.as_millis() as u64;
     let start = monotonic_ns();
     let mut due = start;
     loop {
+        let now_ms = monotonic_ns() / 1_000_000;
+        let quiet_ms = now_ms.saturating_sub(heard.last_ms.load(Ordering::Relaxed));
+        if heard.closed.load(Ordering::Relaxed) || quiet_ms > silence_ms {
+            return Ok(());
+        }
         let t0 = monotonic_ns();
         let mut values = Vec::with_capacity(registry.count);
         line.clear();
-        for (kind, file) in &files {
-            let parsed = file
-                .read_into(&mut buf)
-                .map_err(anyhow::Error::from)
-                .and_then(|bytes| view.parse(*kind, bytes, &mut registry, &mut values));
-            if let Err(e) = parsed {
-                line.push_str(&format!("E {}: {e}\n", kind.path()));
-            }
+        view.read_files(&files, &mut buf, &mut registry, &mut values, &mut errors);
+        for e in errors.drain(..) {
+            line.push_str(&format!("E {e}\n"));
         }
-        if let Some((user, system)) = own.read_into(&mut buf).ok().and_then(own_times) {
-            values.extend([(utime, user), (stime, system)]);
-        }
+        sample_process(&own, &mut buf, &mut values);
         let t = t0 + (monotonic_ns() - t0) / 2;
         for def in std::mem::take(&mut registry.new_defs) {
             let kind = match def.kind {
@@ -105,14 +139,6 @@ pub fn run_agent(interval: Duration, out: &mut impl Write) -> io::Result<()> {
     }
 }
 
-/// utime and stime from /proc/self/stat (fields 14 and 15, after the
-/// command name in brackets, which may hold spaces).
-fn own_times(stat: &[u8]) -> Option<(u64, u64)> {
-    let text = std::str::from_utf8(stat).ok()?;
-    let mut fields = text.rsplit_once(')')?.1.split_whitespace().skip(11);
-    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
-}
-
 /// The host's end of the stream: the agent's series as this session's,
 /// its ticks as samples on the host's clock.
 pub struct AgentStream {
@@ -124,47 +150,123 @@ pub struct AgentStream {
     ids: Vec<(u32, SeriesId)>,
     /// Each series' latest value, to which a tick's differences are added.
     values: HashMap<u32, u64>,
-    /// Guest CLOCK_MONOTONIC minus this host's, as measured at bring-up;
-    /// None when it could not be, and ticks are stamped as they arrive.
-    offset_ns: Option<i64>,
+    /// The guest's clock, as its ticks tell it.
+    clock: ClockFilter,
     /// Bytes read and not yet a whole line.
     pending: Vec<u8>,
-    pub errors: Vec<String>,
+    /// What the agent could not read, each said once.
+    errors: Vec<String>,
+    said: std::collections::HashSet<String>,
 }
 
+/// How far back the ticks that bound a guest's clock offset are kept: long
+/// enough to meet a tick that was not delayed, short enough to follow a
+/// clock that drifts (a VM's under emulation drifts by parts per thousand).
+const OFFSET_WINDOW: u64 = 10_000_000_000;
+
+/// Follows a guest's clock from its ticks: a tick cannot arrive before it
+/// was stamped, so its guest time minus its arrival time bounds the offset
+/// (guest minus host) from below, and the least delayed tick of the recent
+/// ones bounds it best. Each tick is then placed on this host's clock to
+/// within the least delay seen, its spacing the guest's own.
+#[derive(Default)]
+struct ClockFilter {
+    bounds: std::collections::VecDeque<(u64, i128)>,
+}
+
+impl ClockFilter {
+    /// Takes a tick stamped `guest_t` that arrived at `arrival` (host
+    /// CLOCK_MONOTONIC).
+    fn note(&mut self, guest_t: i128, arrival: u64) {
+        self.bounds
+            .push_back((arrival, guest_t - i128::from(arrival)));
+        while self
+            .bounds
+            .front()
+            .is_some_and(|(at, _)| at + OFFSET_WINDOW < arrival)
+        {
+            self.bounds.pop_front();
+        }
+    }
+
+    /// The best estimate of the offset from the recent ticks.
+    fn offset(&self) -> i128 {
+        self.bounds
+            .iter()
+            .map(|(_, bound)| *bound)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The longest line an agent writes (a first tick of every counter of a
+/// large guest); longer is a stream gone wrong.
+const LONGEST_LINE: usize = 4 << 20;
+
 impl AgentStream {
-    pub fn new(guest: &str, ids: SeriesIds, offset_ns: Option<i64>) -> Self {
+    pub fn new(guest: &str, ids: SeriesIds) -> Self {
         AgentStream {
             prefix: format!("guest:{guest}"),
             registry: Registry::new(ids),
             ids: Vec::new(),
             values: HashMap::new(),
-            offset_ns,
+            clock: ClockFilter::default(),
             pending: Vec::new(),
             errors: Vec::new(),
+            said: std::collections::HashSet::new(),
         }
+    }
+
+    /// What the agent could not read since the last call, each only the
+    /// first time it is said.
+    pub fn take_errors(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.errors)
     }
 
     /// Takes bytes from the channel; returns the series newly defined and
     /// the ticks completed by them, stamped on this host's session clock.
     pub fn take(&mut self, bytes: &[u8], clock: &Clock) -> Result<(Vec<SeriesDef>, Vec<Sample>)> {
+        self.take_at(bytes, clock, monotonic_ns())
+    }
+
+    /// The same, the bytes having arrived at `arrival` (host monotonic).
+    fn take_at(
+        &mut self,
+        bytes: &[u8],
+        clock: &Clock,
+        arrival: u64,
+    ) -> Result<(Vec<SeriesDef>, Vec<Sample>)> {
         self.pending.extend_from_slice(bytes);
-        let mut samples = Vec::new();
+        let mut ticks = Vec::new();
         let mut consumed = 0;
         while let Some(end) = self.pending[consumed..].iter().position(|b| *b == b'\n') {
             let line = std::str::from_utf8(&self.pending[consumed..consumed + end])
                 .context("the agent wrote a line that is not UTF-8")?
                 .to_string();
             consumed += end + 1;
-            if let Some(sample) = self.line(&line, clock)? {
-                samples.push(sample);
+            if let Some(tick) = self.line(&line)? {
+                self.clock.note(tick.0, arrival);
+                ticks.push(tick);
             }
         }
+        // Ticks that arrived together share the estimate they all make.
+        let offset = self.clock.offset();
+        let samples = ticks
+            .into_iter()
+            .map(|(guest_t, values)| Sample {
+                t: clock.from_monotonic((guest_t - offset).max(0) as u64),
+                values,
+            })
+            .collect();
         self.pending.drain(..consumed);
+        if self.pending.len() > LONGEST_LINE {
+            bail!("the agent wrote a line of over {LONGEST_LINE} bytes");
+        }
         Ok((std::mem::take(&mut self.registry.new_defs), samples))
     }
 
-    fn line(&mut self, line: &str, clock: &Clock) -> Result<Option<Sample>> {
+    /// A line: a tick's guest time and values, or nothing for the others.
+    fn line(&mut self, line: &str) -> Result<Option<(i128, Vec<(SeriesId, u64)>)>> {
         let mut words = line.split(' ');
         match words.next() {
             Some("D") => {
@@ -197,12 +299,6 @@ impl AgentStream {
                     .next()
                     .and_then(|w| w.parse().ok())
                     .with_context(|| format!("the agent's tick has no time: {line:?}"))?;
-                let t: Nanos = match self.offset_ns {
-                    Some(offset) => {
-                        clock.from_monotonic((guest_t - i128::from(offset)).max(0) as u64)
-                    }
-                    None => clock.now(),
-                };
                 for word in words.filter(|w| !w.is_empty()) {
                     let parsed = word.split_once(':').and_then(|(id, delta)| {
                         Some((id.parse::<u32>().ok()?, delta.parse::<i128>().ok()?))
@@ -220,10 +316,13 @@ impl AgentStream {
                     .iter()
                     .filter_map(|(id, host_id)| Some((*host_id, *self.values.get(id)?)))
                     .collect();
-                Ok(Some(Sample { t, values }))
+                Ok(Some((guest_t, values)))
             }
             Some("E") => {
-                self.errors.push(line[2..].to_string());
+                let text = line.get(2..).unwrap_or_default().to_string();
+                if self.said.insert(text.clone()) {
+                    self.errors.push(text);
+                }
                 Ok(None)
             }
             _ => bail!("the agent wrote {line:?}"),
@@ -237,6 +336,8 @@ pub struct Agent {
     stream: AgentStream,
     /// Bytes read while waiting for its first tick.
     first: Vec<u8>,
+    /// How often the host says it is still listening.
+    heartbeat: Duration,
 }
 
 impl Agent {
@@ -248,15 +349,17 @@ impl Agent {
         session: &ssh2::Session,
         vmbench: &str,
         interval: Duration,
+        silence: Duration,
         stream: AgentStream,
         patience: Duration,
     ) -> Result<Agent> {
         let mut channel = session.channel_session().context("opening a channel")?;
         channel
             .exec(&format!(
-                "exec {} agent --interval-ns {}",
+                "exec {} agent --interval-ns {} --silence-ms {}",
                 crate::transport::shell_quote(vmbench),
-                interval.as_nanos()
+                interval.as_nanos(),
+                silence.as_millis()
             ))
             .context("starting vmbench agent")?;
         // Reads wake at least this often, so that a stop is seen.
@@ -286,6 +389,7 @@ impl Agent {
             channel,
             stream,
             first,
+            heartbeat: (silence / 3).max(Duration::from_secs(1)),
         })
     }
 }
@@ -310,6 +414,7 @@ pub fn run_agent_sampler(
         mut channel,
         mut stream,
         first,
+        heartbeat,
     } = agent;
     let warn = |text: String| {
         sink.send(Event::Log {
@@ -329,7 +434,7 @@ pub fn run_agent_sampler(
                     return false;
                 }
             }
-            for text in std::mem::take(&mut stream.errors) {
+            for text in stream.take_errors() {
                 warn(text);
             }
             true
@@ -343,10 +448,21 @@ pub fn run_agent_sampler(
         return;
     }
     let mut buf = vec![0u8; 64 << 10];
+    let mut last_heartbeat = std::time::Instant::now();
     loop {
         match stop.try_recv() {
             Err(TryRecvError::Empty) => {}
             _ => return,
+        }
+        // Still listening: an agent that hears nothing ends by itself.
+        if last_heartbeat.elapsed() >= heartbeat {
+            last_heartbeat = std::time::Instant::now();
+            if let Err(e) = channel.write_all(b".").and_then(|()| channel.flush())
+                && !is_timeout(&e)
+            {
+                warn(format!("guest-side sampling stopped: {e}"));
+                return;
+            }
         }
         let n = match channel.read(&mut buf) {
             Ok(0) => {
@@ -382,6 +498,8 @@ mod tests {
 
     #[test]
     fn the_agent_streams_this_machines_counters_and_its_own() {
+        // The session's clock starts before the agent's first tick.
+        let clock = Clock::start();
         /// Takes three ticks, then closes the channel as a gone host would.
         struct ThreeTicks(Vec<u8>, usize);
         impl Write for ThreeTicks {
@@ -398,7 +516,12 @@ mod tests {
             }
         }
         let mut out = ThreeTicks(Vec::new(), 0);
-        let ended = run_agent(Duration::from_millis(20), &mut out);
+        let ended = run_agent(
+            Duration::from_millis(20),
+            Duration::from_secs(3600),
+            Silent,
+            &mut out,
+        );
         assert_eq!(ended.map_err(|e| e.kind()), Err(io::ErrorKind::BrokenPipe));
         let text = String::from_utf8(out.0).expect("text");
         assert_eq!(text.lines().filter(|l| l.starts_with("T ")).count(), 3);
@@ -407,11 +530,9 @@ mod tests {
         assert!(text.contains(" c /net/lo rx_bytes bytes\n"), "{text}");
 
         // The host's end: the same series under the guest's name, the
-        // differences summed back into counters, the time moved onto this
-        // host's clock by the offset.
-        let clock = Clock::start();
-        let offset = 5_000_000_000i64;
-        let mut stream = AgentStream::new("vm1", SeriesIds::default(), Some(offset));
+        // differences summed back into counters, the ticks on this host's
+        // clock with their own spacing.
+        let mut stream = AgentStream::new("vm1", SeriesIds::default());
         // Split mid-line, as a channel may deliver it.
         let (a, b) = text.as_bytes().split_at(text.len() / 2);
         let (mut defs, mut samples) = stream.take(a, &clock).expect("first half");
@@ -449,11 +570,73 @@ mod tests {
             users[2] <= user_now && user_now - users[2] < 10_000,
             "{users:?} {user_now}"
         );
-        let first_t: u64 = text
+        let times: Vec<u64> = text
             .lines()
-            .find_map(|l| l.strip_prefix("T ")?.split(' ').next()?.parse().ok())
-            .expect("a tick time");
-        assert_eq!(samples[0].t, clock.from_monotonic(first_t - offset as u64));
+            .filter_map(|l| l.strip_prefix("T ")?.split(' ').next()?.parse().ok())
+            .collect();
+        // Arrived together: one offset, the agent's spacing kept, and none
+        // stamped later than it arrived.
+        let mut whole = AgentStream::new("vm1", SeriesIds::default());
+        let (_, together) = whole.take(text.as_bytes(), &clock).expect("whole");
+        assert_eq!(together[2].t - together[0].t, times[2] - times[0]);
+        assert!(together[2].t <= clock.now());
+    }
+
+    #[test]
+    fn a_guest_clock_is_followed_by_its_least_delayed_ticks() {
+        let s = 1_000_000_000u64;
+        let mut filter = ClockFilter::default();
+        let mut offset = |guest_t: u64, arrival: u64| {
+            filter.note(i128::from(guest_t), arrival);
+            filter.offset()
+        };
+        let five = 5 * i128::from(s);
+        // The guest's clock runs 5 s ahead; ticks arrive 2 ms, then 1 ms late.
+        assert_eq!(offset(105 * s, 100 * s + 2_000_000), five - 2_000_000);
+        assert_eq!(offset(106 * s, 101 * s + 1_000_000), five - 1_000_000);
+        // A late tick does not move the estimate.
+        assert_eq!(offset(107 * s, 102 * s + 300_000_000), five - 1_000_000);
+        // The guest's clock falls behind by 50 ms; once the earlier ticks
+        // are out of the window, the estimate follows it.
+        assert_eq!(
+            offset(150 * s - 50_000_000, 145 * s + 1_000_000),
+            five - 51_000_000
+        );
+    }
+
+    /// A host that keeps its side open and says nothing.
+    struct Silent;
+
+    impl Read for Silent {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            std::thread::sleep(Duration::from_secs(3600));
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn an_agent_nobody_listens_to_ends_by_itself() {
+        // Its input closed: the host's side of the channel is gone.
+        let mut out = Vec::new();
+        let ended = run_agent(
+            Duration::from_millis(10),
+            Duration::from_secs(3600),
+            io::empty(),
+            &mut out,
+        );
+        assert!(ended.is_ok());
+        // No heartbeat for its silence limit: a cut link, where writes
+        // would block rather than fail.
+        let mut out = Vec::new();
+        let ended = run_agent(
+            Duration::from_millis(10),
+            Duration::from_millis(100),
+            Silent,
+            &mut out,
+        );
+        assert!(ended.is_ok());
+        let ticks = String::from_utf8(out).expect("text");
+        assert!(ticks.lines().filter(|l| l.starts_with("T ")).count() >= 1);
     }
 
     #[test]
@@ -467,14 +650,20 @@ mod tests {
             "D one c - m u\n",
             "\u{fffd}\n",
         ] {
-            let mut stream = AgentStream::new("vm", SeriesIds::default(), Some(0));
+            let mut stream = AgentStream::new("vm", SeriesIds::default());
             assert!(stream.take(bad.as_bytes(), &clock).is_err(), "{bad:?}");
         }
-        let mut stream = AgentStream::new("vm", SeriesIds::default(), None);
+        let mut stream = AgentStream::new("vm", SeriesIds::default());
         let (_, samples) = stream
-            .take(b"E /proc/diskstats: unreadable\nT 1\n", &clock)
+            .take(
+                b"E /proc/diskstats: unreadable\nT 1\nE /proc/diskstats: unreadable\nE\nT 2\n",
+                &clock,
+            )
             .expect("an error line is a warning");
-        assert_eq!(samples.len(), 1);
-        assert_eq!(stream.errors, ["/proc/diskstats: unreadable"]);
+        assert_eq!(samples.len(), 2);
+        // Said once, however often the agent says it.
+        assert_eq!(stream.take_errors(), ["/proc/diskstats: unreadable", ""]);
+        // Ticks keep the guest's spacing.
+        assert_eq!(samples[1].t - samples[0].t, 1);
     }
 }

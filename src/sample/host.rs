@@ -5,64 +5,37 @@ use std::io;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use procfs::prelude::*;
-use procfs::process::{Io, Stat};
-
-use super::host_seen::HostSeenGuest;
+use super::host_seen::{HostSeenGuest, XentopFeed};
 use super::proc_view::{Machine, ProcKind, ProcView};
-use super::{PROC_FIELDS, PROC_UNITS, ProcFile, Registry, SamplerCommand, SeriesIds, next_tick};
+use super::process::{WatchedProcess, sample_process};
+use super::{ProcFile, Registry, SamplerCommand, SeriesIds, next_tick};
 use crate::bus::EventSink;
-use crate::event::{Clock, Event, Nanos, RunId, Sample, SeriesDef, SeriesId, SeriesKind};
+use crate::event::{Clock, Event, Nanos, RunId, Sample, SeriesDef, SeriesId};
+use crate::plan::Guest;
 
 /// vmbench's own process, sampled on every tick.
 const OWN_STAT: &str = "/proc/self/stat";
 const OWN_IO: &str = "/proc/self/io";
 
-pub(super) struct WatchedProcess {
-    run: RunId,
-    stat: ProcFile,
-    io: ProcFile,
-    ids: [SeriesId; 4],
-}
-
-impl WatchedProcess {
-    pub(super) fn open(
-        run: RunId,
-        pid: u32,
-        source: &str,
-        registry: &mut Registry,
-    ) -> io::Result<Self> {
-        let stat = ProcFile::open(&format!("/proc/{pid}/stat"))?;
-        let io = ProcFile::open(&format!("/proc/{pid}/io"))?;
-        let ids = registry.define(source, PROC_FIELDS, PROC_UNITS, SeriesKind::Counter);
-        Ok(WatchedProcess { run, stat, io, ids })
-    }
-}
-
 pub struct HostSampler {
     files: Vec<(ProcKind, ProcFile)>,
-    pub(super) buf: Vec<u8>,
-    pub(super) registry: Registry,
-    pub(super) view: ProcView,
+    buf: Vec<u8>,
+    registry: Registry,
+    view: ProcView,
     processes: Vec<WatchedProcess>,
     /// vmbench's own process, so that its cost is in every recording.
     own: WatchedProcess,
-    pub(super) guests: Vec<HostSeenGuest>,
+    guests: Vec<HostSeenGuest>,
     /// Started for the first guest with a Xen domain.
-    pub(super) xentop: Option<super::XentopFeed>,
-    pub(super) errors: Vec<String>,
+    xentop: Option<XentopFeed>,
+    errors: Vec<String>,
 }
 
 impl HostSampler {
     pub fn new(ids: SeriesIds) -> io::Result<Self> {
         let mut registry = Registry::new(ids);
         let view = ProcView::new("host", Machine::Host, &mut registry);
-        let own = WatchedProcess {
-            run: RunId::MAX,
-            stat: ProcFile::open(OWN_STAT)?,
-            io: ProcFile::open(OWN_IO)?,
-            ids: registry.define("vmbench", PROC_FIELDS, PROC_UNITS, SeriesKind::Counter),
-        };
+        let own = WatchedProcess::open_at(RunId::MAX, "self", "vmbench", &mut registry)?;
         let files = ProcKind::ALL
             .iter()
             .map(|kind| Ok((*kind, ProcFile::open(kind.path())?)))
@@ -93,6 +66,18 @@ impl HostSampler {
         self.processes.retain(|p| p.run != run);
     }
 
+    /// Follows a guest through what the host sees of it. Parts that cannot be
+    /// found are reported once and left out; the rest are sampled.
+    pub fn watch_guest(&mut self, guest: &Guest) {
+        let seen = HostSeenGuest::open(
+            guest,
+            &mut self.registry,
+            &mut self.xentop,
+            &mut self.errors,
+        );
+        self.guests.push(seen);
+    }
+
     /// Series first seen since the last call, to be announced before the sample.
     pub fn take_new_series(&mut self) -> Vec<SeriesDef> {
         std::mem::take(&mut self.registry.new_defs)
@@ -113,19 +98,16 @@ impl HostSampler {
 
     pub fn sample(&mut self, t: Nanos) -> Sample {
         let mut values = Vec::with_capacity(self.registry.count);
-        for (kind, file) in &self.files {
-            let parsed = file
-                .read_into(&mut self.buf)
-                .map_err(anyhow::Error::from)
-                .and_then(|bytes| {
-                    self.view
-                        .parse(*kind, bytes, &mut self.registry, &mut values)
-                });
-            if let Err(e) = parsed {
-                self.errors.push(format!("{}: {e}", kind.path()));
-            }
+        self.view.read_files(
+            &self.files,
+            &mut self.buf,
+            &mut self.registry,
+            &mut values,
+            &mut self.errors,
+        );
+        for guest in &mut self.guests {
+            guest.sample(&self.view, self.xentop.as_ref(), &mut self.buf, &mut values);
         }
-        self.sample_guests(&mut values);
         self.sample_processes(&mut values);
         Sample { t, values }
     }
@@ -136,29 +118,6 @@ impl HostSampler {
         // A process that has exited is dropped; its last sample stands.
         self.processes.retain(|p| sample_process(p, buf, values));
     }
-}
-
-/// False when the process is gone.
-pub(super) fn sample_process(
-    p: &WatchedProcess,
-    buf: &mut Vec<u8>,
-    values: &mut Vec<(SeriesId, u64)>,
-) -> bool {
-    let Some(stat) = p
-        .stat
-        .read_into(buf)
-        .ok()
-        .and_then(|b| Stat::from_read(b).ok())
-    else {
-        return false;
-    };
-    values.push((p.ids[0], stat.utime));
-    values.push((p.ids[1], stat.stime));
-    if let Some(io) = p.io.read_into(buf).ok().and_then(|b| Io::from_read(b).ok()) {
-        values.push((p.ids[2], io.read_bytes));
-        values.push((p.ids[3], io.write_bytes));
-    }
-    true
 }
 
 /// Runs the host sampler on its own thread until told to stop or the bus closes.

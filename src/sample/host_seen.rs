@@ -4,8 +4,9 @@
 use procfs::prelude::*;
 use procfs::process::Stat;
 
-use super::host::{HostSampler, WatchedProcess, sample_process};
-use super::{DISK_UNITS, NET_UNITS, ProcFile};
+use super::proc_view::ProcView;
+use super::process::{WatchedProcess, sample_process};
+use super::{DISK_UNITS, NET_UNITS, ProcFile, Registry};
 use crate::discover::XenDomain;
 use crate::event::{RunId, SeriesId, SeriesKind};
 use crate::plan::Guest;
@@ -59,10 +60,16 @@ const DISK_METRICS_PREFIXED: [&str; 7] = [
     "disk.io_ms",
 ];
 
-impl HostSampler {
+impl HostSeenGuest {
     /// Follows a guest through what the host sees of it. Parts that cannot be
-    /// found are reported once and left out; the rest are sampled.
-    pub fn watch_guest(&mut self, guest: &Guest) {
+    /// found are reported once (in `errors`) and left out; the rest are
+    /// sampled. The first guest with a Xen domain starts the xentop feed.
+    pub(super) fn open(
+        guest: &Guest,
+        registry: &mut Registry,
+        xentop: &mut Option<XentopFeed>,
+        errors: &mut Vec<String>,
+    ) -> Self {
         let name = guest.name();
         let source = format!("host-seen:{name}");
         let mut seen = HostSeenGuest {
@@ -74,25 +81,23 @@ impl HostSampler {
             xen: None,
         };
         if let Some(domain) = &guest.xen_domain {
-            if self.xentop.is_none() {
+            if xentop.is_none() {
                 match XentopFeed::start() {
-                    Ok(feed) => self.xentop = Some(feed),
-                    Err(e) => self.errors.push(format!(
+                    Ok(feed) => *xentop = Some(feed),
+                    Err(e) => errors.push(format!(
                         "guest {name}: xen_domain needs xentop on this host (a Xen dom0): {e}"
                     )),
                 }
             }
-            if self.xentop.is_some() {
-                let ids =
-                    self.registry
-                        .define(&source, XEN_METRICS, XEN_UNITS, SeriesKind::Counter);
+            if xentop.is_some() {
+                let ids = registry.define(&source, XEN_METRICS, XEN_UNITS, SeriesKind::Counter);
                 seen.xen = Some((domain.clone(), ids));
             }
         }
         if let Some(interface) = &guest.interface {
             seen.interface = Some((
                 interface.clone(),
-                self.registry.define(
+                registry.define(
                     &source,
                     NET_METRICS_PREFIXED,
                     NET_UNITS,
@@ -109,7 +114,7 @@ impl HostSampler {
         };
         match device {
             Some(Ok(dev)) => {
-                let ids = self.registry.define(
+                let ids = registry.define(
                     &source,
                     DISK_METRICS_PREFIXED,
                     DISK_UNITS,
@@ -117,23 +122,17 @@ impl HostSampler {
                 );
                 seen.disk = Some((dev, ids));
             }
-            Some(Err(e)) => self.errors.push(format!("guest {name}: {e}")),
+            Some(Err(e)) => errors.push(format!("guest {name}: {e}")),
             None => {}
         }
         if let Some(path) = &guest.cgroup {
             match open_cgroup(path) {
                 Ok((file, version)) => {
-                    let [id] = self.registry.define(
-                        &source,
-                        ["cpu.cgroup_ns"],
-                        ["ns"],
-                        SeriesKind::Counter,
-                    );
+                    let [id] =
+                        registry.define(&source, ["cpu.cgroup_ns"], ["ns"], SeriesKind::Counter);
                     seen.cgroup = Some((file, version, id));
                 }
-                Err(e) => self
-                    .errors
-                    .push(format!("guest {name}: cgroup {path}: {e}")),
+                Err(e) => errors.push(format!("guest {name}: cgroup {path}: {e}")),
             }
         }
         match find_process(guest) {
@@ -142,7 +141,7 @@ impl HostSampler {
                 // time is the guest's own; the rest is emulation and I/O.
                 for (index, tid, _) in crate::discover::vcpu_threads(pid) {
                     if let Ok(stat) = ProcFile::open(&format!("/proc/{pid}/task/{tid}/stat")) {
-                        let ids = self.registry.define(
+                        let ids = registry.define(
                             &format!("{source}/vcpu{index}"),
                             ["cpu.utime", "cpu.stime"],
                             ["ticks", "ticks"],
@@ -151,34 +150,41 @@ impl HostSampler {
                         seen.vcpus.push((stat, ids));
                     }
                 }
-                match WatchedProcess::open(RunId::MAX, pid, &source, &mut self.registry) {
+                match WatchedProcess::open(RunId::MAX, pid, &source, registry) {
                     Ok(p) => seen.process = Some(p),
-                    Err(e) => self
-                        .errors
-                        .push(format!("guest {name}: process {pid}: {e}")),
+                    Err(e) => errors.push(format!("guest {name}: process {pid}: {e}")),
                 }
             }
-            Some(Err(e)) => self.errors.push(format!("guest {name}: {e}")),
+            Some(Err(e)) => errors.push(format!("guest {name}: {e}")),
             None => {}
         }
-        self.guests.push(seen);
+        seen
     }
 
-    pub(super) fn sample_guests(&mut self, values: &mut Vec<(SeriesId, u64)>) {
-        for guest in &mut self.guests {
+    /// This tick's readings of the guest, from this host's view of its
+    /// devices this tick and the files it keeps open.
+    pub(super) fn sample(
+        &mut self,
+        view: &ProcView,
+        xentop: Option<&XentopFeed>,
+        buf: &mut Vec<u8>,
+        values: &mut Vec<(SeriesId, u64)>,
+    ) {
+        let guest = self;
+        {
             if let Some((name, ids)) = &guest.interface {
-                if let Some(read) = self.view.net_now.get(name) {
+                if let Some(read) = view.net_now.get(name) {
                     values.extend(ids.iter().copied().zip(*read));
                 }
             }
             if let Some((name, ids)) = &guest.disk {
-                if let Some(read) = self.view.disk_now.get(name) {
+                if let Some(read) = view.disk_now.get(name) {
                     values.extend(ids.iter().copied().zip(*read));
                 }
             }
             if let Some((file, version, id)) = &guest.cgroup {
                 if let Some(ns) = file
-                    .read_into(&mut self.buf)
+                    .read_into(buf)
                     .ok()
                     .and_then(|b| cgroup_cpu_ns(b, *version))
                 {
@@ -186,11 +192,11 @@ impl HostSampler {
                 }
             }
             if let Some(p) = &guest.process {
-                if !sample_process(p, &mut self.buf, values) {
+                if !sample_process(p, buf, values) {
                     guest.process = None;
                 }
             }
-            if let (Some((domain, ids)), Some(feed)) = (&guest.xen, &self.xentop)
+            if let (Some((domain, ids)), Some(feed)) = (&guest.xen, xentop)
                 && let Some(d) = feed.domain(domain)
             {
                 // xentop counts whole seconds and KiB.
@@ -205,7 +211,6 @@ impl HostSampler {
                 read.extend(d.block_write_sectors);
                 values.extend(ids.iter().copied().zip(read));
             }
-            let buf = &mut self.buf;
             guest.vcpus.retain(|(stat, ids)| {
                 let Some(stat) = stat
                     .read_into(buf)
@@ -356,7 +361,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    use crate::sample::SeriesIds;
+    use crate::sample::{HostSampler, SeriesIds};
 
     fn guest_with(identity: &str) -> Guest {
         let source = format!(

@@ -13,6 +13,7 @@ mod guest_sftp;
 mod host;
 mod host_seen;
 mod proc_view;
+mod process;
 
 use std::fs::File;
 use std::io;
@@ -24,7 +25,6 @@ use crate::event::{Nanos, RunId, SeriesDef, SeriesId, SeriesKind};
 
 pub use guest_sftp::{GuestSampler, run_guest_sampler};
 pub use host::{HostSampler, run_host_sampler};
-pub use host_seen::XentopFeed;
 
 pub const CPU_FIELDS: [&str; 8] = [
     "cpu.user",

@@ -113,6 +113,27 @@ impl ProcView {
         }
     }
 
+    /// Reads and parses every file of `files`; a file that cannot be read
+    /// or parsed is said in `errors` and the others are kept.
+    pub(super) fn read_files(
+        &mut self,
+        files: &[(ProcKind, super::ProcFile)],
+        buf: &mut Vec<u8>,
+        registry: &mut Registry,
+        values: &mut Vec<(SeriesId, u64)>,
+        errors: &mut Vec<String>,
+    ) {
+        for (kind, file) in files {
+            let parsed = file
+                .read_into(buf)
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| self.parse(*kind, bytes, registry, values));
+            if let Err(e) = parsed {
+                errors.push(format!("{}: {e}", kind.path()));
+            }
+        }
+    }
+
     pub(super) fn parse(
         &mut self,
         kind: ProcKind,

@@ -71,8 +71,26 @@ fn texts(session: &Session, view: &View, short: bool) -> (String, String, String
 
 pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, view: &View) {
     let dim = Style::new().fg(theme.dim.0);
+    let width = area.width as usize;
     let build = |short: bool| {
-        let (state, times, feed) = texts(session, view, short);
+        let (mut state, times, feed) = texts(session, view, short);
+        let mut plan = format!("{} ", session.header.plan_name);
+        if short {
+            // The times and the feed stay whole; the plan's name goes, then
+            // the state is cut, as far as it takes.
+            let fixed = times.chars().count() + feed.chars().count() + 7;
+            let room = width.saturating_sub(fixed);
+            if plan.chars().count() + state.chars().count() > room {
+                plan.clear();
+            }
+            if state.chars().count() > room {
+                state = state
+                    .chars()
+                    .take(room.saturating_sub(1))
+                    .collect::<String>()
+                    + "…";
+            }
+        }
         let mut spans = Vec::new();
         if !short {
             spans.push(Span::styled(
@@ -81,10 +99,7 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, vi
             ));
         }
         spans.extend([
-            Span::styled(
-                format!("{} ", session.header.plan_name),
-                Style::new().fg(theme.accent.0),
-            ),
+            Span::styled(plan, Style::new().fg(theme.accent.0)),
             Span::raw(format!(" {state}  ")),
             Span::styled(times, dim),
             Span::raw("  "),
@@ -102,7 +117,7 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, vi
         Line::from(spans)
     };
     let mut line = build(false);
-    if line.width() > area.width as usize {
+    if line.width() > width {
         line = build(true);
     }
     let used = line.width();
@@ -171,6 +186,27 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_long_plan_and_phase_leave_the_feed_whole_at_80_columns() {
+        let mut session = crate::ui::fixtures::many_copies(64);
+        session.header.plan_name = "study-2009-around-cores-kvm-versus-xen-hvm".into();
+        for writer in [Writer::Writing, Writer::Gone] {
+            let view = View::new(Feed::Replay {
+                speed: 1.0,
+                paused: false,
+                end: 600_000_000_000,
+                writer,
+            });
+            let line = top_line(&session, &view, 80);
+            let said = if writer == Writer::Writing {
+                "follow"
+            } else {
+                "writer gone"
+            };
+            assert!(line.contains(said) && line.contains("/10:00"), "{line}");
         }
     }
 

@@ -74,7 +74,11 @@ fn place(session: &Session, segments: &[Segment], t: Nanos) -> Option<Nanos> {
             after = Some(segment.start);
         }
     }
-    after.or_else(|| segments.last().map(|s| s.start + s.length - 1))
+    // After the last phase that ran (a plan held with `a`): at the start of
+    // the next planned one, else at the end.
+    after
+        .or_else(|| segments.get(session.phases.len()).map(|s| s.start))
+        .or_else(|| segments.last().map(|s| s.start + s.length - 1))
 }
 
 pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, view: &View) {
@@ -204,6 +208,23 @@ mod tests {
         assert_eq!(segments[3].length, ahead[0].duration);
         let at = place(&session, &segments, t + 1).expect("placed");
         assert_eq!(at, segments[2].start + 1);
+    }
+
+    #[test]
+    fn a_note_made_while_the_plan_is_held_sits_at_the_next_phase() {
+        let session = session();
+        let segments = segments(&session);
+        let after_last = session
+            .phases
+            .last()
+            .and_then(|p| p.ended)
+            .expect("ended")
+            .0
+            + 1;
+        assert_eq!(
+            place(&session, &segments, after_last),
+            Some(segments[session.phases.len()].start)
+        );
     }
 
     #[test]
