@@ -199,6 +199,9 @@ impl ClockFilter {
     }
 }
 
+/// A tick as the agent stamped it: its guest time and its values.
+type Tick = (i128, Vec<(SeriesId, u64)>);
+
 /// The longest line an agent writes (a first tick of every counter of a
 /// large guest); longer is a stream gone wrong.
 const LONGEST_LINE: usize = 4 << 20;
@@ -266,7 +269,7 @@ impl AgentStream {
     }
 
     /// A line: a tick's guest time and values, or nothing for the others.
-    fn line(&mut self, line: &str) -> Result<Option<(i128, Vec<(SeriesId, u64)>)>> {
+    fn line(&mut self, line: &str) -> Result<Option<Tick>> {
         let mut words = line.split(' ');
         match words.next() {
             Some("D") => {
