@@ -232,15 +232,18 @@ pub struct PhaseLoad {
     /// vmbench's own CPU on this host over the phase, in percent of a core:
     /// the observer's share, to be read beside the results.
     pub vmbench_cpu_pct: Option<f64>,
+    /// vmbench's agent on the phase's guests over the phase, in percent of
+    /// a core, the mean of the guests.
+    pub agent_cpu_pct: Option<f64>,
 }
 
 /// vmbench's own CPU time over a phase's window, in percent of one core.
-fn own_cpu(session: &Session, phase: &Phase) -> Option<f64> {
+fn own_cpu(session: &Session, phase: &Phase, source: &str) -> Option<f64> {
     let ticks_per_second = session.header.host.clock_ticks_per_sec.max(1) as f64;
     let mut ticks = 0.0;
     let mut window = None;
     for metric in ["cpu.utime", "cpu.stime"] {
-        let series = session.series_named("vmbench", metric)?;
+        let series = session.series_named(source, metric)?;
         let (grown, seconds) = session.phase_growth(phase, series)?;
         ticks += grown;
         window = Some(seconds);
@@ -445,7 +448,14 @@ impl Results {
                 .then(|| steals.iter().sum::<f64>() / steals.len() as f64),
             host_busy_pct: cpu_share(session, phase, "host", &crate::sample::CPU_BUSY_FIELDS),
             busiest_disk,
-            vmbench_cpu_pct: own_cpu(session, phase),
+            vmbench_cpu_pct: own_cpu(session, phase, "vmbench"),
+            agent_cpu_pct: {
+                let agents: Vec<f64> = guests
+                    .iter()
+                    .filter_map(|g| own_cpu(session, phase, &format!("guest:{g}/vmbench")))
+                    .collect();
+                (!agents.is_empty()).then(|| agents.iter().sum::<f64>() / agents.len() as f64)
+            },
         });
     }
 

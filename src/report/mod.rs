@@ -427,9 +427,22 @@ fn observer_cost(results: &Results) -> Option<String> {
         .copied()
         .max_by(|a, b| a.2.total_cmp(&b.2))?;
     let mean = measured.iter().map(|m| m.2).sum::<f64>() / measured.len() as f64;
+    let agents: Vec<f64> = results
+        .loads
+        .iter()
+        .filter_map(|l| l.agent_cpu_pct)
+        .collect();
+    let on_guests = if agents.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; its agents {:.1} % of a core on each guest",
+            agents.iter().sum::<f64>() / agents.len() as f64
+        )
+    };
     Some(format!(
         "vmbench itself used {mean:.1} % of a host core during the phases (mean of {}; most \
-         {most:.1} %, phase {phase} of {source})",
+         {most:.1} %, phase {phase} of {source}){on_guests}",
         measured.len()
     ))
 }
@@ -720,12 +733,13 @@ mod observer_tests {
                 host_busy_pct: None,
                 busiest_disk: None,
                 vmbench_cpu_pct: cpu,
+                agent_cpu_pct: cpu.map(|c| c / 10.0),
             });
         }
         let remarks = Matrix::build(&results, &options).remarks;
         assert!(
             remarks.iter().any(|r| r
-                == "vmbench itself used 1.0 % of a host core during the phases (mean of 2; most 1.5 %, phase 2 of s)"),
+                == "vmbench itself used 1.0 % of a host core during the phases (mean of 2; most 1.5 %, phase 2 of s); its agents 0.1 % of a core on each guest"),
             "{remarks:?}"
         );
     }

@@ -225,6 +225,7 @@ mod tests {
                 host_busy_pct: Some(50.0),
                 busiest_disk: Some((format!("sd{phase}"), disk)),
                 vmbench_cpu_pct: None,
+                agent_cpu_pct: None,
             });
             results.overhead.push(OverheadResult {
                 source: "s".into(),
@@ -280,6 +281,7 @@ mod tests {
                 host_busy_pct: Some(99.0),
                 busiest_disk: None,
                 vmbench_cpu_pct: None,
+                agent_cpu_pct: None,
             });
         }
         let matrix = Matrix::build(&results, &Options::default());

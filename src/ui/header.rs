@@ -122,9 +122,21 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, vi
     }
     let used = line.width();
     line.render(area, buf);
-    // vmbench's own CPU, on the right when there is room for it.
+    // vmbench's own CPU, on the right when there is room for it: on this
+    // host, and the mean of its agents' on the guests.
     if let Some(own) = session.process_cpu_percent("vmbench") {
-        let cost = format!(" vmbench itself {own:.1}% cpu ");
+        let agents: Vec<f64> = session
+            .guests
+            .iter()
+            .filter_map(|(guest, _)| session.process_cpu_percent(&format!("guest:{guest}/vmbench")))
+            .collect();
+        let on_guests = if agents.is_empty() {
+            String::new()
+        } else {
+            let mean = agents.iter().sum::<f64>() / agents.len() as f64;
+            format!(", {mean:.1}% on each guest")
+        };
+        let cost = format!(" vmbench itself {own:.1}% cpu{on_guests} ");
         let room = area.width as usize;
         if used + cost.chars().count() < room {
             let width = cost.chars().count() as u16;
@@ -234,8 +246,35 @@ mod tests {
                 values: vec![(90, u), (91, s)],
             }));
         }
-        assert!(top_line(&session, &live_view(), 200).contains("vmbench itself 4.0% cpu"));
+        assert!(top_line(&session, &live_view(), 200).contains("vmbench itself 4.0% cpu "));
         assert!(!top_line(&session, &live_view(), 60).contains("vmbench itself"));
+        // Two guests' agents at 1 % and 3 % of a core: 2 % on each, on average.
+        for (i, (guest, ticks)) in [("kvm-1", 1), ("kvm-2", 3)].into_iter().enumerate() {
+            session.apply(&Event::GuestState {
+                t: 1,
+                guest: guest.into(),
+                state: crate::event::GuestState::Connecting,
+            });
+            let id = 92 + i as u32;
+            define(
+                &mut session,
+                id,
+                &format!("guest:{guest}/vmbench"),
+                "cpu.utime",
+                SeriesKind::Counter,
+            );
+            for (k, value) in [0, ticks].into_iter().enumerate() {
+                session.apply(&Event::Sample(Sample {
+                    t: 11_000_000_000 + k as u64 * 1_000_000_000,
+                    values: vec![(id, value)],
+                }));
+            }
+        }
+        let line = top_line(&session, &live_view(), 200);
+        assert!(
+            line.contains("vmbench itself 4.0% cpu, 2.0% on each guest"),
+            "{line}"
+        );
     }
 
     #[test]
