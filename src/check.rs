@@ -284,7 +284,7 @@ fn reach(
     };
     let key_added = connection.host_key_added;
     let exe = std::env::current_exe().map_err(|e| format!("finding vmbench: {e}"))?;
-    let transport::Prepared { info, janitor } =
+    let transport::Prepared { info, janitor, .. } =
         transport::prepare(&connection, &guest.endpoint(), &exe, quiet)
             .map_err(|e| format!("{e:#}"))?;
     if let Some(janitor) = janitor {

@@ -7,7 +7,7 @@ mod common;
 use common::testbed::{GUESTS, STATE, all_guests, guest, plan_text, testbed, write_plan};
 use common::{drain_until_finished, exe};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -1250,4 +1250,49 @@ fn guest_counters_come_from_the_agent_or_over_sftp_and_a_killed_agent_is_said() 
     // Nothing more came from g1 after its agent's end was said.
     assert!(ticks_of_g1() >= 4);
     assert!(processes_naming(&format!("{}/vmbench agent", folder.display())).is_empty());
+}
+
+#[test]
+fn a_guest_keeps_the_binary_it_was_sent_and_a_damaged_copy_is_sent_again() {
+    use sha2::{Digest, Sha256};
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let benchmarks = "[[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\nduration = \"1s\"\nconcurrency = [1]\nguests = [\"g1\"]\n";
+    let plan = write_plan(
+        dir.path(),
+        &plan_text(&guest(1, &format!("{STATE}/known_hosts")), benchmarks),
+    );
+    // This test binary's place in g1's cache (the namespace guests share
+    // this host's /var/tmp, and log in as root).
+    let sha: String = Sha256::digest(std::fs::read(exe()).expect("vmbench"))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let cached = PathBuf::from(format!("/var/tmp/vmbench-cache-0/{sha}"));
+    let _ = std::fs::remove_file(&cached);
+    let from_cache = |n: usize| -> bool {
+        let recording = dir.path().join(format!("s{n}.vmb"));
+        let live = run_live_for(&plan, &recording);
+        assert_eq!(live.failed_runs, 0, "{:?}", live.session.log);
+        live.session.log.iter().any(|l| {
+            l.text
+                .starts_with("g1: vmbench taken from the guest's own cache")
+        })
+    };
+    let checksum = |path: &Path| -> String {
+        Sha256::digest(std::fs::read(path).expect("cached"))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    // Sent the first time, and kept.
+    assert!(!from_cache(1));
+    assert_eq!(checksum(&cached), sha);
+    // Taken from the cache the next time.
+    assert!(from_cache(2));
+    // A damaged copy is not used: the binary is sent again, and the cache
+    // mended.
+    std::fs::write(&cached, b"not vmbench").expect("damage");
+    assert!(!from_cache(3));
+    assert_eq!(checksum(&cached), sha);
 }

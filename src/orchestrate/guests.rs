@@ -484,9 +484,21 @@ fn bring_up(
             return Err(e.describe(&ctx.plan_origin, host));
         }
     };
-    let transport::Prepared { info, janitor } =
-        transport::prepare(&connection, &guest.endpoint(), &ctx.exe, quiet)
-            .map_err(|e| format!("{e:#}"))?;
+    let transport::Prepared {
+        info,
+        janitor,
+        from_cache,
+    } = transport::prepare(&connection, &guest.endpoint(), &ctx.exe, quiet)
+        .map_err(|e| format!("{e:#}"))?;
+    if from_cache {
+        ctx.log(
+            LogLevel::Info,
+            format!(
+                "{}: vmbench taken from the guest's own cache (same checksum), not sent again",
+                guest.name()
+            ),
+        );
+    }
     let link = ssh::spawn_link(connection, guest.name(), janitor, guest.liveness(), on_lost)
         .map_err(|e| format!("no thread for the session: {e}"))?;
     Ok(Remote {

@@ -108,7 +108,7 @@ pub fn prepare(
     let kernel = words.next().unwrap_or_default().trim().to_string();
     // Well past the point where vmbench itself would call the guest lost.
     let patience = (connection.silence_limit * 2).max(std::time::Duration::from_secs(30));
-    let (vmbench, janitor) = install(session, &arch, vmbench, patience);
+    let (vmbench, janitor, from_cache) = install(session, &arch, vmbench, patience);
     arrival.arrive();
     let (clock_offset_ns, clock_rtt_ns) = match &vmbench {
         Ok(path) => match measure_clock(
@@ -135,7 +135,11 @@ pub fn prepare(
         vmbench,
         shape,
     };
-    Ok(Prepared { info, janitor })
+    Ok(Prepared {
+        info,
+        janitor,
+        from_cache,
+    })
 }
 
 /// What a guest is, in lines of `key value`: read with the basics every
@@ -183,6 +187,8 @@ fn parse_shape(out: &str) -> crate::event::GuestShape {
 pub struct Prepared {
     pub info: GuestInfo,
     pub janitor: Option<ssh::Janitor>,
+    /// vmbench came from the guest's cache, not over the network.
+    pub from_cache: bool,
 }
 
 /// Where vmbench now is on the guest, or why it cannot run there; and the
@@ -192,14 +198,14 @@ fn install(
     arch: &str,
     vmbench: &Path,
     patience: std::time::Duration,
-) -> (Result<String, String>, Option<ssh::Janitor>) {
+) -> (Result<String, String>, Option<ssh::Janitor>, bool) {
     let ours = std::env::consts::ARCH;
     if arch != ours {
         let why = format!(
             "the guest is {arch} and this vmbench is built for {ours}, so the built-in \
              workloads cannot run there (external tools can)"
         );
-        return (Err(why), None);
+        return (Err(why), None, false);
     }
     let step =
         |what: &str, e: anyhow::Error| format!("putting vmbench on the guest: {what}: {e:#}");
@@ -214,25 +220,25 @@ fn install(
                 "cannot make a folder under /tmp on the guest: {}",
                 err.trim()
             );
-            return (Err(why), None);
+            return (Err(why), None, false);
         }
-        Err(e) => return (Err(step("mktemp", e)), None),
+        Err(e) => return (Err(step("mktemp", e)), None, false),
     };
     let janitor = match ssh::Janitor::start(session, &dir, patience) {
         Ok(j) => j,
         Err(e) => {
             let _ = ssh::run(session, &format!("rm -rf {}", shell_quote(&dir)));
-            return (Err(step("cleanup watch", e)), None);
+            return (Err(step("cleanup watch", e)), None, false);
         }
     };
     let path = format!("{dir}/vmbench");
     match copy_and_verify(session, vmbench, &path) {
-        Ok(path) => (Ok(path), Some(janitor)),
+        Ok((path, from_cache)) => (Ok(path), Some(janitor), from_cache),
         Err(why) => {
             // A half-made upload is removed now, not when the session ends;
             // if even that fails, the next connection's sweep removes it.
             let _ = ssh::run(session, &format!("rm -rf {}", shell_quote(&dir)));
-            (Err(why), Some(janitor))
+            (Err(why), Some(janitor), false)
         }
     }
 }
@@ -244,11 +250,65 @@ fn install(
 /// keeps grep from finding the pattern in its own command line.
 pub const SWEEP_ORPHANS: &str = r#"for d in $(find /tmp -maxdepth 1 -type d -name 'vmbench.*' ! -newermt '-10 seconds' 2>/dev/null); do n=${d#/tmp/vmbench.}; grep -qs "/tmp/[v]mbench\.$n" /proc/[0-9]*/cmdline || rm -rf "$d"; done; true"#;
 
-fn copy_and_verify(session: &ssh2::Session, vmbench: &Path, path: &str) -> Result<String, String> {
+/// Where a guest keeps the vmbench binaries it was sent, by their SHA-256,
+/// for this user only: the next session (or the next guest on the same
+/// disk, as namespace guests are) copies the binary there instead of
+/// receiving it again. A file is used only if its checksum is the one
+/// this vmbench has, checked after the copy as after an upload.
+fn cache_of(sha256: &str) -> String {
+    format!("\"${{TMPDIR:-/var/tmp}}/vmbench-cache-$(id -u)/{sha256}\"")
+}
+
+/// Copies the cached binary into `path`, if the guest has it: no error
+/// either way, the check that follows tells.
+fn copy_from_cache(session: &ssh2::Session, sha256: &str, path: &str) -> bool {
+    let command = format!(
+        "test -f {cache} && cp {cache} {path}",
+        cache = cache_of(sha256),
+        path = shell_quote(path)
+    );
+    matches!(ssh::run(session, &command), Ok((0, _, _)))
+}
+
+/// Keeps a checked binary in the guest's cache, written aside and renamed
+/// so that no session ever copies half of one. Best effort: a guest
+/// without room simply receives the binary next time.
+fn keep_in_cache(session: &ssh2::Session, sha256: &str, path: &str) {
+    let cache = cache_of(sha256);
+    let command = format!(
+        "d=$(dirname {cache}) && mkdir -p \"$d\" && chmod 700 \"$d\" && \
+         cp {path} {cache}.$$ && mv {cache}.$$ {cache}",
+        path = shell_quote(path)
+    );
+    let _ = ssh::run(session, &command);
+}
+
+/// Puts vmbench at `path` on the guest, from its cache when it holds the
+/// same binary, else over SFTP, and checks it there: its checksum and
+/// that it runs. Whether it came from the cache is said in the result.
+fn copy_and_verify(
+    session: &ssh2::Session,
+    vmbench: &Path,
+    path: &str,
+) -> Result<(String, bool), String> {
+    let image = image_of(vmbench)?;
+    if copy_from_cache(session, &image.sha256, path)
+        && let Ok(path) = verify(session, &image, path)
+    {
+        return Ok((path, true));
+    }
     let step =
         |what: &str, e: anyhow::Error| format!("putting vmbench on the guest: {what}: {e:#}");
-    let image = image_of(vmbench)?;
     upload(session, path, &image.bytes).map_err(|e| step("upload", e))?;
+    let path = verify(session, &image, path)?;
+    keep_in_cache(session, &image.sha256, &path);
+    Ok((path, false))
+}
+
+/// Checks the binary at `path`: its checksum is this vmbench's and it runs.
+fn verify(session: &ssh2::Session, image: &Image, path: &str) -> Result<String, String> {
+    let step =
+        |what: &str, e: anyhow::Error| format!("putting vmbench on the guest: {what}: {e:#}");
     let check = format!(
         "chmod 755 {0} && sha256sum {0} && {0} --version",
         shell_quote(path)
