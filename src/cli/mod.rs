@@ -166,6 +166,26 @@ struct RunArgs {
     start: bool,
 }
 
+impl SessionArgs {
+    /// Where the session records, and the metrics address bound before
+    /// anything starts (an address in use stops nothing).
+    fn recording_and_metrics(
+        &self,
+        plan: &crate::plan::LoadedPlan,
+    ) -> Result<(PathBuf, Option<std::net::TcpListener>)> {
+        let path = self
+            .output
+            .clone()
+            .unwrap_or_else(|| default_recording_path(&plan.plan.name));
+        let listener = self
+            .metrics_listen
+            .as_deref()
+            .map(crate::metrics::listen)
+            .transpose()?;
+        Ok((path, listener))
+    }
+}
+
 /// What a live session is run with, on a screen or without.
 #[derive(Args, Default)]
 struct SessionArgs {
@@ -698,14 +718,7 @@ fn run_tui(args: SessionArgs, start: bool, screen: &ScreenArgs) -> Result<ExitCo
     if !std::io::stdout().is_terminal() {
         bail!("the TUI needs a terminal; `vmbench record` runs a plan without a screen");
     }
-    let path = args
-        .output
-        .unwrap_or_else(|| default_recording_path(&plan.plan.name));
-    let listener = args
-        .metrics_listen
-        .as_deref()
-        .map(crate::metrics::listen)
-        .transpose()?;
+    let (path, listener) = args.recording_and_metrics(&plan)?;
     let (live, mut consumer, bus) = Live::start(&plan, &path, start, this_program()?)?;
     if let Some(listener) = listener {
         let bound = crate::metrics::serve(listener, bus.tx.clone())?;
@@ -986,14 +999,7 @@ const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
 
 fn record(args: SessionArgs) -> Result<ExitCode> {
     let plan = load_plan(args.plan.as_ref(), args.time_scale)?;
-    let path = args
-        .output
-        .unwrap_or_else(|| default_recording_path(&plan.plan.name));
-    let listener = args
-        .metrics_listen
-        .as_deref()
-        .map(crate::metrics::listen)
-        .transpose()?;
+    let (path, listener) = args.recording_and_metrics(&plan)?;
     let (mut live, mut consumer, bus) = Live::start(&plan, &path, true, this_program()?)?;
     if let Some(listener) = listener {
         let bound = crate::metrics::serve(listener, bus.tx.clone())?;
