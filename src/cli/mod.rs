@@ -142,6 +142,10 @@ enum Command {
     Agent {
         #[arg(long)]
         interval_ns: u64,
+        /// Tick this far past multiples of the interval of this machine's
+        /// CLOCK_MONOTONIC (the host's grid on this clock).
+        #[arg(long)]
+        grid_phase_ns: Option<u64>,
         /// End after this long without a heartbeat from the host on stdin.
         #[arg(long, default_value_t = 15_000)]
         silence_ms: u64,
@@ -458,11 +462,13 @@ pub fn main() -> ExitCode {
         Some(Command::Workload(args)) => return ExitCode::from(workload(args.kind) as u8),
         Some(Command::Agent {
             interval_ns,
+            grid_phase_ns,
             silence_ms,
         }) => {
             let interval = Duration::from_nanos(interval_ns.max(1_000_000));
             let ended = crate::sample::agent::run_agent(
                 interval,
+                grid_phase_ns,
                 Duration::from_millis(silence_ms),
                 std::io::stdin(),
                 &mut std::io::stdout().lock(),

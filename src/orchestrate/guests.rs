@@ -19,7 +19,8 @@ use crate::bus::EventSink;
 use crate::event::{Clock, Event, GuestInfo, GuestState, LogLevel, Nanos};
 use crate::format::clock as clock_text;
 use crate::plan::{Guest, GuestSampling, Plan, Transport};
-use crate::sample::agent::{Agent, AgentStream, run_agent_sampler};
+use crate::sample::agent::{Agent, AgentStream};
+use crate::sample::agent_hub::AgentHub;
 use crate::sample::{GuestSampler, SeriesIds, run_guest_sampler};
 use crate::transport::{self, Liveness, Remote, ssh};
 
@@ -61,6 +62,9 @@ pub struct GuestPool {
     /// Guests whose connection thread could not even be started.
     unstarted: HashMap<String, String>,
     ctx: PoolContext,
+    /// The one thread that reads every guest's agent; None when it could
+    /// not be started (said in the log: guests' own counters are then left out).
+    agents: Option<AgentHub>,
 }
 
 #[derive(Clone)]
@@ -99,6 +103,14 @@ impl GuestPool {
             clocks: HashMap::new(),
             unstarted: HashMap::new(),
             ctx: ctx.clone(),
+            agents: AgentHub::start(ctx.clock, ctx.sink.clone())
+                .map_err(|e| {
+                    ctx.log(
+                        LogLevel::Warn,
+                        format!("no thread to read the guests' agents ({e}): guest-side counters are left out"),
+                    )
+                })
+                .ok(),
         };
         let ssh_guests: Vec<&Guest> = plan
             .guests
@@ -138,6 +150,7 @@ impl GuestPool {
             }
         };
         let thread_guest = guest.clone();
+        let agents = self.agents.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("guest-{name}"))
             .spawn(move || {
@@ -173,8 +186,12 @@ impl GuestPool {
                 let _ = tx.send(Some(remote));
                 let name = guest.name().to_string();
                 match sampler {
-                    Some(Ok((_connection, Sampling::Agent(agent)))) => {
-                        run_agent_sampler(agent, name, ctx.clock, ctx.sink, stop_rx);
+                    Some(Ok((connection, Sampling::Agent(agent)))) => {
+                        if let Some(agents) = agents {
+                            // Its session stays open while the hub reads it.
+                            let _ = agents.adopt(name, agent, stop_rx).recv();
+                        }
+                        drop(connection);
                     }
                     Some(Ok((_connection, Sampling::Sftp(sampler)))) => {
                         run_guest_sampler(
@@ -537,10 +554,16 @@ fn open_sampler(
         let started = match &info.vmbench {
             Ok(path) => {
                 let stream = AgentStream::new(guest.name(), ctx.ids.clone());
+                // The host samples at multiples of the interval of its
+                // clock; the guest's clock is ahead of it by the offset.
+                let grid_phase = info
+                    .clock_offset_ns
+                    .map(|offset| offset.rem_euclid(ctx.interval.as_nanos().max(1) as i64) as u64);
                 Agent::start(
                     &connection.session,
                     path,
                     ctx.interval,
+                    grid_phase,
                     guest.liveness().silence_limit(),
                     stream,
                     AGENT_PATIENCE,

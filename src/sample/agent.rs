@@ -13,22 +13,18 @@
 //!   time, from 0);
 //! - `E <text>`: a file the agent could not read or parse.
 
-use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use super::proc_view::{Machine, ProcKind, ProcView};
 use super::process::{WatchedProcess, sample_process};
-use super::{ProcFile, Registry, SeriesIds, next_tick};
-use crate::bus::EventSink;
-use crate::event::{
-    Clock, Event, LogLevel, RunId, Sample, SeriesDef, SeriesId, SeriesKind, monotonic_ns,
-};
+use super::{ProcFile, Registry, SeriesIds, grid_before, next_tick};
+use crate::event::{Clock, Nanos, RunId, Sample, SeriesDef, SeriesId, SeriesKind, monotonic_ns};
 
 /// The agent's own process (its CPU and I/O), so that what observing costs
 /// the guest is a series of its own.
@@ -63,13 +59,15 @@ fn listen_for_heartbeats(input: impl Read + Send + 'static) -> io::Result<Arc<He
     Ok(heard)
 }
 
-/// `vmbench agent`: samples this machine's /proc every `interval` and
-/// writes the stream to `out`. It ends when the host says nothing on
+/// `vmbench agent`: samples this machine's /proc every `interval` (on the
+/// instants `grid_phase` past a multiple of it, when given: the host's
+/// grid on this clock) and writes the stream to `out`. It ends when the host says nothing on
 /// `heartbeats` for `silence` (a cut link leaves a blocked writer and no
 /// error), when its input closes, or when writing fails: a guest is never
 /// left with an agent nobody reads.
 pub fn run_agent(
     interval: Duration,
+    grid_phase: Option<Nanos>,
     silence: Duration,
     heartbeats: impl Read + Send + 'static,
     out: &mut impl Write,
@@ -83,13 +81,14 @@ pub fn run_agent(
         .collect::<io::Result<_>>()?;
     let own = WatchedProcess::open_at(RunId::MAX, "self", OWN_SOURCE, &mut registry)?;
     let mut buf = Vec::with_capacity(64 << 10);
-    let mut last: HashMap<SeriesId, u64> = HashMap::new();
+    // Each series' last value sent, at its id (this registry numbers from 0).
+    let mut last: Vec<Option<u64>> = Vec::new();
     let mut line = String::with_capacity(4096);
     let mut errors = Vec::new();
     let interval = interval.as_nanos().max(1) as u64;
     let silence_ms = silence.as_millis() as u64;
-    let start = monotonic_ns();
-    let mut due = start;
+    let mut due = monotonic_ns();
+    let start = grid_phase.map_or(due, |phase| grid_before(due, interval, phase));
     loop {
         let now_ms = monotonic_ns() / 1_000_000;
         let quiet_ms = now_ms.saturating_sub(heard.last_ms.load(Ordering::Relaxed));
@@ -120,14 +119,18 @@ pub fn run_agent(
                 def.id, def.metric, def.unit
             ));
         }
-        line.push_str(&format!("T {t}"));
+        // Writing into a String cannot fail.
+        let _ = write!(line, "T {t}");
         for (id, value) in values {
             // Every series once, then only what moved.
-            match last.insert(id, value) {
+            if last.len() <= id as usize {
+                last.resize(id as usize + 1, None);
+            }
+            match last[id as usize].replace(value) {
                 Some(before) if before == value => {}
                 before => {
                     let delta = i128::from(value) - i128::from(before.unwrap_or(0));
-                    line.push_str(&format!(" {id}:{delta}"));
+                    let _ = write!(line, " {id}:{delta}");
                 }
             }
         }
@@ -148,8 +151,9 @@ pub struct AgentStream {
     /// a sample lists its values by rising id, which the recording's
     /// encoding stores in the fewest bytes.
     ids: Vec<(u32, SeriesId)>,
-    /// Each series' latest value, to which a tick's differences are added.
-    values: HashMap<u32, u64>,
+    /// Each series' latest value, at the agent's id (the agent numbers its
+    /// series from 0), to which a tick's differences are added.
+    values: Vec<Option<u64>>,
     /// The guest's clock, as its ticks tell it.
     clock: ClockFilter,
     /// Bytes read and not yet a whole line.
@@ -202,6 +206,10 @@ impl ClockFilter {
 /// A tick as the agent stamped it: its guest time and its values.
 type Tick = (i128, Vec<(SeriesId, u64)>);
 
+/// More series than any guest defines (its every CPU, device and
+/// interface): an id past it is a stream gone wrong, not a table to grow.
+const MOST_AGENT_SERIES: usize = 1 << 20;
+
 /// The longest line an agent writes (a first tick of every counter of a
 /// large guest); longer is a stream gone wrong.
 const LONGEST_LINE: usize = 4 << 20;
@@ -212,7 +220,7 @@ impl AgentStream {
             prefix: format!("guest:{guest}"),
             registry: Registry::new(ids),
             ids: Vec::new(),
-            values: HashMap::new(),
+            values: Vec::new(),
             clock: ClockFilter::default(),
             pending: Vec::new(),
             errors: Vec::new(),
@@ -291,10 +299,16 @@ impl AgentStream {
                     "-" => self.prefix.clone(),
                     relative => format!("{}{relative}", self.prefix),
                 };
+                if id as usize >= MOST_AGENT_SERIES {
+                    bail!("the agent numbered a series {id}, past any guest's count");
+                }
                 let [host_id] = self.registry.define(&source, [metric], [unit], kind);
                 self.ids.retain(|(agent, _)| *agent != id);
                 let at = self.ids.partition_point(|(_, h)| *h < host_id);
                 self.ids.insert(at, (id, host_id));
+                if self.values.len() <= id as usize {
+                    self.values.resize(id as usize + 1, None);
+                }
                 Ok(None)
             }
             Some("T") => {
@@ -309,15 +323,19 @@ impl AgentStream {
                     let Some((id, delta)) = parsed else {
                         bail!("the agent wrote {word:?} in a tick");
                     };
-                    let value = self.values.entry(id).or_insert(0);
-                    *value = (i128::from(*value) + delta).clamp(0, i128::from(u64::MAX)) as u64;
+                    let Some(value) = self.values.get_mut(id as usize) else {
+                        bail!("the agent sent series {id} before defining it");
+                    };
+                    let before = value.unwrap_or(0);
+                    *value =
+                        Some((i128::from(before) + delta).clamp(0, i128::from(u64::MAX)) as u64);
                 }
                 // Every series this tick, moved or not: the model derives
                 // rates from the points it has.
                 let values = self
                     .ids
                     .iter()
-                    .filter_map(|(id, host_id)| Some((*host_id, *self.values.get(id)?)))
+                    .filter_map(|(id, host_id)| Some((*host_id, self.values[*id as usize]?)))
                     .collect();
                 Ok(Some((guest_t, values)))
             }
@@ -335,12 +353,15 @@ impl AgentStream {
 
 /// A started agent: its channel, and the stream with what it said first.
 pub struct Agent {
-    channel: ssh2::Channel,
-    stream: AgentStream,
+    /// The agent's own session (it carries nothing else), read without
+    /// blocking once the agent has started.
+    pub(super) session: ssh2::Session,
+    pub(super) channel: ssh2::Channel,
+    pub(super) stream: AgentStream,
     /// Bytes read while waiting for its first tick.
-    first: Vec<u8>,
+    pub(super) first: Vec<u8>,
     /// How often the host says it is still listening.
-    heartbeat: Duration,
+    pub(super) heartbeat: Duration,
 }
 
 impl Agent {
@@ -348,10 +369,14 @@ impl Agent {
     /// `patience`) for its first tick: an agent that cannot run there
     /// (another architecture, a noexec /tmp) says so here, and the caller
     /// falls back to SFTP.
+    /// `grid_phase`: where the host's sampling grid falls on the guest's
+    /// clock (its offset modulo the interval), so that its ticks and the
+    /// host's coincide.
     pub fn start(
         session: &ssh2::Session,
         vmbench: &str,
         interval: Duration,
+        grid_phase: Option<Nanos>,
         silence: Duration,
         stream: AgentStream,
         patience: Duration,
@@ -359,10 +384,11 @@ impl Agent {
         let mut channel = session.channel_session().context("opening a channel")?;
         channel
             .exec(&format!(
-                "exec {} agent --interval-ns {} --silence-ms {}",
+                "exec {} agent --interval-ns {} --silence-ms {}{}",
                 crate::transport::shell_quote(vmbench),
                 interval.as_nanos(),
-                silence.as_millis()
+                silence.as_millis(),
+                grid_phase.map_or(String::new(), |p| format!(" --grid-phase-ns {p}"))
             ))
             .context("starting vmbench agent")?;
         // Reads wake at least this often, so that a stop is seen.
@@ -389,6 +415,7 @@ impl Agent {
             }
         }
         Ok(Agent {
+            session: session.clone(),
             channel,
             stream,
             first,
@@ -397,102 +424,11 @@ impl Agent {
     }
 }
 
-fn is_timeout(e: &io::Error) -> bool {
+pub(super) fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
     )
-}
-
-/// Reads a guest's agent on its own thread until `stop` says so, the bus
-/// closes or the stream ends (a warning says why).
-pub fn run_agent_sampler(
-    agent: Agent,
-    guest: String,
-    clock: Clock,
-    sink: EventSink,
-    stop: Receiver<()>,
-) {
-    let Agent {
-        mut channel,
-        mut stream,
-        first,
-        heartbeat,
-    } = agent;
-    let warn = |text: String| {
-        sink.send(Event::Log {
-            t: clock.now(),
-            level: LogLevel::Warn,
-            text: format!("{guest}: {text}"),
-        });
-    };
-    // Sends what a read completed; false when sampling must stop.
-    let mut pass_on = |bytes: &[u8]| match stream.take(bytes, &clock) {
-        Ok((defs, samples)) => {
-            for def in defs {
-                sink.send(Event::SeriesDefined(def));
-            }
-            for sample in samples {
-                if !sink.send(Event::Sample(sample)) {
-                    return false;
-                }
-            }
-            for text in stream.take_errors() {
-                warn(text);
-            }
-            true
-        }
-        Err(e) => {
-            warn(format!("guest-side sampling stopped: {e:#}"));
-            false
-        }
-    };
-    if !pass_on(&first) {
-        return;
-    }
-    let mut buf = vec![0u8; 64 << 10];
-    let mut last_heartbeat = std::time::Instant::now();
-    loop {
-        match stop.try_recv() {
-            Err(TryRecvError::Empty) => {}
-            _ => return,
-        }
-        // Still listening: an agent that hears nothing ends by itself.
-        if last_heartbeat.elapsed() >= heartbeat {
-            last_heartbeat = std::time::Instant::now();
-            if let Err(e) = channel.write_all(b".").and_then(|()| channel.flush())
-                && !is_timeout(&e)
-            {
-                warn(format!("guest-side sampling stopped: {e}"));
-                return;
-            }
-        }
-        let n = match channel.read(&mut buf) {
-            Ok(0) => {
-                let mut why = String::new();
-                let _ = channel.stderr().read_to_string(&mut why);
-                warn(format!(
-                    "guest-side sampling stopped: the agent ended{}",
-                    if why.trim().is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", why.trim())
-                    }
-                ));
-                return;
-            }
-            Ok(n) => n,
-            // The session's timeout: a chance to look at `stop`.
-            Err(e) if is_timeout(&e) => continue,
-            Err(e) => {
-                warn(format!("guest-side sampling stopped: {e}"));
-                return;
-            }
-        };
-        if !pass_on(&buf[..n]) {
-            return;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -521,6 +457,7 @@ mod tests {
         let mut out = ThreeTicks(Vec::new(), 0);
         let ended = run_agent(
             Duration::from_millis(20),
+            Some(7_000_000),
             Duration::from_secs(3600),
             Silent,
             &mut out,
@@ -623,6 +560,7 @@ mod tests {
         let mut out = Vec::new();
         let ended = run_agent(
             Duration::from_millis(10),
+            None,
             Duration::from_secs(3600),
             io::empty(),
             &mut out,
@@ -633,6 +571,7 @@ mod tests {
         let mut out = Vec::new();
         let ended = run_agent(
             Duration::from_millis(10),
+            None,
             Duration::from_millis(100),
             Silent,
             &mut out,

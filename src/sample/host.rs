@@ -8,9 +8,9 @@ use std::time::Duration;
 use super::host_seen::{HostSeenGuest, XentopFeed};
 use super::proc_view::{Machine, ProcKind, ProcView};
 use super::process::{WatchedProcess, sample_process};
-use super::{ProcFile, Registry, SamplerCommand, SeriesIds, next_tick};
+use super::{ProcFile, Registry, SamplerCommand, SeriesIds, grid_before, next_tick};
 use crate::bus::EventSink;
-use crate::event::{Clock, Event, Nanos, RunId, Sample, SeriesDef, SeriesId};
+use crate::event::{Clock, Event, Nanos, RunId, Sample, SeriesDef, SeriesId, monotonic_ns};
 use crate::plan::Guest;
 
 /// vmbench's own process, sampled on every tick.
@@ -129,8 +129,10 @@ pub fn run_host_sampler(
     commands: Receiver<SamplerCommand>,
 ) {
     let interval = interval.as_nanos() as Nanos;
-    let start = clock.now();
-    let mut due = start;
+    // The schedule is kept on this host's monotonic clock, on the grid the
+    // guests' agents share.
+    let mut due = monotonic_ns();
+    let start = grid_before(due, interval, 0);
     loop {
         for def in sampler.take_new_series() {
             if !sink.send(Event::SeriesDefined(def)) {
@@ -151,9 +153,9 @@ pub fn run_host_sampler(
                 text,
             });
         }
-        (_, due) = next_tick(start, interval, clock.now().max(due));
+        (_, due) = next_tick(start, interval, monotonic_ns().max(due));
         loop {
-            let wait = due.saturating_sub(clock.now());
+            let wait = due.saturating_sub(monotonic_ns());
             if wait == 0 {
                 break;
             }

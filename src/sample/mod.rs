@@ -9,6 +9,7 @@
 //! makes the kernel regenerate them without an open() per file per tick.
 
 pub mod agent;
+pub mod agent_hub;
 mod guest_sftp;
 mod host;
 mod host_seen;
@@ -153,6 +154,17 @@ impl Registry {
     }
 }
 
+/// The latest instant at or before `now` that lies `phase` past a multiple
+/// of `interval`. Every machine samples on such a grid, the host's at
+/// multiples of the interval of its CLOCK_MONOTONIC and each guest's
+/// shifted by its clock offset, so that a tick's readings from all of
+/// them arrive together and are taken in one wake-up.
+pub fn grid_before(now: Nanos, interval: Nanos, phase: Nanos) -> Nanos {
+    let interval = interval.max(1);
+    let past = (now % interval + interval - phase % interval) % interval;
+    now - past
+}
+
 /// Tick k of a schedule that started at `start`: never drifts, and a tick
 /// that would already be late is skipped rather than taken in a burst.
 pub fn next_tick(start: Nanos, interval: Nanos, now: Nanos) -> (u64, Nanos) {
@@ -170,5 +182,15 @@ mod tests {
         assert_eq!(next_tick(100, 10, 109), (1, 110));
         // 35 ns late: ticks 1..3 are gone, the next one stays on the grid.
         assert_eq!(next_tick(100, 10, 135), (4, 140));
+    }
+
+    #[test]
+    fn grids_fall_on_multiples_of_the_interval_shifted_by_the_phase() {
+        assert_eq!(grid_before(1_234, 100, 0), 1_200);
+        assert_eq!(grid_before(1_234, 100, 30), 1_230);
+        assert_eq!(grid_before(1_234, 100, 40), 1_140);
+        assert_eq!(grid_before(1_240, 100, 40), 1_240);
+        // A phase past the interval wraps.
+        assert_eq!(grid_before(1_234, 100, 130), 1_230);
     }
 }

@@ -16,6 +16,9 @@ use super::{FLUSH_EVERY, FORMAT_VERSION, KEYFRAME_EVERY, QUEUE_DEPTH, SCHEMA, ki
 use crate::event::{Event, Nanos};
 use crate::header::Header;
 
+/// How long the recorder lets events gather after writing some.
+const GATHER: Duration = Duration::from_millis(50);
+
 /// How long the recorder may stall (a full queue, a close that does not
 /// finish) before the session treats it as failed.
 const STALL_LIMIT: Duration = Duration::from_secs(10);
@@ -192,17 +195,34 @@ fn write_loop(mut conn: Connection, rx: Receiver<Command>, committed: &AtomicU64
         let mut latest = committed.load(Ordering::Relaxed);
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
-                Ok(Command::Event(event)) => {
-                    write_event(&tx, &mut state, &event)?;
-                    latest = latest.max(event.t().unwrap_or(0));
-                }
-                Ok(Command::Close) | Err(RecvTimeoutError::Disconnected) => {
+            let mut next = match rx.recv_timeout(wait) {
+                Ok(command) => Some(command),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
                     closing = true;
                     break;
                 }
-                Err(RecvTimeoutError::Timeout) => break,
+            };
+            // That, what came meanwhile, then a pause for more: a wake-up
+            // per event cost more than writing it (the queue holds far
+            // more than a pause's worth). A sender gone is seen above.
+            while let Some(command) = next {
+                match command {
+                    Command::Event(event) => {
+                        write_event(&tx, &mut state, &event)?;
+                        latest = latest.max(event.t().unwrap_or(0));
+                    }
+                    Command::Close => {
+                        closing = true;
+                        break;
+                    }
+                }
+                next = rx.try_recv().ok();
             }
+            if closing {
+                break;
+            }
+            std::thread::sleep(GATHER.min(deadline.saturating_duration_since(Instant::now())));
         }
         tx.commit()?;
         committed.store(latest, Ordering::Relaxed);

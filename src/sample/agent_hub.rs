@@ -1,0 +1,244 @@
+//! Every guest's agent, read by one thread. The agents tick on the host's
+//! grid, so a tick's lines from all guests arrive together and one wake-up
+//! takes them all. A thread per guest woke once per guest and tick, and on
+//! a 2-core VM those wake-ups (three per guest-tick: its reader, the
+//! session's owner, the recorder), not the reading, were most of what
+//! guest sampling cost the host.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::time::{Duration, Instant};
+
+use super::agent::{Agent, is_timeout};
+use crate::bus::EventSink;
+use crate::event::{Clock, Event, LogLevel};
+
+/// The longest the hub sleeps: how soon it sees a guest it was told to
+/// stop reading when no agent has written.
+const LONGEST_SLEEP: Duration = Duration::from_millis(250);
+
+/// The thread that reads every guest's agent; cheap to clone.
+#[derive(Clone)]
+pub struct AgentHub {
+    adopt: Sender<Adopted>,
+    /// A byte here wakes the hub to take a new agent at once.
+    waker: std::sync::Arc<UnixStream>,
+}
+
+/// An agent handed to the hub, until `stop` says so (or its sender goes).
+struct Adopted {
+    guest: String,
+    agent: Agent,
+    stop: Receiver<()>,
+    /// Dropped when the hub lets go of the agent: its owner may then close
+    /// the agent's session.
+    _done: Sender<()>,
+}
+
+impl AgentHub {
+    /// Starts the hub's thread; it ends once every handle is dropped and
+    /// every agent let go.
+    pub fn start(clock: Clock, sink: EventSink) -> io::Result<AgentHub> {
+        let (adopt, adopted) = channel();
+        let (waker, wakes) = UnixStream::pair()?;
+        wakes.set_nonblocking(true)?;
+        std::thread::Builder::new()
+            .name("agents".into())
+            .spawn(move || run(adopted, wakes, clock, sink))?;
+        Ok(AgentHub {
+            adopt,
+            waker: std::sync::Arc::new(waker),
+        })
+    }
+
+    /// Reads `agent` until `stop` fires or its sender is dropped, the bus
+    /// closes or the stream ends (a warning says why). The receiver
+    /// returned disconnects once the hub has let go of the agent.
+    pub fn adopt(&self, guest: String, agent: Agent, stop: Receiver<()>) -> Receiver<()> {
+        let (done, let_go) = channel();
+        let adopted = Adopted {
+            guest,
+            agent,
+            stop,
+            _done: done,
+        };
+        // A hub that has gone drops the agent with the message: let go.
+        if self.adopt.send(adopted).is_ok() {
+            let _ = (&*self.waker).write(&[1]);
+        }
+        let_go
+    }
+}
+
+/// An agent being read.
+struct Member {
+    adopted: Adopted,
+    last_heartbeat: Instant,
+}
+
+impl Member {
+    fn warn(&self, sink: &EventSink, clock: &Clock, text: String) {
+        sink.send(Event::Log {
+            t: clock.now(),
+            level: LogLevel::Warn,
+            text: format!("{}: {text}", self.adopted.guest),
+        });
+    }
+
+    /// Decodes bytes read into events; false (said) when the stream is bad.
+    fn take(
+        &mut self,
+        bytes: &[u8],
+        sink: &EventSink,
+        clock: &Clock,
+        out: &mut Vec<Event>,
+    ) -> bool {
+        let stream = &mut self.adopted.agent.stream;
+        match stream.take(bytes, clock) {
+            Ok((defs, samples)) => {
+                out.extend(defs.into_iter().map(Event::SeriesDefined));
+                out.extend(samples.into_iter().map(Event::Sample));
+                for text in stream.take_errors() {
+                    self.warn(sink, clock, text);
+                }
+                true
+            }
+            Err(e) => {
+                self.warn(sink, clock, format!("guest-side sampling stopped: {e:#}"));
+                false
+            }
+        }
+    }
+
+    /// Reads all the agent has written; false (said) once it has ended or
+    /// its stream broke.
+    fn read(
+        &mut self,
+        buf: &mut [u8],
+        sink: &EventSink,
+        clock: &Clock,
+        out: &mut Vec<Event>,
+    ) -> bool {
+        loop {
+            match self.adopted.agent.channel.read(buf) {
+                Ok(0) => {
+                    let mut why = String::new();
+                    let _ = self.adopted.agent.channel.stderr().read_to_string(&mut why);
+                    let why = why.trim();
+                    self.warn(
+                        sink,
+                        clock,
+                        format!(
+                            "guest-side sampling stopped: the agent ended{}",
+                            if why.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({why})")
+                            }
+                        ),
+                    );
+                    return false;
+                }
+                Ok(n) => {
+                    if !self.take(&buf[..n], sink, clock, out) {
+                        return false;
+                    }
+                }
+                Err(e) if is_timeout(&e) => return true,
+                Err(e) => {
+                    self.warn(sink, clock, format!("guest-side sampling stopped: {e}"));
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Tells the agent the host still listens (an agent that hears nothing
+    /// ends by itself); false (said) when the channel is broken.
+    fn heartbeat(&mut self, sink: &EventSink, clock: &Clock) -> bool {
+        if self.last_heartbeat.elapsed() < self.adopted.agent.heartbeat {
+            return true;
+        }
+        self.last_heartbeat = Instant::now();
+        let channel = &mut self.adopted.agent.channel;
+        match channel.write_all(b".").and_then(|()| channel.flush()) {
+            // A full window: the next heartbeat will do.
+            Err(e) if !is_timeout(&e) => {
+                self.warn(sink, clock, format!("guest-side sampling stopped: {e}"));
+                false
+            }
+            _ => true,
+        }
+    }
+}
+
+fn run(adopted: Receiver<Adopted>, wakes: UnixStream, clock: Clock, sink: EventSink) {
+    let mut members: Vec<Member> = Vec::new();
+    let mut handles_left = true;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut events = Vec::new();
+    loop {
+        // New agents, and what they said while starting.
+        while handles_left {
+            match adopted.try_recv() {
+                Ok(mut a) => {
+                    a.agent.session.set_blocking(false);
+                    let first = std::mem::take(&mut a.agent.first);
+                    let mut member = Member {
+                        adopted: a,
+                        last_heartbeat: Instant::now(),
+                    };
+                    // What libssh2 read past the first tick is in its own
+                    // buffers, where no poll sees it: read it now.
+                    if member.take(&first, &sink, &clock, &mut events)
+                        && member.read(&mut buf, &sink, &clock, &mut events)
+                    {
+                        members.push(member);
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => handles_left = false,
+            }
+        }
+        let mut drained = [0u8; 64];
+        while matches!((&wakes).read(&mut drained), Ok(n) if n > 0) {}
+        members.retain_mut(|m| {
+            matches!(m.adopted.stop.try_recv(), Err(TryRecvError::Empty))
+                && m.heartbeat(&sink, &clock)
+        });
+        if !handles_left && members.is_empty() {
+            return;
+        }
+        for event in events.drain(..) {
+            if !sink.send(event) {
+                return;
+            }
+        }
+        let mut fds: Vec<libc::pollfd> = std::iter::once(wakes.as_raw_fd())
+            .chain(members.iter().map(|m| m.adopted.agent.session.as_raw_fd()))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a live array of pollfd of the length given.
+        let ready = unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                LONGEST_SLEEP.as_millis() as i32,
+            )
+        };
+        if ready <= 0 {
+            continue;
+        }
+        let mut index = 0;
+        members.retain_mut(|m| {
+            index += 1;
+            fds[index].revents == 0 || m.read(&mut buf, &sink, &clock, &mut events)
+        });
+    }
+}
