@@ -3,6 +3,7 @@
 //! timeout or the operator. Nothing is left running afterwards.
 
 mod adaptive;
+mod guest_sampling;
 mod guests;
 mod servers;
 

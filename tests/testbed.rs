@@ -1128,7 +1128,7 @@ fn clocks_are_measured_again_before_each_phase_and_shared_clocks_read_zero() {
 }
 
 #[test]
-fn guest_counters_come_from_the_agent_or_over_sftp_and_a_killed_agent_is_said() {
+fn guest_counters_come_from_the_agent_or_over_sftp_and_a_killed_agent_is_started_again() {
     use common::testbed::{events_of, processes_naming, session_folders, wait_for};
     use vmbench::event::{Event, LogLevel};
     let _turn = testbed();
@@ -1224,6 +1224,29 @@ fn guest_counters_come_from_the_agent_or_over_sftp_and_a_killed_agent_is_said() 
         "the end of g1's agent was said {:?} after kill -9",
         killed.elapsed()
     );
+    // Another agent is started, and its ticks continue g1's series.
+    let restarted = |events: &[Event]| {
+        events.iter().any(|e| {
+            matches!(e, Event::Log { level: LogLevel::Info, text, .. }
+                if text == "g1: its agent was started again (1 of 3)")
+        })
+    };
+    wait_for(
+        &recording,
+        "the agent is started again",
+        Duration::from_secs(30),
+        restarted,
+    );
+    let ticks_at_restart = ticks_of_g1();
+    let again = processes_naming(&format!("{}/vmbench agent", folder.display()));
+    assert_eq!(again.len(), 1, "one agent on g1 again: {again:?}");
+    assert_ne!(again[0], agents[0], "the killed agent is still there");
+    wait_for(
+        &recording,
+        "ticks of g1's second agent",
+        Duration::from_secs(60),
+        |_| ticks_of_g1() >= ticks_at_restart + 2,
+    );
     // The session goes on to its end.
     let status = child.wait().expect("record ends");
     assert!(status.success(), "the session failed: {status}");
@@ -1247,9 +1270,25 @@ fn guest_counters_come_from_the_agent_or_over_sftp_and_a_killed_agent_is_said() 
             .any(|e| matches!(e, Event::Log { text, .. } if text.contains("read over SFTP"))),
         "g1's agent fell back to SFTP"
     );
-    // Nothing more came from g1 after its agent's end was said.
-    assert!(ticks_of_g1() >= 4);
-    assert!(processes_naming(&format!("{}/vmbench agent", folder.display())).is_empty());
+    // The second agent's series are the first one's: each defined once.
+    for metric in ["cpu.user", "ctxt"] {
+        let defined = reader
+            .series
+            .iter()
+            .filter(|s| s.source == "guest:g1" && s.metric == metric)
+            .count();
+        assert_eq!(defined, 1, "guest:g1 {metric} defined {defined} times");
+    }
+    // The session's end ends the second agent too, once sshd has passed
+    // on the closed channel (after this process has gone).
+    let gone = Instant::now() + Duration::from_secs(30);
+    while !processes_naming(&format!("{}/vmbench agent", folder.display())).is_empty() {
+        assert!(
+            Instant::now() < gone,
+            "g1's second agent outlived the session"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::guest_sampling::{open_sampler, sample_guest};
 use crate::bus::EventSink;
-use crate::event::{Clock, Event, GuestInfo, GuestState, LogLevel, Nanos};
+use crate::event::{Clock, Event, GuestState, LogLevel, Nanos};
 use crate::format::clock as clock_text;
 use crate::plan::{Guest, GuestSampling, Plan, Transport};
-use crate::sample::agent::{Agent, AgentStream};
+use crate::sample::SeriesIds;
 use crate::sample::agent_hub::AgentHub;
-use crate::sample::{GuestSampler, SeriesIds, run_guest_sampler};
 use crate::transport::{self, Liveness, Remote, ssh};
 
 type Slot = Option<Result<Remote, String>>;
@@ -87,7 +87,7 @@ impl PoolContext {
         });
     }
 
-    fn log(&self, level: LogLevel, text: String) {
+    pub(super) fn log(&self, level: LogLevel, text: String) {
         self.sink.send(Event::Log {
             t: self.clock.now(),
             level,
@@ -174,36 +174,22 @@ impl GuestPool {
                 // settled, so that its handshake is not inside a phase.
                 let sampler = match &remote {
                     Ok(r) if guest.sampling != GuestSampling::Off => {
-                        Some(open_sampler(&guest, &ctx, &r.info).map_err(|e| {
-                            ctx.log(
-                                LogLevel::Warn,
-                                format!("{}: no guest-side counters: {e}", guest.name()),
-                            )
-                        }))
+                        match open_sampler(&guest, &ctx, &r.info) {
+                            Ok(sampler) => Some((sampler, r.info.clone())),
+                            Err(e) => {
+                                ctx.log(
+                                    LogLevel::Warn,
+                                    format!("{}: no guest-side counters: {e}", guest.name()),
+                                );
+                                None
+                            }
+                        }
                     }
                     _ => None,
                 };
                 let _ = tx.send(Some(remote));
-                let name = guest.name().to_string();
-                match sampler {
-                    Some(Ok((connection, Sampling::Agent(agent)))) => {
-                        if let Some(agents) = agents {
-                            // Its session stays open while the hub reads it.
-                            let _ = agents.adopt(name, agent, stop_rx).recv();
-                        }
-                        drop(connection);
-                    }
-                    Some(Ok((_connection, Sampling::Sftp(sampler)))) => {
-                        run_guest_sampler(
-                            sampler,
-                            name,
-                            ctx.clock,
-                            ctx.interval,
-                            ctx.sink,
-                            stop_rx,
-                        );
-                    }
-                    _ => {}
+                if let Some((sampler, info)) = sampler {
+                    sample_guest(sampler, &guest, &ctx, &info, agents, stop_rx);
                 }
             });
         match spawned {
@@ -522,74 +508,4 @@ fn bring_up(
         link,
         info: Arc::new(info),
     })
-}
-
-/// How a guest's own counters come: its agent's stream, or SFTP reads.
-enum Sampling {
-    Agent(Agent),
-    Sftp(GuestSampler),
-}
-
-/// How long a new agent may take to say its first tick.
-const AGENT_PATIENCE: Duration = Duration::from_secs(10);
-
-/// Guest-side counters come over a second session, so that sampling never
-/// waits behind a benchmark's output or a barrier: from vmbench's agent on
-/// the guest where it runs, else over SFTP (said in the log).
-fn open_sampler(
-    guest: &Guest,
-    ctx: &PoolContext,
-    info: &GuestInfo,
-) -> Result<(ssh::Connection, Sampling), String> {
-    let connect = || {
-        ssh::connect(guest, ssh::UnknownKey::Refuse).map_err(|e| {
-            e.describe(
-                &ctx.plan_origin,
-                guest.address.as_deref().unwrap_or_default(),
-            )
-        })
-    };
-    let connection = connect()?;
-    if guest.sampling == GuestSampling::Agent {
-        let started = match &info.vmbench {
-            Ok(path) => {
-                let stream = AgentStream::new(guest.name(), ctx.ids.clone());
-                // The host samples at multiples of the interval of its
-                // clock; the guest's clock is ahead of it by the offset.
-                let grid_phase = info
-                    .clock_offset_ns
-                    .map(|offset| offset.rem_euclid(ctx.interval.as_nanos().max(1) as i64) as u64);
-                Agent::start(
-                    &connection.session,
-                    path,
-                    ctx.interval,
-                    grid_phase,
-                    guest.liveness().silence_limit(),
-                    stream,
-                    AGENT_PATIENCE,
-                )
-                .map_err(|e| format!("{e:#}"))
-            }
-            Err(why) => Err(why.clone()),
-        };
-        match started {
-            Ok(agent) => return Ok((connection, Sampling::Agent(agent))),
-            Err(why) => ctx.log(
-                LogLevel::Warn,
-                format!(
-                    "{}: its counters are read over SFTP: vmbench's agent cannot run there ({why})",
-                    guest.name()
-                ),
-            ),
-        }
-    }
-    // A session of its own: the agent's may be left in any state.
-    let connection = if guest.sampling == GuestSampling::Agent {
-        connect()?
-    } else {
-        connection
-    };
-    let sampler = GuestSampler::open(&connection.session, guest.name(), ctx.ids.clone())
-        .map_err(|e| format!("{e:#}"))?;
-    Ok((connection, Sampling::Sftp(sampler)))
 }

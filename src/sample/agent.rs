@@ -16,7 +16,8 @@
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -34,19 +35,23 @@ const OWN_SOURCE: &str = "/vmbench";
 #[derive(Default)]
 struct Heard {
     last_ms: AtomicU64,
-    closed: AtomicBool,
 }
 
-/// Counts the host's heartbeats on stdin, on a thread of its own.
-fn listen_for_heartbeats(input: impl Read + Send + 'static) -> io::Result<Arc<Heard>> {
+/// Counts the host's heartbeats on stdin, on a thread of its own; the
+/// receiver disconnects the moment the input closes.
+fn listen_for_heartbeats(
+    input: impl Read + Send + 'static,
+) -> io::Result<(Arc<Heard>, Receiver<()>)> {
     let heard = Arc::new(Heard::default());
     heard
         .last_ms
         .store(monotonic_ns() / 1_000_000, Ordering::Relaxed);
     let shared = heard.clone();
+    let (open, closed) = channel::<()>();
     std::thread::Builder::new()
         .name("heartbeat".into())
         .spawn(move || {
+            let _open = open;
             let mut input = input;
             let mut byte = [0u8; 64];
             while matches!(input.read(&mut byte), Ok(n) if n > 0) {
@@ -54,9 +59,8 @@ fn listen_for_heartbeats(input: impl Read + Send + 'static) -> io::Result<Arc<He
                     .last_ms
                     .store(monotonic_ns() / 1_000_000, Ordering::Relaxed);
             }
-            shared.closed.store(true, Ordering::Relaxed);
         })?;
-    Ok(heard)
+    Ok((heard, closed))
 }
 
 /// `vmbench agent`: samples this machine's /proc every `interval` (on the
@@ -72,7 +76,7 @@ pub fn run_agent(
     heartbeats: impl Read + Send + 'static,
     out: &mut impl Write,
 ) -> io::Result<()> {
-    let heard = listen_for_heartbeats(heartbeats)?;
+    let (heard, closed) = listen_for_heartbeats(heartbeats)?;
     let mut registry = Registry::new(SeriesIds::default());
     let mut view = ProcView::new("", Machine::Guest, &mut registry);
     let files: Vec<(ProcKind, ProcFile)> = ProcKind::ALL
@@ -92,7 +96,7 @@ pub fn run_agent(
     loop {
         let now_ms = monotonic_ns() / 1_000_000;
         let quiet_ms = now_ms.saturating_sub(heard.last_ms.load(Ordering::Relaxed));
-        if heard.closed.load(Ordering::Relaxed) || quiet_ms > silence_ms {
+        if quiet_ms > silence_ms {
             return Ok(());
         }
         let t0 = monotonic_ns();
@@ -138,7 +142,14 @@ pub fn run_agent(
         out.write_all(line.as_bytes())?;
         out.flush()?;
         (_, due) = next_tick(start, interval, monotonic_ns().max(due));
-        std::thread::sleep(Duration::from_nanos(due.saturating_sub(monotonic_ns())));
+        // Until the next tick, or at once when the input closes.
+        let wait = Duration::from_nanos(due.saturating_sub(monotonic_ns()));
+        if matches!(
+            closed.recv_timeout(wait),
+            Err(RecvTimeoutError::Disconnected)
+        ) {
+            return Ok(());
+        }
     }
 }
 
@@ -161,6 +172,9 @@ pub struct AgentStream {
     /// What the agent could not read, each said once.
     errors: Vec<String>,
     said: std::collections::HashSet<String>,
+    /// This session's id of every series an agent of this guest defined,
+    /// so that a restarted agent's series continue the same ones.
+    known: std::collections::HashMap<(String, String), SeriesId>,
 }
 
 /// How far back the ticks that bound a guest's clock offset are kept: long
@@ -225,7 +239,18 @@ impl AgentStream {
             pending: Vec::new(),
             errors: Vec::new(),
             said: std::collections::HashSet::new(),
+            known: std::collections::HashMap::new(),
         }
+    }
+
+    /// Ready for a new agent on the same guest: its ids are its own, its
+    /// first tick counts from zero again, and the series it defines that
+    /// the last one did continue under the same ids (the guest's clock,
+    /// and what was said, are kept).
+    pub fn restart(&mut self) {
+        self.ids.clear();
+        self.values.clear();
+        self.pending.clear();
     }
 
     /// What the agent could not read since the last call, each only the
@@ -302,7 +327,15 @@ impl AgentStream {
                 if id as usize >= MOST_AGENT_SERIES {
                     bail!("the agent numbered a series {id}, past any guest's count");
                 }
-                let [host_id] = self.registry.define(&source, [metric], [unit], kind);
+                let key = (source, metric.to_string());
+                let host_id = match self.known.get(&key) {
+                    Some(id) => *id,
+                    None => {
+                        let [id] = self.registry.define(&key.0, [metric], [unit], kind);
+                        self.known.insert(key, id);
+                        id
+                    }
+                };
                 self.ids.retain(|(agent, _)| *agent != id);
                 let at = self.ids.partition_point(|(_, h)| *h < host_id);
                 self.ids.insert(at, (id, host_id));
@@ -381,6 +414,9 @@ impl Agent {
         stream: AgentStream,
         patience: Duration,
     ) -> Result<Agent> {
+        // A session handed back by the hub (which reads without blocking)
+        // to start another agent.
+        session.set_blocking(true);
         let mut channel = session.channel_session().context("opening a channel")?;
         channel
             .exec(&format!(

@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::time::{Duration, Instant};
 
-use super::agent::{Agent, is_timeout};
+use super::agent::{Agent, AgentStream, is_timeout};
 use crate::bus::EventSink;
 use crate::event::{Clock, Event, LogLevel};
 
@@ -32,9 +32,16 @@ struct Adopted {
     guest: String,
     agent: Agent,
     stop: Receiver<()>,
-    /// Dropped when the hub lets go of the agent: its owner may then close
-    /// the agent's session.
-    _done: Sender<()>,
+    /// Told (or dropped) when the hub lets go of the agent: its owner may
+    /// then close the agent's session, or start another agent.
+    done: Sender<Broke>,
+}
+
+/// An agent whose stream ended or broke (said in the log): what its owner
+/// needs to start another on the same guest and hand it back.
+pub struct Broke {
+    pub stop: Receiver<()>,
+    pub stream: AgentStream,
 }
 
 impl AgentHub {
@@ -55,14 +62,15 @@ impl AgentHub {
 
     /// Reads `agent` until `stop` fires or its sender is dropped, the bus
     /// closes or the stream ends (a warning says why). The receiver
-    /// returned disconnects once the hub has let go of the agent.
-    pub fn adopt(&self, guest: String, agent: Agent, stop: Receiver<()>) -> Receiver<()> {
+    /// returned disconnects once the hub has let go of the agent because it
+    /// was told to stop, and says `Broke` when the agent ended or broke.
+    pub fn adopt(&self, guest: String, agent: Agent, stop: Receiver<()>) -> Receiver<Broke> {
         let (done, let_go) = channel();
         let adopted = Adopted {
             guest,
             agent,
             stop,
-            _done: done,
+            done,
         };
         // A hub that has gone drops the agent with the message: let go.
         if self.adopt.send(adopted).is_ok() {
@@ -79,6 +87,17 @@ struct Member {
 }
 
 impl Member {
+    /// Lets go of a broken agent, handing its owner what another needs.
+    fn broke(self) {
+        let Adopted {
+            agent, stop, done, ..
+        } = self.adopted;
+        let _ = done.send(Broke {
+            stop,
+            stream: agent.stream,
+        });
+    }
+
     fn warn(&self, sink: &EventSink, clock: &Clock, text: String) {
         sink.send(Event::Log {
             t: clock.now(),
@@ -196,6 +215,8 @@ fn run(adopted: Receiver<Adopted>, wakes: UnixStream, clock: Clock, sink: EventS
                         && member.read(&mut buf, &sink, &clock, &mut events)
                     {
                         members.push(member);
+                    } else {
+                        member.broke();
                     }
                 }
                 Err(TryRecvError::Empty) => break,
@@ -204,10 +225,9 @@ fn run(adopted: Receiver<Adopted>, wakes: UnixStream, clock: Clock, sink: EventS
         }
         let mut drained = [0u8; 64];
         while matches!((&wakes).read(&mut drained), Ok(n) if n > 0) {}
-        members.retain_mut(|m| {
-            matches!(m.adopted.stop.try_recv(), Err(TryRecvError::Empty))
-                && m.heartbeat(&sink, &clock)
-        });
+        // Told to stop: dropped, which its owner sees as such.
+        members.retain(|m| matches!(m.adopted.stop.try_recv(), Err(TryRecvError::Empty)));
+        members = keep_working(members, |m| m.heartbeat(&sink, &clock));
         if !handles_left && members.is_empty() {
             return;
         }
@@ -236,9 +256,22 @@ fn run(adopted: Receiver<Adopted>, wakes: UnixStream, clock: Clock, sink: EventS
             continue;
         }
         let mut index = 0;
-        members.retain_mut(|m| {
+        members = keep_working(members, |m| {
             index += 1;
             fds[index].revents == 0 || m.read(&mut buf, &sink, &clock, &mut events)
         });
     }
+}
+
+/// Keeps the members `working` holds true of; lets the others go as broken.
+fn keep_working(members: Vec<Member>, mut working: impl FnMut(&mut Member) -> bool) -> Vec<Member> {
+    let mut kept = Vec::with_capacity(members.len());
+    for mut member in members {
+        if working(&mut member) {
+            kept.push(member);
+        } else {
+            member.broke();
+        }
+    }
+    kept
 }

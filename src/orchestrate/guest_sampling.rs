@@ -1,0 +1,167 @@
+//! A guest's own counters, as seen from inside it: read by vmbench's agent
+//! there (started again when it ends), else over SFTP.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use super::guests::PoolContext;
+use crate::event::{GuestInfo, LogLevel};
+use crate::plan::{Guest, GuestSampling};
+use crate::sample::agent::{Agent, AgentStream};
+use crate::sample::agent_hub::{AgentHub, Broke};
+use crate::sample::{GuestSampler, run_guest_sampler};
+use crate::transport::ssh;
+
+/// How a guest's own counters come: its agent's stream, or SFTP reads.
+pub(super) enum Sampling {
+    Agent(Agent),
+    Sftp(GuestSampler),
+}
+
+/// How long a new agent may take to say its first tick.
+const AGENT_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Guest-side counters come over a second session, so that sampling never
+/// waits behind a benchmark's output or a barrier: from vmbench's agent on
+/// the guest where it runs, else over SFTP (said in the log).
+pub(super) fn open_sampler(
+    guest: &Guest,
+    ctx: &PoolContext,
+    info: &GuestInfo,
+) -> Result<(ssh::Connection, Sampling), String> {
+    let connect = || {
+        ssh::connect(guest, ssh::UnknownKey::Refuse).map_err(|e| {
+            e.describe(
+                &ctx.plan_origin,
+                guest.address.as_deref().unwrap_or_default(),
+            )
+        })
+    };
+    let connection = connect()?;
+    if guest.sampling == GuestSampling::Agent {
+        let stream = AgentStream::new(guest.name(), ctx.ids.clone());
+        let started = start_agent(&connection.session, guest, ctx, info, stream);
+        match started {
+            Ok(agent) => return Ok((connection, Sampling::Agent(agent))),
+            Err(why) => ctx.log(
+                LogLevel::Warn,
+                format!(
+                    "{}: its counters are read over SFTP: vmbench's agent cannot run there ({why})",
+                    guest.name()
+                ),
+            ),
+        }
+    }
+    // A session of its own: the agent's may be left in any state.
+    let connection = if guest.sampling == GuestSampling::Agent {
+        connect()?
+    } else {
+        connection
+    };
+    let sampler = GuestSampler::open(&connection.session, guest.name(), ctx.ids.clone())
+        .map_err(|e| format!("{e:#}"))?;
+    Ok((connection, Sampling::Sftp(sampler)))
+}
+
+/// Starts vmbench's agent on a guest, ticking on the host's grid.
+fn start_agent(
+    session: &ssh2::Session,
+    guest: &Guest,
+    ctx: &PoolContext,
+    info: &GuestInfo,
+    stream: AgentStream,
+) -> Result<Agent, String> {
+    let path = info.vmbench.as_ref().map_err(|why| why.clone())?;
+    // The host samples at multiples of the interval of its clock; the
+    // guest's clock is ahead of it by the offset.
+    let grid_phase = info
+        .clock_offset_ns
+        .map(|offset| offset.rem_euclid(ctx.interval.as_nanos().max(1) as i64) as u64);
+    Agent::start(
+        session,
+        path,
+        ctx.interval,
+        grid_phase,
+        guest.liveness().silence_limit(),
+        stream,
+        AGENT_PATIENCE,
+    )
+    .map_err(|e| format!("{e:#}"))
+}
+
+/// How many times a guest's agent is started again after it ended or broke
+/// in one session, and the pause before the first time (doubled each time
+/// after): an agent killed on the guest (an OOM kill, an operator) costs a
+/// second or two of its counters, not the rest of the night.
+const AGENT_RESTARTS: u32 = 3;
+const AGENT_RESTART_PAUSE: Duration = Duration::from_secs(1);
+
+/// Samples a guest from inside until `stop` fires or its sender goes:
+/// its agent read by the hub (started again when it ends), or SFTP
+/// reads on this thread. The sampler's session closes when this returns.
+pub(super) fn sample_guest(
+    (connection, sampling): (ssh::Connection, Sampling),
+    guest: &Guest,
+    ctx: &PoolContext,
+    info: &GuestInfo,
+    agents: Option<AgentHub>,
+    stop: Receiver<()>,
+) {
+    let name = guest.name().to_string();
+    let agent = match sampling {
+        Sampling::Sftp(sampler) => {
+            let sink = ctx.sink.clone();
+            return run_guest_sampler(sampler, name, ctx.clock, ctx.interval, sink, stop);
+        }
+        Sampling::Agent(agent) => agent,
+    };
+    let Some(agents) = agents else {
+        return;
+    };
+    let (mut agent, mut stop) = (agent, stop);
+    let mut pause = AGENT_RESTART_PAUSE;
+    for restart in 1.. {
+        // Disconnected: the hub let go because it was told to stop.
+        let Ok(Broke {
+            stop: back,
+            mut stream,
+        }) = agents.adopt(name.clone(), agent, stop).recv()
+        else {
+            return;
+        };
+        if restart > AGENT_RESTARTS {
+            ctx.log(
+                LogLevel::Warn,
+                format!(
+                    "{name}: its agent ended {restart} times; its own counters are left out from here"
+                ),
+            );
+            return;
+        }
+        // A stop during the pause ends it.
+        if !matches!(back.recv_timeout(pause), Err(RecvTimeoutError::Timeout)) {
+            return;
+        }
+        pause *= 2;
+        stream.restart();
+        match start_agent(&connection.session, guest, ctx, info, stream) {
+            Ok(again) => {
+                ctx.log(
+                    LogLevel::Info,
+                    format!("{name}: its agent was started again ({restart} of {AGENT_RESTARTS})"),
+                );
+                (agent, stop) = (again, back);
+            }
+            Err(e) => {
+                ctx.log(
+                    LogLevel::Warn,
+                    format!(
+                        "{name}: its agent could not be started again ({e}); its own counters are \
+                         left out from here"
+                    ),
+                );
+                return;
+            }
+        }
+    }
+}
