@@ -666,9 +666,13 @@ pub fn matching<'a>(
 /// Fills in, for every plan guest with `discover = true`, what the host
 /// knows of it that the plan does not say: its process, tap, disk, and its
 /// technology where the plan says `auto`. Returns one line per guest.
-pub fn apply(plan: &mut Plan, found: &[Found], arp: &HashMap<String, String>) -> Vec<String> {
+pub fn apply<'a>(
+    guests: impl IntoIterator<Item = &'a mut Guest>,
+    found: &[Found],
+    arp: &HashMap<String, String>,
+) -> Vec<String> {
     let mut notes = Vec::new();
-    for guest in plan.guests.iter_mut().filter(|g| g.discover) {
+    for guest in guests.into_iter().filter(|g| g.discover) {
         let Some(f) = matching(guest, found, arp) else {
             notes.push(format!(
                 "{}: not found among this host's guests ({}); its host-side figures stay empty",
@@ -720,13 +724,20 @@ pub fn apply(plan: &mut Plan, found: &[Found], arp: &HashMap<String, String>) ->
     notes
 }
 
-/// Discovery for a plan whose guests ask for it; nothing is looked at
-/// otherwise. Returns one line per such guest.
+/// Discovery for the guests of this machine that ask for it (a guest on
+/// another `[[host]]` is looked for by the agent there); nothing is looked
+/// at otherwise. Returns one line per such guest.
 pub fn fill_in(plan: &mut Plan) -> Vec<String> {
-    if !plan.guests.iter().any(|g| g.discover) {
+    fill_in_guests(plan.guests.iter_mut().filter(|g| g.host.is_none()))
+}
+
+/// Discovery on this machine for the guests given that ask for it.
+pub fn fill_in_guests<'a>(guests: impl IntoIterator<Item = &'a mut Guest>) -> Vec<String> {
+    let mut asking: Vec<&mut Guest> = guests.into_iter().filter(|g| g.discover).collect();
+    if asking.is_empty() {
         return Vec::new();
     }
-    apply(plan, &discover(), &arp())
+    apply(asking.iter_mut().map(|g| &mut **g), &discover(), &arp())
 }
 
 /// One line: what it is and how the host sees it.

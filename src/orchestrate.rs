@@ -20,7 +20,7 @@ use crate::bus::EventSink;
 use crate::event::{Clock, Event, LogLevel, PhaseOutcome, RunId, RunOutcome};
 use crate::format::clock as clock_text;
 use crate::model::Session;
-use crate::plan::{Order, Plan, PlannedPhase, Transport};
+use crate::plan::{HostSeenGuests, Order, Plan, PlannedPhase, Transport};
 use crate::sample::{SamplerCommand, SeriesIds};
 use crate::transport::{ExecEnd, ExecId, ExecOutput, Link, local};
 use crate::workload::{LaunchContext, Output, OutputParser, WorkloadSpec, tools};
@@ -191,6 +191,18 @@ impl Orchestrator {
                 ids: self.series_ids.clone(),
                 interval: self.plan.interval.get(),
                 exe: self.exe.clone(),
+                host_seen: std::sync::Arc::new(
+                    self.plan
+                        .hosts
+                        .iter()
+                        .map(|host| {
+                            let guests = HostSeenGuests::on(&self.plan, host.name());
+                            // Plan values always serialize.
+                            let text = toml::to_string(&guests).unwrap_or_default();
+                            (host.name().to_string(), text)
+                        })
+                        .collect(),
+                ),
             },
         );
         let mut targets = Targets {

@@ -207,7 +207,9 @@ impl Live {
         let series_ids = SeriesIds::default();
         let mut sampler =
             HostSampler::new(series_ids.clone()).context("opening /proc for the host sampler")?;
-        for guest in plan.plan.guests.iter().filter(|g| g.has_host_identity()) {
+        // A guest on another `[[host]]` is seen by the agent there.
+        let here = |g: &&crate::plan::Guest| g.host.is_none() && g.has_host_identity();
+        for guest in plan.plan.guests.iter().filter(here) {
             sampler.watch_guest(guest);
         }
         let (sampler_tx, sampler_rx) = channel();

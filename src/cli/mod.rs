@@ -146,6 +146,10 @@ enum Command {
         /// CLOCK_MONOTONIC (the host's grid on this clock).
         #[arg(long)]
         grid_phase_ns: Option<u64>,
+        /// Sample as a hypervisor host, seeing these guests (TOML: their
+        /// `[[guest]]` entries).
+        #[arg(long)]
+        host_seen: Option<String>,
         /// End after this long without a heartbeat from the host on stdin.
         #[arg(long, default_value_t = 15_000)]
         silence_ms: u64,
@@ -464,12 +468,21 @@ pub fn main() -> ExitCode {
             interval_ns,
             grid_phase_ns,
             silence_ms,
+            host_seen,
         }) => {
             let interval = Duration::from_nanos(interval_ns.max(1_000_000));
+            let host_seen = match host_seen.map(|text| toml::from_str(&text)).transpose() {
+                Ok(guests) => guests,
+                Err(e) => {
+                    stderr_line!("vmbench agent: --host-seen: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let ended = crate::sample::agent::run_agent(
                 interval,
                 grid_phase_ns,
                 Duration::from_millis(silence_ms),
+                host_seen,
                 std::io::stdin(),
                 &mut std::io::stdout().lock(),
             );

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::guests::PoolContext;
 use crate::event::{GuestInfo, LogLevel};
 use crate::plan::{Guest, GuestSampling};
-use crate::sample::agent::{Agent, AgentStream};
+use crate::sample::agent::{Agent, AgentCommand, AgentStream};
 use crate::sample::agent_hub::{AgentHub, Broke};
 use crate::sample::{GuestSampler, run_guest_sampler};
 use crate::transport::ssh;
@@ -38,6 +38,14 @@ pub(super) fn open_sampler(
         })
     };
     let connection = connect()?;
+    // A hypervisor host is read by its agent only: over SFTP it would pass
+    // for a guest, and what it sees of its guests needs the agent.
+    if ctx.host_seen.contains_key(guest.name()) {
+        let stream = AgentStream::for_host(guest.name(), ctx.ids.clone());
+        return start_agent(&connection.session, guest, ctx, info, stream)
+            .map(|agent| (connection, Sampling::Agent(agent)))
+            .map_err(|why| format!("vmbench's agent cannot run there ({why})"));
+    }
     if guest.sampling == GuestSampling::Agent {
         let stream = AgentStream::new(guest.name(), ctx.ids.clone());
         let started = start_agent(&connection.session, guest, ctx, info, stream);
@@ -63,7 +71,8 @@ pub(super) fn open_sampler(
     Ok((connection, Sampling::Sftp(sampler)))
 }
 
-/// Starts vmbench's agent on a guest, ticking on the host's grid.
+/// Starts vmbench's agent on a guest or a hypervisor host, ticking on
+/// this host's grid.
 fn start_agent(
     session: &ssh2::Session,
     guest: &Guest,
@@ -71,22 +80,19 @@ fn start_agent(
     info: &GuestInfo,
     stream: AgentStream,
 ) -> Result<Agent, String> {
-    let path = info.vmbench.as_ref().map_err(|why| why.clone())?;
-    // The host samples at multiples of the interval of its clock; the
-    // guest's clock is ahead of it by the offset.
-    let grid_phase = info
-        .clock_offset_ns
-        .map(|offset| offset.rem_euclid(ctx.interval.as_nanos().max(1) as i64) as u64);
-    Agent::start(
-        session,
-        path,
-        ctx.interval,
-        grid_phase,
-        guest.liveness().silence_limit(),
-        stream,
-        AGENT_PATIENCE,
-    )
-    .map_err(|e| format!("{e:#}"))
+    let vmbench = info.vmbench.as_ref().map_err(|why| why.clone())?;
+    let command = AgentCommand {
+        vmbench,
+        interval: ctx.interval,
+        // This host samples at multiples of the interval of its clock; the
+        // guest's clock is ahead of it by the offset.
+        grid_phase: info
+            .clock_offset_ns
+            .map(|offset| offset.rem_euclid(ctx.interval.as_nanos().max(1) as i64) as u64),
+        silence: guest.liveness().silence_limit(),
+        host_seen: ctx.host_seen.get(guest.name()).cloned(),
+    };
+    Agent::start(session, &command, stream, AGENT_PATIENCE).map_err(|e| format!("{e:#}"))
 }
 
 /// How many times a guest's agent is started again after it ended or broke

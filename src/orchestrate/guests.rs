@@ -76,6 +76,8 @@ pub struct PoolContext {
     pub interval: Duration,
     /// The vmbench binary put on each guest.
     pub exe: PathBuf,
+    /// Each `[[host]]`'s guests, as its agent is given them (TOML).
+    pub host_seen: Arc<HashMap<String, String>>,
 }
 
 impl PoolContext {
@@ -112,10 +114,14 @@ impl GuestPool {
                 })
                 .ok(),
         };
-        let ssh_guests: Vec<&Guest> = plan
+        // Hypervisor hosts are brought up as guests are (they take no
+        // copy), so that the first phase waits for them too.
+        let ssh_guests: Vec<Guest> = plan
             .guests
             .iter()
             .filter(|g| g.transport == Transport::Ssh)
+            .cloned()
+            .chain(plan.hosts.iter().map(crate::plan::Host::as_connection))
             .collect();
         let quiet = Arc::new(Barrier::new(ssh_guests.len()));
         // Announced in plan order, before any connection reports back.
@@ -123,7 +129,7 @@ impl GuestPool {
             ctx.state(guest.name(), GuestState::Connecting);
         }
         for guest in ssh_guests {
-            pool.connect(guest.clone(), quiet.clone());
+            pool.connect(guest, quiet.clone());
         }
         pool
     }

@@ -22,10 +22,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use super::host_seen::HostSeenGuest;
 use super::proc_view::{Machine, ProcKind, ProcView};
 use super::process::{WatchedProcess, sample_process};
 use super::{ProcFile, Registry, SeriesIds, grid_before, next_tick};
 use crate::event::{Clock, Nanos, RunId, Sample, SeriesDef, SeriesId, SeriesKind, monotonic_ns};
+use crate::plan::HostSeenGuests;
 
 /// The agent's own process (its CPU and I/O), so that what observing costs
 /// the guest is a series of its own.
@@ -69,16 +71,38 @@ fn listen_for_heartbeats(
 /// `heartbeats` for `silence` (a cut link leaves a blocked writer and no
 /// error), when its input closes, or when writing fails: a guest is never
 /// left with an agent nobody reads.
+///
+/// On a hypervisor host (`host_seen` given: the guests that run there) it
+/// reads /proc as a host's, and samples what it sees of each guest as
+/// `host-seen:<guest>`, after looking for those that ask for discovery
+/// among the QEMU, libvirt and Xen guests there (said in `I` lines).
 pub fn run_agent(
     interval: Duration,
     grid_phase: Option<Nanos>,
     silence: Duration,
+    host_seen: Option<HostSeenGuests>,
     heartbeats: impl Read + Send + 'static,
     out: &mut impl Write,
 ) -> io::Result<()> {
     let (heard, closed) = listen_for_heartbeats(heartbeats)?;
     let mut registry = Registry::new(SeriesIds::default());
-    let mut view = ProcView::new("", Machine::Guest, &mut registry);
+    let machine = if host_seen.is_some() {
+        Machine::Host
+    } else {
+        Machine::Guest
+    };
+    let mut view = ProcView::new("", machine, &mut registry);
+    let mut line = String::with_capacity(4096);
+    let mut errors = Vec::new();
+    let mut xentop = None;
+    let mut guests = host_seen.unwrap_or_default().guests;
+    for note in crate::discover::fill_in_guests(guests.iter_mut()) {
+        let _ = writeln!(line, "I {note}");
+    }
+    let mut seen: Vec<HostSeenGuest> = guests
+        .iter()
+        .map(|g| HostSeenGuest::open(g, &mut registry, &mut xentop, &mut errors))
+        .collect();
     let files: Vec<(ProcKind, ProcFile)> = ProcKind::ALL
         .iter()
         .map(|kind| Ok((*kind, ProcFile::open(kind.path())?)))
@@ -87,8 +111,6 @@ pub fn run_agent(
     let mut buf = Vec::with_capacity(64 << 10);
     // Each series' last value sent, at its id (this registry numbers from 0).
     let mut last: Vec<Option<u64>> = Vec::new();
-    let mut line = String::with_capacity(4096);
-    let mut errors = Vec::new();
     let interval = interval.as_nanos().max(1) as u64;
     let silence_ms = silence.as_millis() as u64;
     let mut due = monotonic_ns();
@@ -101,10 +123,12 @@ pub fn run_agent(
         }
         let t0 = monotonic_ns();
         let mut values = Vec::with_capacity(registry.count);
-        line.clear();
         view.read_files(&files, &mut buf, &mut registry, &mut values, &mut errors);
+        for guest in &mut seen {
+            guest.sample(&view, xentop.as_ref(), &mut buf, &mut values);
+        }
         for e in errors.drain(..) {
-            line.push_str(&format!("E {e}\n"));
+            let _ = writeln!(line, "E {e}");
         }
         sample_process(&own, &mut buf, &mut values);
         let t = t0 + (monotonic_ns() - t0) / 2;
@@ -141,6 +165,7 @@ pub fn run_agent(
         line.push('\n');
         out.write_all(line.as_bytes())?;
         out.flush()?;
+        line.clear();
         (_, due) = next_tick(start, interval, monotonic_ns().max(due));
         // Until the next tick, or at once when the input closes.
         let wait = Duration::from_nanos(due.saturating_sub(monotonic_ns()));
@@ -171,6 +196,8 @@ pub struct AgentStream {
     pending: Vec<u8>,
     /// What the agent could not read, each said once.
     errors: Vec<String>,
+    /// What the agent said for the log (a host's discovery of its guests).
+    notes: Vec<String>,
     said: std::collections::HashSet<String>,
     /// This session's id of every series an agent of this guest defined,
     /// so that a restarted agent's series continue the same ones.
@@ -229,15 +256,27 @@ const MOST_AGENT_SERIES: usize = 1 << 20;
 const LONGEST_LINE: usize = 4 << 20;
 
 impl AgentStream {
+    /// A guest's agent's stream: its series as `guest:<name>...`.
     pub fn new(guest: &str, ids: SeriesIds) -> Self {
+        Self::under(format!("guest:{guest}"), ids)
+    }
+
+    /// A hypervisor host's agent's stream: its own series as
+    /// `host:<name>...`, its guests' as `host-seen:<guest>`.
+    pub fn for_host(host: &str, ids: SeriesIds) -> Self {
+        Self::under(format!("host:{host}"), ids)
+    }
+
+    fn under(prefix: String, ids: SeriesIds) -> Self {
         AgentStream {
-            prefix: format!("guest:{guest}"),
+            prefix,
             registry: Registry::new(ids),
             ids: Vec::new(),
             values: Vec::new(),
             clock: ClockFilter::default(),
             pending: Vec::new(),
             errors: Vec::new(),
+            notes: Vec::new(),
             said: std::collections::HashSet::new(),
             known: std::collections::HashMap::new(),
         }
@@ -251,6 +290,11 @@ impl AgentStream {
         self.ids.clear();
         self.values.clear();
         self.pending.clear();
+    }
+
+    /// What the agent said for the log since the last call.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 
     /// What the agent could not read since the last call, each only the
@@ -320,9 +364,12 @@ impl AgentStream {
                     "g" => SeriesKind::Gauge,
                     other => bail!("the agent named a series kind {other:?}"),
                 };
+                // `-` is the machine, `/...` a part of it; a host's agent
+                // names what it sees of a guest in full (`host-seen:g3`).
                 let source = match source {
                     "-" => self.prefix.clone(),
-                    relative => format!("{}{relative}", self.prefix),
+                    relative if relative.starts_with('/') => format!("{}{relative}", self.prefix),
+                    full => full.to_string(),
                 };
                 if id as usize >= MOST_AGENT_SERIES {
                     bail!("the agent numbered a series {id}, past any guest's count");
@@ -379,8 +426,47 @@ impl AgentStream {
                 }
                 Ok(None)
             }
+            Some("I") => {
+                self.notes
+                    .push(line.get(2..).unwrap_or_default().to_string());
+                Ok(None)
+            }
             _ => bail!("the agent wrote {line:?}"),
         }
+    }
+}
+
+/// How an agent is started on a guest or a hypervisor host.
+pub struct AgentCommand<'a> {
+    /// Where vmbench was put there.
+    pub vmbench: &'a str,
+    pub interval: Duration,
+    /// Where the host's sampling grid falls on the guest's clock (its
+    /// offset modulo the interval), so that its ticks and the host's
+    /// coincide.
+    pub grid_phase: Option<Nanos>,
+    /// How long it may hear no heartbeat before it ends.
+    pub silence: Duration,
+    /// On a hypervisor host: the guests there, as `[[guest]]` TOML.
+    pub host_seen: Option<String>,
+}
+
+impl AgentCommand<'_> {
+    fn line(&self) -> String {
+        let quote = crate::transport::shell_quote;
+        let mut line = format!(
+            "exec {} agent --interval-ns {} --silence-ms {}",
+            quote(self.vmbench),
+            self.interval.as_nanos(),
+            self.silence.as_millis()
+        );
+        if let Some(phase) = self.grid_phase {
+            let _ = write!(line, " --grid-phase-ns {phase}");
+        }
+        if let Some(guests) = &self.host_seen {
+            let _ = write!(line, " --host-seen {}", quote(guests));
+        }
+        line
     }
 }
 
@@ -402,15 +488,9 @@ impl Agent {
     /// `patience`) for its first tick: an agent that cannot run there
     /// (another architecture, a noexec /tmp) says so here, and the caller
     /// falls back to SFTP.
-    /// `grid_phase`: where the host's sampling grid falls on the guest's
-    /// clock (its offset modulo the interval), so that its ticks and the
-    /// host's coincide.
     pub fn start(
         session: &ssh2::Session,
-        vmbench: &str,
-        interval: Duration,
-        grid_phase: Option<Nanos>,
-        silence: Duration,
+        command: &AgentCommand,
         stream: AgentStream,
         patience: Duration,
     ) -> Result<Agent> {
@@ -419,13 +499,7 @@ impl Agent {
         session.set_blocking(true);
         let mut channel = session.channel_session().context("opening a channel")?;
         channel
-            .exec(&format!(
-                "exec {} agent --interval-ns {} --silence-ms {}{}",
-                crate::transport::shell_quote(vmbench),
-                interval.as_nanos(),
-                silence.as_millis(),
-                grid_phase.map_or(String::new(), |p| format!(" --grid-phase-ns {p}"))
-            ))
+            .exec(&command.line())
             .context("starting vmbench agent")?;
         // Reads wake at least this often, so that a stop is seen.
         session.set_timeout(500);
@@ -455,7 +529,7 @@ impl Agent {
             channel,
             stream,
             first,
-            heartbeat: (silence / 3).max(Duration::from_secs(1)),
+            heartbeat: (command.silence / 3).max(Duration::from_secs(1)),
         })
     }
 }
@@ -495,6 +569,7 @@ mod tests {
             Duration::from_millis(20),
             Some(7_000_000),
             Duration::from_secs(3600),
+            None,
             Silent,
             &mut out,
         );
@@ -598,6 +673,7 @@ mod tests {
             Duration::from_millis(10),
             None,
             Duration::from_secs(3600),
+            None,
             io::empty(),
             &mut out,
         );
@@ -609,6 +685,7 @@ mod tests {
             Duration::from_millis(10),
             None,
             Duration::from_millis(100),
+            None,
             Silent,
             &mut out,
         );

@@ -99,9 +99,13 @@ impl Member {
     }
 
     fn warn(&self, sink: &EventSink, clock: &Clock, text: String) {
+        self.say(sink, clock, LogLevel::Warn, text);
+    }
+
+    fn say(&self, sink: &EventSink, clock: &Clock, level: LogLevel, text: String) {
         sink.send(Event::Log {
             t: clock.now(),
-            level: LogLevel::Warn,
+            level,
             text: format!("{}: {text}", self.adopted.guest),
         });
     }
@@ -119,8 +123,12 @@ impl Member {
             Ok((defs, samples)) => {
                 out.extend(defs.into_iter().map(Event::SeriesDefined));
                 out.extend(samples.into_iter().map(Event::Sample));
-                for text in stream.take_errors() {
+                let (errors, notes) = (stream.take_errors(), stream.take_notes());
+                for text in errors {
                     self.warn(sink, clock, text);
+                }
+                for text in notes {
+                    self.say(sink, clock, LogLevel::Info, text);
                 }
                 true
             }

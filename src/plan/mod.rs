@@ -11,8 +11,11 @@ use crate::event::Nanos;
 use crate::input::{InputError, parse_toml};
 use crate::workload::WorkloadSpec;
 
+mod hosts;
+pub use hosts::{HOST_TECHNOLOGY, Host, HostSeenGuests};
+
 pub const DEFAULT_PLAN_NAME: &str = "<embedded default plan>";
-pub const DEFAULT_PLAN_SOURCE: &str = include_str!("plans/default.toml");
+pub const DEFAULT_PLAN_SOURCE: &str = include_str!("../plans/default.toml");
 
 /// The plans built into vmbench, by name: `vmbench plans NAME` prints one
 /// to start a plan of one's own from, wherever vmbench is installed.
@@ -25,7 +28,7 @@ pub const BUILT_IN: [(&str, &str, &str); 2] = [
     (
         "study-2009",
         "the Xen-vs-KVM study's method on 1-8 guests (edit its guests)",
-        include_str!("plans/study-2009.toml"),
+        include_str!("../plans/study-2009.toml"),
     ),
 ];
 
@@ -51,6 +54,9 @@ pub struct Plan {
     pub seed: Option<u64>,
     #[serde(rename = "guest")]
     pub guests: Vec<Guest>,
+    /// Hypervisor hosts other than this machine, on which guests run.
+    #[serde(default, rename = "host", skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<Host>,
     #[serde(rename = "benchmark")]
     pub benchmarks: Vec<Benchmark>,
 }
@@ -138,6 +144,10 @@ pub struct Guest {
     /// not at all (host-seen only).
     #[serde(default)]
     pub sampling: GuestSampling,
+    /// The `[[host]]` this guest runs on, whose agent sees its host side;
+    /// without it, this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -664,6 +674,7 @@ fn validate(plan: &Plan) -> Result<(), Invalid> {
             (guest.name.span(), format!("guest[{i}].{field}"), message)
         })?;
     }
+    hosts::validate_hosts(plan)?;
     for (b, bench) in plan.benchmarks.iter().enumerate() {
         if let Some(max) = &bench.max_repetitions {
             if bench.until_rsd.is_none() {
