@@ -1,0 +1,121 @@
+//! Several hypervisor hosts in one plan, on the testbed: guest g4 plays a
+//! second host (its own sshd and network namespace; it shares this
+//! machine's PID space and block devices, as a host shares them with its
+//! guests), and guest g3 names it as the host it runs on.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::exe;
+use common::testbed::{
+    STATE, guest, plan_text, processes_naming, session_folders, testbed, write_plan,
+};
+use vmbench::event::{Event, GuestState, LogLevel};
+use vmbench::store::Reader;
+
+/// g4 as the `[[host]]` h2.
+fn host_h2() -> String {
+    format!(
+        "[[host]]\nname = \"h2\"\naddress = \"198.18.0.14\"\nuser = \"root\"\n\
+         identity = \"{STATE}/id_ed25519\"\nknown_hosts = \"{STATE}/known_hosts\"\n\n"
+    )
+}
+
+/// g3 on h2: its disk (the loop device behind its image, looked up on h2)
+/// and its sshd (a process of h2's), and discovery there.
+fn g3_on_h2() -> String {
+    guest(3, &format!("{STATE}/known_hosts"))
+        // h2 has no view of this machine's veths nor of its cgroups.
+        .replace("interface = \"vmbt-g3h\"\n", "")
+        .replace("cgroup = \"/vmbench-testbed/g3\"\n", "")
+        .replace(
+            "name = \"g3\"\n",
+            &format!(
+                "name = \"g3\"\nhost = \"h2\"\ndiscover = true\n\
+                 process = \"sshd -f {STATE}/g3/sshd_config\"\n"
+            ),
+        )
+}
+
+#[test]
+fn each_host_samples_itself_and_sees_its_own_guests() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = format!(
+        "{}{}{}",
+        host_h2(),
+        guest(1, &format!("{STATE}/known_hosts")),
+        g3_on_h2()
+    );
+    let benchmarks = "[[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\n\
+                      duration = \"3s\"\nconcurrency = [2]\nguests = [\"g1\", \"g3\"]\n";
+    let plan = write_plan(dir.path(), &plan_text(&guests, benchmarks));
+    let recording = dir.path().join("hosts.vmb");
+    let status = Command::new(exe())
+        .args(["record", plan.to_str().expect("utf-8"), "-o"])
+        .arg(&recording)
+        .stderr(Stdio::null())
+        .status()
+        .expect("record runs");
+    assert!(status.success(), "the session failed: {status}");
+    let reader = Reader::open(&recording).expect("recording");
+    let ids = |source: &str, metric: &str| -> Vec<u32> {
+        reader
+            .series
+            .iter()
+            .filter(|s| s.source == source && s.metric == metric)
+            .map(|s| s.id)
+            .collect()
+    };
+    let samples = reader.samples(0, u64::MAX).expect("samples");
+    let ticks_of = |id: u32| {
+        samples
+            .iter()
+            .filter(|s| s.values.iter().any(|(i, _)| *i == id))
+            .count()
+    };
+    // h2's own counters, from its agent, tick by tick.
+    let h2_user = ids("host:h2", "cpu.user");
+    assert_eq!(h2_user.len(), 1, "host:h2 cpu.user: {h2_user:?}");
+    assert!(ticks_of(h2_user[0]) >= 4, "{} ticks", ticks_of(h2_user[0]));
+    assert_eq!(ids("host:h2/vmbench", "cpu.utime").len(), 1);
+    // g3 as h2 sees it, defined once: by h2's agent, not by this host.
+    for (metric, what) in [("disk.reads", "its disk"), ("cpu.utime", "its sshd")] {
+        let found = ids("host-seen:g3", metric);
+        assert_eq!(found.len(), 1, "host-seen:g3 {metric} ({what}): {found:?}");
+        assert!(ticks_of(found[0]) >= 4);
+    }
+    // g1 is still seen from here.
+    assert_eq!(ids("host-seen:g1", "cpu.cgroup_ns").len(), 1);
+    let events = reader.events(0, u64::MAX).expect("events");
+    // Discovery ran on h2, where no QEMU, libvirt or Xen guest runs.
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::Log { level: LogLevel::Info, text, .. }
+            if text.starts_with("h2: g3: not found among this host's guests"))
+        ),
+        "no word of discovery on h2"
+    );
+    // h2 was brought up, and took no copy.
+    assert!(events.iter().any(|e| matches!(e, Event::GuestState { guest, state: GuestState::Ready { .. }, .. } if guest == "h2")));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::RunSpawned { guest, .. } if guest == "h2"))
+    );
+    // Nothing of this session is left on h2.
+    let (_, folder) = session_folders(&events)
+        .into_iter()
+        .find(|(g, _)| g == "h2")
+        .expect("h2's folder");
+    let gone = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !processes_naming(&format!("{}/vmbench", folder.display())).is_empty() {
+        assert!(
+            std::time::Instant::now() < gone,
+            "vmbench outlived the session on h2"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!folder.exists(), "{} left on h2", folder.display());
+}
