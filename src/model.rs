@@ -551,6 +551,32 @@ impl Session {
         });
     }
 
+    /// The `[[host]]` a guest runs on; None for this machine.
+    pub fn host_of(&self, guest: &str) -> Option<&str> {
+        self.plan
+            .as_ref()?
+            .guests
+            .iter()
+            .find(|g| g.name() == guest)?
+            .host
+            .as_deref()
+    }
+
+    /// The plan's hypervisor hosts besides this machine, in plan order.
+    pub fn hosts(&self) -> Vec<&str> {
+        self.plan
+            .as_ref()
+            .map_or_else(Vec::new, |p| p.hosts.iter().map(|h| h.name()).collect())
+    }
+
+    /// A guest as the screens name it: `g3@h2` when it runs on another host.
+    pub fn guest_label(&self, guest: &str) -> String {
+        match self.host_of(guest) {
+            Some(host) => format!("{guest}@{host}"),
+            None => guest.to_string(),
+        }
+    }
+
     /// "phase 3/26 cpu ×4 rep 1" for the phase at `index` in `phases`.
     pub fn phase_label(&self, index: usize) -> String {
         let phase = &self.phases[index];

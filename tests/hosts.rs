@@ -48,8 +48,11 @@ fn each_host_samples_itself_and_sees_its_own_guests() {
         guest(1, &format!("{STATE}/known_hosts")),
         g3_on_h2()
     );
-    let benchmarks = "[[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\n\
-                      duration = \"3s\"\nconcurrency = [2]\nguests = [\"g1\", \"g3\"]\n";
+    // The same work on a guest of each host, both netns.
+    let benchmarks = "[[benchmark]]\nname = \"cpu-here\"\nworkload = { type = \"cpu\" }\n\
+                      duration = \"3s\"\nconcurrency = [1]\nguests = [\"g1\"]\n\n\
+                      [[benchmark]]\nname = \"cpu-h2\"\nworkload = { type = \"cpu\" }\n\
+                      duration = \"3s\"\nconcurrency = [1]\nguests = [\"g3\"]\n";
     let plan = write_plan(dir.path(), &plan_text(&guests, benchmarks));
     let recording = dir.path().join("hosts.vmb");
     let status = Command::new(exe())
@@ -118,4 +121,34 @@ fn each_host_samples_itself_and_sees_its_own_guests() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(!folder.exists(), "{} left on h2", folder.display());
+    // The report pools a technology across hosts, and splits it by host
+    // when asked.
+    let technologies = |by_host: bool| -> Vec<String> {
+        let mut report = Command::new(exe());
+        // Both phases ran on netns guests: one is the other's baseline
+        // (forced: where this machine is a VM, any baseline is refused).
+        report
+            .args(["report", "--force", "--baseline", "netns", "--format", "json"])
+            .arg(&recording);
+        if by_host {
+            report.arg("--by-host");
+        }
+        let out = report.output().expect("report runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let mut found: Vec<String> = json["technologies"]
+            .as_array()
+            .expect("technologies")
+            .iter()
+            .map(|t| t.as_str().expect("text").to_string())
+            .collect();
+        found.sort();
+        found
+    };
+    assert_eq!(technologies(false), ["netns"]);
+    assert_eq!(technologies(true), ["netns", "netns@h2"]);
 }

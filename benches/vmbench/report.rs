@@ -63,8 +63,12 @@ pub fn bench_report() {
     );
     let demo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/recordings/demo.vmb"));
     let start = Instant::now();
-    let demo_results =
-        load(&[demo.to_path_buf()], vmbench::results::DEFAULT_SKEW_BOUND).expect("the demo loads");
+    let demo_results = load(
+        &[demo.to_path_buf()],
+        vmbench::results::DEFAULT_SKEW_BOUND,
+        false,
+    )
+    .expect("the demo loads");
     let table = Matrix::build(&demo_results, &options).to_table();
     println!(
         "report: the shipped demo ({} kB, {} phases), read and printed: {:.1} ms",

@@ -334,6 +334,10 @@ struct ReportArgs {
     /// the bound.
     #[arg(long)]
     include_skewed: bool,
+    /// Tell guests on each `[[host]]` apart from those of the same
+    /// technology elsewhere: `kvm@h2` beside `kvm` (pooled otherwise).
+    #[arg(long)]
+    by_host: bool,
     /// Start skew plus clock uncertainty plus stop gap, as a share of how
     /// long a phase's copies ran, beyond which the phase is left out.
     #[arg(long, value_parser = share, default_value = "20%", value_name = "SHARE")]
@@ -870,7 +874,7 @@ fn discover(plan: Option<&Path>) -> Result<ExitCode> {
 
 fn report(args: &ReportArgs) -> Result<ExitCode> {
     use crate::report::{Matrix, Options, charts, load};
-    let results = load(&args.recordings, args.skew_bound)?;
+    let results = load(&args.recordings, args.skew_bound, args.by_host)?;
     let options = Options {
         baseline: args.baseline.clone(),
         include_skewed: args.include_skewed,
@@ -1037,7 +1041,7 @@ fn record(args: SessionArgs) -> Result<ExitCode> {
     while !consumer.finished() {
         match bus.rx.recv_timeout(Duration::from_millis(250)) {
             Ok(Msg::Event(event)) => {
-                let echo = headless_echo(&event);
+                let echo = headless_echo(&event, &consumer.session);
                 let ended = if let Event::PhaseEnded { phase, .. } = &event {
                     Some(*phase)
                 } else {
@@ -1100,7 +1104,7 @@ fn record(args: SessionArgs) -> Result<ExitCode> {
 }
 
 /// Warnings, errors and guests' changes of state are echoed as they happen.
-fn headless_echo(event: &Event) -> Option<String> {
+fn headless_echo(event: &Event, session: &crate::model::Session) -> Option<String> {
     match event {
         Event::Log { t, level, text } if *level != LogLevel::Info => {
             let level = if *level == LogLevel::Warn {
@@ -1122,7 +1126,16 @@ fn headless_echo(event: &Event) -> Option<String> {
                 GuestState::Reconnecting { attempt } => format!("reconnecting (attempt {attempt})"),
                 GuestState::Closed => "closed".to_string(),
             };
-            Some(format!("[{}] guest {guest}: {state}", clock(*t)))
+            let what = if session.hosts().contains(&guest.as_str()) {
+                "host"
+            } else {
+                "guest"
+            };
+            Some(format!(
+                "[{}] {what} {}: {state}",
+                clock(*t),
+                session.guest_label(guest)
+            ))
         }
         Event::SessionEnded { t, reason } if !reason.is_empty() => {
             Some(format!("[{}] session ended: {reason}", clock(*t)))

@@ -26,7 +26,9 @@ use text::{aligned, escape, loss_text, markdown, number, number_like, percent, w
 pub const DEFAULT_BASELINE: &str = "bare-metal";
 
 /// Reads the results of recordings, each named as the user gave it.
-pub fn load(paths: &[PathBuf], skew_bound: f64) -> anyhow::Result<Results> {
+/// With `by_host`, a phase whose copies ran on guests of `[[host]]`s has
+/// them in its technology (`kvm@h2`), so that hosts are compared apart.
+pub fn load(paths: &[PathBuf], skew_bound: f64, by_host: bool) -> anyhow::Result<Results> {
     let mut results = Results::default();
     for path in paths {
         let reader = Reader::open(path)?;
@@ -40,13 +42,34 @@ pub fn load(paths: &[PathBuf], skew_bound: f64) -> anyhow::Result<Results> {
         for warning in reader.warnings() {
             eprintln!("vmbench: warning: {warning}");
         }
-        results.extend(Results::of_recording(
-            &session,
-            &path.display().to_string(),
-            skew_bound,
-        ));
+        let mut recording =
+            Results::of_recording(&session, &path.display().to_string(), skew_bound);
+        if by_host {
+            split_by_host(&mut recording.phases, &session);
+        }
+        results.extend(recording);
     }
     Ok(results)
+}
+
+/// Names the hosts a phase's copies ran on in its technology; phases on
+/// this machine's guests keep theirs.
+fn split_by_host(phases: &mut [PhaseResult], session: &Session) {
+    for result in phases {
+        let Some(phase) = session.phases.iter().find(|p| p.id + 1 == result.phase) else {
+            continue;
+        };
+        // "here": a copy on this machine's guests, in a phase with others.
+        let mut hosts: Vec<&str> = session
+            .runs_of(phase)
+            .map(|run| session.host_of(&run.guest).unwrap_or("here"))
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        if hosts != ["here"] && !hosts.is_empty() {
+            result.technology = format!("{}@{}", result.technology, hosts.join("+"));
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

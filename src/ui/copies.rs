@@ -136,7 +136,7 @@ impl Pane<'_> {
         let (run, theme) = (self.run, self.theme);
         let title = format!(
             " {} #{} · {}{} ",
-            run.guest,
+            self.session.guest_label(&run.guest),
             run.copy + 1,
             run.technology,
             connection_note(self.session, &run.guest)
@@ -270,7 +270,11 @@ fn render_table(
                 .map(|m| run.rate_history(m).iter().map(|p| p.1).collect())
                 .unwrap_or_default();
             let mut cells = vec![
-                Cell::from(format!("{} #{}", run.guest, run.copy + 1)),
+                Cell::from(format!(
+                    "{} #{}",
+                    session.guest_label(&run.guest),
+                    run.copy + 1
+                )),
                 Cell::from(run.technology.clone()),
                 Cell::from(state).style(Style::new().fg(colour(theme))),
                 Cell::from(run_metric_text(run)).style(Style::new().fg(theme.accent.0)),

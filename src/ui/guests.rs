@@ -15,7 +15,14 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
     let title = if session.guests.is_empty() {
         " copies ".to_string()
     } else {
-        format!(" guests ({}) ", session.guests.len())
+        match session.hosts().len() {
+            0 => format!(" guests ({}) ", session.guests.len()),
+            hosts => format!(
+                " guests ({}) on {} hosts ",
+                session.guests.len() - hosts,
+                hosts + 1
+            ),
+        }
     };
     let block = pane_block(title, theme, false);
     let inner = block.inner(area);
@@ -26,30 +33,9 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
             .render(inner, buf);
         return;
     }
-    for (row, (name, state)) in session
-        .guests
-        .iter()
-        .take(inner.height as usize)
-        .enumerate()
-    {
-        let (text, colour) = guest_state_text(state, theme);
-        // The clock as measured again before the latest phase.
-        let drift = session
-            .clocks
-            .get(name)
-            .map_or(String::new(), |(_, u, drift)| {
-                format!(
-                    "  drift {:+.3} ms ±{:.3}",
-                    *drift as f64 / 1e6,
-                    *u as f64 / 1e6
-                )
-            });
-        Line::from(vec![
-            Span::raw(format!("{name:<12} ")),
-            Span::styled(text, Style::new().fg(colour)),
-            Span::styled(drift, Style::new().fg(theme.dim.0)),
-        ])
-        .render(
+    let lines = grouped_lines(session, theme);
+    for (row, line) in lines.into_iter().take(inner.height as usize).enumerate() {
+        line.render(
             Rect {
                 y: inner.y + row as u16,
                 height: 1,
@@ -58,6 +44,65 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
             buf,
         );
     }
+}
+
+/// One line per guest; with `[[host]]`s in the plan, grouped under the
+/// machine each runs on (this one first), each host with its own state.
+fn grouped_lines<'a>(session: &'a Session, theme: &Theme) -> Vec<Line<'a>> {
+    let hosts = session.hosts();
+    let line = |name: &str, state: &GuestState, indent: &str| {
+        guest_line(session, theme, name, state, indent)
+    };
+    if hosts.is_empty() {
+        return session.guests.iter().map(|(n, s)| line(n, s, "")).collect();
+    }
+    let heading = |text: String| Line::styled(text, Style::new().fg(theme.accent.0));
+    let mut lines = vec![heading("this machine".into())];
+    // The guests on `host` (None: this machine), indented under it.
+    let on = |host: Option<&str>| -> Vec<Line<'a>> {
+        session
+            .guests
+            .iter()
+            .filter(|(name, _)| !hosts.contains(&name.as_str()) && session.host_of(name) == host)
+            .map(|(n, s)| line(n, s, "  "))
+            .collect()
+    };
+    lines.extend(on(None));
+    for host in &hosts {
+        match session.guests.iter().find(|(name, _)| name == host) {
+            Some((name, state)) => lines.push(line(name, state, "")),
+            None => lines.push(heading(host.to_string())),
+        }
+        lines.extend(on(Some(host)));
+    }
+    lines
+}
+
+fn guest_line<'a>(
+    session: &Session,
+    theme: &Theme,
+    name: &str,
+    state: &GuestState,
+    indent: &str,
+) -> Line<'a> {
+    let (text, colour) = guest_state_text(state, theme);
+    // The clock as measured again before the latest phase.
+    let drift = session
+        .clocks
+        .get(name)
+        .map_or(String::new(), |(_, u, drift)| {
+            format!(
+                "  drift {:+.3} ms ±{:.3}",
+                *drift as f64 / 1e6,
+                *u as f64 / 1e6
+            )
+        });
+    let name = format!("{indent}{name}");
+    Line::from(vec![
+        Span::raw(format!("{name:<12} ")),
+        Span::styled(text, Style::new().fg(colour)),
+        Span::styled(drift, Style::new().fg(theme.dim.0)),
+    ])
 }
 
 pub fn guest_state_text(state: &GuestState, theme: &Theme) -> (String, Color) {
