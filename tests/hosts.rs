@@ -128,7 +128,14 @@ fn each_host_samples_itself_and_sees_its_own_guests() {
         // Both phases ran on netns guests: one is the other's baseline
         // (forced: where this machine is a VM, any baseline is refused).
         report
-            .args(["report", "--force", "--baseline", "netns", "--format", "json"])
+            .args([
+                "report",
+                "--force",
+                "--baseline",
+                "netns",
+                "--format",
+                "json",
+            ])
             .arg(&recording);
         if by_host {
             report.arg("--by-host");
@@ -151,4 +158,69 @@ fn each_host_samples_itself_and_sees_its_own_guests() {
     };
     assert_eq!(technologies(false), ["netns"]);
     assert_eq!(technologies(true), ["netns", "netns@h2"]);
+}
+
+#[test]
+fn a_fleet_is_taken_from_an_ansible_inventory() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // g1 and g2 as netns guests, g4 as their hypervisor host, and g3 in a
+    // group the plan does not run.
+    let inventory = "[netns]\ng1 ansible_host=198.18.0.11\ng2 ansible_host=198.18.0.12 \
+                     vmbench_host=g4 vmbench_sampling=sftp\n\n[spare]\ng3 ansible_host=198.18.0.13\n\n\
+                     [hypervisors]\ng4 ansible_host=198.18.0.14\n\n[all:vars]\nansible_user=root\n";
+    std::fs::write(dir.path().join("fleet.ini"), inventory).expect("inventory");
+    let plan = format!(
+        "name = \"fleet\"\ninterval = \"500ms\"\n\n[inventory]\nfile = \"fleet.ini\"\n\
+         hypervisors = \"hypervisors\"\nidentity = \"{STATE}/id_ed25519\"\n\
+         known_hosts = \"{STATE}/known_hosts\"\n\n[[benchmark]]\nname = \"cpu\"\n\
+         workload = {{ type = \"cpu\" }}\nduration = \"2s\"\nconcurrency = [2]\n\
+         guests = [\"g1\", \"g2\"]\n"
+    );
+    let plan = write_plan(dir.path(), &plan);
+    let recording = dir.path().join("fleet.vmb");
+    let status = Command::new(exe())
+        .args(["record", plan.to_str().expect("utf-8"), "-o"])
+        .arg(&recording)
+        .stderr(Stdio::null())
+        .status()
+        .expect("record runs");
+    assert!(status.success(), "the session failed: {status}");
+    // The inventory file is gone; the recording still has the fleet.
+    drop(std::fs::remove_file(dir.path().join("fleet.ini")));
+    let reader = Reader::open(&recording).expect("recording");
+    let events = reader.events(0, u64::MAX).expect("events");
+    let mut ran: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RunSpawned {
+                guest, technology, ..
+            } => Some((guest.clone(), technology.clone())),
+            _ => None,
+        })
+        .collect();
+    ran.sort();
+    assert_eq!(
+        ran,
+        [("g1".into(), "netns".into()), ("g2".into(), "netns".into())]
+    );
+    // g4 was brought up as a host and sampled there; g2's own counters
+    // came over SFTP, as its inventory line says.
+    assert!(
+        reader
+            .series
+            .iter()
+            .any(|s| s.source == "host:g4" && s.metric == "cpu.user")
+    );
+    assert!(!reader.series.iter().any(|s| s.source == "guest:g2/vmbench"));
+    assert!(
+        reader
+            .series
+            .iter()
+            .any(|s| s.source == "guest:g2" && s.metric == "cpu.user")
+    );
+    let replayed = vmbench::plan::LoadedPlan::parse(&reader.header.plan_source, "recording")
+        .expect("the recorded plan reads without the inventory");
+    assert_eq!(replayed.plan.guests.len(), 3);
+    assert_eq!(replayed.plan.hosts.len(), 1);
 }

@@ -12,7 +12,9 @@ use crate::input::{InputError, parse_toml};
 use crate::workload::WorkloadSpec;
 
 mod hosts;
+mod inventory;
 pub use hosts::{HOST_TECHNOLOGY, Host, HostSeenGuests};
+pub use inventory::InventorySpec;
 
 pub const DEFAULT_PLAN_NAME: &str = "<embedded default plan>";
 pub const DEFAULT_PLAN_SOURCE: &str = include_str!("../plans/default.toml");
@@ -52,8 +54,11 @@ pub struct Plan {
     /// The shuffle's seed; without it a random one is used and logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
-    #[serde(rename = "guest")]
+    #[serde(default, rename = "guest")]
     pub guests: Vec<Guest>,
+    /// Guests and hosts taken from an Ansible inventory as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<InventorySpec>,
     /// Hypervisor hosts other than this machine, on which guests run.
     #[serde(default, rename = "host", skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<Host>,
@@ -632,6 +637,16 @@ impl LoadedPlan {
 
     pub fn parse(source: &str, origin: &str) -> Result<Self, PlanError> {
         let plan: Plan = parse_toml(source, origin)?;
+        // The inventory's members are written into the text, which is then
+        // read as a whole (and, marked, never expanded again).
+        if let Some(spec) = &plan.inventory
+            && !source.contains(inventory::EXPANDED_MARK)
+        {
+            let entries = inventory::expand(spec, origin).map_err(|message| {
+                InputError::at(source, origin, None, "inventory.file".into(), message)
+            })?;
+            return Self::parse(&format!("{source}{entries}"), origin);
+        }
         validate(&plan).map_err(|(span, field, message)| {
             InputError::at(source, origin, Some(span), field, message)
         })?;
