@@ -354,7 +354,6 @@ pub(super) fn expand(spec: &InventorySpec, origin: &str) -> Result<String, Strin
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::plan::LoadedPlan;
 
     const INI: &str = "\
