@@ -340,13 +340,25 @@ fn last_line(text: &str) -> &str {
         .unwrap_or("no error output")
 }
 
+/// How much of an upload must go through within the session's timeout.
+const UPLOAD_CHUNK: usize = 64 << 10;
+
 fn upload(session: &ssh2::Session, path: &str, bytes: &[u8]) -> Result<()> {
     let sftp = session.sftp().context("SFTP")?;
     let mut file = sftp
         .create(std::path::Path::new(path))
         .with_context(|| format!("creating {path}"))?;
-    for chunk in bytes.chunks(256 << 10) {
-        file.write_all(chunk)?;
+    // Each chunk is one blocking call under the session's timeout: an
+    // upload fails when a chunk makes no way for that long (a dead guest),
+    // never because a slow but moving transfer takes long in all.
+    for (index, chunk) in bytes.chunks(UPLOAD_CHUNK).enumerate() {
+        file.write_all(chunk).with_context(|| {
+            format!(
+                "{} of {} KiB sent, then no progress",
+                (index * UPLOAD_CHUNK) >> 10,
+                bytes.len() >> 10
+            )
+        })?;
     }
     Ok(())
 }
