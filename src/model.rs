@@ -185,15 +185,22 @@ pub struct Phase {
 /// Readings of counters on both sides of one instant, from which each
 /// counter's value at that instant is interpolated: host and guest are
 /// sampled at instants of their own, and a phase's window is neither's.
+/// Once settled, it keeps only each counter's value at the instant, in a
+/// table sorted by id: a session of hours keeps two edges per phase, and
+/// two maps of readings each were most of what it grew by.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Edge {
     pub at: Nanos,
-    pub before: HashMap<SeriesId, (Nanos, u64)>,
-    pub after: HashMap<SeriesId, (Nanos, u64)>,
+    before: HashMap<SeriesId, (Nanos, u64)>,
+    after: HashMap<SeriesId, (Nanos, u64)>,
+    settled: Vec<(SeriesId, f64)>,
 }
 
 impl Edge {
     fn value(&self, id: SeriesId) -> Option<f64> {
+        if let Ok(at) = self.settled.binary_search_by_key(&id, |(i, _)| *i) {
+            return Some(self.settled[at].1);
+        }
         let (t0, v0) = *self.before.get(&id)?;
         match self.after.get(&id) {
             Some(&(t1, v1)) if t1 > t0 => {
@@ -208,6 +215,24 @@ impl Edge {
     /// Still waiting for a reading after the instant of some counter.
     fn waiting(&self) -> bool {
         self.after.len() < self.before.len()
+    }
+
+    /// Keeps each counter's value at the instant and lets the readings go:
+    /// once every counter has one after it, or once the edge is two phases
+    /// old (a counter that stopped, its guest lost, never will).
+    fn settle(&mut self) {
+        if self.before.is_empty() {
+            return;
+        }
+        let mut settled: Vec<(SeriesId, f64)> = self
+            .before
+            .keys()
+            .filter_map(|id| Some((*id, self.value(*id)?)))
+            .collect();
+        settled.sort_unstable_by_key(|(id, _)| *id);
+        self.settled = settled;
+        self.before = HashMap::new();
+        self.after = HashMap::new();
     }
 }
 
@@ -901,8 +926,15 @@ impl Session {
     /// Gives the edges of recent phases that wait for a reading after their
     /// instant the readings of this sample.
     fn complete_edges(&mut self, sample: &crate::event::Sample) {
-        // Only the last two phases can still wait: a reading comes every interval.
+        // Only the last two phases can still wait: a reading comes every
+        // interval. Older ones settle with what they have.
         let recent = self.phases.len().saturating_sub(2);
+        if let Some(old) = recent.checked_sub(1) {
+            let phase = &mut self.phases[old];
+            for edge in [&mut phase.opened, &mut phase.closed].into_iter().flatten() {
+                edge.settle();
+            }
+        }
         for phase in &mut self.phases[recent..] {
             for edge in [&mut phase.opened, &mut phase.closed].into_iter().flatten() {
                 if !edge.waiting() || sample.t < edge.at {
@@ -912,6 +944,9 @@ impl Session {
                     if edge.before.contains_key(&id) {
                         edge.after.entry(id).or_insert((sample.t, value));
                     }
+                }
+                if !edge.waiting() {
+                    edge.settle();
                 }
             }
         }
@@ -959,6 +994,25 @@ impl Session {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_settled_edge_keeps_the_values_it_gave_and_lets_the_readings_go() {
+        let mut edge = Edge {
+            at: 5,
+            ..Edge::default()
+        };
+        edge.before.insert(1, (0, 100));
+        edge.before.insert(2, (0, 50));
+        edge.after.insert(1, (10, 200));
+        // Series 2 has no reading after the instant: its last one stands.
+        assert_eq!(edge.value(1), Some(150.0));
+        assert_eq!(edge.value(2), Some(50.0));
+        edge.settle();
+        assert_eq!((edge.before.len(), edge.after.len()), (0, 0));
+        assert_eq!(edge.value(1), Some(150.0));
+        assert_eq!(edge.value(2), Some(50.0));
+        assert_eq!(edge.value(3), None);
+    }
     use crate::header::HostSpecs;
     use crate::plan::LoadedPlan;
 

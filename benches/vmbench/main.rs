@@ -25,6 +25,7 @@ mod recording;
 mod report;
 mod sampler;
 mod skew;
+mod soak;
 mod testbed;
 
 use std::time::Instant;
@@ -101,7 +102,11 @@ fn main() {
     if runs("report") {
         report::bench_report();
     }
-    if !["skew", "cost", "sampling"].iter().any(|g| runs(g)) {
+    // The soak takes an hour: only when named.
+    let soak = only
+        .as_deref()
+        .is_some_and(|o| o.split(',').any(|g| g == "soak"));
+    if !["skew", "cost", "sampling"].iter().any(|g| runs(g)) && !soak {
         return;
     }
     let testbed = testbed::up(many.max(COST_GUESTS));
@@ -119,5 +124,12 @@ fn main() {
     }
     if testbed && runs("sampling") {
         cost::bench_guest_sampling(dir.path(), many);
+    }
+    if testbed && soak {
+        let minutes = std::env::var("VMBENCH_SOAK_MINUTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(60);
+        soak::bench_soak(dir.path(), many, minutes);
     }
 }
