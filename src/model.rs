@@ -1203,4 +1203,75 @@ pub(crate) mod tests {
             SERIES_HISTORY
         );
     }
+
+    /// The shortened soak: a hundred phases over 200 guest counters leave
+    /// each phase but the last two with a settled table per edge, no
+    /// readings, and bounded series, log and rings.
+    #[test]
+    fn a_long_session_keeps_per_phase_state_small() {
+        const S: Nanos = 1_000_000_000;
+        const SERIES: u32 = 200;
+        let mut session = Session::new(test_header());
+        for id in 0..SERIES {
+            session.apply(&Event::SeriesDefined(SeriesDef {
+                id,
+                source: format!("guest:vm/part{id}"),
+                metric: "ticks".into(),
+                unit: "ticks".into(),
+                kind: SeriesKind::Counter,
+            }));
+        }
+        let sample = |session: &mut Session, t: Nanos| {
+            // Each counter grows id per millisecond, steadily.
+            let values = (0..SERIES)
+                .map(|id| (id, t / 1_000_000 * u64::from(id)))
+                .collect();
+            session.apply(&Event::Sample(crate::event::Sample { t, values }));
+        };
+        for phase in 0..100u32 {
+            let start = u64::from(phase) * 10 * S;
+            session.apply(&Event::PhaseStarted {
+                t: start,
+                phase,
+                benchmark: "idle".into(),
+                workload: "idle".into(),
+                concurrency: 1,
+                repetition: 1,
+                duration: 8 * S,
+            });
+            sample(&mut session, start + S / 2);
+            session.apply(&Event::PhaseReleased {
+                t: start + S,
+                phase,
+            });
+            for second in 2..10 {
+                sample(&mut session, start + second * S);
+                if second == 9 {
+                    session.apply(&Event::PhaseEnded {
+                        t: start + 9 * S - S / 2,
+                        phase,
+                        outcome: PhaseOutcome::Completed,
+                    });
+                }
+            }
+        }
+        for phase in &session.phases[..98] {
+            for edge in [&phase.opened, &phase.closed] {
+                let edge = edge.as_ref().expect("edge");
+                assert!(edge.before.is_empty() && edge.after.is_empty());
+                assert_eq!(edge.settled.len(), SERIES as usize);
+            }
+        }
+        // The figures read from settled edges are the readings' own:
+        // series 3 grew 3,000 a second over the phase's window.
+        let first = &session.phases[0];
+        let series = session.series(3).expect("defined");
+        let (grown, seconds) = session.phase_growth(first, series).expect("growth");
+        assert!(
+            (grown / seconds - 3000.0).abs() < 1e-6,
+            "{grown} in {seconds} s"
+        );
+        assert!(session.series(0).expect("defined").points.len() <= SERIES_HISTORY);
+        assert!(session.log.len() <= LOG_LINES);
+    }
 }
