@@ -235,24 +235,29 @@ fn agents_cpu_seconds(recording: &Path) -> Option<f64> {
 /// of one guest's sample; the guests' side is their sshd and what it ran,
 /// and the agents' own CPU from their series.
 pub fn bench_guest_sampling(dir: &Path, guests: usize) {
+    for (hz, interval) in [(10.0, "100ms"), (1.0, "1s")] {
+        guest_sampling_at(dir, guests, hz, interval);
+    }
+}
+
+fn guest_sampling_at(dir: &Path, guests: usize, hz: f64, interval: &str) {
     let exe = env!("CARGO_BIN_EXE_vmbench");
     let seconds = 30.0;
-    let hz = 10.0;
     let mut off = None;
     for mode in ["off", "sftp", "agent"] {
         let blocks = testbed::guests(guests).replace(
             "[[guest]]\n",
             &format!("[[guest]]\nsampling = \"{mode}\"\n"),
         );
-        let plan = dir.join(format!("sampling-{mode}.toml"));
+        let plan = dir.join(format!("sampling-{mode}-{hz}hz.toml"));
         std::fs::write(
             &plan,
-            idle_plan("100ms", &blocks, guests)
+            idle_plan(interval, &blocks, guests)
                 .replace("sleep 60", "sleep 30")
                 .replace("\"60s\"", "\"30s\""),
         )
         .expect("plan");
-        let out = dir.join(format!("sampling-{mode}.vmb"));
+        let out = dir.join(format!("sampling-{mode}-{hz}hz.vmb"));
         let mut record = Command::new(exe);
         record.arg("record").arg(&plan).arg("-o").arg(&out);
         let before = guests_sshd_cpu_seconds(guests);
@@ -279,7 +284,7 @@ pub fn bench_guest_sampling(dir: &Path, guests: usize) {
             format!("; the agents themselves {}", ms(Some(a)))
         });
         println!(
-            "guest-side sampling {mode} at 10 Hz on {guests} SSH guests, a 30 s phase: vmbench {} \
+            "guest-side sampling {mode} at {hz} Hz on {guests} SSH guests, a 30 s phase: vmbench {} \
              from exec to exit{per_tick}; guests' sshd and what they ran {}{agents}",
             ms(cpu),
             ms(guest_side),
