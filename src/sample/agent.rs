@@ -33,7 +33,7 @@ use crate::plan::HostSeenGuests;
 /// the guest is a series of its own.
 const OWN_SOURCE: &str = "/vmbench";
 
-/// When the host last wrote a heartbeat, and whether its side has closed.
+/// When the host last wrote a heartbeat.
 #[derive(Default)]
 struct Heard {
     last_ms: AtomicU64,
@@ -199,6 +199,12 @@ pub struct AgentStream {
     /// What the agent said for the log (a host's discovery of its guests).
     notes: Vec<String>,
     said: std::collections::HashSet<String>,
+    /// A hypervisor host's agent names the guests it sees in full; a
+    /// guest's may name only parts of itself.
+    full_names: bool,
+    /// What earlier agents' own counters reached, added to the current
+    /// one's (see `restart`).
+    carried: std::collections::HashMap<SeriesId, u64>,
     /// This session's id of every series an agent of this guest defined,
     /// so that a restarted agent's series continue the same ones.
     known: std::collections::HashMap<(String, String), SeriesId>,
@@ -258,17 +264,19 @@ const LONGEST_LINE: usize = 4 << 20;
 impl AgentStream {
     /// A guest's agent's stream: its series as `guest:<name>...`.
     pub fn new(guest: &str, ids: SeriesIds) -> Self {
-        Self::under(format!("guest:{guest}"), ids)
+        Self::under(format!("guest:{guest}"), ids, false)
     }
 
     /// A hypervisor host's agent's stream: its own series as
     /// `host:<name>...`, its guests' as `host-seen:<guest>`.
     pub fn for_host(host: &str, ids: SeriesIds) -> Self {
-        Self::under(format!("host:{host}"), ids)
+        Self::under(format!("host:{host}"), ids, true)
     }
 
-    fn under(prefix: String, ids: SeriesIds) -> Self {
+    fn under(prefix: String, ids: SeriesIds, full_names: bool) -> Self {
         AgentStream {
+            full_names,
+            carried: std::collections::HashMap::new(),
             prefix,
             registry: Registry::new(ids),
             ids: Vec::new(),
@@ -286,7 +294,22 @@ impl AgentStream {
     /// first tick counts from zero again, and the series it defines that
     /// the last one did continue under the same ids (the guest's clock,
     /// and what was said, are kept).
+    ///
+    /// The agent's own process is a new one: its counters start from zero,
+    /// so the last agent's totals are carried over and its series go on
+    /// growing (what observing cost the guest, across restarts).
     pub fn restart(&mut self) {
+        let own = format!("{}{OWN_SOURCE}", self.prefix);
+        for ((source, _), host_id) in &self.known {
+            let last = self
+                .ids
+                .iter()
+                .find(|(_, h)| h == host_id)
+                .and_then(|(agent_id, _)| self.values.get(*agent_id as usize).copied().flatten());
+            if let (true, Some(last)) = (*source == own, last) {
+                *self.carried.entry(*host_id).or_insert(0) += last;
+            }
+        }
         self.ids.clear();
         self.values.clear();
         self.pending.clear();
@@ -369,7 +392,8 @@ impl AgentStream {
                 let source = match source {
                     "-" => self.prefix.clone(),
                     relative if relative.starts_with('/') => format!("{}{relative}", self.prefix),
-                    full => full.to_string(),
+                    full if self.full_names => full.to_string(),
+                    other => bail!("a guest's agent named a source outside it: {other:?}"),
                 };
                 if id as usize >= MOST_AGENT_SERIES {
                     bail!("the agent numbered a series {id}, past any guest's count");
@@ -415,7 +439,10 @@ impl AgentStream {
                 let values = self
                     .ids
                     .iter()
-                    .filter_map(|(id, host_id)| Some((*host_id, self.values[*id as usize]?)))
+                    .filter_map(|(id, host_id)| {
+                        let carried = self.carried.get(host_id).copied().unwrap_or(0);
+                        Some((*host_id, self.values[*id as usize]? + carried))
+                    })
                     .collect();
                 Ok(Some((guest_t, values)))
             }
@@ -501,7 +528,7 @@ impl Agent {
         channel
             .exec(&command.line())
             .context("starting vmbench agent")?;
-        // Reads wake at least this often, so that a stop is seen.
+        // Reads wake at least this often, so that the patience is kept.
         session.set_timeout(500);
         let deadline = std::time::Instant::now() + patience;
         let mut first = Vec::new();
@@ -514,11 +541,7 @@ impl Agent {
                 bail!("vmbench agent said nothing for {} s", patience.as_secs());
             }
             match channel.read(&mut buf) {
-                Ok(0) => {
-                    let mut why = String::new();
-                    let _ = channel.stderr().read_to_string(&mut why);
-                    bail!("vmbench agent ended at once: {}", why.trim());
-                }
+                Ok(0) => bail!("vmbench agent ended at once{}", ended_why(&mut channel)),
                 Ok(n) => first.extend_from_slice(&buf[..n]),
                 Err(e) if is_timeout(&e) => {}
                 Err(e) => return Err(e).context("reading vmbench agent"),
@@ -531,6 +554,16 @@ impl Agent {
             first,
             heartbeat: (command.silence / 3).max(Duration::from_secs(1)),
         })
+    }
+}
+
+/// Why a channel ended, from its stderr: " (text)" or nothing.
+pub(super) fn ended_why(channel: &mut ssh2::Channel) -> String {
+    let mut why = String::new();
+    let _ = channel.stderr().read_to_string(&mut why);
+    match why.trim() {
+        "" => String::new(),
+        text => format!(" ({text})"),
     }
 }
 
@@ -720,5 +753,44 @@ mod tests {
         assert_eq!(stream.take_errors(), ["/proc/diskstats: unreadable", ""]);
         // Ticks keep the guest's spacing.
         assert_eq!(samples[1].t - samples[0].t, 1);
+    }
+
+    #[test]
+    fn only_a_hosts_agent_names_sources_outside_itself() {
+        let clock = Clock::start();
+        let line = b"D 0 c host-seen:g3 cpu.cgroup_ns ns\nT 1 0:5\n";
+        let mut guest = AgentStream::new("vm", SeriesIds::default());
+        let refused = guest.take(line, &clock).expect_err("refused");
+        assert!(refused.to_string().contains("outside it"), "{refused}");
+        let mut host = AgentStream::for_host("h2", SeriesIds::default());
+        let (defs, samples) = host.take(line, &clock).expect("taken");
+        assert_eq!(defs[0].source, "host-seen:g3");
+        assert_eq!(samples[0].values, [(defs[0].id, 5)]);
+        let (defs, _) = host
+            .take(
+                b"D 1 c /cpu0 cpu.user ticks\nD 2 g - mem.total bytes\n",
+                &clock,
+            )
+            .expect("taken");
+        let sources: Vec<&str> = defs.iter().map(|d| d.source.as_str()).collect();
+        assert_eq!(sources, ["host:h2/cpu0", "host:h2"]);
+    }
+
+    #[test]
+    fn a_restarted_agent_continues_the_same_series_and_its_own_counters_grow_on() {
+        let clock = Clock::start();
+        let mut stream = AgentStream::new("vm", SeriesIds::default());
+        let first = b"D 0 c - cpu.user ticks\nD 1 c /vmbench cpu.utime ticks\nT 1 0:1000 1:40\n";
+        let (defs, _) = stream.take(first, &clock).expect("taken");
+        let (user, own) = (defs[0].id, defs[1].id);
+        // The new agent numbers its series otherwise; the machine's counter
+        // goes on from the kernel's value, its own process starts from 0.
+        stream.restart();
+        let second = b"D 7 c /vmbench cpu.utime ticks\nD 3 c - cpu.user ticks\nT 2 3:1100 7:2\n";
+        let (defs, samples) = stream.take(second, &clock).expect("taken");
+        assert!(defs.is_empty(), "defined again: {defs:?}");
+        let mut values = samples[0].values.clone();
+        values.sort();
+        assert_eq!(values, [(user, 1100), (own, 42)]);
     }
 }

@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::time::{Duration, Instant};
 
-use super::agent::{Agent, AgentStream, is_timeout};
+use super::agent::{Agent, AgentStream, ended_why, is_timeout};
 use crate::bus::EventSink;
 use crate::event::{Clock, Event, LogLevel};
 
@@ -84,40 +84,52 @@ impl AgentHub {
 struct Member {
     adopted: Adopted,
     last_heartbeat: Instant,
+    /// When it last wrote anything: an agent stopped (SIGSTOP, a hung
+    /// read) on a session still open writes nothing and says nothing.
+    last_heard: Instant,
 }
 
 impl Member {
-    /// Lets go of a broken agent, handing its owner what another needs.
+    fn new(adopted: Adopted) -> Self {
+        Member {
+            adopted,
+            last_heartbeat: Instant::now(),
+            last_heard: Instant::now(),
+        }
+    }
+
+    /// Lets go of a broken agent, handing its owner what another needs;
+    /// its channel is closed first, on this thread, so that the owner's
+    /// next use of the session meets no call of the hub's.
     fn broke(self) {
         let Adopted {
             agent, stop, done, ..
         } = self.adopted;
-        let _ = done.send(Broke {
-            stop,
-            stream: agent.stream,
-        });
+        let Agent {
+            channel, stream, ..
+        } = agent;
+        drop(channel);
+        let _ = done.send(Broke { stop, stream });
     }
 
-    fn warn(&self, sink: &EventSink, clock: &Clock, text: String) {
-        self.say(sink, clock, LogLevel::Warn, text);
-    }
-
-    fn say(&self, sink: &EventSink, clock: &Clock, level: LogLevel, text: String) {
-        sink.send(Event::Log {
+    /// A log line about this agent, in order with its samples.
+    fn say(&self, clock: &Clock, level: LogLevel, text: String, out: &mut Vec<Event>) {
+        out.push(Event::Log {
             t: clock.now(),
             level,
             text: format!("{}: {text}", self.adopted.guest),
         });
     }
 
+    fn stopped(&self, clock: &Clock, why: String, out: &mut Vec<Event>) -> bool {
+        let text = format!("guest-side sampling stopped: {why}");
+        self.say(clock, LogLevel::Warn, text, out);
+        false
+    }
+
     /// Decodes bytes read into events; false (said) when the stream is bad.
-    fn take(
-        &mut self,
-        bytes: &[u8],
-        sink: &EventSink,
-        clock: &Clock,
-        out: &mut Vec<Event>,
-    ) -> bool {
+    fn take(&mut self, bytes: &[u8], clock: &Clock, out: &mut Vec<Event>) -> bool {
+        self.last_heard = Instant::now();
         let stream = &mut self.adopted.agent.stream;
         match stream.take(bytes, clock) {
             Ok((defs, samples)) => {
@@ -125,78 +137,59 @@ impl Member {
                 out.extend(samples.into_iter().map(Event::Sample));
                 let (errors, notes) = (stream.take_errors(), stream.take_notes());
                 for text in errors {
-                    self.warn(sink, clock, text);
+                    self.say(clock, LogLevel::Warn, text, out);
                 }
                 for text in notes {
-                    self.say(sink, clock, LogLevel::Info, text);
+                    self.say(clock, LogLevel::Info, text, out);
                 }
                 true
             }
-            Err(e) => {
-                self.warn(sink, clock, format!("guest-side sampling stopped: {e:#}"));
-                false
-            }
+            Err(e) => self.stopped(clock, format!("{e:#}"), out),
         }
     }
 
-    /// Reads all the agent has written; false (said) once it has ended or
+    /// Reads all the agent has written, including what libssh2 holds
+    /// already (which no poll sees); false (said) once it has ended or
     /// its stream broke.
-    fn read(
-        &mut self,
-        buf: &mut [u8],
-        sink: &EventSink,
-        clock: &Clock,
-        out: &mut Vec<Event>,
-    ) -> bool {
+    fn read(&mut self, buf: &mut [u8], clock: &Clock, out: &mut Vec<Event>) -> bool {
         loop {
             match self.adopted.agent.channel.read(buf) {
                 Ok(0) => {
-                    let mut why = String::new();
-                    let _ = self.adopted.agent.channel.stderr().read_to_string(&mut why);
-                    let why = why.trim();
-                    self.warn(
-                        sink,
-                        clock,
-                        format!(
-                            "guest-side sampling stopped: the agent ended{}",
-                            if why.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" ({why})")
-                            }
-                        ),
-                    );
-                    return false;
+                    let why = ended_why(&mut self.adopted.agent.channel);
+                    return self.stopped(clock, format!("the agent ended{why}"), out);
                 }
                 Ok(n) => {
-                    if !self.take(&buf[..n], sink, clock, out) {
+                    if !self.take(&buf[..n], clock, out) {
                         return false;
                     }
                 }
                 Err(e) if is_timeout(&e) => return true,
-                Err(e) => {
-                    self.warn(sink, clock, format!("guest-side sampling stopped: {e}"));
-                    return false;
-                }
+                Err(e) => return self.stopped(clock, e.to_string(), out),
             }
         }
     }
 
     /// Tells the agent the host still listens (an agent that hears nothing
-    /// ends by itself); false (said) when the channel is broken.
-    fn heartbeat(&mut self, sink: &EventSink, clock: &Clock) -> bool {
-        if self.last_heartbeat.elapsed() < self.adopted.agent.heartbeat {
+    /// ends by itself), and gives up on one that has written nothing for
+    /// its silence limit; false (said) when either fails.
+    fn heartbeat(&mut self, buf: &mut [u8], clock: &Clock, out: &mut Vec<Event>) -> bool {
+        let heartbeat = self.adopted.agent.heartbeat;
+        // The agent ends after three heartbeats unheard: the same silence.
+        let silence = heartbeat * 3;
+        if self.last_heard.elapsed() > silence {
+            let why = format!("the agent said nothing for {} s", silence.as_secs());
+            return self.stopped(clock, why, out);
+        }
+        if self.last_heartbeat.elapsed() < heartbeat {
             return true;
         }
         self.last_heartbeat = Instant::now();
-        let channel = &mut self.adopted.agent.channel;
-        match channel.write_all(b".").and_then(|()| channel.flush()) {
-            // A full window: the next heartbeat will do.
-            Err(e) if !is_timeout(&e) => {
-                self.warn(sink, clock, format!("guest-side sampling stopped: {e}"));
-                false
-            }
-            _ => true,
+        // No flush: libssh2's flush throws away what was read and not yet
+        // taken. A write may read what has arrived meanwhile into libssh2's
+        // own buffers, so it is taken at once.
+        match self.adopted.agent.channel.write_all(b".") {
+            Err(e) if !is_timeout(&e) => self.stopped(clock, e.to_string(), out),
+            _ => self.read(buf, clock, out),
         }
     }
 }
@@ -213,14 +206,9 @@ fn run(adopted: Receiver<Adopted>, wakes: UnixStream, clock: Clock, sink: EventS
                 Ok(mut a) => {
                     a.agent.session.set_blocking(false);
                     let first = std::mem::take(&mut a.agent.first);
-                    let mut member = Member {
-                        adopted: a,
-                        last_heartbeat: Instant::now(),
-                    };
-                    // What libssh2 read past the first tick is in its own
-                    // buffers, where no poll sees it: read it now.
-                    if member.take(&first, &sink, &clock, &mut events)
-                        && member.read(&mut buf, &sink, &clock, &mut events)
+                    let mut member = Member::new(a);
+                    if member.take(&first, &clock, &mut events)
+                        && member.read(&mut buf, &clock, &mut events)
                     {
                         members.push(member);
                     } else {
@@ -235,14 +223,14 @@ fn run(adopted: Receiver<Adopted>, wakes: UnixStream, clock: Clock, sink: EventS
         while matches!((&wakes).read(&mut drained), Ok(n) if n > 0) {}
         // Told to stop: dropped, which its owner sees as such.
         members.retain(|m| matches!(m.adopted.stop.try_recv(), Err(TryRecvError::Empty)));
-        members = keep_working(members, |m| m.heartbeat(&sink, &clock));
-        if !handles_left && members.is_empty() {
-            return;
-        }
+        members = keep_working(members, |m| m.heartbeat(&mut buf, &clock, &mut events));
         for event in events.drain(..) {
             if !sink.send(event) {
                 return;
             }
+        }
+        if !handles_left && members.is_empty() {
+            return;
         }
         let mut fds: Vec<libc::pollfd> = std::iter::once(wakes.as_raw_fd())
             .chain(members.iter().map(|m| m.adopted.agent.session.as_raw_fd()))
@@ -266,7 +254,7 @@ fn run(adopted: Receiver<Adopted>, wakes: UnixStream, clock: Clock, sink: EventS
         let mut index = 0;
         members = keep_working(members, |m| {
             index += 1;
-            fds[index].revents == 0 || m.read(&mut buf, &sink, &clock, &mut events)
+            fds[index].revents == 0 || m.read(&mut buf, &clock, &mut events)
         });
     }
 }

@@ -155,14 +155,15 @@ impl Registry {
 }
 
 /// The latest instant at or before `now` that lies `phase` past a multiple
-/// of `interval`. Every machine samples on such a grid, the host's at
+/// of `interval` (the first one, when none is). Every machine samples on such a grid, the host's at
 /// multiples of the interval of its CLOCK_MONOTONIC and each guest's
 /// shifted by its clock offset, so that a tick's readings from all of
 /// them arrive together and are taken in one wake-up.
 pub fn grid_before(now: Nanos, interval: Nanos, phase: Nanos) -> Nanos {
     let interval = interval.max(1);
     let past = (now % interval + interval - phase % interval) % interval;
-    now - past
+    // Just after boot the grid's instant may be before 0: the next one.
+    now.checked_sub(past).unwrap_or(now + interval - past)
 }
 
 /// Tick k of a schedule that started at `start`: never drifts, and a tick
@@ -192,5 +193,7 @@ mod tests {
         assert_eq!(grid_before(1_240, 100, 40), 1_240);
         // A phase past the interval wraps.
         assert_eq!(grid_before(1_234, 100, 130), 1_230);
+        // Before the first instant of the grid (a machine just booted).
+        assert_eq!(grid_before(20, 100, 50), 50);
     }
 }

@@ -39,7 +39,7 @@ fn unzigzag(v: u64) -> i64 {
 /// one's last value sits at its index: no hashing per value per tick,
 /// which in a map was the recorder's largest cost in a profile of a 10 Hz
 /// session. A record naming an id past this is refused as not ours.
-const MOST_SERIES: usize = 1 << 24;
+const MOST_SERIES: usize = 1 << 20;
 
 /// The state both ends keep: each series' last value since the last keyframe.
 #[derive(Default)]
@@ -60,9 +60,7 @@ impl DeltaState {
         }
         Some(&mut self.last[index])
     }
-}
 
-impl DeltaState {
     pub fn reset(&mut self) {
         self.last.fill(0);
     }

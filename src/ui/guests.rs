@@ -19,7 +19,7 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
             0 => format!(" guests ({}) ", session.guests.len()),
             hosts => format!(
                 " guests ({}) on {} hosts ",
-                session.guests.len() - hosts,
+                session.guests.len().saturating_sub(hosts),
                 hosts + 1
             ),
         }
