@@ -28,6 +28,11 @@ pub struct InventorySpec {
     /// The group whose members are hypervisor hosts, not guests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hypervisors: Option<String>,
+    /// The groups that are technologies, their members the guests; the
+    /// inventory's other groups (a data centre, a role) only lend their
+    /// variables. Without it every group is a technology.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub technologies: Option<Vec<String>>,
     /// For members whose inventory says none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -82,17 +87,35 @@ impl Inventory {
                     .any(|c| self.contains(c, member, depth + 1)))
     }
 
-    /// A member's variables: `all`'s, then each group's it is in, then its own.
+    /// How many groups enclose `group` at most (`all` 0, its children 1...).
+    fn depth(&self, group: &str, seen: usize) -> usize {
+        self.groups
+            .iter()
+            .filter(|(_, g)| g.children.iter().any(|c| c == group))
+            .map(|(parent, _)| {
+                if seen > 16 {
+                    0
+                } else {
+                    1 + self.depth(parent, seen + 1)
+                }
+            })
+            .max()
+            .unwrap_or(usize::from(group != "all"))
+    }
+
+    /// A member's variables as Ansible takes them: `all`'s, then each
+    /// group's it is in, parents before children, then its own.
     fn vars_of(&self, member: &str, own: &Vars) -> Vars {
-        let mut vars = self
+        let mut enclosing: Vec<(usize, &String, &Group)> = self
             .groups
-            .get("all")
-            .map(|g| g.vars.clone())
-            .unwrap_or_default();
-        for (name, group) in &self.groups {
-            if name != "all" && self.contains(name, member, 0) {
-                vars.extend(group.vars.clone());
-            }
+            .iter()
+            .filter(|(name, _)| *name == "all" || self.contains(name, member, 0))
+            .map(|(name, group)| (self.depth(name, 0), name, group))
+            .collect();
+        enclosing.sort_by_key(|(depth, name, _)| (*depth, *name));
+        let mut vars = Vars::new();
+        for (_, _, group) in enclosing {
+            vars.extend(group.vars.clone());
         }
         vars.extend(own.clone());
         vars
@@ -136,7 +159,13 @@ fn parse_ini(text: &str) -> Result<Inventory, String> {
     let mut section = Section::Hosts("ungrouped".into());
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
-        let trimmed = raw.trim();
+        // A comment runs from `#` or `;` at the start or after a space.
+        let uncommented = [" #", " ;", "\t#", "\t;"]
+            .iter()
+            .filter_map(|mark| raw.find(mark))
+            .min()
+            .map_or(raw, |at| &raw[..at]);
+        let trimmed = uncommented.trim();
         if trimmed.is_empty() || trimmed.starts_with(['#', ';']) {
             continue;
         }
@@ -244,17 +273,25 @@ fn parse_yaml(text: &str) -> Result<Inventory, String> {
     Ok(inventory)
 }
 
-/// A TOML value from an inventory's text: booleans and whole numbers as
-/// such (an INI inventory has only text), the rest as strings.
-fn toml_value(text: &str) -> toml::Value {
-    match text {
-        "true" | "True" | "yes" => toml::Value::Boolean(true),
-        "false" | "False" | "no" => toml::Value::Boolean(false),
-        _ => text.parse::<i64>().map_or_else(
-            |_| toml::Value::String(text.to_string()),
-            toml::Value::Integer,
-        ),
+/// A guest key's value from an inventory's text (an INI inventory has only
+/// text): the plan's whole-number and yes-or-no keys as such, the rest as
+/// strings (a `process` pattern of digits stays a pattern).
+fn toml_value(key: &str, text: &str) -> toml::Value {
+    const NUMBERS: [&str; 4] = ["port", "pid", "keepalive_count", "reconnect_attempts"];
+    const SWITCHES: [&str; 2] = ["discover", "reconnect"];
+    if NUMBERS.contains(&key)
+        && let Ok(number) = text.parse::<i64>()
+    {
+        return toml::Value::Integer(number);
     }
+    if SWITCHES.contains(&key) {
+        match text {
+            "true" | "True" | "yes" => return toml::Value::Boolean(true),
+            "false" | "False" | "no" => return toml::Value::Boolean(false),
+            _ => {}
+        }
+    }
+    toml::Value::String(text.to_string())
 }
 
 /// The inventory's members as `[[guest]]` and `[[host]]` TOML entries.
@@ -279,7 +316,7 @@ pub(super) fn expand(spec: &InventorySpec, origin: &str) -> Result<String, Strin
         let address = vars.get("ansible_host").unwrap_or(member);
         entry.insert("address".into(), address.clone().into());
         if let Some(port) = vars.get("ansible_port") {
-            entry.insert("port".into(), toml_value(port));
+            entry.insert("port".into(), toml_value("port", port));
         }
         let defaults = [
             ("user", "ansible_user", &spec.user),
@@ -298,23 +335,30 @@ pub(super) fn expand(spec: &InventorySpec, origin: &str) -> Result<String, Strin
         }
         for (key, value) in &vars {
             if let Some(key) = key.strip_prefix("vmbench_") {
-                entry.insert(key.into(), toml_value(value));
+                entry.insert(key.into(), toml_value(key, value));
             }
         }
-        // Its technology: the group that lists it (not `all`, `ungrouped`
-        // or the hypervisors).
+        // Its technology: the group that holds it (of those the plan
+        // names, or any but `all`, `ungrouped` and the hypervisors).
+        // Named, a group holds its children's members too; otherwise only
+        // the groups that list a member are its own.
         let technologies: Vec<&String> = inventory
             .groups
             .iter()
-            .filter(|(name, group)| {
-                !["all", "ungrouped"].contains(&name.as_str())
-                    && Some(name.as_str()) != hypervisors
-                    && group.hosts.contains(member)
+            .filter(|(name, group)| match &spec.technologies {
+                Some(named) => named.contains(name) && inventory.contains(name, member, 0),
+                None => {
+                    !["all", "ungrouped"].contains(&name.as_str())
+                        && Some(name.as_str()) != hypervisors
+                        && group.hosts.contains(member)
+                }
             })
             .map(|(name, _)| name)
             .collect();
         let technology = match technologies.as_slice() {
             [one] => one.to_string(),
+            // Not a guest of the comparison.
+            [] if spec.technologies.is_some() => continue,
             [] => {
                 return Err(format!(
                     "{member} is in no group of the inventory {}, and its group is its technology",
@@ -484,5 +528,42 @@ all:
             .expect_err("refused")
             .to_string();
         assert!(error.contains("cannot read the inventory"), "{error}");
+    }
+
+    #[test]
+    fn named_technologies_leave_other_groups_and_their_members_out() {
+        // Real inventories put a host in several groups: a role, a site.
+        let inventory = "[kvm]\nvm1 ansible_host=198.18.0.11  # the first\nvm2\n\n[web]\nvm1\nspare\n\n\
+                         [dc1:children]\nkvm\n\n[dc1:vars]\nansible_user=dc1\n\n[kvm:vars]\n\
+                         ansible_user=kvm\n\n[hypervisors]\n";
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("site.ini"), inventory).expect("inventory");
+        let plan = dir.path().join("plan.toml");
+        let text = PLAN
+            .replace("FILE", "site.ini")
+            .replace("[inventory]\n", "[inventory]\ntechnologies = [\"kvm\"]\n");
+        std::fs::write(&plan, text).expect("plan");
+        let plan = LoadedPlan::from_file(&plan).expect("plan").plan;
+        let guests: Vec<(&str, &str, Option<&str>, Option<&str>)> = plan
+            .guests
+            .iter()
+            .map(|g| {
+                (
+                    g.name(),
+                    g.technology.as_str(),
+                    g.address.as_deref(),
+                    g.user.as_deref(),
+                )
+            })
+            .collect();
+        // `spare` is in no technology; the child group's variables win over
+        // its parent's; the comment is not part of the address.
+        assert_eq!(
+            guests,
+            [
+                ("vm1", "kvm", Some("198.18.0.11"), Some("kvm")),
+                ("vm2", "kvm", Some("vm2"), Some("kvm")),
+            ]
+        );
     }
 }

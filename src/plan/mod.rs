@@ -640,7 +640,9 @@ impl LoadedPlan {
         // The inventory's members are written into the text, which is then
         // read as a whole (and, marked, never expanded again).
         if let Some(spec) = &plan.inventory
-            && !source.contains(inventory::EXPANDED_MARK)
+            && !source
+                .lines()
+                .any(|line| line.starts_with(inventory::EXPANDED_MARK))
         {
             let entries = inventory::expand(spec, origin).map_err(|message| {
                 InputError::at(source, origin, None, "inventory.file".into(), message)
