@@ -1133,12 +1133,14 @@ fn guest_counters_come_from_the_agent_or_over_sftp_and_a_killed_agent_is_started
     use vmbench::event::{Event, LogLevel};
     let _turn = testbed();
     let dir = tempfile::tempdir().expect("tempdir");
+    // g1's silence limit is 3 s (1 s × 3): its agent's too.
     let guests = format!(
         "{}{}sampling = \"sftp\"\n\n",
-        guest(1, &format!("{STATE}/known_hosts")),
+        guest(1, &format!("{STATE}/known_hosts"))
+            .replace("name = \"g1\"\n", "name = \"g1\"\nkeepalive = \"1s\"\n"),
         guest(2, &format!("{STATE}/known_hosts"))
     );
-    let benchmarks = "[[benchmark]]\nname = \"idle\"\nworkload = { type = \"custom\", command = [\"sleep\", \"12\"], result_regex = \"never\", metric = \"none\", unit = \"-\" }\nduration = \"12s\"\nconcurrency = [1]\nguests = [\"host\"]\n";
+    let benchmarks = "[[benchmark]]\nname = \"idle\"\nworkload = { type = \"custom\", command = [\"sleep\", \"20\"], result_regex = \"never\", metric = \"none\", unit = \"-\" }\nduration = \"20s\"\nconcurrency = [1]\nguests = [\"host\"]\n";
     let plan = write_plan(dir.path(), &plan_text(&guests, benchmarks));
     let recording = dir.path().join("agent.vmb");
     let mut child = Command::new(exe())
@@ -1247,6 +1249,46 @@ fn guest_counters_come_from_the_agent_or_over_sftp_and_a_killed_agent_is_started
         Duration::from_secs(60),
         |_| ticks_of_g1() >= ticks_at_restart + 2,
     );
+    // A stopped agent writes nothing on a session still open: given up
+    // after the silence limit, ended, and a third one started.
+    let second: i32 = again[0]
+        .split(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+    // SAFETY: a plain signal to the process just found.
+    assert_eq!(unsafe { libc::kill(second, libc::SIGSTOP) }, 0);
+    let stopped = Instant::now();
+    let given_up = |events: &[Event]| {
+        events.iter().any(|e| {
+            matches!(e, Event::Log { level: LogLevel::Warn, text, .. }
+                if text == "g1: guest-side sampling stopped: the agent said nothing for 3 s")
+        })
+    };
+    wait_for(
+        &recording,
+        "the stopped agent is given up",
+        Duration::from_secs(30),
+        given_up,
+    );
+    eprintln!(
+        "g1's stopped agent was given up {:?} after SIGSTOP",
+        stopped.elapsed()
+    );
+    let third = |events: &[Event]| {
+        events.iter().any(|e| {
+            matches!(e, Event::Log { level: LogLevel::Info, text, .. }
+                if text == "g1: its agent was started again (2 of 3)")
+        })
+    };
+    wait_for(&recording, "a third agent", Duration::from_secs(30), third);
+    let now = processes_naming(&format!("{}/vmbench agent", folder.display()));
+    assert_eq!(
+        now.len(),
+        1,
+        "one agent on g1, the stopped one ended: {now:?}"
+    );
+    assert_ne!(now[0], again[0]);
     // The session goes on to its end.
     let status = child.wait().expect("record ends");
     assert!(status.success(), "the session failed: {status}");
@@ -1269,6 +1311,47 @@ fn guest_counters_come_from_the_agent_or_over_sftp_and_a_killed_agent_is_started
             .iter()
             .any(|e| matches!(e, Event::Log { text, .. } if text.contains("read over SFTP"))),
         "g1's agent fell back to SFTP"
+    );
+    // Nothing the agents sent was lost: g1's /proc/stat is this host's, so
+    // its cpu.user at its last tick is this host's at the same grid
+    // instant, give or take what one interval adds (a lost tick would
+    // leave it short by that tick's growth for good).
+    let series_id = |source: &str, metric: &str| {
+        reader
+            .series
+            .iter()
+            .find(|s| s.source == source && s.metric == metric)
+            .map(|s| s.id)
+            .expect("series")
+    };
+    let (guest_user, host_user) = (
+        series_id("guest:g1", "cpu.user"),
+        series_id("host", "cpu.user"),
+    );
+    let samples = reader.samples(0, u64::MAX).expect("samples");
+    let value_of = |s: &vmbench::event::Sample, id: u32| {
+        s.values.iter().find(|(i, _)| *i == id).map(|(_, v)| *v)
+    };
+    let (guest_t, guest_value) = samples
+        .iter()
+        .filter_map(|s| Some((s.t, value_of(s, guest_user)?)))
+        .next_back()
+        .expect("g1 ticks");
+    let host: Vec<(u64, u64)> = samples
+        .iter()
+        .filter_map(|s| Some((s.t, value_of(s, host_user)?)))
+        .collect();
+    let nearest = host
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, (t, _))| t.abs_diff(guest_t))
+        .map(|(i, _)| i)
+        .expect("host ticks");
+    let lo = host[nearest.saturating_sub(1)].1;
+    let hi = host[(nearest + 1).min(host.len() - 1)].1;
+    assert!(
+        (lo..=hi).contains(&guest_value),
+        "g1's cpu.user {guest_value} at its last tick, this host's {lo}..{hi} around it"
     );
     // The second agent's series are the first one's: each defined once.
     for metric in ["cpu.user", "ctxt"] {

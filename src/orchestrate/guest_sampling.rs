@@ -149,6 +149,12 @@ pub(super) fn sample_guest(
             return;
         }
         pause *= 2;
+        // The old agent may live on, stopped or hung, where its closed
+        // channel cannot reach it.
+        connection.session.set_blocking(true);
+        if let Some(pid) = stream.pid() {
+            let _ = ssh::run(&connection.session, &format!("kill -9 {pid} 2>/dev/null"));
+        }
         stream.restart();
         match start_agent(&connection.session, guest, ctx, info, stream) {
             Ok(again) => {

@@ -85,6 +85,8 @@ pub fn run_agent(
     out: &mut impl Write,
 ) -> io::Result<()> {
     let (heard, closed) = listen_for_heartbeats(heartbeats)?;
+    // Its pid, for a host that gives up on it (stopped, hung) to end it.
+    writeln!(out, "P {}", std::process::id())?;
     let mut registry = Registry::new(SeriesIds::default());
     let machine = if host_seen.is_some() {
         Machine::Host
@@ -199,6 +201,8 @@ pub struct AgentStream {
     /// What the agent said for the log (a host's discovery of its guests).
     notes: Vec<String>,
     said: std::collections::HashSet<String>,
+    /// The agent's process on its machine, as it said.
+    pid: Option<u32>,
     /// A hypervisor host's agent names the guests it sees in full; a
     /// guest's may name only parts of itself.
     full_names: bool,
@@ -275,6 +279,7 @@ impl AgentStream {
 
     fn under(prefix: String, ids: SeriesIds, full_names: bool) -> Self {
         AgentStream {
+            pid: None,
             full_names,
             carried: std::collections::HashMap::new(),
             prefix,
@@ -313,6 +318,13 @@ impl AgentStream {
         self.ids.clear();
         self.values.clear();
         self.pending.clear();
+        self.pid = None;
+    }
+
+    /// The agent's process, which a host that gave up on it ends (a
+    /// stopped agent never sees its channel close).
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
     }
 
     /// What the agent said for the log since the last call.
@@ -456,6 +468,10 @@ impl AgentStream {
             Some("I") => {
                 self.notes
                     .push(line.get(2..).unwrap_or_default().to_string());
+                Ok(None)
+            }
+            Some("P") => {
+                self.pid = words.next().and_then(|w| w.parse().ok());
                 Ok(None)
             }
             _ => bail!("the agent wrote {line:?}"),
