@@ -18,8 +18,15 @@ pub(super) enum Sampling {
     Sftp(GuestSampler),
 }
 
-/// How long a new agent may take to say its first tick.
-const AGENT_PATIENCE: Duration = Duration::from_secs(10);
+/// How long a new agent may take to say its first tick (one that cannot
+/// run says so at once; 2 of 64 starting beside a 64-guest bring-up on 2
+/// cores took over 10 s)...
+const AGENT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// ...and how many start at once: each starts a 10 MB binary, and 64 at
+/// once on a 2-core testbed left some silent past that patience (the
+/// wait for a turn counts against none).
+static AGENT_STARTS: ssh::Slots = ssh::Slots::new(4);
 
 /// Guest-side counters come over a second session, so that sampling never
 /// waits behind a benchmark's output or a barrier: from vmbench's agent on
@@ -92,6 +99,7 @@ fn start_agent(
         silence: guest.liveness().silence_limit(),
         host_seen: ctx.host_seen.get(guest.name()).cloned(),
     };
+    let _turn = AGENT_STARTS.take();
     Agent::start(session, &command, stream, AGENT_PATIENCE).map_err(|e| format!("{e:#}"))
 }
 

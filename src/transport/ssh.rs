@@ -128,7 +128,7 @@ static HANDSHAKES: Slots = Slots::new(MAX_HANDSHAKES);
 pub static UPLOADS: Slots = Slots::new(4);
 
 impl Slots {
-    const fn new(max: usize) -> Self {
+    pub const fn new(max: usize) -> Self {
         Slots {
             in_flight: Mutex::new(0),
             freed: Condvar::new(),
