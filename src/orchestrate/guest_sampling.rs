@@ -139,6 +139,7 @@ pub(super) fn sample_guest(
         let Ok(Broke {
             stop: back,
             mut stream,
+            silent,
         }) = agents.adopt(name.clone(), agent, stop).recv()
         else {
             return;
@@ -157,11 +158,20 @@ pub(super) fn sample_guest(
             return;
         }
         pause *= 2;
-        // The old agent may live on, stopped or hung, where its closed
-        // channel cannot reach it.
+        // An agent given up for its silence may live on, stopped or hung,
+        // where its closed channel cannot reach it: ended, if that pid is
+        // still an agent (one that ended may have passed its pid on).
         connection.session.set_blocking(true);
-        if let Some(pid) = stream.pid() {
-            let _ = ssh::run(&connection.session, &format!("kill -9 {pid} 2>/dev/null"));
+        if let (true, Some(pid)) = (silent, stream.pid()) {
+            let end = format!(
+                "grep -qa -- --interval-ns /proc/{pid}/cmdline 2>/dev/null && kill -9 {pid}"
+            );
+            if let Err(e) = ssh::run(&connection.session, &end) {
+                ctx.log(
+                    LogLevel::Warn,
+                    format!("{name}: its silent agent (pid {pid}) could not be ended: {e:#}"),
+                );
+            }
         }
         stream.restart();
         match start_agent(&connection.session, guest, ctx, info, stream) {

@@ -299,13 +299,16 @@ pub(super) fn expand(spec: &InventorySpec, origin: &str) -> Result<String, Strin
     let folder = Path::new(origin).parent().unwrap_or(Path::new(""));
     let inventory = read(&folder.join(&spec.file))?;
     let hypervisors = spec.hypervisors.as_deref();
-    if let Some(group) = hypervisors
-        && !inventory.groups.contains_key(group)
-    {
-        return Err(format!(
-            "the inventory {} has no group {group:?}",
-            spec.file
-        ));
+    let named = hypervisors
+        .into_iter()
+        .chain(spec.technologies.iter().flatten().map(String::as_str));
+    for group in named {
+        if !inventory.groups.contains_key(group) {
+            return Err(format!(
+                "the inventory {} has no group {group:?}",
+                spec.file
+            ));
+        }
     }
     let mut guests = Vec::new();
     let mut hosts = Vec::new();
@@ -367,7 +370,8 @@ pub(super) fn expand(spec: &InventorySpec, origin: &str) -> Result<String, Strin
             }
             many => {
                 return Err(format!(
-                    "{member} is in groups {} of the inventory {}: which is its technology?",
+                    "{member} is in groups {} of the inventory {}: which is its technology? \
+                     (`technologies` in [inventory] names the groups that are)",
                     many.iter()
                         .map(|g| g.as_str())
                         .collect::<Vec<_>>()
@@ -515,6 +519,18 @@ all:
         let (_dir, loaded) = plan_over("twice.ini", twice);
         let error = loaded.expect_err("refused");
         assert!(error.contains("vm1 is in groups kvm, xen"), "{error}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("site.ini"), "[kvm]\nvm1\n[hypervisors]\n")
+            .expect("inventory");
+        let plan = dir.path().join("plan.toml");
+        let misspelt = PLAN
+            .replace("FILE", "site.ini")
+            .replace("[inventory]\n", "[inventory]\ntechnologies = [\"kmv\"]\n");
+        std::fs::write(&plan, misspelt).expect("plan");
+        let error = LoadedPlan::from_file(&plan)
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("has no group \"kmv\""), "{error}");
         let (_dir, loaded) = plan_over("range.ini", "[kvm]\nvm[01:04]\n[hypervisors]\n");
         let error = loaded.expect_err("refused");
         assert!(error.contains("host ranges"), "{error}");

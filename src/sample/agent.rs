@@ -404,7 +404,7 @@ impl AgentStream {
                 let source = match source {
                     "-" => self.prefix.clone(),
                     relative if relative.starts_with('/') => format!("{}{relative}", self.prefix),
-                    full if self.full_names => full.to_string(),
+                    seen if self.full_names && seen.starts_with("host-seen:") => seen.to_string(),
                     other => bail!("a guest's agent named a source outside it: {other:?}"),
                 };
                 if id as usize >= MOST_AGENT_SERIES {
@@ -524,6 +524,10 @@ pub struct Agent {
     pub(super) first: Vec<u8>,
     /// How often the host says it is still listening.
     pub(super) heartbeat: Duration,
+    /// How long it may write nothing before it counts as stopped: three
+    /// heartbeats unheard (when it ends by itself), and never less than
+    /// two ticks of its own.
+    pub(super) silence: Duration,
 }
 
 impl Agent {
@@ -544,7 +548,9 @@ impl Agent {
         channel
             .exec(&command.line())
             .context("starting vmbench agent")?;
-        // Reads wake at least this often, so that the patience is kept.
+        // Reads wake at least this often, so that the patience is kept;
+        // the session's own timeout is given back after.
+        let timeout = session.timeout();
         session.set_timeout(500);
         let deadline = std::time::Instant::now() + patience;
         let mut first = Vec::new();
@@ -563,12 +569,15 @@ impl Agent {
                 Err(e) => return Err(e).context("reading vmbench agent"),
             }
         }
+        session.set_timeout(timeout);
+        let heartbeat = (command.silence / 3).max(Duration::from_secs(1));
         Ok(Agent {
             session: session.clone(),
             channel,
             stream,
             first,
-            heartbeat: (command.silence / 3).max(Duration::from_secs(1)),
+            heartbeat,
+            silence: (heartbeat * 3).max(command.interval * 2 + heartbeat),
         })
     }
 }
@@ -779,6 +788,9 @@ mod tests {
         let refused = guest.take(line, &clock).expect_err("refused");
         assert!(refused.to_string().contains("outside it"), "{refused}");
         let mut host = AgentStream::for_host("h2", SeriesIds::default());
+        // Its guests as it sees them, not another machine's counters.
+        let mut other = AgentStream::for_host("h2", SeriesIds::default());
+        assert!(other.take(b"D 0 c host cpu.user ticks\n", &clock).is_err());
         let (defs, samples) = host.take(line, &clock).expect("taken");
         assert_eq!(defs[0].source, "host-seen:g3");
         assert_eq!(samples[0].values, [(defs[0].id, 5)]);

@@ -42,6 +42,8 @@ struct Adopted {
 pub struct Broke {
     pub stop: Receiver<()>,
     pub stream: AgentStream,
+    /// Given up for saying nothing: its process may live on, stopped.
+    pub silent: bool,
 }
 
 impl AgentHub {
@@ -87,6 +89,8 @@ struct Member {
     /// When it last wrote anything: an agent stopped (SIGSTOP, a hung
     /// read) on a session still open writes nothing and says nothing.
     last_heard: Instant,
+    /// Given up for its silence: it may live on, stopped.
+    silent: bool,
 }
 
 impl Member {
@@ -95,6 +99,7 @@ impl Member {
             adopted,
             last_heartbeat: Instant::now(),
             last_heard: Instant::now(),
+            silent: false,
         }
     }
 
@@ -109,7 +114,12 @@ impl Member {
             channel, stream, ..
         } = agent;
         drop(channel);
-        let _ = done.send(Broke { stop, stream });
+        let silent = self.silent;
+        let _ = done.send(Broke {
+            stop,
+            stream,
+            silent,
+        });
     }
 
     /// A log line about this agent, in order with its samples.
@@ -173,12 +183,17 @@ impl Member {
     /// ends by itself), and gives up on one that has written nothing for
     /// its silence limit; false (said) when either fails.
     fn heartbeat(&mut self, buf: &mut [u8], clock: &Clock, out: &mut Vec<Event>) -> bool {
-        let heartbeat = self.adopted.agent.heartbeat;
-        // The agent ends after three heartbeats unheard: the same silence.
-        let silence = heartbeat * 3;
+        let (heartbeat, silence) = (self.adopted.agent.heartbeat, self.adopted.agent.silence);
+        // What waits is read first: this thread may have been the slow one.
         if self.last_heard.elapsed() > silence {
-            let why = format!("the agent said nothing for {} s", silence.as_secs());
-            return self.stopped(clock, why, out);
+            if !self.read(buf, clock, out) {
+                return false;
+            }
+            if self.last_heard.elapsed() > silence {
+                self.silent = true;
+                let why = format!("the agent said nothing for {} s", silence.as_secs());
+                return self.stopped(clock, why, out);
+            }
         }
         if self.last_heartbeat.elapsed() < heartbeat {
             return true;

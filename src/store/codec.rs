@@ -38,31 +38,34 @@ fn unzigzag(v: u64) -> i64 {
 /// Series ids are dense (the session hands them out from 0), so each
 /// one's last value sits at its index: no hashing per value per tick,
 /// which in a map was the recorder's largest cost in a profile of a 10 Hz
-/// session. A record naming an id past this is refused as not ours.
-const MOST_SERIES: usize = 1 << 20;
+/// session. Ids past this (no session so far, or a damaged record) are
+/// kept in a map instead, so that one bad number cannot claim a table of
+/// gigabytes.
+const TABLE_SERIES: usize = 1 << 20;
 
 /// The state both ends keep: each series' last value since the last keyframe.
 #[derive(Default)]
 pub struct DeltaState {
     last: Vec<u64>,
+    beyond: std::collections::HashMap<SeriesId, u64>,
 }
 
 impl DeltaState {
-    /// Where `id`'s last value is kept (0 until it has one); None past
-    /// what a session can define.
-    fn slot(&mut self, id: SeriesId) -> Option<&mut u64> {
+    /// Where `id`'s last value is kept (0 until it has one).
+    fn slot(&mut self, id: SeriesId) -> &mut u64 {
         let index = id as usize;
-        if index >= MOST_SERIES {
-            return None;
+        if index >= TABLE_SERIES {
+            return self.beyond.entry(id).or_insert(0);
         }
         if index >= self.last.len() {
             self.last.resize(index + 1, 0);
         }
-        Some(&mut self.last[index])
+        &mut self.last[index]
     }
 
     pub fn reset(&mut self) {
         self.last.fill(0);
+        self.beyond.clear();
     }
 
     pub fn encode(&mut self, values: &[(SeriesId, u64)], out: &mut Vec<u8>) {
@@ -73,10 +76,7 @@ impl DeltaState {
             // Ids need not be sorted; a backwards gap wraps, which decodes back.
             put_varint(out, zigzag(i64::from(id) - previous_id as i64));
             previous_id = u64::from(id);
-            let base = match self.slot(id) {
-                Some(last) => std::mem::replace(last, value),
-                None => 0,
-            };
+            let base = std::mem::replace(self.slot(id), value);
             put_varint(out, zigzag(value.wrapping_sub(base) as i64));
         }
     }
@@ -90,7 +90,7 @@ impl DeltaState {
             id += unzigzag(get_varint(&mut input)?);
             let id = SeriesId::try_from(id).ok()?;
             let delta = unzigzag(get_varint(&mut input)?);
-            let last = self.slot(id)?;
+            let last = self.slot(id);
             let value = last.wrapping_add(delta as u64);
             *last = value;
             values.push((id, value));
@@ -135,8 +135,12 @@ mod tests {
         assert_eq!(state.decode(&[]), None);
         assert_eq!(state.decode(&[0xff; 12]), None);
         assert_eq!(state.decode(&[2, 0, 0]), None);
-        // One value of series 2^30 (zigzag 2^31, as a varint): no session
-        // defines that many, so it is not a table to grow for.
-        assert_eq!(state.decode(&[1, 0x80, 0x80, 0x80, 0x80, 0x08, 2]), None);
+        // One value of series 2^30 (zigzag 2^31, as a varint): read, but
+        // not by growing a table to that many.
+        assert_eq!(
+            state.decode(&[1, 0x80, 0x80, 0x80, 0x80, 0x08, 2]),
+            Some(vec![(1 << 30, 1)])
+        );
+        assert!(state.last.len() < TABLE_SERIES);
     }
 }
