@@ -306,20 +306,20 @@ fn reach(
     })
 }
 
-/// Checks every guest at once (each waits only for its own network).
+/// Checks every guest and hypervisor host at once (each waits only for
+/// its own network); a host is reached as a guest is, and runs no tool.
 pub fn check_plan(plan: &LoadedPlan, unknown: ssh::UnknownKey) -> Vec<GuestCheck> {
-    let ssh_guests = plan
-        .plan
-        .guests
+    let hosts: Vec<crate::plan::Guest> =
+        plan.plan.hosts.iter().map(|h| h.as_connection()).collect();
+    let machines: Vec<&crate::plan::Guest> = plan.plan.guests.iter().chain(&hosts).collect();
+    let ssh_machines = machines
         .iter()
         .filter(|g| g.transport == Transport::Ssh)
         .count();
-    let quiet = Barrier::new(ssh_guests);
+    let quiet = Barrier::new(ssh_machines);
     std::thread::scope(|scope| {
         let quiet = &quiet;
-        let handles: Vec<_> = plan
-            .plan
-            .guests
+        let handles: Vec<_> = machines
             .iter()
             .map(|g| scope.spawn(move || check_guest(g, plan, unknown, quiet)))
             .collect();

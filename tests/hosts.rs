@@ -54,6 +54,19 @@ fn each_host_samples_itself_and_sees_its_own_guests() {
                       [[benchmark]]\nname = \"cpu-h2\"\nworkload = { type = \"cpu\" }\n\
                       duration = \"3s\"\nconcurrency = [1]\nguests = [\"g3\"]\n";
     let plan = write_plan(dir.path(), &plan_text(&guests, benchmarks));
+    // `check` reaches the host too (its key, vmbench there, its clock).
+    let checked = Command::new(exe())
+        .args(["check", plan.to_str().expect("utf-8")])
+        .output()
+        .expect("check runs");
+    let table = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("h2 ") && l.contains("hypervisor-host") && l.contains(" ok ")),
+        "{table}"
+    );
     let recording = dir.path().join("hosts.vmb");
     let status = Command::new(exe())
         .args(["record", plan.to_str().expect("utf-8"), "-o"])
