@@ -78,6 +78,13 @@ impl Host {
 /// there finds its identity, not what to compare it as before the session).
 pub(super) fn validate_hosts(plan: &Plan) -> Result<(), Invalid> {
     for (i, host) in plan.hosts.iter().enumerate() {
+        if host.user.is_none() {
+            return Err((
+                host.name.span(),
+                format!("host[{i}].user"),
+                format!("host {:?} needs a user, as an SSH guest does", host.name()),
+            ));
+        }
         let taken = plan.hosts[..i].iter().any(|h| h.name() == host.name())
             || plan.guests.iter().any(|g| g.name() == host.name());
         if taken {

@@ -244,6 +244,20 @@ pub fn guest_info(offset_ns: i64) -> crate::event::GuestInfo {
     }
 }
 
+/// The screen's text at `width`×`height`, a line per row.
+pub fn screen_text(session: &Session, view: &View, width: u16, height: u16) -> String {
+    let terminal = draw(session, view, width, height);
+    let buffer = terminal.backend().buffer();
+    (0..height)
+        .map(|y| {
+            (0..width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+                + "\n"
+        })
+        .collect()
+}
+
 /// Before the first phase: one guest ready, one connecting, one refused.
 pub fn guests_connecting() -> Session {
     let mut session = Session::new(test_header());

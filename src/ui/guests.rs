@@ -143,6 +143,47 @@ mod tests {
     use crate::ui::fixtures::{draw, guests_connecting, live_view};
 
     #[test]
+    fn guests_are_grouped_under_the_machine_they_run_on() {
+        use crate::event::{Event, GuestState};
+        let source = "name = \"two\"\n[[host]]\nname = \"h2\"\naddress = \"10.0.0.2\"\nuser = \"root\"\n\
+                      [[guest]]\nname = \"kvm-1\"\ntransport = \"ssh\"\ntechnology = \"kvm\"\naddress = \"10.0.0.11\"\nuser = \"root\"\n\
+                      [[guest]]\nname = \"kvm-2\"\nhost = \"h2\"\ntransport = \"ssh\"\ntechnology = \"kvm\"\naddress = \"10.0.0.12\"\nuser = \"root\"\n\
+                      [[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\nduration = \"1s\"\nconcurrency = [1]\n";
+        let mut session = crate::model::Session::new(crate::model::tests::test_header());
+        session.plan = Some(
+            crate::plan::LoadedPlan::parse(source, "two.toml")
+                .expect("plan")
+                .plan,
+        );
+        // States arrive in any order; the pane keeps the machines'.
+        for guest in ["kvm-2", "h2", "kvm-1"] {
+            session.apply(&Event::GuestState {
+                t: 1,
+                guest: guest.into(),
+                state: GuestState::Connecting,
+            });
+        }
+        let text = crate::ui::fixtures::screen_text(&session, &live_view(), 80, 24);
+        assert!(text.contains(" guests (2) on 2 hosts "), "{text}");
+        let rows: Vec<&str> = text
+            .lines()
+            .map(|l| l.trim_matches(['│', ' ']))
+            .filter(|l| {
+                ["this machine", "kvm-", "h2"]
+                    .iter()
+                    .any(|s| l.starts_with(s))
+            })
+            .collect();
+        assert_eq!(
+            rows.iter()
+                .map(|r| r.split_whitespace().next().unwrap_or_default())
+                .collect::<Vec<_>>(),
+            ["this", "kvm-1", "h2", "kvm-2"],
+            "{text}"
+        );
+    }
+
+    #[test]
     fn guests_show_their_connection_before_the_first_phase() {
         for (w, h) in crate::ui::fixtures::SIZES {
             let terminal = draw(&guests_connecting(), &live_view(), w, h);

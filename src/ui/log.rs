@@ -95,16 +95,7 @@ mod tests {
     use crate::ui::fixtures::{draw, live_view, session};
 
     fn screen_text(session: &crate::model::Session, view: &crate::ui::View) -> String {
-        let terminal = draw(session, view, 100, 30);
-        let buffer = terminal.backend().buffer();
-        (0..30)
-            .map(|y| {
-                (0..100)
-                    .map(|x| buffer[(x, y)].symbol())
-                    .collect::<String>()
-                    + "\n"
-            })
-            .collect()
+        crate::ui::fixtures::screen_text(session, view, 100, 30)
     }
 
     #[test]
