@@ -92,7 +92,7 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, vi
 #[cfg(test)]
 mod tests {
     use crate::event::{Event, LogLevel};
-    use crate::ui::fixtures::{draw, live_view, session};
+    use crate::ui::fixtures::{live_view, session};
 
     fn screen_text(session: &crate::model::Session, view: &crate::ui::View) -> String {
         crate::ui::fixtures::screen_text(session, view, 100, 30)
