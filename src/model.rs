@@ -908,6 +908,10 @@ impl Session {
             source.starts_with("host-seen:")
                 || source.starts_with("guest:")
                 || (source == "host" && s.def.metric.starts_with("cpu."))
+                // A hypervisor host's own CPU, as its agent reads it.
+                || (source.starts_with("host:")
+                    && !source.contains('/')
+                    && s.def.metric.starts_with("cpu."))
                 || (source.starts_with("host/disk/") && s.def.metric == "io_ms")
                 // vmbench's own CPU, which the report lists beside the results.
                 || (source == "vmbench" && s.def.metric.starts_with("cpu."))

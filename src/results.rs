@@ -237,6 +237,16 @@ pub struct PhaseLoad {
     pub agent_cpu_pct: Option<f64>,
 }
 
+/// The machine whose CPU a phase's guests loaded: a `[[host]]` when they
+/// all ran on it (`host:<name>`, sampled by its agent), else this one.
+fn host_of_phase(session: &Session, guests: &[&str]) -> String {
+    let mut hosts = guests.iter().map(|g| session.host_of(g));
+    match hosts.next().flatten() {
+        Some(first) if hosts.all(|h| h == Some(first)) => format!("host:{first}"),
+        _ => "host".into(),
+    }
+}
+
 /// vmbench's own CPU time over a phase's window, in percent of one core.
 fn own_cpu(session: &Session, phase: &Phase, source: &str) -> Option<f64> {
     let ticks_per_second = session.header.host.clock_ticks_per_sec.max(1) as f64;
@@ -446,7 +456,12 @@ impl Results {
             phase: phase.id + 1,
             steal_pct: (!steals.is_empty())
                 .then(|| steals.iter().sum::<f64>() / steals.len() as f64),
-            host_busy_pct: cpu_share(session, phase, "host", &crate::sample::CPU_BUSY_FIELDS),
+            host_busy_pct: cpu_share(
+                session,
+                phase,
+                &host_of_phase(session, &guests),
+                &crate::sample::CPU_BUSY_FIELDS,
+            ),
             busiest_disk,
             vmbench_cpu_pct: own_cpu(session, phase, "vmbench"),
             agent_cpu_pct: {
@@ -1019,5 +1034,24 @@ mod tests {
         // Another bound is a judgement of its own, computed again.
         let strict = Results::of_session(&session, "r.vmb", 0.0);
         assert_eq!(strict.phases[0].aggregate, Some(150.0));
+    }
+
+    #[test]
+    fn a_phase_on_one_hosts_guests_is_judged_by_that_hosts_cpu() {
+        let source = "name = \"two\"\n[[host]]\nname = \"h2\"\naddress = \"10.0.0.2\"\nuser = \"root\"\n\
+                      [[guest]]\nname = \"kvm-1\"\ntransport = \"ssh\"\ntechnology = \"kvm\"\n\
+                      address = \"10.0.0.11\"\nuser = \"root\"\n\
+                      [[guest]]\nname = \"kvm-2\"\nhost = \"h2\"\ntransport = \"ssh\"\ntechnology = \"kvm\"\n\
+                      address = \"10.0.0.12\"\nuser = \"root\"\n\
+                      [[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\nduration = \"1s\"\nconcurrency = [1]\n";
+        let mut session = Session::new(crate::model::tests::test_header());
+        session.plan = Some(
+            crate::plan::LoadedPlan::parse(source, "two.toml")
+                .expect("plan")
+                .plan,
+        );
+        assert_eq!(host_of_phase(&session, &["kvm-2"]), "host:h2");
+        assert_eq!(host_of_phase(&session, &["kvm-1"]), "host");
+        assert_eq!(host_of_phase(&session, &["kvm-1", "kvm-2"]), "host");
     }
 }
