@@ -38,6 +38,19 @@ fn g3_on_h2() -> String {
         )
 }
 
+/// Records `plan` to `recording` headless; the session must succeed.
+fn record(plan: &std::path::Path, recording: &std::path::Path) {
+    let status = Command::new(exe())
+        .arg("record")
+        .arg(plan)
+        .arg("-o")
+        .arg(recording)
+        .stderr(Stdio::null())
+        .status()
+        .expect("record runs");
+    assert!(status.success(), "the session failed: {status}");
+}
+
 #[test]
 fn each_host_samples_itself_and_sees_its_own_guests() {
     let _turn = testbed();
@@ -68,13 +81,7 @@ fn each_host_samples_itself_and_sees_its_own_guests() {
         "{table}"
     );
     let recording = dir.path().join("hosts.vmb");
-    let status = Command::new(exe())
-        .args(["record", plan.to_str().expect("utf-8"), "-o"])
-        .arg(&recording)
-        .stderr(Stdio::null())
-        .status()
-        .expect("record runs");
-    assert!(status.success(), "the session failed: {status}");
+    record(&plan, &recording);
     let reader = Reader::open(&recording).expect("recording");
     let ids = |source: &str, metric: &str| -> Vec<u32> {
         reader
@@ -192,13 +199,7 @@ fn a_fleet_is_taken_from_an_ansible_inventory() {
     );
     let plan = write_plan(dir.path(), &plan);
     let recording = dir.path().join("fleet.vmb");
-    let status = Command::new(exe())
-        .args(["record", plan.to_str().expect("utf-8"), "-o"])
-        .arg(&recording)
-        .stderr(Stdio::null())
-        .status()
-        .expect("record runs");
-    assert!(status.success(), "the session failed: {status}");
+    record(&plan, &recording);
     // The inventory file is gone; the recording still has the fleet.
     drop(std::fs::remove_file(dir.path().join("fleet.ini")));
     let reader = Reader::open(&recording).expect("recording");

@@ -1202,11 +1202,15 @@ fn guest_counters_come_from_the_agent_or_over_sftp_and_a_killed_agent_is_started
         .expect("g1's folder");
     let agents = processes_naming(&format!("{}/vmbench agent", folder.display()));
     assert_eq!(agents.len(), 1, "one agent on g1: {agents:?}");
-    let pid: i32 = agents[0]
-        .split(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("pid");
+    // processes_naming gives "pid: command line".
+    let pid_of = |process: &str| -> i32 {
+        process
+            .split(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("pid")
+    };
+    let pid = pid_of(&agents[0]);
     // SAFETY: a plain kill of the process just found.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     let killed = Instant::now();
@@ -1251,11 +1255,7 @@ fn guest_counters_come_from_the_agent_or_over_sftp_and_a_killed_agent_is_started
     );
     // A stopped agent writes nothing on a session still open: given up
     // after the silence limit, ended, and a third one started.
-    let second: i32 = again[0]
-        .split(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("pid");
+    let second = pid_of(&again[0]);
     // SAFETY: a plain signal to the process just found.
     assert_eq!(unsafe { libc::kill(second, libc::SIGSTOP) }, 0);
     let stopped = Instant::now();
