@@ -59,7 +59,15 @@ pub struct Room {
 pub fn needs(plan: &Plan, guest: &Guest, cores: usize) -> Needs {
     let mut needs = Needs::default();
     for bench in &plan.benchmarks {
-        let guests = plan.guests_of(bench);
+        // Copies go round-robin over the guests of one technology.
+        let Some(guests) = plan
+            .technology_groups(bench)
+            .into_iter()
+            .map(|group| group.guests)
+            .find(|guests| guests.iter().any(|g| g.name() == guest.name()))
+        else {
+            continue;
+        };
         let Some(position) = guests.iter().position(|g| g.name() == guest.name()) else {
             continue;
         };

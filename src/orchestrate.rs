@@ -454,7 +454,7 @@ impl Orchestrator {
         control: &mut UnboundedReceiver<Control>,
     ) -> (PhaseOutcome, After) {
         let bench = &self.plan.benchmarks[planned.benchmark];
-        let guests = self.plan.guests_of(bench);
+        let guests = self.plan.guests_of_phase(planned);
         // Lost guests that may come back are connected again first, and
         // every guest's clock is measured again; the operator can stop
         // that wait like any other.

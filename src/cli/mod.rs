@@ -577,7 +577,7 @@ fn this_program() -> Result<PathBuf> {
 }
 
 fn check(path: &Path, accept_new: bool) -> Result<ExitCode> {
-    let mut plan = LoadedPlan::from_file(path)?;
+    let mut plan = load_plan(Some(&path.to_path_buf()), None)?;
     for line in crate::discover::fill_in(&mut plan.plan) {
         println!("discovered {line}");
     }
@@ -607,10 +607,24 @@ fn check(path: &Path, accept_new: bool) -> Result<ExitCode> {
     })
 }
 
+/// The plan to run on this host: read, scaled, and refused where a level
+/// needs more guests of a technology than it has (said with the counts,
+/// exit 2, before anything is made or started).
 fn load_plan(path: Option<&PathBuf>, time_scale: Option<f64>) -> Result<LoadedPlan> {
     let mut plan = LoadedPlan::load(path)?;
     if let Some(factor) = time_scale {
         plan.plan.scale_durations(factor);
+    }
+    let cores = crate::header::HostSpecs::of_this_host().logical_cores;
+    if let Some(refusal) = plan.plan.overcrowded(cores).into_iter().next() {
+        return Err(InputError::at(
+            &plan.source,
+            &plan.origin,
+            None,
+            "benchmark".into(),
+            refusal,
+        )
+        .into());
     }
     Ok(plan)
 }

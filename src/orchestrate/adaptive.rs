@@ -20,34 +20,42 @@ impl Orchestrator {
     ) -> Option<PlannedPhase> {
         let bench = &self.plan.benchmarks[done.benchmark];
         let (bound, max) = bench.adaptive()?;
-        let same =
-            |p: &PlannedPhase| p.benchmark == done.benchmark && p.concurrency == done.concurrency;
+        let same = |p: &PlannedPhase| {
+            p.benchmark == done.benchmark
+                && p.technology == done.technology
+                && p.concurrency == done.concurrency
+        };
         if queued.iter().any(same) {
             return None;
         }
         let session = self.results.lock().ok()?;
-        let runs = session
+        let results = Results::of_session(&session, "", DEFAULT_SKEW_BOUND);
+        // This level's results on this technology (all of them for a
+        // benchmark that mixes technologies).
+        let level: Vec<&crate::results::PhaseResult> = results
             .phases
             .iter()
-            .filter(|p| p.benchmark == bench.name && p.concurrency == done.concurrency)
-            .count() as u32;
+            .filter(|r| r.benchmark == bench.name && r.concurrency == done.concurrency)
+            .filter(|r| done.technology.is_empty() || r.technology == done.technology)
+            .collect();
+        let mut phases: Vec<u32> = level.iter().map(|r| r.phase).collect();
+        phases.sort_unstable();
+        phases.dedup();
+        let runs = phases.len() as u32;
         if runs >= max {
             return None;
         }
-        let results = Results::of_session(&session, "", DEFAULT_SKEW_BOUND);
         let mut metrics: Vec<&str> = Vec::new();
-        for r in &results.phases {
-            if r.benchmark == bench.name && !metrics.contains(&r.metric.as_str()) {
+        for r in &level {
+            if !metrics.contains(&r.metric.as_str()) {
                 metrics.push(&r.metric);
             }
         }
         let spreads: Vec<Option<f64>> = metrics
             .iter()
             .map(|metric| {
-                let values: Vec<f64> = results
-                    .phases
+                let values: Vec<f64> = level
                     .iter()
-                    .filter(|r| r.benchmark == bench.name && r.concurrency == done.concurrency)
                     .filter(|r| r.metric == *metric && r.counts(false))
                     .filter_map(|r| r.aggregate)
                     .collect();

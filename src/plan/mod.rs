@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::event::Nanos;
 use crate::input::{InputError, parse_toml};
 use crate::workload::WorkloadSpec;
 
 mod hosts;
 mod inventory;
+mod phases;
 pub use hosts::{HOST_TECHNOLOGY, Host, HostSeenGuests};
 pub use inventory::InventorySpec;
+pub use phases::PlannedPhase;
 
 pub const DEFAULT_PLAN_NAME: &str = "<embedded default plan>";
 pub const DEFAULT_PLAN_SOURCE: &str = include_str!("../plans/default.toml");
@@ -266,8 +267,9 @@ pub struct Benchmark {
     /// recorded as timed out. Defaults to twice the duration plus 30 s.
     #[serde(default)]
     pub timeout: Option<PlanDuration>,
-    /// Guests the copies run on, in order; copy i runs on guest i mod len.
-    /// Defaults to every guest of the plan.
+    /// Guests the copies run on, in order; copy i of a phase runs on guest
+    /// i mod len of those of the phase's technology. Defaults to every
+    /// guest of the plan.
     #[serde(default)]
     pub guests: Vec<toml::Spanned<String>>,
     /// Repeat each concurrency level beyond `repetitions` until the relative
@@ -277,6 +279,11 @@ pub struct Benchmark {
     /// ...or it has run this many times (default 10).
     #[serde(default)]
     pub max_repetitions: Option<toml::Spanned<Count>>,
+    /// Run copies on guests of every technology together in one phase
+    /// (copy i on guest i mod len of all its guests), instead of once per
+    /// technology.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mix_technologies: bool,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -830,19 +837,7 @@ fn validate_guest(guest: &Guest) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
-/// One step of the sweep: a benchmark at one concurrency, one repetition.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct PlannedPhase {
-    pub benchmark: usize,
-    pub name: String,
-    pub workload: String,
-    pub concurrency: u32,
-    pub repetition: u32,
-    pub duration: Nanos,
-}
-
 impl Plan {
-    /// The phases in the order they run: as planned, or shuffled by the seed.
     /// What concurrency levels that follow the core count became on a host
     /// with `cores` cores, a line per benchmark.
     pub fn core_relative_levels(&self, cores: usize) -> Vec<String> {
@@ -864,35 +859,6 @@ impl Plan {
                 )
             })
             .collect()
-    }
-
-    pub fn schedule(&self, cores: usize) -> Vec<PlannedPhase> {
-        let mut phases = self.planned_schedule(cores);
-        if self.order == Order::Random {
-            fastrand::Rng::with_seed(self.seed.unwrap_or(0)).shuffle(&mut phases);
-        }
-        phases
-    }
-
-    /// Benchmarks in plan order; within each, concurrency levels in order and
-    /// repetitions innermost.
-    fn planned_schedule(&self, cores: usize) -> Vec<PlannedPhase> {
-        let mut phases = Vec::new();
-        for (b, bench) in self.benchmarks.iter().enumerate() {
-            for concurrency in bench.concurrency.levels(cores) {
-                for repetition in 1..=bench.repetitions.0 {
-                    phases.push(PlannedPhase {
-                        benchmark: b,
-                        name: bench.name.clone(),
-                        workload: bench.workload.label().to_string(),
-                        concurrency,
-                        repetition,
-                        duration: bench.duration.0.as_nanos() as Nanos,
-                    });
-                }
-            }
-        }
-        phases
     }
 
     /// Shortens every benchmark's duration and timeout by `factor`, keeping
@@ -940,50 +906,6 @@ impl Plan {
         }
         warnings
     }
-
-    /// Benchmarks whose most copies outnumber their remote guests, so that
-    /// guests run several copies at once: a guest's vCPUs are then shared
-    /// inside it, which is not what "N guests at once" means (the free-core
-    /// question wants a guest per copy). One line each, said by `vmbench
-    /// check` and at a session's start. Copies on this host are processes
-    /// and share nothing but the host.
-    pub fn crowding_warnings(&self, cores: usize) -> Vec<String> {
-        self.benchmarks
-            .iter()
-            .filter_map(|bench| {
-                let guests = self.guests_of(bench);
-                if guests.is_empty() || guests.iter().any(|g| g.transport == Transport::Local) {
-                    return None;
-                }
-                let copies = bench.concurrency.levels(cores).into_iter().max()?;
-                (copies as usize > guests.len()).then(|| {
-                    format!(
-                        "{}: ×{copies} runs on {} guests, so some run {} copies at once; give \
-                         each copy a guest of its own to compare N guests",
-                        bench.name,
-                        guests.len(),
-                        (copies as usize).div_ceil(guests.len())
-                    )
-                })
-            })
-            .collect()
-    }
-
-    /// The guests a benchmark's copies run on, in copy order.
-    pub fn guests_of(&self, bench: &Benchmark) -> Vec<&Guest> {
-        if bench.guests.is_empty() {
-            return self.guests.iter().collect();
-        }
-        bench
-            .guests
-            .iter()
-            .filter_map(|name| {
-                self.guests
-                    .iter()
-                    .find(|g| g.name.get_ref() == name.get_ref())
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -1006,7 +928,7 @@ mod tests {
     }
 
     #[test]
-    fn copies_that_outnumber_their_guests_are_warned_of() {
+    fn copies_that_outnumber_their_guests_are_refused_or_warned_of_where_technologies_mix() {
         let plan = LoadedPlan::parse(
             "name = \"t\"\n\
              [[guest]]\nname = \"h\"\ntransport = \"local\"\ntechnology = \"b\"\n\
@@ -1018,6 +940,12 @@ mod tests {
         )
         .expect("valid")
         .plan;
+        // One technology's phases refuse more copies than it has guests.
+        assert!(plan.overcrowded(1).is_empty());
+        assert_eq!(plan.overcrowded(4).len(), 1, "{:?}", plan.overcrowded(4));
+        let mut plan = plan;
+        plan.benchmarks[1].mix_technologies = true;
+        assert!(plan.overcrowded(4).is_empty());
         // On 1 core: 1 and 2 copies, one per guest.
         assert!(plan.crowding_warnings(1).is_empty());
         // On 4 cores, 5 copies on 2 guests; the host's copies are processes.
@@ -1244,7 +1172,12 @@ mod tests {
             plan.benchmarks.iter().all(|b| b.repetitions.0 >= 3),
             "every cell gets an interval"
         );
-        let total = |p: &Plan| p.schedule(8).iter().map(|s| s.duration).sum::<Nanos>();
+        let total = |p: &Plan| {
+            p.schedule(8)
+                .iter()
+                .map(|s| s.duration)
+                .sum::<crate::event::Nanos>()
+        };
         let hours = total(&plan) as f64 / 3600e9;
         assert!((6.0..9.0).contains(&hours), "a night, {hours:.1} h planned");
         plan.scale_durations(0.01);

@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# Builds what the testbed's QEMU virtual machines boot, from Debian packages,
-# and prints the folder that holds it:
+# The guest image every vmbench technology boots, built from Debian packages
+# (`vmbench image build` runs this script; so does the testbed), and prints
+# the folder that holds it:
 #
+#   root/        the guest's root tree: a debootstrap'ed Debian with
+#                openssh-server and the benchmark tools, /sbin/vmbench-init
+#                as its init (namespace and container guests use the tree)
+#   root.img     the same tree as an ext4 disk (QEMU, UML and libvirt guests)
 #   vmlinux      the Debian kernel, uncompressed (QEMU boots it as PVH)
 #   initrd.cpio  busybox and the virtio and ext4 modules; mounts the root disk
-#   root.img     ext4: a debootstrap'ed Debian with openssh-server and the
-#                benchmark tools, and /sbin/vmbench-init as its init
+#   inputs       what the build was made from (suite, mirror, packages, kernel)
 #
 # Nothing is installed on the host: the kernel package is downloaded and
-# unpacked. The build is cached by content (this script, the kernel version,
-# the suite and packages) in $VMBENCH_VM_CACHE (default
-# /var/cache/vmbench-testbed), so a second run only prints the folder.
+# unpacked. The build is cached by the hash of its inputs (this script, the
+# kernel version, the suite, the mirror and the packages) in
+# $VMBENCH_IMAGE_CACHE (default /var/cache/vmbench/images), so a second run
+# only prints the folder. Each step leaves a mark when done, and packages
+# already downloaded are kept: a build that was interrupted goes on from the
+# step it was in. Progress goes to stderr as `image: step N/4 ...` lines.
 set -euo pipefail
 
-CACHE=${VMBENCH_VM_CACHE:-/var/cache/vmbench-testbed}
-SUITE=bookworm
-MIRROR=${VMBENCH_VM_MIRROR:-http://deb.debian.org/debian}
+CACHE=${VMBENCH_IMAGE_CACHE:-/var/cache/vmbench/images}
+SUITE=${VMBENCH_IMAGE_SUITE:-bookworm}
+MIRROR=${VMBENCH_IMAGE_MIRROR:-http://deb.debian.org/debian}
 PACKAGES=openssh-server,iproute2,procps,tini,iperf3,sysbench,fio,bonnie++,stress-ng,libssl3
 # In the order they load; each one's dependencies come first (see modules()).
 MODULES="virtio_ring virtio virtio_pci virtio_net virtio_blk crc16 mbcache jbd2 crc32c_generic ext4"
@@ -23,11 +30,11 @@ MODULES="virtio_ring virtio virtio_pci virtio_net virtio_blk crc16 mbcache jbd2 
 # Only the folder goes to standard output; what the tools print goes to stderr.
 exec 3>&1 1>&2
 
-say() { echo "vm-image: $*" >&2; }
+say() { echo "image: $*" >&2; }
 die() { say "$*"; exit 1; }
 
 [[ $(id -u) == 0 ]] || die "must run as root (debootstrap)"
-for tool in debootstrap mkfs.ext4 busybox python3 apt-get dpkg-deb; do
+for tool in debootstrap mkfs.ext4 busybox python3 apt-get apt-cache dpkg-deb; do
   command -v "$tool" >/dev/null || die "missing $tool: apt-get install debootstrap e2fsprogs busybox-static python3"
 done
 [[ $(busybox 2>&1 | head -1) ]] || die "busybox does not run"
@@ -40,25 +47,29 @@ kernel_version=$(apt-cache policy "$kernel_package" | awk '/Candidate:/ {print $
 key=$(
   {
     cat "$0"
-    echo "$kernel_package $kernel_version $SUITE $PACKAGES $MODULES"
+    echo "$kernel_package $kernel_version $SUITE $MIRROR $PACKAGES $MODULES"
   } | sha256sum | cut -c1-16
 )
-out=$CACHE/vm-$key
+out=$CACHE/image-$key
 if [[ -f $out/done ]]; then
   echo "$out" >&3
   exit 0
 fi
-rm -rf "$out"
-mkdir -p "$out"
-work=$(mktemp -d "$CACHE/build.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# Not removed on failure: the next run goes on from the last finished step.
+mkdir -p "$out" "$CACHE/debs"
+work=$out/work
+mkdir -p "$work"
 started=$SECONDS
+step() { say "step $1/4: $2 ($((SECONDS - started)) s so far)"; }
+say "building $out from Debian $SUITE ($MIRROR): kernel $kernel_package $kernel_version; packages ${PACKAGES//,/ }; about 3 minutes the first time"
 
-say "kernel: $kernel_package $kernel_version"
+if [[ ! -f $out/vmlinux ]]; then
+step 1 "kernel: $kernel_package $kernel_version"
+rm -rf "$work/kernel" "$work"/linux-image-*.deb
 (cd "$work" && apt-get download -q "$kernel_package" 2>/dev/null) || die "apt-get download $kernel_package failed"
 dpkg-deb -x "$work"/linux-image-*.deb "$work/kernel"
 release=${kernel_package#linux-image-}
-python3 - "$work/kernel/boot/vmlinuz-$release" "$out/vmlinux" <<'PYEOF'
+python3 - "$work/kernel/boot/vmlinuz-$release" "$out/vmlinux.part" <<'PYEOF'
 # The bzImage's payload is an xz stream; its uncompressed ELF carries the
 # PVH entry note QEMU boots without firmware.
 import lzma, sys
@@ -71,9 +82,20 @@ if vmlinux[:4] != b"\x7fELF":
     sys.exit("the payload is not an ELF kernel")
 open(sys.argv[2], "wb").write(vmlinux)
 PYEOF
+mv "$out/vmlinux.part" "$out/vmlinux"
+else
+  step 1 "kernel: done before"
+fi
 
-say "initramfs"
+if [[ ! -f $out/initrd.cpio ]]; then
+step 2 "initramfs"
+release=${kernel_package#linux-image-}
+[[ -d $work/kernel ]] || {
+  (cd "$work" && apt-get download -q "$kernel_package" 2>/dev/null) || die "apt-get download $kernel_package failed"
+  dpkg-deb -x "$work"/linux-image-*.deb "$work/kernel"
+}
 initrd=$work/initrd
+rm -rf "$initrd"
 mkdir -p "$initrd"/{bin,dev,proc,sys,newroot,modules}
 cp "$(command -v busybox)" "$initrd/bin/busybox"
 python3 - "$work/kernel/lib/modules/$release" "$initrd/modules" $MODULES <<'PYEOF'
@@ -126,14 +148,20 @@ mount --move /dev /newroot/dev
 exec switch_root /newroot /sbin/vmbench-init
 EOF
 chmod 755 "$initrd/init"
-(cd "$initrd" && find . | busybox cpio -o -H newc 2>/dev/null) >"$out/initrd.cpio"
+(cd "$initrd" && find . | busybox cpio -o -H newc 2>/dev/null) >"$out/initrd.cpio.part"
+mv "$out/initrd.cpio.part" "$out/initrd.cpio"
+else
+  step 2 "initramfs: done before"
+fi
 
-say "root: debootstrap $SUITE with $PACKAGES"
-root=$work/root
-debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 ||
+root=$out/root
+if [[ ! -f $out/root.done ]]; then
+step 3 "root tree: debootstrap $SUITE (packages kept in $CACHE/debs; the log in $work/debootstrap.log)"
+rm -rf "$root"
+debootstrap --variant=minbase --cache-dir="$CACHE/debs" --include="$PACKAGES" "$SUITE" "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 ||
   {
     tail -20 "$work/debootstrap.log" >&2
-    die "debootstrap failed"
+    die "debootstrap failed (run again to go on; packages already downloaded are kept)"
   }
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/etc/ssh/ssh_host_*
 mkdir -p "$root/srv/vmbench" "$root/run/sshd"
@@ -146,10 +174,12 @@ UseDNS no
 EOF
 cat >"$root/sbin/vmbench-init" <<'EOF'
 #!/bin/sh
-# PID 1 of a testbed VM. From the kernel command line: vmbench.name,
-# vmbench.ip (address/prefix) and vmbench.key (the client's public key,
-# base64). A new host key each boot (the root disk is a snapshot); its public
-# half goes to the serial console, which only the host reads.
+# PID 1 of a vmbench VM. From the kernel command line: vmbench.name,
+# vmbench.ip (address/prefix), vmbench.key (the client's public key, base64)
+# and vmbench.hostkey (the sshd's private host key, base64, made by the host
+# so that it knows the key before the first connection). Without a host key
+# a new one is made at each boot (the root disk is a snapshot); either way
+# its public half goes to the serial console, which only the host reads.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -164,6 +194,7 @@ for arg in $(cat /proc/cmdline); do
   vmbench.name=*) hostname "${arg#vmbench.name=}" ;;
   vmbench.ip=*) ip=${arg#vmbench.ip=} ;;
   vmbench.key=*) key=${arg#vmbench.key=} ;;
+  vmbench.hostkey=*) hostkey=${arg#vmbench.hostkey=} ;;
   esac
 done
 ip link set lo up
@@ -176,15 +207,29 @@ chmod 600 /root/.ssh/authorized_keys
 if [ -b /dev/vdb ]; then
   mount -t ext4 /dev/vdb /srv/vmbench && chmod 1777 /srv/vmbench
 fi
-ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
+if [ -n "$hostkey" ]; then
+  echo "$hostkey" | base64 -d >/etc/ssh/ssh_host_ed25519_key
+  chmod 600 /etc/ssh/ssh_host_ed25519_key
+  ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key >/etc/ssh/ssh_host_ed25519_key.pub
+else
+  ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
+fi
 echo "vmbench-hostkey: $(cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" >/dev/ttyS0
 exec tini -s -- /usr/sbin/sshd -D -e
 EOF
 chmod 755 "$root/sbin/vmbench-init"
+touch "$out/root.done"
+else
+  step 3 "root tree: done before"
+fi
+
+step 4 "disk image of the tree"
 size_mib=$(($(du -sm "$root" | cut -f1) + 256))
-mkfs.ext4 -q -F -L vmbench-root -d "$root" "$out/root.img" "${size_mib}M"
+mkfs.ext4 -q -F -L vmbench-root -d "$root" "$out/root.img.part" "${size_mib}M"
+mv "$out/root.img.part" "$out/root.img"
+printf 'suite %s\nmirror %s\npackages %s\nkernel %s %s\nkey %s\n' \
+  "$SUITE" "$MIRROR" "$PACKAGES" "$kernel_package" "$kernel_version" "$key" >"$out/inputs"
+rm -rf "$work"
 touch "$out/done"
-# Older builds are left from a changed script or kernel.
-find "$CACHE" -maxdepth 1 -name 'vm-*' ! -name "vm-$key" -exec rm -rf {} +
-say "built in $((SECONDS - started)) s: $out"
+say "built in $((SECONDS - started)) s: $out ($(du -sm "$out/root" | cut -f1) MiB tree, $(du -sm --apparent-size "$out/root.img" | cut -f1) MiB disk)"
 echo "$out" >&3
