@@ -2,7 +2,6 @@
 //! session would and say, in one table, what would go wrong.
 
 use std::fmt::Write as _;
-use std::sync::Barrier;
 
 use crate::plan::{Guest, LoadedPlan, Plan, Transport};
 use crate::transport::{self, GuestInfo, ssh};
@@ -235,7 +234,7 @@ fn check_guest(
     guest: &Guest,
     plan: &LoadedPlan,
     unknown: ssh::UnknownKey,
-    quiet: &Barrier,
+    quiet: &transport::Quiet,
 ) -> GuestCheck {
     let needs = needs(&plan.plan, guest, cores());
     let outcome = match guest.transport {
@@ -264,7 +263,7 @@ fn check_guest(
             Transport::Ssh => format!(
                 "{}@{}",
                 guest.user.as_deref().unwrap_or(""),
-                guest.endpoint()
+                guest.socket_text()
             ),
         },
         technology: guest.technology.clone(),
@@ -280,20 +279,27 @@ fn reach(
     guest: &Guest,
     plan: &str,
     unknown: ssh::UnknownKey,
-    quiet: &Barrier,
+    quiet: &transport::Quiet,
     needs: &Needs,
 ) -> Result<Reached, String> {
-    let connection = match ssh::connect(guest, unknown) {
+    let endpoint = crate::orchestrate::endpoint_of(guest);
+    let connection = match ssh::connect(&endpoint, unknown) {
         Ok(c) => c,
         Err(e) => {
-            quiet.wait();
-            return Err(e.describe(plan, guest.address.as_deref().unwrap_or_default()));
+            quiet.leave();
+            return Err(e.describe(plan, &endpoint.address));
         }
     };
     let key_added = connection.host_key_added;
-    let exe = std::env::current_exe().map_err(|e| format!("finding vmbench: {e}"))?;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            quiet.leave();
+            return Err(format!("finding vmbench: {e}"));
+        }
+    };
     let transport::Prepared { info, janitor, .. } =
-        transport::prepare(&connection, &guest.endpoint(), &exe, quiet)
+        transport::prepare(&connection, &endpoint.socket_text(), &exe, quiet)
             .map_err(|e| format!("{e:#}"))?;
     if let Some(janitor) = janitor {
         janitor.finish();
@@ -324,7 +330,7 @@ pub fn check_plan(plan: &LoadedPlan, unknown: ssh::UnknownKey) -> Vec<GuestCheck
         .iter()
         .filter(|g| g.transport == Transport::Ssh)
         .count();
-    let quiet = Barrier::new(ssh_machines);
+    let quiet = transport::Quiet::new(ssh_machines);
     std::thread::scope(|scope| {
         let quiet = &quiet;
         let handles: Vec<_> = machines

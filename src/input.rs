@@ -2,6 +2,7 @@
 //! that name the file, line, column and field.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 
@@ -87,4 +88,12 @@ pub fn parse_toml<T: DeserializeOwned>(source: &str, origin: &str) -> Result<T, 
             e.inner().message().to_string(),
         )
     })
+}
+
+/// `~/x` is under $HOME, as a shell would read it.
+pub fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
 }

@@ -3,8 +3,8 @@
 //! timeout or the operator. Nothing is left running afterwards.
 
 mod adaptive;
+mod endpoint;
 mod guest_sampling;
-mod guests;
 mod servers;
 
 use std::collections::{HashMap, VecDeque};
@@ -23,9 +23,10 @@ use crate::model::Session;
 use crate::plan::{HostSeenGuests, Order, Plan, PlannedPhase, Transport};
 use crate::sample::{SamplerCommand, SeriesIds};
 use crate::transport::{ExecEnd, ExecId, ExecOutput, Link, local};
+use crate::transport::{GuestPool, PoolContext};
 use crate::workload::{LaunchContext, Output, OutputParser, WorkloadSpec, tools};
-pub use guests::GuestPool;
-use guests::PoolContext;
+pub use endpoint::endpoint_of;
+use guest_sampling::SamplingContext;
 use servers::{NetReceiver, ToolServer};
 
 /// What the operator (or a signal) asks of a running plan.
@@ -181,28 +182,48 @@ impl Orchestrator {
         for line in &self.doubts {
             self.log(LogLevel::Warn, line.clone());
         }
-        // Guests connect while the operator reads the screen.
-        let pool = GuestPool::start(
-            &self.plan,
-            &PoolContext {
+        // Guests connect while the operator reads the screen. Hypervisor
+        // hosts are brought up as guests are (they take no copy), so that
+        // the first phase waits for them too.
+        let machines: Vec<crate::plan::Guest> = self
+            .plan
+            .guests
+            .iter()
+            .filter(|g| g.transport == Transport::Ssh)
+            .cloned()
+            .chain(self.plan.hosts.iter().map(crate::plan::Host::as_connection))
+            .collect();
+        let sampling = SamplingContext::start(
+            &machines,
+            SamplingContext {
                 plan_origin: self.plan_origin.clone(),
                 clock: self.clock,
                 sink: self.sink.clone(),
                 ids: self.series_ids.clone(),
                 interval: self.plan.interval.get(),
+                host_seen: self
+                    .plan
+                    .hosts
+                    .iter()
+                    .map(|host| {
+                        let guests = HostSeenGuests::on(&self.plan, host.name());
+                        // Plan values always serialize.
+                        let text = toml::to_string(&guests).unwrap_or_default();
+                        (host.name().to_string(), text)
+                    })
+                    .collect(),
+                guests: HashMap::new(),
+                agents: None,
+            },
+        );
+        let pool = GuestPool::start(
+            machines.iter().map(endpoint_of).collect(),
+            &PoolContext {
+                plan_origin: self.plan_origin.clone(),
+                clock: self.clock,
+                sink: self.sink.clone(),
                 exe: self.exe.clone(),
-                host_seen: std::sync::Arc::new(
-                    self.plan
-                        .hosts
-                        .iter()
-                        .map(|host| {
-                            let guests = HostSeenGuests::on(&self.plan, host.name());
-                            // Plan values always serialize.
-                            let text = toml::to_string(&guests).unwrap_or_default();
-                            (host.name().to_string(), text)
-                        })
-                        .collect(),
-                ),
+                sampling: Some(sampling),
             },
         );
         let mut targets = Targets {
@@ -222,7 +243,17 @@ impl Orchestrator {
                 );
             }
             tokio::select! {
-                _ = targets.pool.settle() => {
+                unsettled = targets.pool.settle() => {
+                    if unsettled > 0 {
+                        self.log(
+                            LogLevel::Warn,
+                            format!(
+                                "{unsettled} guest(s) still connecting after {} s: the plan starts \
+                                 without them (their copies fail until they are ready)",
+                                crate::transport::pool::BRING_UP_LIMIT.as_secs()
+                            ),
+                        );
+                    }
                     stopped = self.run_schedule(&mut targets, &mut control).await;
                 }
                 cmd = control.recv() => if let Some((_, After::Quit(cause))) = interrupted(cmd) {

@@ -339,9 +339,12 @@ fn many_connections_to_one_sshd_stay_under_its_max_startups() {
         let handles: Vec<_> = (0..30)
             .map(|_| {
                 scope.spawn(|| {
-                    ssh::connect(&g1, ssh::UnknownKey::Refuse)
-                        .map(drop)
-                        .map_err(|e| e.describe("plan", "198.18.0.11"))
+                    ssh::connect(
+                        &vmbench::orchestrate::endpoint_of(&g1),
+                        ssh::UnknownKey::Refuse,
+                    )
+                    .map(drop)
+                    .map_err(|e| e.describe("plan", "198.18.0.11"))
                 })
             })
             .collect();

@@ -1,19 +1,89 @@
 //! A guest's own counters, as seen from inside it: read by vmbench's agent
 //! there (started again when it ends), else over SFTP.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use super::guests::PoolContext;
-use crate::event::{GuestInfo, LogLevel};
+use crate::bus::EventSink;
+use crate::event::{Clock, Event, GuestInfo, LogLevel};
 use crate::plan::{Guest, GuestSampling};
+use crate::sample::SeriesIds;
 use crate::sample::agent::{Agent, AgentCommand, AgentStream};
 use crate::sample::agent_hub::{AgentHub, Broke};
 use crate::sample::{GuestSampler, run_guest_sampler};
-use crate::transport::ssh;
+use crate::transport::{Endpoint, SamplingHook, ssh};
+
+/// What sampling the session's SSH machines needs to know.
+pub(super) struct SamplingContext {
+    pub plan_origin: String,
+    pub clock: Clock,
+    pub sink: EventSink,
+    pub ids: SeriesIds,
+    pub interval: Duration,
+    /// Each `[[host]]`'s guests, as its agent is given them (TOML).
+    pub host_seen: HashMap<String, String>,
+    /// The plan's entry of each machine, by name.
+    pub guests: HashMap<String, Guest>,
+    /// The one thread that reads every guest's agent; None when it could
+    /// not be started (said in the log: guests' own counters are then left out).
+    pub agents: Option<AgentHub>,
+}
+
+impl SamplingContext {
+    /// The pool's hook that starts sampling each of `machines` once it is
+    /// ready, as its plan entry asks.
+    pub fn start(machines: &[Guest], mut ctx: SamplingContext) -> SamplingHook {
+        ctx.agents = AgentHub::start(ctx.clock, ctx.sink.clone())
+            .map_err(|e| {
+                ctx.log(
+                    LogLevel::Warn,
+                    format!("no thread to read the guests' agents ({e}): guest-side counters are left out"),
+                )
+            })
+            .ok();
+        ctx.guests = machines
+            .iter()
+            .map(|g| (g.name().to_string(), g.clone()))
+            .collect();
+        let ctx = Arc::new(ctx);
+        Arc::new(move |endpoint: &Endpoint, info: &GuestInfo| {
+            let guest = ctx.guests.get(&endpoint.name)?.clone();
+            if guest.sampling == GuestSampling::Off {
+                return None;
+            }
+            match open_sampler(&guest, endpoint, &ctx, info) {
+                Ok(sampler) => {
+                    let (ctx, info) = (ctx.clone(), info.clone());
+                    let sample: Box<dyn FnOnce(Receiver<()>) + Send> = Box::new(move |stop| {
+                        let agents = ctx.agents.clone();
+                        sample_guest(sampler, &guest, &ctx, &info, agents, stop);
+                    });
+                    Some(sample)
+                }
+                Err(e) => {
+                    ctx.log(
+                        LogLevel::Warn,
+                        format!("{}: no guest-side counters: {e}", guest.name()),
+                    );
+                    None
+                }
+            }
+        })
+    }
+
+    fn log(&self, level: LogLevel, text: String) {
+        self.sink.send(Event::Log {
+            t: self.clock.now(),
+            level,
+            text,
+        });
+    }
+}
 
 /// How a guest's own counters come: its agent's stream, or SFTP reads.
-pub(super) enum Sampling {
+enum Sampling {
     Agent(Agent),
     Sftp(GuestSampler),
 }
@@ -31,18 +101,15 @@ static AGENT_STARTS: ssh::Slots = ssh::Slots::new(4);
 /// Guest-side counters come over a second session, so that sampling never
 /// waits behind a benchmark's output or a barrier: from vmbench's agent on
 /// the guest where it runs, else over SFTP (said in the log).
-pub(super) fn open_sampler(
+fn open_sampler(
     guest: &Guest,
-    ctx: &PoolContext,
+    endpoint: &Endpoint,
+    ctx: &SamplingContext,
     info: &GuestInfo,
 ) -> Result<(ssh::Connection, Sampling), String> {
     let connect = || {
-        ssh::connect(guest, ssh::UnknownKey::Refuse).map_err(|e| {
-            e.describe(
-                &ctx.plan_origin,
-                guest.address.as_deref().unwrap_or_default(),
-            )
-        })
+        ssh::connect(endpoint, ssh::UnknownKey::Refuse)
+            .map_err(|e| e.describe(&ctx.plan_origin, &endpoint.address))
     };
     let connection = connect()?;
     // A hypervisor host is read by its agent only: over SFTP it would pass
@@ -83,7 +150,7 @@ pub(super) fn open_sampler(
 fn start_agent(
     session: &ssh2::Session,
     guest: &Guest,
-    ctx: &PoolContext,
+    ctx: &SamplingContext,
     info: &GuestInfo,
     stream: AgentStream,
 ) -> Result<Agent, String> {
@@ -113,10 +180,10 @@ const AGENT_RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// Samples a guest from inside until `stop` fires or its sender goes:
 /// its agent read by the hub (started again when it ends), or SFTP
 /// reads on this thread. The sampler's session closes when this returns.
-pub(super) fn sample_guest(
+fn sample_guest(
     (connection, sampling): (ssh::Connection, Sampling),
     guest: &Guest,
-    ctx: &PoolContext,
+    ctx: &SamplingContext,
     info: &GuestInfo,
     agents: Option<AgentHub>,
     stop: Receiver<()>,

@@ -207,7 +207,7 @@ impl Guest {
     }
 
     /// Where to connect, as `address:port` (IPv6 in brackets).
-    pub fn endpoint(&self) -> String {
+    pub fn socket_text(&self) -> String {
         let address = self.address.as_deref().unwrap_or("");
         if address.contains(':') {
             format!("[{address}]:{}", self.port)
@@ -237,13 +237,7 @@ impl Guest {
     }
 }
 
-/// `~/x` is under $HOME, as a shell would read it.
-pub fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(path),
-    }
-}
+pub use crate::input::expand_home;
 
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -1147,7 +1141,7 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/plan.toml");
         let plan = LoadedPlan::from_file(Path::new(path)).expect("valid").plan;
         assert_eq!(plan.guests.len(), 4);
-        assert_eq!(plan.guests[0].endpoint(), "198.18.0.11:22");
+        assert_eq!(plan.guests[0].socket_text(), "198.18.0.11:22");
         assert!(plan.guests[0].has_host_identity());
         // Its workloads are the default plan's, so the two recordings pool.
         let default = LoadedPlan::embedded_default().plan;

@@ -7,12 +7,19 @@
 //! Preparing a guest puts this very binary there, so that the built-in
 //! workloads and the clock probe run the same code on every guest.
 
+mod endpoint;
 pub mod local;
+pub mod pool;
+pub mod quiet;
 pub mod ssh;
+
+pub use endpoint::{Endpoint, LinkPolicy};
+pub use pool::{GuestPool, PoolContext, SamplingHook};
+pub use quiet::Quiet;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
@@ -20,23 +27,6 @@ use sha2::{Digest, Sha256};
 use crate::event::monotonic_ns;
 
 pub use crate::event::GuestInfo;
-
-/// Arrives at a barrier once: on `arrive`, or when dropped on an early return.
-struct Arrival<'a>(Option<&'a Barrier>);
-
-impl Arrival<'_> {
-    fn arrive(&mut self) {
-        if let Some(barrier) = self.0.take() {
-            barrier.wait();
-        }
-    }
-}
-
-impl Drop for Arrival<'_> {
-    fn drop(&mut self) {
-        self.arrive();
-    }
-}
 
 /// The vmbench binary's bytes and digest, read once per process.
 struct Image {
@@ -90,14 +80,14 @@ pub fn shell_command(argv: &[String]) -> String {
 ///
 /// Uploads to several guests at once disturb each other's clock probes, so
 /// each guest waits at `quiet` (shared by all guests being prepared) between
-/// its upload and its probe. Every caller arrives there exactly once.
+/// its upload and its probe; one that fails before leaves it.
 pub fn prepare(
     connection: &ssh::Connection,
     address: &str,
     vmbench: &Path,
-    quiet: &Barrier,
+    quiet: &Quiet,
 ) -> Result<Prepared> {
-    let mut arrival = Arrival(Some(quiet));
+    let mut arrival = quiet::Arrival::new(quiet);
     let session = &connection.session;
     let (code, out, err) = ssh::run(session, "uname -m; uname -r")?;
     if code != 0 {

@@ -23,8 +23,8 @@ use ssh2::{
 };
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::endpoint::{Endpoint, LinkPolicy};
 use super::{ExecEnd, ExecId, ExecOutput, Liveness};
-use crate::plan::Guest;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Each blocking libssh2 call (handshake, auth, a channel request) gives up
@@ -156,9 +156,9 @@ impl Drop for Slot {
     }
 }
 
-pub fn connect(guest: &Guest, unknown: UnknownKey) -> Result<Connection, ConnectError> {
+pub fn connect(machine: &Endpoint, unknown: UnknownKey) -> Result<Connection, ConnectError> {
     let began = Instant::now();
-    let endpoint = guest.endpoint();
+    let endpoint = machine.socket_text();
     let addr = endpoint
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve {endpoint}"))?
@@ -170,8 +170,8 @@ pub fn connect(guest: &Guest, unknown: UnknownKey) -> Result<Connection, Connect
         let slot = HANDSHAKES.take();
         match open_session(addr) {
             Ok((session, stream)) => {
-                let host_key_added = check_host_key(&session, guest, unknown)?;
-                authenticate(&session, guest)?;
+                let host_key_added = check_host_key(&session, machine, unknown)?;
+                authenticate(&session, machine)?;
                 drop(slot);
                 let local_ip = stream
                     .local_addr()
@@ -183,7 +183,7 @@ pub fn connect(guest: &Guest, unknown: UnknownKey) -> Result<Connection, Connect
                     local_ip,
                     host_key_added,
                     connect_time: began.elapsed(),
-                    silence_limit: guest.liveness().silence_limit(),
+                    silence_limit: machine.policy.silence_limit(),
                 });
             }
             // A refused or unreachable address does not get better by trying
@@ -227,10 +227,10 @@ fn open_session(addr: SocketAddr) -> Result<(Session, TcpStream)> {
 /// Ok(true) when an unknown key was accepted and written down.
 fn check_host_key(
     session: &Session,
-    guest: &Guest,
+    machine: &Endpoint,
     unknown: UnknownKey,
 ) -> Result<bool, ConnectError> {
-    let path = guest.known_hosts_path();
+    let path = machine.known_hosts.clone();
     let (key, key_type) = session
         .host_key()
         .ok_or_else(|| anyhow!("the guest sent no host key"))?;
@@ -249,19 +249,14 @@ fn check_host_key(
             .read_file(&path, KnownHostFileKind::OpenSSH)
             .with_context(|| format!("cannot read {}", path.display()))?;
     }
-    let host = guest.address.as_deref().unwrap_or_default();
-    match known.check_port(host, guest.port, key) {
+    match known.check_port(&machine.address, machine.port, key) {
         CheckResult::Match => Ok(false),
         CheckResult::Mismatch => Err(ConnectError::ChangedHostKey {
             fingerprint,
             known_hosts: path,
         }),
         CheckResult::NotFound if unknown == UnknownKey::AcceptNew => {
-            let name = if guest.port == 22 {
-                host.to_string()
-            } else {
-                format!("[{host}]:{}", guest.port)
-            };
+            let name = machine.known_hosts_name();
             let format = KnownHostKeyFormat::from(key_type);
             known
                 .add(&name, key, "", format)
@@ -304,14 +299,14 @@ fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
     file.write_all(text.as_bytes())
 }
 
-fn authenticate(session: &Session, guest: &Guest) -> Result<()> {
-    let user = guest.user.as_deref().unwrap_or_default();
+fn authenticate(session: &Session, machine: &Endpoint) -> Result<()> {
+    let user = machine.user.as_str();
     let mut tried = Vec::new();
-    if let Some(key) = guest.identity_path() {
+    if let Some(key) = &machine.identity {
         if !key.exists() {
             bail!("identity file {} does not exist", key.display());
         }
-        match session.userauth_pubkey_file(user, None, &key, None) {
+        match session.userauth_pubkey_file(user, None, key, None) {
             Ok(()) if session.authenticated() => return Ok(()),
             Ok(()) => tried.push(format!("key {}: not accepted", key.display())),
             Err(e) => tried.push(format!("key {}: {}", key.display(), e.message())),
@@ -326,7 +321,7 @@ fn authenticate(session: &Session, guest: &Guest) -> Result<()> {
         }
     }
     for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
-        let key = crate::plan::expand_home(&format!("~/.ssh/{name}"));
+        let key = crate::input::expand_home(&format!("~/.ssh/{name}"));
         if !key.exists() {
             continue;
         }
@@ -610,7 +605,7 @@ pub fn spawn_link(
     connection: Connection,
     name: &str,
     janitor: Option<Janitor>,
-    liveness: crate::plan::Liveness,
+    policy: LinkPolicy,
     on_lost: Box<dyn FnOnce(String) + Send>,
 ) -> std::io::Result<Link> {
     let janitor = match janitor {
@@ -631,7 +626,7 @@ pub fn spawn_link(
     let thread = std::thread::Builder::new()
         .name(format!("ssh-{name}"))
         .spawn(move || {
-            if let Some(why) = link_loop(connection, rx, &thread_wake, janitor, liveness) {
+            if let Some(why) = link_loop(connection, rx, &thread_wake, janitor, policy) {
                 *thread_lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
                 on_lost(why);
             }
@@ -695,17 +690,17 @@ fn link_loop(
     commands: Receiver<LinkCommand>,
     wake: &OwnedFd,
     mut janitor: Janitor,
-    liveness: crate::plan::Liveness,
+    policy: LinkPolicy,
 ) -> Option<String> {
     let Connection {
         session, stream, ..
     } = connection;
-    let silence_limit = liveness.silence_limit();
+    let silence_limit = policy.silence_limit();
     // Replies wanted: they are what tells a live guest from a silent one
     // (see `silence`). The janitor's channel is read every turn, which
     // consumes them. Sent by this loop when due (`keepalive_send`); libssh2
     // needs the interval configured for that.
-    let keepalive = liveness.keepalive.as_secs().max(1) as u32;
+    let keepalive = policy.keepalive.as_secs().max(1) as u32;
     session.set_keepalive(true, keepalive);
     let blocking = Blocking {
         session: &session,

@@ -1,6 +1,8 @@
-//! The session's SSH guests: each is connected, prepared and sampled on a
-//! thread of its own from the start of the session, so that phases find
-//! their guests ready and one unreachable guest holds up nobody else.
+//! The session's SSH machines (guests and hypervisor hosts): each is
+//! connected, prepared and sampled on a thread of its own from the start
+//! of the session, so that phases find their guests ready and one
+//! unreachable guest holds up nobody else. The pool knows machines by
+//! their `Endpoint`; what samples each is handed to it (`SamplingHook`).
 //!
 //! A guest whose connection breaks is marked lost at once (its copies end
 //! as failed, its sampler stops); later phases fail its copies at once, or
@@ -8,27 +10,24 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::guest_sampling::{open_sampler, sample_guest};
+use super::quiet::Quiet;
 use crate::bus::EventSink;
-use crate::event::{Clock, Event, GuestState, LogLevel, Nanos};
+use crate::event::{Clock, Event, GuestInfo, GuestState, LogLevel, Nanos};
 use crate::format::clock as clock_text;
-use crate::plan::{Guest, GuestSampling, Plan, Transport};
-use crate::sample::SeriesIds;
-use crate::sample::agent_hub::AgentHub;
-use crate::transport::{self, Liveness, Remote, ssh};
+use crate::transport::{self, Endpoint, Liveness, Remote, ssh};
 
 type Slot = Option<Result<Remote, String>>;
 
 /// The longest a phase waits for a guest still being brought up (each of
 /// its steps has its own timeout; this bounds them together).
-const BRING_UP_LIMIT: Duration = Duration::from_secs(120);
+pub const BRING_UP_LIMIT: Duration = Duration::from_secs(120);
 
 /// When and why a guest was lost; shared with its link's session thread.
 type LostAt = Arc<Mutex<Option<(Nanos, String)>>>;
@@ -50,7 +49,7 @@ struct Measured {
 }
 
 struct Member {
-    guest: Guest,
+    endpoint: Endpoint,
     slot: watch::Receiver<Slot>,
     lost: LostAt,
     stop_sampler: Sender<()>,
@@ -65,22 +64,25 @@ pub struct GuestPool {
     /// Guests whose connection thread could not even be started.
     unstarted: HashMap<String, String>,
     ctx: PoolContext,
-    /// The one thread that reads every guest's agent; None when it could
-    /// not be started (said in the log: guests' own counters are then left out).
-    agents: Option<AgentHub>,
 }
+
+/// What starts sampling a machine once it is ready: called on the
+/// machine's thread before it counts as settled (so that the sampler's
+/// handshake is not inside a phase); what it returns then samples on that
+/// thread until told to stop. None: the machine is not sampled.
+pub type SamplingHook = Arc<
+    dyn Fn(&Endpoint, &GuestInfo) -> Option<Box<dyn FnOnce(Receiver<()>) + Send>> + Send + Sync,
+>;
 
 #[derive(Clone)]
 pub struct PoolContext {
+    /// Where the machines were named (the plan's file), for error messages.
     pub plan_origin: String,
     pub clock: Clock,
     pub sink: EventSink,
-    pub ids: SeriesIds,
-    pub interval: Duration,
     /// The vmbench binary put on each guest.
     pub exe: PathBuf,
-    /// Each `[[host]]`'s guests, as its agent is given them (TOML).
-    pub host_seen: Arc<HashMap<String, String>>,
+    pub sampling: Option<SamplingHook>,
 }
 
 impl PoolContext {
@@ -92,7 +94,7 @@ impl PoolContext {
         });
     }
 
-    pub(super) fn log(&self, level: LogLevel, text: String) {
+    pub fn log(&self, level: LogLevel, text: String) {
         self.sink.send(Event::Log {
             t: self.clock.now(),
             level,
@@ -102,44 +104,28 @@ impl PoolContext {
 }
 
 impl GuestPool {
-    pub fn start(plan: &Plan, ctx: &PoolContext) -> Self {
+    /// Starts every machine's bring-up at once; each is announced as
+    /// connecting, in the order given, before any reports back.
+    pub fn start(machines: Vec<Endpoint>, ctx: &PoolContext) -> Self {
         let mut pool = GuestPool {
             members: HashMap::new(),
             clocks: HashMap::new(),
             unstarted: HashMap::new(),
             ctx: ctx.clone(),
-            agents: AgentHub::start(ctx.clock, ctx.sink.clone())
-                .map_err(|e| {
-                    ctx.log(
-                        LogLevel::Warn,
-                        format!("no thread to read the guests' agents ({e}): guest-side counters are left out"),
-                    )
-                })
-                .ok(),
         };
-        // Hypervisor hosts are brought up as guests are (they take no
-        // copy), so that the first phase waits for them too.
-        let ssh_guests: Vec<Guest> = plan
-            .guests
-            .iter()
-            .filter(|g| g.transport == Transport::Ssh)
-            .cloned()
-            .chain(plan.hosts.iter().map(crate::plan::Host::as_connection))
-            .collect();
-        let quiet = Arc::new(Barrier::new(ssh_guests.len()));
-        // Announced in plan order, before any connection reports back.
-        for guest in &ssh_guests {
-            ctx.state(guest.name(), GuestState::Connecting);
+        let quiet = Quiet::new(machines.len());
+        for machine in &machines {
+            ctx.state(&machine.name, GuestState::Connecting);
         }
-        for guest in ssh_guests {
-            pool.connect(guest, quiet.clone());
+        for machine in machines {
+            pool.connect(machine, quiet.clone());
         }
         pool
     }
 
     /// Starts a guest's connection thread: bring-up, then its sampler.
-    fn connect(&mut self, guest: Guest, quiet: Arc<Barrier>) {
-        let name = guest.name().to_string();
+    fn connect(&mut self, machine: Endpoint, quiet: Quiet) {
+        let name = machine.name.clone();
         let (tx, rx) = watch::channel(None);
         let (stop_tx, stop_rx) = channel();
         let lost: LostAt = Arc::default();
@@ -158,22 +144,22 @@ impl GuestPool {
                 ctx.state(&name, GuestState::Lost { reason });
             }
         };
-        let thread_guest = guest.clone();
-        let agents = self.agents.clone();
+        let thread_machine = machine.clone();
+        let thread_quiet = quiet.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("guest-{name}"))
             .spawn(move || {
-                let guest = thread_guest;
-                let remote = bring_up(&guest, &ctx, &quiet, Box::new(on_lost));
+                let machine = thread_machine;
+                let remote = bring_up(&machine, &ctx, &thread_quiet, Box::new(on_lost));
                 match &remote {
                     Ok(r) => ctx.state(
-                        guest.name(),
+                        &machine.name,
                         GuestState::Ready {
                             info: Box::new((*r.info).clone()),
                         },
                     ),
                     Err(reason) => ctx.state(
-                        guest.name(),
+                        &machine.name,
                         GuestState::Failed {
                             reason: reason.clone(),
                         },
@@ -181,24 +167,13 @@ impl GuestPool {
                 }
                 // The sampler's session opens before the guest counts as
                 // settled, so that its handshake is not inside a phase.
-                let sampler = match &remote {
-                    Ok(r) if guest.sampling != GuestSampling::Off => {
-                        match open_sampler(&guest, &ctx, &r.info) {
-                            Ok(sampler) => Some((sampler, r.info.clone())),
-                            Err(e) => {
-                                ctx.log(
-                                    LogLevel::Warn,
-                                    format!("{}: no guest-side counters: {e}", guest.name()),
-                                );
-                                None
-                            }
-                        }
-                    }
+                let sampler = match (&remote, &ctx.sampling) {
+                    (Ok(r), Some(hook)) => hook(&machine, &r.info),
                     _ => None,
                 };
                 let _ = tx.send(Some(remote));
-                if let Some((sampler, info)) = sampler {
-                    sample_guest(sampler, &guest, &ctx, &info, agents, stop_rx);
+                if let Some(sample) = sampler {
+                    sample(stop_rx);
                 }
             });
         match spawned {
@@ -206,7 +181,7 @@ impl GuestPool {
                 self.members.insert(
                     name,
                     Member {
-                        guest,
+                        endpoint: machine,
                         slot: rx,
                         lost,
                         stop_sampler: stop_tx,
@@ -215,17 +190,26 @@ impl GuestPool {
                 );
             }
             Err(e) => {
+                // Its turn at the quiet barrier is given up, so that the
+                // others do not wait for a guest that never arrives.
+                quiet.leave();
                 self.unstarted.insert(name, format!("no thread: {e}"));
             }
         }
     }
 
     /// Waits until every guest's connection attempt is over, so that no
-    /// upload or handshake runs beside a measured phase.
-    pub async fn settle(&mut self) {
-        for member in self.members.values_mut() {
-            let _ = member.slot.wait_for(Option::is_some).await;
-        }
+    /// upload or handshake runs beside a measured phase, or until
+    /// `BRING_UP_LIMIT`; the number still unsettled then is returned (a
+    /// phase then fails their copies with that reason).
+    pub async fn settle(&mut self) -> usize {
+        let all = async {
+            for member in self.members.values_mut() {
+                let _ = member.slot.wait_for(Option::is_some).await;
+            }
+        };
+        let _ = tokio::time::timeout(BRING_UP_LIMIT, all).await;
+        self.unsettled()
     }
 
     pub fn unsettled(&self) -> usize {
@@ -273,14 +257,14 @@ impl GuestPool {
     /// Connects again, before a phase, each of `names` that was lost and
     /// whose plan entry asks for `reconnect`: up to its attempts, waiting
     /// its back-off (doubling) before each. Returns when each is ready or
-    /// has used its attempts.
+    /// has used its attempts; each attempt is bounded by `BRING_UP_LIMIT`.
     pub async fn revive(&mut self, names: &[&str]) {
         for name in names {
             let Some(member) = self.members.get(*name) else {
                 continue;
             };
-            let guest = member.guest.clone();
-            let liveness = guest.liveness();
+            let machine = member.endpoint.clone();
+            let liveness = machine.policy;
             // Lost, or not connected at all (a bring-up that failed, an
             // earlier phase's attempts that all failed): tried again.
             let down = match member.slot.borrow().as_ref() {
@@ -297,11 +281,14 @@ impl GuestPool {
                 tokio::time::sleep(wait).await;
                 wait *= 2;
                 self.retire(name);
-                self.connect(guest.clone(), Arc::new(Barrier::new(1)));
+                self.connect(machine.clone(), Quiet::new(1));
                 let ready = match self.members.get_mut(*name) {
                     Some(m) => matches!(
-                        m.slot.wait_for(Option::is_some).await.as_deref(),
-                        Ok(Some(Ok(_)))
+                        tokio::time::timeout(BRING_UP_LIMIT, m.slot.wait_for(Option::is_some))
+                            .await
+                            .as_ref()
+                            .map(|slot| slot.as_deref()),
+                        Ok(Ok(Some(Ok(_))))
                     ),
                     None => false,
                 };
@@ -491,35 +478,34 @@ impl GuestPool {
 }
 
 fn bring_up(
-    guest: &Guest,
+    machine: &Endpoint,
     ctx: &PoolContext,
-    quiet: &Barrier,
+    quiet: &Quiet,
     on_lost: Box<dyn FnOnce(String) + Send>,
 ) -> Result<Remote, String> {
-    let host = guest.address.as_deref().unwrap_or_default();
-    let connection = match ssh::connect(guest, ssh::UnknownKey::Refuse) {
+    let connection = match ssh::connect(machine, ssh::UnknownKey::Refuse) {
         Ok(c) => c,
         Err(e) => {
-            quiet.wait();
-            return Err(e.describe(&ctx.plan_origin, host));
+            quiet.leave();
+            return Err(e.describe(&ctx.plan_origin, &machine.address));
         }
     };
     let transport::Prepared {
         info,
         janitor,
         from_cache,
-    } = transport::prepare(&connection, &guest.endpoint(), &ctx.exe, quiet)
+    } = transport::prepare(&connection, &machine.socket_text(), &ctx.exe, quiet)
         .map_err(|e| format!("{e:#}"))?;
     if from_cache {
         ctx.log(
             LogLevel::Info,
             format!(
                 "{}: vmbench taken from the guest's own cache (same checksum), not sent again",
-                guest.name()
+                machine.name
             ),
         );
     }
-    let link = ssh::spawn_link(connection, guest.name(), janitor, guest.liveness(), on_lost)
+    let link = ssh::spawn_link(connection, &machine.name, janitor, machine.policy, on_lost)
         .map_err(|e| format!("no thread for the session: {e}"))?;
     Ok(Remote {
         link,
