@@ -234,6 +234,38 @@ pub enum GuestState {
     Closed,
 }
 
+/// How a fleet's guests were made, kept in the session's header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FleetRecord {
+    pub name: String,
+    /// `netns`, `nspawn`, `qemu`.
+    pub technology: String,
+    /// What the comparison calls its guests.
+    pub label: String,
+    /// The tool that made them and its version (QEMU with its accelerator).
+    pub tool: String,
+    /// The id its resources are named by.
+    pub session: String,
+    pub count: u32,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub disk_mib: u32,
+    pub placement: String,
+    /// The guest image's folder and the inputs it was built from.
+    pub image: Option<String>,
+    pub guests: Vec<FleetGuestRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FleetGuestRecord {
+    pub name: String,
+    pub address: String,
+    /// The host cores it was placed on, when placed.
+    pub cores: Option<String>,
+    /// `ready`, or why it was left out.
+    pub outcome: String,
+}
+
 /// What vmbench learned about a guest while preparing it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GuestInfo {

@@ -125,6 +125,9 @@ pub struct Header {
     pub plan_source: String,
     pub interval_ns: Nanos,
     pub schedule: Vec<PlannedPhase>,
+    /// The guests vmbench made for the session, fleet by fleet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fleets: Vec<crate::event::FleetRecord>,
 }
 
 impl Header {
@@ -150,6 +153,7 @@ impl Header {
             plan_source: plan.source.clone(),
             interval_ns: plan.plan.interval.get().as_nanos() as Nanos,
             schedule,
+            fleets: plan.made.clone(),
         }
     }
 }

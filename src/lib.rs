@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod orchestrate;
 pub mod plan;
+pub mod provision;
 pub mod report;
 pub mod results;
 pub mod sample;

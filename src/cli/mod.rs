@@ -1,6 +1,7 @@
 //! The command line: run (TUI, the default), record (headless), replay,
 //! export, and the hidden `workload` used to launch benchmark copies.
 
+mod fleet;
 mod replay;
 
 use std::io::IsTerminal;
@@ -126,6 +127,23 @@ enum Command {
         after_help = "Example:\n  vmbench check study.toml --accept-new   trust new host keys once, then check"
     )]
     Check(CheckArgs),
+    /// Guests vmbench made: list them, remove what a session left behind.
+    #[command(after_help = "Examples:\n  \
+        vmbench fleet list\n  \
+        vmbench fleet down            everything whose vmbench is gone\n  \
+        vmbench fleet down 3fa9c1     one session's fleet, kept or not")]
+    Fleet {
+        #[command(subcommand)]
+        action: fleet::FleetAction,
+    },
+    /// The guest image every fleet technology boots.
+    #[command(
+        after_help = "Example:\n  vmbench image build   about 2 minutes the first time, then cached"
+    )]
+    Image {
+        #[command(subcommand)]
+        action: fleet::ImageAction,
+    },
     /// Print a completion script for a shell.
     #[command(after_help = "Example:\n  vmbench completions bash > /etc/bash_completion.d/vmbench")]
     Completions { shell: clap_complete::Shell },
@@ -455,6 +473,8 @@ pub fn main() -> ExitCode {
         },
         Some(Command::Export(args)) => export(&args.recording, &args.csv, args.salvage),
         Some(Command::Check(args)) => check(&args.plan, args.accept_new),
+        Some(Command::Fleet { action }) => fleet::fleet(&action),
+        Some(Command::Image { action }) => fleet::image(&action),
         Some(Command::Report(args)) => {
             quiet_on_broken_pipe();
             report(&args)
@@ -648,6 +668,7 @@ impl LiveSteer {
                 live.end_at_once(consumer);
                 let _ = ratatui::try_restore();
                 stderr_line!("vmbench: ended at once; recording: {path}");
+                crate::provision::teardown_active();
                 std::process::exit(stop::AT_ONCE_STATUS);
             }
         }
@@ -747,7 +768,7 @@ impl Steer for LiveSteer {
 }
 
 fn run_tui(args: SessionArgs, start: bool, screen: &ScreenArgs) -> Result<ExitCode> {
-    let plan = load_plan(args.plan.as_ref(), args.time_scale)?;
+    let mut plan = load_plan(args.plan.as_ref(), args.time_scale)?;
     let theme = Theme::resolve(
         screen.theme.as_deref(),
         std::env::var_os("NO_COLOR").is_some(),
@@ -755,6 +776,9 @@ fn run_tui(args: SessionArgs, start: bool, screen: &ScreenArgs) -> Result<ExitCo
     if !std::io::stdout().is_terminal() {
         bail!("the TUI needs a terminal; `vmbench record` runs a plan without a screen");
     }
+    // Made before the screen is taken (progress on stderr), removed when
+    // this returns.
+    let _fleets = fleet::make_fleets(&mut plan)?;
     let (path, listener) = args.recording_and_metrics(&plan)?;
     let (live, mut consumer, bus) = Live::start(&plan, &path, start, this_program()?)?;
     if let Some(listener) = listener {
@@ -1035,7 +1059,8 @@ fn write_html(
 const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
 
 fn record(args: SessionArgs) -> Result<ExitCode> {
-    let plan = load_plan(args.plan.as_ref(), args.time_scale)?;
+    let mut plan = load_plan(args.plan.as_ref(), args.time_scale)?;
+    let _fleets = fleet::make_fleets(&mut plan)?;
     let (path, listener) = args.recording_and_metrics(&plan)?;
     let (mut live, mut consumer, bus) = Live::start(&plan, &path, true, this_program()?)?;
     if let Some(listener) = listener {
@@ -1083,6 +1108,7 @@ fn record(args: SessionArgs) -> Result<ExitCode> {
                     {
                         live.end_at_once(&mut consumer);
                         stderr_line!("\nvmbench: ended at once; recording: {}", path.display());
+                        crate::provision::teardown_active();
                         std::process::exit(stop::AT_ONCE_STATUS);
                     }
                 }

@@ -69,6 +69,7 @@ impl Host {
             reconnect_backoff: None,
             sampling: GuestSampling::Agent,
             host: None,
+            fleet: None,
         }
     }
 }

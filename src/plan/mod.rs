@@ -10,9 +10,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::input::{InputError, parse_toml};
 use crate::workload::WorkloadSpec;
 
+mod fleet;
 mod hosts;
 mod inventory;
 mod phases;
+pub use fleet::{Fleet, FleetTechnology, Placement};
 pub use hosts::{HOST_TECHNOLOGY, Host, HostSeenGuests};
 pub use inventory::InventorySpec;
 pub use phases::PlannedPhase;
@@ -63,6 +65,9 @@ pub struct Plan {
     /// Hypervisor hosts other than this machine, on which guests run.
     #[serde(default, rename = "host", skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<Host>,
+    /// Guests vmbench makes, measures and removes itself.
+    #[serde(default, rename = "fleet", skip_serializing_if = "Vec::is_empty")]
+    pub fleets: Vec<Fleet>,
     #[serde(rename = "benchmark")]
     pub benchmarks: Vec<Benchmark>,
 }
@@ -154,6 +159,10 @@ pub struct Guest {
     /// without it, this machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The `[[fleet]]` that makes this guest (never written in a plan: a
+    /// fleet's guests come from its entry).
+    #[serde(skip)]
+    pub fleet: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -614,6 +623,8 @@ pub struct LoadedPlan {
     pub plan: Plan,
     pub source: String,
     pub origin: String,
+    /// How the plan's fleets were made, once they were (the header keeps it).
+    pub made: Vec<crate::event::FleetRecord>,
 }
 
 impl LoadedPlan {
@@ -637,7 +648,7 @@ impl LoadedPlan {
     }
 
     pub fn parse(source: &str, origin: &str) -> Result<Self, PlanError> {
-        let plan: Plan = parse_toml(source, origin)?;
+        let mut plan: Plan = parse_toml(source, origin)?;
         // The inventory's members are written into the text, which is then
         // read as a whole (and, marked, never expanded again).
         if let Some(spec) = &plan.inventory
@@ -650,6 +661,43 @@ impl LoadedPlan {
             })?;
             return Self::parse(&format!("{source}{entries}"), origin);
         }
+        // A fleet's guests follow the listed ones, fleet by fleet.
+        for (index, fleet) in plan.fleets.iter().enumerate() {
+            let twin = plan.fleets[..index]
+                .iter()
+                .find(|other| other.name() == fleet.name() || other.label() == fleet.label());
+            let refusal = fleet.refusal(index).or_else(|| {
+                twin.map(|other| {
+                    (
+                        "label",
+                        format!(
+                            "fleets {:?} and {:?} have the same name or technology label {:?}: \
+                             phases run per technology, so give one a `label` (or a name) of \
+                             its own",
+                            other.name(),
+                            fleet.name(),
+                            fleet.label()
+                        ),
+                    )
+                })
+            });
+            if let Some((field, message)) = refusal {
+                return Err(InputError::at(
+                    source,
+                    origin,
+                    Some(fleet.name.span()),
+                    format!("fleet[{index}].{field}"),
+                    message,
+                ));
+            }
+        }
+        let made: Vec<Guest> = plan
+            .fleets
+            .iter()
+            .enumerate()
+            .flat_map(|(index, fleet)| fleet.guests(index))
+            .collect();
+        plan.guests.extend(made);
         validate(&plan).map_err(|(span, field, message)| {
             InputError::at(source, origin, Some(span), field, message)
         })?;
@@ -657,6 +705,7 @@ impl LoadedPlan {
             plan,
             source: source.to_string(),
             origin: origin.to_string(),
+            made: Vec::new(),
         })
     }
 }

@@ -1,0 +1,264 @@
+//! `[[fleet]]`: `count` identical guests that vmbench makes itself, with
+//! one technology's own tool, measures and removes. A fleet becomes plan
+//! guests named `<fleet>-1` .. `<fleet>-<count>`, reached over SSH at the
+//! addresses of its range; how to reach each (key, known_hosts, its tap or
+//! veth, cgroup, process) is filled in when the fleet is made.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Count, Guest, GuestSampling, Transport};
+
+/// The technologies a fleet can be made of on a Linux host.
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FleetTechnology {
+    /// A network namespace on this host's root filesystem, its own sshd.
+    Netns,
+    /// systemd-nspawn on the guest image's tree, in a namespace of vmbench's.
+    Nspawn,
+    /// A QEMU virtual machine booting the guest image (KVM where a KVM
+    /// guest really boots here, else TCG).
+    Qemu,
+}
+
+impl FleetTechnology {
+    pub fn name(self) -> &'static str {
+        match self {
+            FleetTechnology::Netns => "netns",
+            FleetTechnology::Nspawn => "nspawn",
+            FleetTechnology::Qemu => "qemu",
+        }
+    }
+
+    /// Whether its guests boot the guest image (the netns guest runs this
+    /// host's own programs).
+    pub fn uses_image(self) -> bool {
+        !matches!(self, FleetTechnology::Netns)
+    }
+}
+
+/// Where a fleet's guests run on this host's cores.
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// Each guest on cores of its own (`vcpus` each): refused when the
+    /// fleet needs more cores than the host has.
+    Pinned,
+    /// Every guest on the same fewest cores (`vcpus` of them).
+    Packed,
+    /// No pinning: the host's scheduler places them.
+    #[default]
+    Floating,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Fleet {
+    pub name: toml::Spanned<String>,
+    pub technology: FleetTechnology,
+    pub count: Count,
+    /// What the comparison calls these guests; defaults to the
+    /// technology's name (`netns`, `nspawn`, `qemu-tcg` or `qemu-kvm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default = "one")]
+    pub vcpus: Count,
+    /// MiB of memory per guest (a cgroup limit for namespace and container
+    /// guests, the VM's RAM for QEMU).
+    #[serde(default = "default_memory")]
+    pub memory_mib: u32,
+    /// MiB of the data disk each guest has at /srv/vmbench (ext4 on a file).
+    #[serde(default = "default_disk")]
+    pub disk_mib: u32,
+    #[serde(default)]
+    pub placement: Placement,
+    /// The fleet's /24, the host at .1 and guests from .10 on; defaults to
+    /// 198.18.(16 + the fleet's index).0/24, apart from the testbed's
+    /// 198.18.0.0/24.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<String>,
+    /// The session goes on when at least this many guests came up (default:
+    /// all of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ready: Option<Count>,
+    /// Leave the fleet running at the end (printed: how to reach it and
+    /// remove it with `vmbench fleet down`).
+    #[serde(default)]
+    pub keep: bool,
+    /// The guest image (`vmbench image build`) for technologies that boot
+    /// one; defaults to the one built from vmbench's inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+fn one() -> Count {
+    Count(1)
+}
+
+fn default_memory() -> u32 {
+    512
+}
+
+fn default_disk() -> u32 {
+    1024
+}
+
+impl Fleet {
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+
+    /// The network part of its /24 (`198.18.16`).
+    pub fn network(&self, index: usize) -> String {
+        match &self.addresses {
+            Some(cidr) => cidr
+                .trim_end_matches("/24")
+                .rsplit_once('.')
+                .map_or_else(|| cidr.clone(), |(net, _)| net.to_string()),
+            None => format!("198.18.{}", 16 + index),
+        }
+    }
+
+    /// The address of guest `i` (0-based).
+    pub fn guest_address(&self, index: usize, i: usize) -> String {
+        format!("{}.{}", self.network(index), 10 + i)
+    }
+
+    pub fn host_address(&self, index: usize) -> String {
+        format!("{}.1", self.network(index))
+    }
+
+    pub fn guest_name(&self, i: usize) -> String {
+        format!("{}-{}", self.name(), i + 1)
+    }
+
+    /// What its guests are called in the comparison until the fleet is
+    /// made (QEMU's accelerator is known only then).
+    pub fn label(&self) -> String {
+        self.label
+            .clone()
+            .unwrap_or_else(|| self.technology.name().to_string())
+    }
+
+    /// Its guests as plan entries, reached over SSH as root; the key and
+    /// known_hosts are the fleet's own, set when it is made.
+    pub fn guests(&self, index: usize) -> Vec<Guest> {
+        (0..self.count.0 as usize)
+            .map(|i| Guest {
+                name: toml::Spanned::new(self.name.span(), self.guest_name(i)),
+                transport: Transport::Ssh,
+                technology: self.label(),
+                address: Some(self.guest_address(index, i)),
+                port: 22,
+                user: Some("root".into()),
+                identity: None,
+                known_hosts: None,
+                interface: None,
+                block_device: None,
+                image: None,
+                cgroup: None,
+                pid: None,
+                pidfile: None,
+                process: None,
+                xen_domain: None,
+                discover: false,
+                keepalive: None,
+                keepalive_count: None,
+                reconnect: false,
+                reconnect_attempts: None,
+                reconnect_backoff: None,
+                sampling: GuestSampling::Agent,
+                host: None,
+                fleet: Some(self.name().to_string()),
+            })
+            .collect()
+    }
+
+    /// Why this fleet's shape cannot be made on any host, or None.
+    pub fn refusal(&self, index: usize) -> Option<(&'static str, String)> {
+        let name = self.name();
+        if self.count.0 == 0 || self.count.0 > 240 {
+            return Some(("count", format!("fleet {name:?}: 1 to 240 guests")));
+        }
+        if self.vcpus.0 == 0 || self.vcpus.0 > 64 {
+            return Some(("vcpus", format!("fleet {name:?}: 1 to 64 vCPUs")));
+        }
+        let least_memory = match self.technology {
+            // The Debian kernel and sshd under TCG.
+            FleetTechnology::Qemu => 256,
+            _ => 64,
+        };
+        if self.memory_mib < least_memory {
+            return Some((
+                "memory_mib",
+                format!(
+                    "fleet {name:?}: {} guests need at least {least_memory} MiB each",
+                    self.technology.name()
+                ),
+            ));
+        }
+        if self.disk_mib < 64 {
+            return Some((
+                "disk_mib",
+                format!(
+                    "fleet {name:?}: a data disk of at least 64 MiB (ext4 and bonnie++ need room)"
+                ),
+            ));
+        }
+        if let Some(min) = self.min_ready
+            && (min.0 == 0 || min.0 > self.count.0)
+        {
+            return Some((
+                "min_ready",
+                format!("fleet {name:?}: min_ready is 1 to count ({})", self.count.0),
+            ));
+        }
+        let network = self.network(index);
+        let octets: Vec<u8> = network.split('.').filter_map(|o| o.parse().ok()).collect();
+        let inside = octets.len() == 3 && octets[0] == 198 && (octets[1] == 18 || octets[1] == 19);
+        if !inside
+            || self
+                .addresses
+                .as_deref()
+                .is_some_and(|a| !a.ends_with("/24"))
+        {
+            return Some((
+                "addresses",
+                format!(
+                    "fleet {name:?}: addresses must be a /24 inside 198.18.0.0/15 (the benchmarking \
+                     range), e.g. \"198.18.16.0/24\"; got {network}"
+                ),
+            ));
+        }
+        if octets == [198, 18, 0] {
+            return Some((
+                "addresses",
+                format!("fleet {name:?}: 198.18.0.0/24 is the testbed's; give another /24"),
+            ));
+        }
+        None
+    }
+
+    /// Which cores guest `i` may run on, on a host with `cores` cores; None
+    /// for any; Err when pinning needs more cores than there are.
+    pub fn cores_of(&self, i: usize, cores: usize) -> Result<Option<Vec<usize>>, String> {
+        let vcpus = self.vcpus.0 as usize;
+        match self.placement {
+            Placement::Floating => Ok(None),
+            Placement::Packed => Ok(Some((0..vcpus.min(cores)).collect())),
+            Placement::Pinned => {
+                let needed = vcpus * self.count.0 as usize;
+                if needed > cores {
+                    return Err(format!(
+                        "fleet {:?}: pinned placement needs {needed} cores ({} guests × {vcpus} \
+                         vCPUs) and this host has {cores}; use placement = \"packed\" or \
+                         \"floating\", or fewer guests",
+                        self.name(),
+                        self.count.0
+                    ));
+                }
+                Ok(Some((i * vcpus..(i + 1) * vcpus).collect()))
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! What every technology's guests need from this host: a bridge of the
+//! fleet's own, a veth or tap on it, a data disk, a cgroup with the
+//! guest's shape, SSH keys made here. Each is noted in the state file
+//! before it is made. Network changes go through `ip` (iproute2), whose
+//! errors name the device; a failing command's stderr is the error.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::state::{Resource, State};
+
+/// Runs a command to its end; its stdout, or its stderr as the error.
+pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The cgroup hierarchies a guest's cgroup is made in: the one of cgroup
+/// v2, or v1's cpu, cpuacct, cpuset and memory (and the empty v2 beside
+/// them, which names the guest's processes for `below`-like readers).
+pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return vec![root.join(path)];
+    }
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for hierarchy in ["cpu", "cpuacct", "cpuset", "memory", "unified"] {
+        let Ok(real) = root.join(hierarchy).canonicalize() else {
+            continue;
+        };
+        let dir = real.join(path);
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    dirs
+}
+
+/// A guest's shape as cgroup limits.
+pub struct Shape<'a> {
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub cores: Option<&'a [usize]>,
+}
+
+/// Makes the guest's cgroup with its limits: CPU time of `vcpus` cores,
+/// its memory, and its cores when placed.
+pub fn make_cgroup(state: &mut State, path: &str, shape: &Shape) -> Result<(), String> {
+    state.note(Resource::Cgroup { path: path.into() })?;
+    let cpus = shape.cores.map(|c| {
+        c.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let quota = u64::from(shape.vcpus) * 100_000;
+    let memory = u64::from(shape.memory_mib) << 20;
+    let write = |dir: &Path, file: &str, value: &str| {
+        std::fs::write(dir.join(file), value)
+            .map_err(|e| format!("{}/{file} = {value}: {e}", dir.display()))
+    };
+    for dir in cgroup_dirs(path) {
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if dir.join("cgroup.controllers").exists() && dir.join("cpu.max").exists() {
+            write(&dir, "cpu.max", &format!("{quota} 100000"))?;
+        }
+        if dir.join("memory.max").exists() {
+            write(&dir, "memory.max", &memory.to_string())?;
+        }
+        if dir.join("cpu.cfs_quota_us").exists() {
+            write(&dir, "cpu.cfs_period_us", "100000")?;
+            write(&dir, "cpu.cfs_quota_us", &quota.to_string())?;
+        }
+        if dir.join("memory.limit_in_bytes").exists() {
+            write(&dir, "memory.limit_in_bytes", &memory.to_string())?;
+        }
+        if dir.join("cpuset.cpus").exists() {
+            // v1 cpusets start empty (no task may join), the parent too.
+            let parent = dir.parent().unwrap_or(&dir);
+            let all =
+                std::fs::read_to_string(parent.parent().unwrap_or(parent).join("cpuset.cpus"))
+                    .unwrap_or_default();
+            let mems =
+                std::fs::read_to_string(parent.parent().unwrap_or(parent).join("cpuset.mems"))
+                    .unwrap_or_default();
+            for d in [parent, dir.as_path()] {
+                if d.join("cpuset.mems").exists()
+                    && std::fs::read_to_string(d.join("cpuset.mems"))
+                        .unwrap_or_default()
+                        .trim()
+                        .is_empty()
+                {
+                    write(d, "cpuset.mems", mems.trim())?;
+                }
+                if std::fs::read_to_string(d.join("cpuset.cpus"))
+                    .unwrap_or_default()
+                    .trim()
+                    .is_empty()
+                {
+                    write(d, "cpuset.cpus", all.trim())?;
+                }
+            }
+            if let Some(cpus) = &cpus {
+                write(&dir, "cpuset.cpus", cpus)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The shell words that move the shell itself into the guest's cgroup
+/// (in every hierarchy) before it execs the guest's first process, which
+/// and whose children then stay there.
+pub fn join_cgroup_script(path: &str) -> String {
+    cgroup_dirs(path)
+        .iter()
+        .map(|dir| format!("echo $$ > {}/cgroup.procs", dir.display()))
+        .collect::<Vec<_>>()
+        .join(" && ")
+}
+
+/// The fleet's bridge with the host's address on it: no IPv6, no
+/// forwarding beyond it (the guests reach this host and each other).
+pub fn make_bridge(state: &mut State, name: &str, host_address: &str) -> Result<(), String> {
+    state.note(Resource::Bridge { name: name.into() })?;
+    run("ip", &["link", "add", name, "type", "bridge"])?;
+    no_ipv6(name);
+    run(
+        "ip",
+        &["addr", "add", &format!("{host_address}/24"), "dev", name],
+    )?;
+    run("ip", &["link", "set", name, "up"]).map(drop)
+}
+
+pub fn no_ipv6(link: &str) {
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{link}/disable_ipv6"), "1");
+}
+
+/// A network namespace with a veth whose host end is on the bridge and
+/// whose guest end, `eth0`, has the guest's address.
+pub fn make_netns(
+    state: &mut State,
+    netns: &str,
+    veth: &str,
+    bridge: &str,
+    address: &str,
+) -> Result<(), String> {
+    state.note(Resource::Netns { name: netns.into() })?;
+    run("ip", &["netns", "add", netns])?;
+    state.note(Resource::Link { name: veth.into() })?;
+    run(
+        "ip",
+        &[
+            "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns,
+        ],
+    )?;
+    no_ipv6(veth);
+    run("ip", &["link", "set", veth, "master", bridge, "up"])?;
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            netns,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv4.ip_forward=0",
+        ],
+    )?;
+    run("ip", &["-n", netns, "link", "set", "lo", "up"])?;
+    run(
+        "ip",
+        &[
+            "-n",
+            netns,
+            "addr",
+            "add",
+            &format!("{address}/24"),
+            "dev",
+            "eth0",
+        ],
+    )?;
+    run("ip", &["-n", netns, "link", "set", "eth0", "up"]).map(drop)
+}
+
+/// A tap on the bridge, for a VM.
+pub fn make_tap(state: &mut State, tap: &str, bridge: &str) -> Result<(), String> {
+    state.note(Resource::Link { name: tap.into() })?;
+    run("ip", &["tuntap", "add", tap, "mode", "tap"])?;
+    no_ipv6(tap);
+    run("ip", &["link", "set", tap, "master", bridge, "up"]).map(drop)
+}
+
+/// A data disk: an ext4 file system of `mib` MiB on a file, initialised
+/// eagerly (ext4's lazy init would write during benchmarks), attached to
+/// a loop device with direct I/O; the device is returned.
+pub fn make_disk(state: &mut State, image: &Path, mib: u32, label: &str) -> Result<String, String> {
+    let text = image.to_string_lossy().into_owned();
+    let file = std::fs::File::create(image).map_err(|e| format!("{text}: {e}"))?;
+    file.set_len(u64::from(mib) << 20)
+        .map_err(|e| format!("{text}: {e}"))?;
+    run(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-E",
+            "lazy_itable_init=0,lazy_journal_init=0",
+            "-L",
+            label,
+            &text,
+        ],
+    )?;
+    state.note(Resource::Loop {
+        image: image.to_path_buf(),
+    })?;
+    Ok(
+        run("losetup", &["--find", "--show", "--direct-io=on", &text])?
+            .trim()
+            .to_string(),
+    )
+}
+
+/// An ed25519 key pair made here (`path` and `path.pub`); the public half.
+pub fn make_key(path: &Path, comment: &str) -> Result<String, String> {
+    run(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            comment,
+            "-f",
+            &path.to_string_lossy(),
+        ],
+    )?;
+    let public = std::fs::read_to_string(path.with_extension("pub"))
+        .map_err(|e| format!("{}.pub: {e}", path.display()))?;
+    Ok(public
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" "))
+}
+
+/// Whether something accepts TCP connections at `address:22` now.
+pub fn answers(address: &str) -> bool {
+    address
+        .parse()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, 22))
+        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok())
+}
+
+/// The last `lines` lines of a log file, for an error.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let tail = all[all.len().saturating_sub(lines)..].join("\n");
+    if tail.trim().is_empty() {
+        format!("({} is empty)", path.display())
+    } else {
+        tail
+    }
+}

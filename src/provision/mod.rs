@@ -1,0 +1,576 @@
+//! Making guests: a plan's `[[fleet]]`s become running guests on bridges
+//! of vmbench's own, each technology behind one trait (create, ready,
+//! describe, destroy), everything noted in a state file before it is made
+//! and removed at the end of the session — normal end, a signal, a panic,
+//! a failed bring-up — or by `vmbench fleet down` after a kill -9.
+
+mod host;
+pub mod image;
+mod netns;
+mod nspawn;
+mod qemu;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::event::{FleetGuestRecord, FleetRecord};
+use crate::plan::{Fleet, FleetTechnology, LoadedPlan};
+use state::{Resource, State};
+
+/// What a technology does to make and reach its guests.
+pub trait Technology: Sync {
+    /// Its tool and the tool's version, for the recording's header.
+    fn describe(&self) -> String;
+    /// Programs it needs that this host lacks, with the package to install.
+    fn missing(&self) -> Vec<String>;
+    /// Makes one guest and starts it; every resource is noted in `state`
+    /// before it is made.
+    fn create(&self, member: &Member, state: &mut State) -> Result<(), String>;
+    /// Whether the guest answers (its sshd accepts connections; the SSH
+    /// handshake with its known key is the session's).
+    fn ready(&self, member: &Member) -> bool {
+        host::answers(&member.address)
+    }
+    /// Where its boot or start-up log is, whose tail an error shows.
+    fn boot_log(&self, member: &Member) -> PathBuf;
+    /// How long a guest may take to answer.
+    fn deadline(&self) -> Duration;
+    /// Removes one guest early (it did not come up); the state file's
+    /// teardown removes the rest at the end.
+    fn destroy(&self, member: &Member) {
+        let resources: Vec<Resource> = vec![Resource::Cgroup {
+            path: member.cgroup.clone(),
+        }];
+        let _ = state::teardown(&resources);
+    }
+}
+
+fn technology(kind: FleetTechnology) -> Box<dyn Technology + Send> {
+    match kind {
+        FleetTechnology::Netns => Box::new(netns::Netns),
+        FleetTechnology::Nspawn => Box::new(nspawn::Nspawn),
+        FleetTechnology::Qemu => Box::new(qemu::Qemu::new()),
+    }
+}
+
+/// Programs missing from this host, each with the package that has it.
+fn missing_programs(programs: &[&str]) -> Vec<String> {
+    programs
+        .iter()
+        .filter(|p| which(p).is_none())
+        .map(|p| {
+            let package = match p.rsplit('/').next().unwrap_or(p) {
+                "ip" => "iproute2",
+                "sshd" => "openssh-server",
+                "ssh-keygen" => "openssh-client",
+                "mkfs.ext4" => "e2fsprogs",
+                "losetup" => "util-linux",
+                "qemu-system-x86_64" => "qemu-system-x86",
+                "systemd-nspawn" => "systemd-container",
+                other => other,
+            };
+            format!("{p} (apt-get install {package})")
+        })
+        .collect()
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Path::new(program).exists().then(|| program.into());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .chain(["/usr/sbin".into(), "/sbin".into()])
+            .map(|dir| dir.join(program))
+            .find(|p| p.exists())
+    })
+}
+
+/// One guest to make: its names on this host (all carrying the session's
+/// id, so that cleanup finds them), address and shape.
+pub struct Member {
+    pub name: String,
+    pub address: String,
+    pub bridge: String,
+    /// Its veth's host end or its tap.
+    pub link: String,
+    pub netns: String,
+    /// Its cgroup, relative to each hierarchy's root.
+    pub cgroup: String,
+    /// Its own folder (keys, configuration, logs).
+    pub dir: PathBuf,
+    /// The fleet's folder (the client key, known_hosts).
+    pub fleet_dir: PathBuf,
+    pub disk_image: PathBuf,
+    pub disk_mib: u32,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub cores: Option<Vec<usize>>,
+    /// The guest image's folder, for technologies that boot it.
+    pub image: Option<PathBuf>,
+    /// Its index among all the session's guests (MACs, link names).
+    pub index: usize,
+}
+
+impl Member {
+    pub fn shape(&self) -> host::Shape<'_> {
+        host::Shape {
+            vcpus: self.vcpus,
+            memory_mib: self.memory_mib,
+            cores: self.cores.as_deref(),
+        }
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("boot.log")
+    }
+
+    /// A locally administered MAC, unique within the session.
+    pub fn mac(&self) -> String {
+        format!(
+            "52:54:00:ab:{:02x}:{:02x}",
+            self.index >> 8,
+            self.index & 0xff
+        )
+    }
+}
+
+/// Where data disks live: a disk, not /run's memory.
+const DISKS_DIR: &str = "/var/tmp/vmbench-fleets";
+
+/// The fleets of a session, made; removed when dropped unless kept.
+pub struct Made {
+    pub session: String,
+    state: State,
+    keep: bool,
+    pub records: Vec<FleetRecord>,
+    /// How to reach each guest, printed when the fleet is kept.
+    reach: Vec<String>,
+}
+
+/// The session's fleets, for teardown at an exit that skips destructors
+/// (a second stop request, a panic).
+static ACTIVE: Mutex<Option<(Vec<Resource>, bool)>> = Mutex::new(None);
+
+/// Set by SIGINT, SIGTERM or SIGHUP while fleets are being made.
+static INTERRUPTED: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
+
+/// Removes the active fleets now (unless kept): for exits that skip `Drop`.
+pub fn teardown_active() {
+    let taken = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some((resources, false)) = taken {
+        for left in state::teardown(&resources) {
+            eprintln!("vmbench: fleet teardown left {left}");
+        }
+    }
+}
+
+impl Made {
+    fn forget_active(&self) {
+        ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        self.forget_active();
+        if self.keep {
+            eprintln!(
+                "vmbench: fleet kept (session {}); reach its guests with:",
+                self.session
+            );
+            for line in &self.reach {
+                eprintln!("  {line}");
+            }
+            eprintln!("  remove it with: vmbench fleet down {}", self.session);
+            return;
+        }
+        let began = Instant::now();
+        let left = self.state.teardown();
+        if left.is_empty() {
+            eprintln!(
+                "vmbench: fleet of session {} removed in {:.1} s",
+                self.session,
+                began.elapsed().as_secs_f64()
+            );
+        } else {
+            for line in left {
+                eprintln!("vmbench: fleet teardown left {line}");
+            }
+            eprintln!(
+                "vmbench: run `vmbench fleet down {}` to try again",
+                self.session
+            );
+        }
+    }
+}
+
+/// Leftovers of earlier sessions whose vmbench is gone, one line each,
+/// with the command that removes them.
+pub fn leftovers() -> Vec<String> {
+    state::sessions()
+        .into_iter()
+        .filter(|s| !s.owner_alive())
+        .map(|s| {
+            format!(
+                "fleet of session {} was left behind ({} resources, its vmbench pid {} is gone): \
+                 remove it with `vmbench fleet down`",
+                s.session,
+                s.resources.len(),
+                s.owner.map_or("?".into(), |p| p.to_string())
+            )
+        })
+        .collect()
+}
+
+/// `vmbench fleet down [SESSION]`: removes what sessions whose vmbench is
+/// gone left behind (or the named one, kept or not); lines say what was
+/// removed and what could not be.
+pub fn down(only: Option<&str>) -> (Vec<String>, bool) {
+    let mut lines = Vec::new();
+    let mut clean = true;
+    for session in state::sessions() {
+        if only.is_some_and(|s| s != session.session) {
+            continue;
+        }
+        if only.is_none() && session.owner_alive() {
+            lines.push(format!(
+                "session {}: its vmbench (pid {}) still runs; left alone",
+                session.session,
+                session.owner.unwrap_or(0)
+            ));
+            continue;
+        }
+        let left = state::teardown(&session.resources);
+        if left.is_empty() {
+            lines.push(format!(
+                "session {}: removed {} resources",
+                session.session,
+                session.resources.len()
+            ));
+        } else {
+            clean = false;
+            for l in left {
+                lines.push(format!("session {}: left {l}", session.session));
+            }
+        }
+    }
+    if lines.is_empty() {
+        lines.push("no fleet left behind".into());
+    }
+    (lines, clean)
+}
+
+/// What is missing on this host to make the plan's fleets: programs, the
+/// guest image's tools, memory, disk room, cgroups. Empty when all is there.
+pub fn preflight(fleets: &[Fleet]) -> Vec<String> {
+    let mut missing = Vec::new();
+    if unsafe { libc::geteuid() } != 0 {
+        missing.push("root: making guests (namespaces, bridges, loop devices) needs it".into());
+    }
+    for fleet in fleets {
+        for program in technology(fleet.technology).missing() {
+            let line = format!("{program}, for fleet {:?}", fleet.name());
+            if !missing.contains(&line) {
+                missing.push(line);
+            }
+        }
+    }
+    if fleets
+        .iter()
+        .any(|f| f.technology.uses_image() && f.image.is_none())
+    {
+        missing.extend(image::missing());
+    }
+    let memory: u64 = fleets
+        .iter()
+        .filter(|f| f.technology == FleetTechnology::Qemu)
+        .map(|f| u64::from(f.memory_mib) * u64::from(f.count.0))
+        .sum();
+    let available = procfs_available_mib();
+    if memory > available {
+        missing.push(format!(
+            "memory: the QEMU guests need {memory} MiB and {available} MiB is available"
+        ));
+    }
+    let disk: u64 = fleets
+        .iter()
+        .map(|f| u64::from(f.disk_mib) * u64::from(f.count.0))
+        .sum();
+    let _ = std::fs::create_dir_all(DISKS_DIR);
+    if let Some(free) = free_mib(Path::new(DISKS_DIR))
+        && disk > free
+    {
+        missing.push(format!(
+            "disk: the data disks need {disk} MiB in {DISKS_DIR} and {free} MiB is free"
+        ));
+    }
+    if host::cgroup_dirs("x").is_empty() {
+        missing.push("cgroups: none mounted under /sys/fs/cgroup".into());
+    }
+    missing
+}
+
+fn procfs_available_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib >> 10)
+}
+
+fn free_mib(path: &Path) -> Option<u64> {
+    let text = std::ffi::CString::new(path.to_string_lossy().as_bytes()).ok()?;
+    // SAFETY: statvfs fills a plain struct for a valid C string.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statvfs(text.as_ptr(), &mut stat) } == 0)
+        .then(|| (stat.f_bavail * stat.f_frsize) >> 20)
+}
+
+/// Makes the plan's fleets, fills in how the session reaches each of their
+/// guests, and records how they were made; None when the plan has none.
+/// `say` gets a line per step. Guests that did not come up by their
+/// technology's deadline are named with their boot log's tail and left
+/// out, or the whole is removed and refused when fewer than a fleet's
+/// `min_ready` came up.
+pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option<Made>, String> {
+    if plan.plan.fleets.is_empty() {
+        return Ok(None);
+    }
+    for line in leftovers() {
+        say(line);
+    }
+    let missing = preflight(&plan.plan.fleets);
+    if !missing.is_empty() {
+        return Err(format!(
+            "cannot make the plan's fleets; missing:\n  {}",
+            missing.join("\n  ")
+        ));
+    }
+    listen_for_stops();
+    let session = format!("{:06x}", fastrand::u32(..) & 0xff_ffff);
+    let mut state = State::create(&session)?;
+    let disks = Path::new(DISKS_DIR).join(&session);
+    state.note(Resource::Dir {
+        path: disks.clone(),
+    })?;
+    let mut made = Made {
+        session: session.clone(),
+        state,
+        keep: plan.plan.fleets.iter().any(|f| f.keep),
+        records: Vec::new(),
+        reach: Vec::new(),
+    };
+    publish(&made);
+    std::fs::create_dir_all(&disks).map_err(|e| format!("{}: {e}", disks.display()))?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut index = 0usize;
+    let fleets = plan.plan.fleets.clone();
+    let mut failed: Vec<String> = Vec::new();
+    for (f, fleet) in fleets.iter().enumerate() {
+        let kind = technology(fleet.technology);
+        let image = match (fleet.technology.uses_image(), &fleet.image) {
+            (false, _) => None,
+            (true, Some(dir)) => Some(PathBuf::from(dir)),
+            (true, None) => Some(image::ensure(None, say)?),
+        };
+        let fleet_dir = made.state.dir.join(fleet.name());
+        std::fs::create_dir_all(&fleet_dir).map_err(|e| format!("{}: {e}", fleet_dir.display()))?;
+        host::make_key(&fleet_dir.join("id_ed25519"), &format!("vmbench-{session}"))?;
+        std::fs::copy(
+            fleet_dir.join("id_ed25519.pub"),
+            fleet_dir.join("authorized_keys"),
+        )
+        .map_err(|e| format!("authorized_keys: {e}"))?;
+        let bridge = format!("vb{session}f{f}");
+        host::make_bridge(&mut made.state, &bridge, &fleet.host_address(f))?;
+        say(format!(
+            "fleet {}: making {} {} guest(s) ({} vCPU, {} MiB, disk {} MiB, {:?}) on bridge {bridge}",
+            fleet.name(),
+            fleet.count.0,
+            fleet.technology.name(),
+            fleet.vcpus.0,
+            fleet.memory_mib,
+            fleet.disk_mib,
+            fleet.placement
+        ));
+        let began = Instant::now();
+        let mut members = Vec::new();
+        let mut known_hosts = String::new();
+        for i in 0..fleet.count.0 as usize {
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                return Err("stopped by a signal while the fleet was being made".into());
+            }
+            let name = fleet.guest_name(i);
+            let dir = fleet_dir.join(&name);
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let public = host::make_key(&dir.join("ssh_host_ed25519_key"), &name)?;
+            let member = Member {
+                address: fleet.guest_address(f, i),
+                bridge: bridge.clone(),
+                link: format!("vb{session}g{index}"),
+                netns: format!("vmbench-{session}-{name}"),
+                cgroup: format!("vmbench-fleet-{session}/{name}"),
+                fleet_dir: fleet_dir.clone(),
+                disk_image: disks.join(format!("{name}.img")),
+                disk_mib: fleet.disk_mib,
+                vcpus: fleet.vcpus.0,
+                memory_mib: fleet.memory_mib,
+                cores: fleet.cores_of(i, cores)?,
+                image: image.clone(),
+                index,
+                dir,
+                name,
+            };
+            index += 1;
+            // No trust on first use: the key the guest will offer is known now.
+            known_hosts.push_str(&format!("{} {public}\n", member.address));
+            kind.create(&member, &mut made.state)
+                .map_err(|e| format!("{}: {e}", member.name))?;
+            publish(&made);
+            members.push(member);
+        }
+        let known = fleet_dir.join("known_hosts");
+        std::fs::write(&known, &known_hosts).map_err(|e| format!("{}: {e}", known.display()))?;
+        let ready = wait_ready(kind.as_ref(), &members, say)?;
+        let up = ready.iter().filter(|r| r.is_ok()).count();
+        say(format!(
+            "fleet {}: {up} of {} guest(s) ready in {:.1} s",
+            fleet.name(),
+            members.len(),
+            began.elapsed().as_secs_f64()
+        ));
+        let min_ready = fleet.min_ready.map_or(fleet.count.0, |c| c.0) as usize;
+        let mut guests = Vec::new();
+        for (member, outcome) in members.iter().zip(&ready) {
+            if let Err(why) = outcome {
+                say(format!("{}: {why}", member.name));
+                kind.destroy(member);
+                failed.push(member.name.clone());
+            } else {
+                made.reach.push(format!(
+                    "ssh -i {} -o UserKnownHostsFile={} root@{}",
+                    fleet_dir.join("id_ed25519").display(),
+                    known.display(),
+                    member.address
+                ));
+            }
+            guests.push(FleetGuestRecord {
+                name: member.name.clone(),
+                address: member.address.clone(),
+                cores: member.cores.as_ref().map(|c| {
+                    c.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }),
+                outcome: outcome.clone().err().unwrap_or_else(|| "ready".into()),
+            });
+        }
+        if up < min_ready {
+            let why = ready
+                .iter()
+                .zip(&members)
+                .filter_map(|(r, m)| r.as_ref().err().map(|e| format!("{}: {e}", m.name)))
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Err(format!(
+                "fleet {}: {up} of {} guest(s) came up, fewer than min_ready {min_ready}; \
+                 everything made is removed\n{why}",
+                fleet.name(),
+                members.len()
+            ));
+        }
+        for guest in plan.plan.guests.iter_mut() {
+            if guest.fleet.as_deref() != Some(fleet.name()) {
+                continue;
+            }
+            let Some(member) = members.iter().find(|m| m.name == guest.name()) else {
+                continue;
+            };
+            guest.identity = Some(fleet_dir.join("id_ed25519").display().to_string());
+            guest.known_hosts = Some(known.display().to_string());
+            guest.interface = Some(member.link.clone());
+            guest.cgroup = Some(member.cgroup.clone());
+        }
+        made.records.push(FleetRecord {
+            name: fleet.name().to_string(),
+            technology: fleet.technology.name().to_string(),
+            label: fleet.label(),
+            tool: kind.describe(),
+            session: session.clone(),
+            count: fleet.count.0,
+            vcpus: fleet.vcpus.0,
+            memory_mib: fleet.memory_mib,
+            disk_mib: fleet.disk_mib,
+            placement: format!("{:?}", fleet.placement).to_lowercase(),
+            image: image.as_deref().map(image::describe),
+            guests,
+        });
+    }
+    plan.plan
+        .guests
+        .retain(|g| !failed.iter().any(|f| f == g.name()));
+    plan.made = made.records.clone();
+    Ok(Some(made))
+}
+
+/// Waits for every member to answer, each within the technology's
+/// deadline; a member that does not is Err with its boot log's tail.
+fn wait_ready(
+    kind: &dyn Technology,
+    members: &[Member],
+    say: &mut dyn FnMut(String),
+) -> Result<Vec<Result<(), String>>, String> {
+    let deadline = Instant::now() + kind.deadline();
+    let mut outcome: Vec<Option<Result<(), String>>> = vec![None; members.len()];
+    let mut last_said = Instant::now();
+    while outcome.iter().any(Option::is_none) {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Err("stopped by a signal while the fleet was coming up".into());
+        }
+        for (member, slot) in members.iter().zip(outcome.iter_mut()) {
+            if slot.is_none() && kind.ready(member) {
+                *slot = Some(Ok(()));
+            }
+        }
+        if Instant::now() > deadline {
+            for (member, slot) in members.iter().zip(outcome.iter_mut()) {
+                if slot.is_none() {
+                    *slot = Some(Err(format!(
+                        "did not answer within {} s; the end of its log ({}):\n{}",
+                        kind.deadline().as_secs(),
+                        kind.boot_log(member).display(),
+                        host::tail(&kind.boot_log(member), 8)
+                    )));
+                }
+            }
+        }
+        if last_said.elapsed() > Duration::from_secs(10) {
+            let up = outcome.iter().filter(|o| o.is_some()).count();
+            say(format!("{up} of {} guest(s) answer so far", members.len()));
+            last_said = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(outcome.into_iter().flatten().collect())
+}
+
+fn publish(made: &Made) {
+    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((made.state.resources.clone(), made.keep));
+}
+
+/// A stop during bring-up is noticed between steps (the session's own
+/// handling of signals starts with the session).
+fn listen_for_stops() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        let _ = signal_hook::flag::register(signal, INTERRUPTED.clone());
+    }
+}

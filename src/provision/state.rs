@@ -1,0 +1,307 @@
+//! What a fleet made, written down before it is made: one JSON line per
+//! resource in `/run/vmbench/fleets/<session>/state`, synced as it is
+//! written, so that teardown (at the end, on a signal, after a panic) and
+//! `vmbench fleet down` (after a kill -9) find everything by the session's
+//! id. Teardown goes in reverse order and is idempotent: a resource that
+//! is already gone is fine.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::host::{cgroup_dirs, run};
+
+/// Where every session's fleet state lives.
+pub const FLEETS_DIR: &str = "/run/vmbench/fleets";
+
+/// One thing a fleet made on this host.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Resource {
+    /// The session's owner: which vmbench made it (for `fleet down`).
+    Owner {
+        pid: u32,
+        started: String,
+    },
+    Dir {
+        path: PathBuf,
+    },
+    Bridge {
+        name: String,
+    },
+    /// A veth's host end or a tap.
+    Link {
+        name: String,
+    },
+    Netns {
+        name: String,
+    },
+    /// A cgroup (relative path, the same in every hierarchy); its
+    /// processes are killed before it is removed.
+    Cgroup {
+        path: String,
+    },
+    /// A file attached to loop devices.
+    Loop {
+        image: PathBuf,
+    },
+    Mount {
+        path: PathBuf,
+    },
+}
+
+impl Resource {
+    pub fn describe(&self) -> String {
+        match self {
+            Resource::Owner { pid, .. } => format!("owner pid {pid}"),
+            Resource::Dir { path } => format!("folder {}", path.display()),
+            Resource::Bridge { name } => format!("bridge {name}"),
+            Resource::Link { name } => format!("link {name}"),
+            Resource::Netns { name } => format!("namespace {name}"),
+            Resource::Cgroup { path } => format!("cgroup {path}"),
+            Resource::Loop { image } => format!("loop device of {}", image.display()),
+            Resource::Mount { path } => format!("mount {}", path.display()),
+        }
+    }
+
+    /// Removes it; Err says what is left and why.
+    fn remove(&self) -> Result<(), String> {
+        match self {
+            Resource::Owner { .. } => Ok(()),
+            Resource::Dir { path } => match std::fs::remove_dir_all(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(format!("{}: {e}", path.display()))
+                }
+                _ => Ok(()),
+            },
+            Resource::Bridge { name } | Resource::Link { name } => {
+                if !Path::new("/sys/class/net").join(name).exists() {
+                    return Ok(());
+                }
+                run("ip", &["link", "del", name]).map(drop)
+            }
+            Resource::Netns { name } => {
+                if !Path::new("/run/netns").join(name).exists() {
+                    return Ok(());
+                }
+                if let Ok(pids) = run("ip", &["netns", "pids", name]) {
+                    for pid in pids
+                        .split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok())
+                    {
+                        // SAFETY: a plain kill of a pid the namespace lists.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+                run("ip", &["netns", "del", name]).map(drop)
+            }
+            Resource::Cgroup { path } => remove_cgroup(path),
+            Resource::Loop { image } => {
+                if !image.exists() {
+                    return Ok(());
+                }
+                let image = image.to_string_lossy();
+                let listed = run("losetup", &["-j", &image, "-O", "NAME", "-n"])?;
+                for device in listed.split_whitespace() {
+                    // The mount in a guest's namespace may take a moment to go.
+                    let deadline = Instant::now() + Duration::from_secs(3);
+                    while let Err(e) = run("losetup", &["-d", device]) {
+                        if Instant::now() > deadline {
+                            return Err(e);
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+                Ok(())
+            }
+            Resource::Mount { path } => {
+                if !is_mounted(path) {
+                    return Ok(());
+                }
+                run("umount", &["-l", &path.to_string_lossy()]).map(drop)
+            }
+        }
+    }
+}
+
+fn is_mounted(path: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mounts").is_ok_and(|mounts| {
+        mounts
+            .lines()
+            .any(|l| l.split(' ').nth(1) == Some(&*path.to_string_lossy()))
+    })
+}
+
+/// Kills every process in the cgroup (in each hierarchy), then removes it
+/// and its parent when empty.
+fn remove_cgroup(path: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    for dir in cgroup_dirs(path) {
+        if !dir.exists() {
+            continue;
+        }
+        loop {
+            let pids = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            let pids: Vec<i32> = pids.lines().filter_map(|p| p.parse().ok()).collect();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                // SAFETY: a plain kill of a pid the cgroup lists.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{}: processes do not end", dir.display()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        while let Err(e) = std::fs::remove_dir(&dir) {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{}: {e}", dir.display()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(parent) = dir.parent() {
+            // The session's own parent: removed once its last guest is.
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+    Ok(())
+}
+
+/// A session's state file, open for appending.
+pub struct State {
+    pub session: String,
+    pub dir: PathBuf,
+    file: std::fs::File,
+    pub resources: Vec<Resource>,
+}
+
+impl State {
+    /// A new session's state folder and file, the owner written first.
+    pub fn create(session: &str) -> Result<State, String> {
+        let dir = Path::new(FLEETS_DIR).join(session);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join("state");
+        let file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut state = State {
+            session: session.to_string(),
+            dir: dir.clone(),
+            file,
+            resources: Vec::new(),
+        };
+        state.note(Resource::Owner {
+            pid: std::process::id(),
+            started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        })?;
+        state.note(Resource::Dir { path: dir })?;
+        Ok(state)
+    }
+
+    /// Writes a resource down (and syncs) before it is made.
+    pub fn note(&mut self, resource: Resource) -> Result<(), String> {
+        let mut line = serde_json::to_string(&resource).map_err(|e| e.to_string())?;
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| format!("writing the fleet's state file: {e}"))?;
+        self.resources.push(resource);
+        Ok(())
+    }
+
+    /// Removes everything, last made first; what could not be removed is
+    /// returned, one line each.
+    pub fn teardown(&self) -> Vec<String> {
+        teardown(&self.resources)
+    }
+}
+
+pub fn teardown(resources: &[Resource]) -> Vec<String> {
+    resources
+        .iter()
+        .rev()
+        .filter_map(|r| r.remove().err().map(|e| format!("{}: {e}", r.describe())))
+        .collect()
+}
+
+/// A session's state as read back from its file.
+pub struct Leftover {
+    pub session: String,
+    pub owner: Option<u32>,
+    pub resources: Vec<Resource>,
+}
+
+impl Leftover {
+    /// Whether the vmbench that made it still runs (then it is no leftover).
+    pub fn owner_alive(&self) -> bool {
+        self.owner.is_some_and(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains("vmbench"))
+        })
+    }
+}
+
+/// Every session's state under `FLEETS_DIR`; lines that do not parse
+/// (a torn last line) are skipped.
+pub fn sessions() -> Vec<Leftover> {
+    let Ok(entries) = std::fs::read_dir(FLEETS_DIR) else {
+        return Vec::new();
+    };
+    let mut found: Vec<Leftover> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let text = std::fs::read_to_string(entry.path().join("state")).ok()?;
+            let resources: Vec<Resource> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            let owner = resources.iter().find_map(|r| match r {
+                Resource::Owner { pid, .. } => Some(*pid),
+                _ => None,
+            });
+            Some(Leftover {
+                session: entry.file_name().to_string_lossy().into_owned(),
+                owner,
+                resources,
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.session.cmp(&b.session));
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resource_line_reads_back_as_written() {
+        let resources = [
+            Resource::Bridge {
+                name: "vbabc123f0".into(),
+            },
+            Resource::Cgroup {
+                path: "vmbench-fleet-abc123/f-1".into(),
+            },
+            Resource::Loop {
+                image: "/var/tmp/x.img".into(),
+            },
+        ];
+        for r in resources {
+            let line = serde_json::to_string(&r).expect("serializes");
+            assert_eq!(serde_json::from_str::<Resource>(&line).expect("parses"), r);
+        }
+        let line = serde_json::to_string(&Resource::Netns { name: "n".into() }).expect("ok");
+        assert_eq!(line, r#"{"kind":"netns","name":"n"}"#);
+    }
+}
