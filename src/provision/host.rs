@@ -52,7 +52,9 @@ pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
 /// A guest's shape as cgroup limits.
 pub struct Shape<'a> {
     pub vcpus: u32,
-    pub memory_mib: u32,
+    /// The memory limit; None for a VM, whose RAM is its own shape (a
+    /// limit at its RAM would OOM-kill QEMU, which needs more than that).
+    pub memory_mib: Option<u32>,
     pub cores: Option<&'a [usize]>,
 }
 
@@ -67,7 +69,7 @@ pub fn make_cgroup(state: &mut State, path: &str, shape: &Shape) -> Result<(), S
             .join(",")
     });
     let quota = u64::from(shape.vcpus) * 100_000;
-    let memory = u64::from(shape.memory_mib) << 20;
+    let memory = shape.memory_mib.map(|m| (u64::from(m) << 20).to_string());
     let write = |dir: &Path, file: &str, value: &str| {
         std::fs::write(dir.join(file), value)
             .map_err(|e| format!("{}/{file} = {value}: {e}", dir.display()))
@@ -80,15 +82,15 @@ pub fn make_cgroup(state: &mut State, path: &str, shape: &Shape) -> Result<(), S
         if dir.join("cgroup.controllers").exists() && dir.join("cpu.max").exists() {
             write(&dir, "cpu.max", &format!("{quota} 100000"))?;
         }
-        if dir.join("memory.max").exists() {
-            write(&dir, "memory.max", &memory.to_string())?;
+        if let (true, Some(memory)) = (dir.join("memory.max").exists(), &memory) {
+            write(&dir, "memory.max", memory)?;
         }
         if dir.join("cpu.cfs_quota_us").exists() {
             write(&dir, "cpu.cfs_period_us", "100000")?;
             write(&dir, "cpu.cfs_quota_us", &quota.to_string())?;
         }
-        if dir.join("memory.limit_in_bytes").exists() {
-            write(&dir, "memory.limit_in_bytes", &memory.to_string())?;
+        if let (true, Some(memory)) = (dir.join("memory.limit_in_bytes").exists(), &memory) {
+            write(&dir, "memory.limit_in_bytes", memory)?;
         }
         if dir.join("cpuset.cpus").exists() {
             // v1 cpusets start empty (no task may join), the parent too.

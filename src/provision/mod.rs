@@ -116,10 +116,11 @@ pub struct Member {
 }
 
 impl Member {
-    pub fn shape(&self) -> host::Shape<'_> {
+    /// Its cgroup limits; `vm`: its memory is the VM's RAM, not a limit.
+    pub fn shape(&self, vm: bool) -> host::Shape<'_> {
         host::Shape {
             vcpus: self.vcpus,
-            memory_mib: self.memory_mib,
+            memory_mib: (!vm).then_some(self.memory_mib),
             cores: self.cores.as_deref(),
         }
     }

@@ -55,7 +55,7 @@ impl Technology for Netns {
             &member.address,
         )?;
         let disk = host::make_disk(state, &member.disk_image, member.disk_mib, &member.name)?;
-        host::make_cgroup(state, &member.cgroup, &member.shape())?;
+        host::make_cgroup(state, &member.cgroup, &member.shape(false))?;
         let config = member.dir.join("sshd_config");
         std::fs::write(&config, sshd_config(member))
             .map_err(|e| format!("{}: {e}", config.display()))?;

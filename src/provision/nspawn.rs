@@ -50,7 +50,7 @@ impl Technology for Nspawn {
         })?;
         run("mount", &[&disk, &mount.to_string_lossy()])?;
         run("chmod", &["1777", &mount.to_string_lossy()])?;
-        host::make_cgroup(state, &member.cgroup, &member.shape())?;
+        host::make_cgroup(state, &member.cgroup, &member.shape(false))?;
         // What the guest's sshd reads: its host key and the client's key.
         let keys = member.dir.join("etc");
         std::fs::create_dir_all(&keys).map_err(|e| format!("{}: {e}", keys.display()))?;

@@ -175,7 +175,7 @@ impl Technology for Qemu {
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String> {
         host::make_tap(state, &member.link, &member.bridge)?;
         let disk = host::make_disk(state, &member.disk_image, member.disk_mib, &member.name)?;
-        host::make_cgroup(state, &member.cgroup, &member.shape())?;
+        host::make_cgroup(state, &member.cgroup, &member.shape(true))?;
         let chosen = self.accel();
         if let Some(accel) = chosen {
             return self.start(member, accel, &disk);
@@ -188,8 +188,8 @@ impl Technology for Qemu {
             .open("/dev/kvm")
             .is_ok();
         let try_kvm = kvm_usable && Self::remembered() != Some(false);
-        if try_kvm {
-            self.start(member, "kvm", &disk)?;
+        // QEMU itself may refuse KVM at once (here: "failed to set MSR").
+        if try_kvm && self.start(member, "kvm", &disk).is_ok() {
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 if host::answers(&member.address) {
@@ -200,6 +200,8 @@ impl Technology for Qemu {
                 std::thread::sleep(Duration::from_millis(250));
             }
             Self::kill(member);
+        }
+        if try_kvm {
             Self::remember(false);
         }
         *self.accel.lock().unwrap_or_else(|e| e.into_inner()) = Some("tcg");

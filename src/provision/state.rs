@@ -134,42 +134,63 @@ fn is_mounted(path: &Path) -> bool {
     })
 }
 
-/// Kills every process in the cgroup (in each hierarchy), then removes it
-/// and its parent when empty.
+/// Kills every process in the cgroup and the cgroups below it (a
+/// container's runtime may make some), in each hierarchy, then removes
+/// them deepest first, and the session's parent when it is empty.
 fn remove_cgroup(path: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(3);
     for dir in cgroup_dirs(path) {
         if !dir.exists() {
             continue;
         }
-        loop {
-            let pids = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-            let pids: Vec<i32> = pids.lines().filter_map(|p| p.parse().ok()).collect();
-            if pids.is_empty() {
-                break;
-            }
-            for pid in pids {
-                // SAFETY: a plain kill of a pid the cgroup lists.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{}: processes do not end", dir.display()));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        while let Err(e) = std::fs::remove_dir(&dir) {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{}: {e}", dir.display()));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let mut tree = Vec::new();
+        collect_tree(&dir, &mut tree);
+        // Deepest first: a cgroup is removed only once its children are.
+        for cgroup in tree.iter().rev() {
+            empty_and_remove(cgroup, deadline)?;
         }
         if let Some(parent) = dir.parent() {
-            // The session's own parent: removed once its last guest is.
             let _ = std::fs::remove_dir(parent);
         }
+    }
+    Ok(())
+}
+
+fn collect_tree(dir: &Path, tree: &mut Vec<PathBuf>) {
+    tree.push(dir.to_path_buf());
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_tree(&entry.path(), tree);
+            }
+        }
+    }
+}
+
+fn empty_and_remove(dir: &Path, deadline: Instant) -> Result<(), String> {
+    loop {
+        let pids = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        let pids: Vec<i32> = pids.lines().filter_map(|p| p.parse().ok()).collect();
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            // SAFETY: a plain kill of a pid the cgroup lists.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{}: processes do not end", dir.display()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while let Err(e) = std::fs::remove_dir(dir) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{}: {e}", dir.display()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
 }
@@ -226,12 +247,27 @@ impl State {
     }
 }
 
+/// Removes `resources`, last made first. The state folder itself goes
+/// last and only when everything else went, so that `vmbench fleet down`
+/// can try again what could not be removed.
 pub fn teardown(resources: &[Resource]) -> Vec<String> {
-    resources
+    let is_state =
+        |r: &Resource| matches!(r, Resource::Dir { path } if path.starts_with(FLEETS_DIR));
+    let mut left: Vec<String> = resources
         .iter()
         .rev()
+        .filter(|r| !is_state(r))
         .filter_map(|r| r.remove().err().map(|e| format!("{}: {e}", r.describe())))
-        .collect()
+        .collect();
+    if left.is_empty() {
+        left.extend(
+            resources
+                .iter()
+                .filter(|r| is_state(r))
+                .filter_map(|r| r.remove().err().map(|e| format!("{}: {e}", r.describe()))),
+        );
+    }
+    left
 }
 
 /// A session's state as read back from its file.
