@@ -37,7 +37,7 @@ pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
         return vec![root.join(path)];
     }
     let mut dirs: Vec<PathBuf> = Vec::new();
-    for hierarchy in ["cpu", "cpuacct", "cpuset", "memory", "unified"] {
+    for hierarchy in ["cpu", "cpuacct", "cpuset", "memory", "unified", "systemd"] {
         let Ok(real) = root.join(hierarchy).canonicalize() else {
             continue;
         };

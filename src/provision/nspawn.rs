@@ -74,7 +74,7 @@ impl Technology for Nspawn {
             "--volatile=overlay".into(),
             "--register=no".into(),
             "--keep-unit".into(),
-            format!("--machine={}", member.name),
+            format!("--machine={}", member.netns),
             format!("--network-namespace-path=/run/netns/{}", member.netns),
             format!("--bind-ro={}:/etc/vmbench", keys.display()),
             format!("--bind={}:/srv/vmbench", mount.display()),
@@ -93,6 +93,10 @@ impl Technology for Nspawn {
             quoted.join(" "),
             log.display()
         );
+        // nspawn killed (as teardown does) leaves its propagation folder.
+        state.note(Resource::Dir {
+            path: format!("/run/systemd/nspawn/propagate/{}", member.netns).into(),
+        })?;
         // In the background, a session of its own: the container lives
         // until its cgroup is emptied at teardown.
         Command::new("setsid")
