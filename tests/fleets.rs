@@ -7,17 +7,26 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::testbed::processes_naming;
 use vmbench::store::Reader;
 
 const VMBENCH: &str = env!("CARGO_BIN_EXE_vmbench");
 
-fn plan(dir: &std::path::Path, fleets: &str, duration: &str) -> std::path::PathBuf {
+/// A plan of `fleets` and the built-in `cpu` workload at `concurrency`.
+fn plan(
+    dir: &std::path::Path,
+    fleets: &str,
+    duration: &str,
+    concurrency: &str,
+) -> std::path::PathBuf {
     let path = dir.join("plan.toml");
     std::fs::write(
         &path,
         format!(
             "name = \"fleet-test\"\ninterval = \"1s\"\n{fleets}\n\
-             [[benchmark]]\nname = \"cpu\"\nworkload = {{ type = \"cpu\" }}\nduration = \"{duration}\"\nconcurrency = [1, 2]\n"
+             [[benchmark]]\nname = \"cpu\"\nworkload = {{ type = \"cpu\" }}\nduration = \"{duration}\"\nconcurrency = {concurrency}\n"
         ),
     )
     .expect("plan written");
@@ -136,15 +145,12 @@ fn remains(id: &str) -> Vec<String> {
             found.push(format!("cgroup: {}", cgroup.display()));
         }
     }
-    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(&format!("fleets/{id}/")) || cmdline.contains(&format!("vb{id}g")) {
-            found.push(format!(
-                "process {}: {cmdline}",
-                entry.file_name().to_string_lossy()
-            ));
-        }
+    for needle in [format!("fleets/{id}/"), format!("vb{id}g")] {
+        found.extend(
+            processes_naming(&needle)
+                .into_iter()
+                .map(|p| format!("process {p}")),
+        );
     }
     found
 }
@@ -166,7 +172,7 @@ fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 #[test]
 fn a_netns_fleet_is_made_measured_and_removed_leaving_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let plan = plan(dir.path(), &two_netns(40), "2s");
+    let plan = plan(dir.path(), &two_netns(40), "2s", "[1, 2]");
     let out = dir.path().join("r.vmb");
     let (mut child, id, _) = record(&plan, &out, "fleet ns: 2 of 2 guest(s) ready");
     let status = wait_for(&mut child, Duration::from_secs(120));
@@ -201,7 +207,7 @@ fn a_netns_fleet_is_made_measured_and_removed_leaving_nothing() {
 #[test]
 fn sigterm_mid_session_removes_the_fleet() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let plan = plan(dir.path(), &two_netns(41), "20s");
+    let plan = plan(dir.path(), &two_netns(41), "20s", "[1, 2]");
     let out = dir.path().join("r.vmb");
     let (mut child, id, _) = record(&plan, &out, "phase 1/2");
     assert!(!remains(&id).is_empty(), "the fleet exists while it runs");
@@ -218,9 +224,9 @@ fn sigterm_mid_session_removes_the_fleet() {
 }
 
 #[test]
-fn after_kill_9_fleet_down_removes_what_was_left_and_the_next_session_names_it() {
+fn after_kill_9_fleet_list_names_what_was_left_and_fleet_down_removes_it() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let plan = plan(dir.path(), &two_netns(42), "20s");
+    let plan = plan(dir.path(), &two_netns(42), "20s", "[1, 2]");
     let out = dir.path().join("r.vmb");
     let (mut child, id, _) = record(&plan, &out, "phase 1/2");
     child.kill().expect("kill -9");
@@ -260,15 +266,7 @@ fn a_container_fleet_and_a_qemu_fleet_run_their_phases_apart_with_their_shapes_r
                   addresses = \"198.18.43.0/24\"\n\
                   [[fleet]]\nname = \"vm\"\ntechnology = \"qemu\"\ncount = 1\nmemory_mib = 512\ndisk_mib = 96\n\
                   addresses = \"198.18.44.0/24\"\n";
-    let path = dir.path().join("plan.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "name = \"two-fleets\"\ninterval = \"1s\"\n{fleets}\n\
-             [[benchmark]]\nname = \"cpu\"\nworkload = {{ type = \"cpu\" }}\nduration = \"2s\"\nconcurrency = [1]\n"
-        ),
-    )
-    .expect("plan");
+    let path = plan(dir.path(), fleets, "2s", "[1]");
     let out = dir.path().join("r.vmb");
     let (mut child, id, lines) = record(&path, &out, "fleet vm: 1 of 1 guest(s) ready");
     let status = wait_for(&mut child, Duration::from_secs(300));

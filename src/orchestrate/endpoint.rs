@@ -1,5 +1,7 @@
 //! A plan's guest as the transport reaches it.
 
+use std::time::Duration;
+
 use crate::plan::Guest;
 use crate::transport::{Endpoint, LinkPolicy};
 
@@ -7,7 +9,6 @@ use crate::transport::{Endpoint, LinkPolicy};
 /// known_hosts file its key must be in, and its keepalive and reconnect
 /// rules (defaults: 5 s × 3, no reconnect; reconnecting: 3 attempts from 2 s).
 pub fn endpoint_of(guest: &Guest) -> Endpoint {
-    let liveness = guest.liveness();
     Endpoint {
         name: guest.name().to_string(),
         address: guest.address.clone().unwrap_or_default(),
@@ -16,10 +17,16 @@ pub fn endpoint_of(guest: &Guest) -> Endpoint {
         identity: guest.identity_path(),
         known_hosts: guest.known_hosts_path(),
         policy: LinkPolicy {
-            keepalive: liveness.keepalive,
-            keepalive_count: liveness.keepalive_count,
-            reconnect_attempts: liveness.reconnect_attempts,
-            reconnect_backoff: liveness.reconnect_backoff,
+            keepalive: guest.keepalive.map_or(Duration::from_secs(5), |d| d.0),
+            keepalive_count: guest.keepalive_count.map_or(3, |c| c.0),
+            reconnect_attempts: if guest.reconnect {
+                guest.reconnect_attempts.map_or(3, |c| c.0)
+            } else {
+                0
+            },
+            reconnect_backoff: guest
+                .reconnect_backoff
+                .map_or(Duration::from_secs(2), |d| d.0),
         },
     }
 }

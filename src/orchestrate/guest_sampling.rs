@@ -163,7 +163,7 @@ fn start_agent(
         grid_phase: info
             .clock_offset_ns
             .map(|offset| offset.rem_euclid(ctx.interval.as_nanos().max(1) as i64) as u64),
-        silence: guest.liveness().silence_limit(),
+        silence: super::endpoint_of(guest).policy.silence_limit(),
         host_seen: ctx.host_seen.get(guest.name()).cloned(),
     };
     let _turn = AGENT_STARTS.take();

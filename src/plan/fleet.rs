@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Count, Guest, GuestSampling, Transport};
+use super::{Count, Guest};
 
 /// The technologies a fleet can be made of on a Linux host.
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,31 +145,14 @@ impl Fleet {
     pub fn guests(&self, index: usize) -> Vec<Guest> {
         (0..self.count.0 as usize)
             .map(|i| Guest {
-                name: toml::Spanned::new(self.name.span(), self.guest_name(i)),
-                transport: Transport::Ssh,
-                technology: self.label(),
-                address: Some(self.guest_address(index, i)),
-                port: 22,
-                user: Some("root".into()),
-                identity: None,
-                known_hosts: None,
-                interface: None,
-                block_device: None,
-                image: None,
-                cgroup: None,
-                pid: None,
-                pidfile: None,
-                process: None,
-                xen_domain: None,
-                discover: false,
-                keepalive: None,
-                keepalive_count: None,
-                reconnect: false,
-                reconnect_attempts: None,
-                reconnect_backoff: None,
-                sampling: GuestSampling::Agent,
-                host: None,
                 fleet: Some(self.name().to_string()),
+                ..Guest::over_ssh(
+                    toml::Spanned::new(self.name.span(), self.guest_name(i)),
+                    self.label(),
+                    self.guest_address(index, i),
+                    22,
+                    Some("root".into()),
+                )
             })
             .collect()
     }

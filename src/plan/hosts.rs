@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Count, Guest, GuestSampling, Invalid, Plan, PlanDuration, Transport, ssh_port};
+use super::{Count, Guest, Invalid, Plan, PlanDuration, Transport, ssh_port};
 
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -45,31 +45,17 @@ impl Host {
     /// as an SSH guest is (it never takes a benchmark's copy).
     pub fn as_connection(&self) -> Guest {
         Guest {
-            name: self.name.clone(),
-            transport: Transport::Ssh,
-            technology: HOST_TECHNOLOGY.into(),
-            address: Some(self.address.clone()),
-            port: self.port,
-            user: self.user.clone(),
             identity: self.identity.clone(),
             known_hosts: self.known_hosts.clone(),
-            interface: None,
-            block_device: None,
-            image: None,
-            cgroup: None,
-            pid: None,
-            pidfile: None,
-            process: None,
-            xen_domain: None,
-            discover: false,
             keepalive: self.keepalive,
             keepalive_count: self.keepalive_count,
-            reconnect: false,
-            reconnect_attempts: None,
-            reconnect_backoff: None,
-            sampling: GuestSampling::Agent,
-            host: None,
-            fleet: None,
+            ..Guest::over_ssh(
+                self.name.clone(),
+                HOST_TECHNOLOGY.into(),
+                self.address.clone(),
+                self.port,
+                self.user.clone(),
+            )
         }
     }
 }

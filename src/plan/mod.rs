@@ -178,36 +178,42 @@ fn ssh_port() -> u16 {
     22
 }
 
-/// When a guest counts as lost, and whether it is connected again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Liveness {
-    pub keepalive: Duration,
-    pub keepalive_count: u32,
-    /// Attempts before each phase; 0 when the guest is not reconnected.
-    pub reconnect_attempts: u32,
-    pub reconnect_backoff: Duration,
-}
-
-impl Liveness {
-    /// How long a guest may send nothing before it counts as lost.
-    pub fn silence_limit(&self) -> Duration {
-        self.keepalive * self.keepalive_count.max(1)
-    }
-}
-
 impl Guest {
-    pub fn liveness(&self) -> Liveness {
-        Liveness {
-            keepalive: self.keepalive.map_or(Duration::from_secs(5), |d| d.0),
-            keepalive_count: self.keepalive_count.map_or(3, |c| c.0),
-            reconnect_attempts: if self.reconnect {
-                self.reconnect_attempts.map_or(3, |c| c.0)
-            } else {
-                0
-            },
-            reconnect_backoff: self
-                .reconnect_backoff
-                .map_or(Duration::from_secs(2), |d| d.0),
+    /// A guest reached over SSH, every key not given at its default (what
+    /// a `[[host]]` and a fleet's guests are to the session).
+    pub fn over_ssh(
+        name: toml::Spanned<String>,
+        technology: String,
+        address: String,
+        port: u16,
+        user: Option<String>,
+    ) -> Guest {
+        Guest {
+            name,
+            transport: Transport::Ssh,
+            technology,
+            address: Some(address),
+            port,
+            user,
+            identity: None,
+            known_hosts: None,
+            interface: None,
+            block_device: None,
+            image: None,
+            cgroup: None,
+            pid: None,
+            pidfile: None,
+            process: None,
+            xen_domain: None,
+            discover: false,
+            keepalive: None,
+            keepalive_count: None,
+            reconnect: false,
+            reconnect_attempts: None,
+            reconnect_backoff: None,
+            sampling: GuestSampling::Agent,
+            host: None,
+            fleet: None,
         }
     }
 
@@ -1165,7 +1171,7 @@ mod tests {
             "p.toml",
         )
         .expect("valid");
-        let liveness = plan.plan.guests[1].liveness();
+        let liveness = crate::orchestrate::endpoint_of(&plan.plan.guests[1]).policy;
         assert_eq!(liveness.silence_limit(), Duration::from_secs(6));
         assert_eq!(liveness.reconnect_attempts, 3);
     }

@@ -125,6 +125,16 @@ impl Member {
         }
     }
 
+    /// What a guest that shares this host's kernel has: a network
+    /// namespace on the bridge, a data disk (its loop device returned) and
+    /// a cgroup with its shape.
+    pub fn make_namespace_guest(&self, state: &mut State) -> Result<String, String> {
+        host::make_netns(state, &self.netns, &self.link, &self.bridge, &self.address)?;
+        let disk = host::make_disk(state, &self.disk_image, self.disk_mib, &self.name)?;
+        host::make_cgroup(state, &self.cgroup, &self.shape(false))?;
+        Ok(disk)
+    }
+
     pub fn log(&self) -> PathBuf {
         self.dir.join("boot.log")
     }

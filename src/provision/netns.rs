@@ -47,15 +47,7 @@ impl Technology for Netns {
     }
 
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String> {
-        host::make_netns(
-            state,
-            &member.netns,
-            &member.link,
-            &member.bridge,
-            &member.address,
-        )?;
-        let disk = host::make_disk(state, &member.disk_image, member.disk_mib, &member.name)?;
-        host::make_cgroup(state, &member.cgroup, &member.shape(false))?;
+        let disk = member.make_namespace_guest(state)?;
         let config = member.dir.join("sshd_config");
         std::fs::write(&config, sshd_config(member))
             .map_err(|e| format!("{}: {e}", config.display()))?;

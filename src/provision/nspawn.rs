@@ -35,14 +35,7 @@ impl Technology for Nspawn {
             .image
             .as_ref()
             .ok_or("a container guest needs the guest image")?;
-        host::make_netns(
-            state,
-            &member.netns,
-            &member.link,
-            &member.bridge,
-            &member.address,
-        )?;
-        let disk = host::make_disk(state, &member.disk_image, member.disk_mib, &member.name)?;
+        let disk = member.make_namespace_guest(state)?;
         let mount = member.dir.join("disk");
         std::fs::create_dir_all(&mount).map_err(|e| format!("{}: {e}", mount.display()))?;
         state.note(Resource::Mount {
@@ -50,7 +43,6 @@ impl Technology for Nspawn {
         })?;
         run("mount", &[&disk, &mount.to_string_lossy()])?;
         run("chmod", &["1777", &mount.to_string_lossy()])?;
-        host::make_cgroup(state, &member.cgroup, &member.shape(false))?;
         // What the guest's sshd reads: its host key and the client's key.
         let keys = member.dir.join("etc");
         std::fs::create_dir_all(&keys).map_err(|e| format!("{}: {e}", keys.display()))?;

@@ -22,17 +22,6 @@ impl LinkPolicy {
     }
 }
 
-impl Default for LinkPolicy {
-    fn default() -> Self {
-        LinkPolicy {
-            keepalive: Duration::from_secs(5),
-            keepalive_count: 3,
-            reconnect_attempts: 0,
-            reconnect_backoff: Duration::from_secs(2),
-        }
-    }
-}
-
 /// A machine reached over SSH.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
