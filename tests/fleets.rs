@@ -14,6 +14,15 @@ use vmbench::store::Reader;
 
 const VMBENCH: &str = env!("CARGO_BIN_EXE_vmbench");
 
+/// Held by a test that runs a bare `vmbench fleet down` (which removes
+/// every session's leftovers on this host) and by one whose leftovers must
+/// outlive a while: they would otherwise race.
+static LEFTOVERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn leftovers_to_myself() -> std::sync::MutexGuard<'static, ()> {
+    LEFTOVERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A plan of `fleets` and the built-in `cpu` workload at `concurrency`.
 fn plan(
     dir: &std::path::Path,
@@ -33,6 +42,16 @@ fn plan(
     path
 }
 
+/// A one-second plan on this host alone.
+fn plan_without_fleets(dir: &std::path::Path) -> std::path::PathBuf {
+    plan(
+        dir,
+        "[[guest]]\nname = \"host\"\ntransport = \"local\"\ntechnology = \"bare-metal\"\n",
+        "1s",
+        "[1]",
+    )
+}
+
 /// Two netns guests on a /24 of the test's own: tests run at once, and
 /// two fleets on one range would answer for each other.
 fn two_netns(net: u8) -> String {
@@ -42,54 +61,104 @@ fn two_netns(net: u8) -> String {
     )
 }
 
-/// Starts `vmbench record`; returns the child and the fleet's session id,
-/// read from the bridge it names on stderr, once the first phase ran (or,
-/// with `at_once`, as soon as the fleet is made).
-fn record(
-    plan: &std::path::Path,
-    out: &std::path::Path,
-    until: &str,
-) -> (Child, String, Vec<String>) {
-    let mut child = Command::new(VMBENCH)
-        .args([
-            "record",
-            &plan.to_string_lossy(),
-            "-o",
-            &out.to_string_lossy(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("vmbench starts");
-    let stderr = child.stderr.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+/// A `vmbench record` running, its stderr read line by line as it comes
+/// (kept unbounded, so that vmbench never blocks on it).
+struct Recording {
+    child: Child,
+    /// The fleets' session id, read from the first bridge named on stderr.
+    id: String,
+    lines: Vec<String>,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Recording {
+    fn start(plan: &std::path::Path, out: &std::path::Path) -> Self {
+        let mut child = Command::new(VMBENCH)
+            .args([
+                "record",
+                &plan.to_string_lossy(),
+                "-o",
+                &out.to_string_lossy(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("vmbench starts");
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut lines = Vec::new();
-    let mut session = None;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no {until:?} within 120 s; stderr: {lines:#?}"));
-        if let Some(rest) = line.split("on bridge vb").nth(1) {
-            session = Some(rest[..6].to_string());
-        }
-        let done = line.contains(until);
-        lines.push(line);
-        if done {
-            break;
+        });
+        Recording {
+            child,
+            id: String::new(),
+            lines: Vec::new(),
+            stderr: rx,
         }
     }
-    // The rest of stderr is drained so that vmbench never blocks on it.
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    (child, session.expect("the fleet's bridge was named"), lines)
+
+    /// Reads stderr until a line contains `until`; panics after `limit`.
+    fn wait_for_line(&mut self, until: &str, limit: Duration) -> Duration {
+        let began = Instant::now();
+        let deadline = began + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.stderr.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("no {until:?} within {limit:?}; stderr: {:#?}", self.lines)
+            });
+            if let Some(rest) = line.split("on bridge vb").nth(1) {
+                if self.id.is_empty() {
+                    self.id = rest[..6].to_string();
+                }
+            }
+            let done = line.contains(until);
+            self.lines.push(line);
+            if done {
+                return began.elapsed();
+            }
+        }
+    }
+
+    /// Everything it said until it ended (within `limit`), and how it ended.
+    fn finish(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let status = wait_for(&mut self.child, limit);
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            self.lines.push(line);
+        }
+        status
+    }
+}
+
+/// A test that fails while its vmbench runs stops it as an operator
+/// would (SIGTERM: the fleet is removed), and kills it if that hangs, so
+/// that no failed test leaves a session running.
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `vmbench record` and reads its stderr until `until` (once the
+/// first phase ran, or as soon as the fleet is made).
+fn record(plan: &std::path::Path, out: &std::path::Path, until: &str) -> Recording {
+    let mut recording = Recording::start(plan, out);
+    recording.wait_for_line(until, Duration::from_secs(120));
+    assert!(!recording.id.is_empty(), "the fleet's bridge was named");
+    recording
 }
 
 /// Everything of session `id` still on this host, one line each.
@@ -174,8 +243,9 @@ fn a_netns_fleet_is_made_measured_and_removed_leaving_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plan = plan(dir.path(), &two_netns(40), "2s", "[1, 2]");
     let out = dir.path().join("r.vmb");
-    let (mut child, id, _) = record(&plan, &out, "fleet ns: 2 of 2 guest(s) ready");
-    let status = wait_for(&mut child, Duration::from_secs(120));
+    let mut recording = record(&plan, &out, "fleet ns: 2 of 2 guest(s) ready");
+    let id = recording.id.clone();
+    let status = recording.finish(Duration::from_secs(120));
     assert!(status.success(), "{status}");
     let remains = remains(&id);
     assert!(remains.is_empty(), "left behind: {remains:#?}");
@@ -209,12 +279,13 @@ fn sigterm_mid_session_removes_the_fleet() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plan = plan(dir.path(), &two_netns(41), "20s", "[1, 2]");
     let out = dir.path().join("r.vmb");
-    let (mut child, id, _) = record(&plan, &out, "phase 1/2");
+    let mut recording = record(&plan, &out, "phase 1/2");
+    let id = recording.id.clone();
     assert!(!remains(&id).is_empty(), "the fleet exists while it runs");
     let began = Instant::now();
     // SAFETY: a signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    wait_for(&mut child, Duration::from_secs(30));
+    unsafe { libc::kill(recording.child.id() as i32, libc::SIGTERM) };
+    wait_for(&mut recording.child, Duration::from_secs(30));
     let took = began.elapsed();
     println!("SIGTERM to exit, teardown included: {took:?}");
     // The session's stop promise (5 s) plus the teardown (2 guests).
@@ -225,12 +296,14 @@ fn sigterm_mid_session_removes_the_fleet() {
 
 #[test]
 fn after_kill_9_fleet_list_names_what_was_left_and_fleet_down_removes_it() {
+    let _alone = leftovers_to_myself();
     let dir = tempfile::tempdir().expect("temp dir");
     let plan = plan(dir.path(), &two_netns(42), "20s", "[1, 2]");
     let out = dir.path().join("r.vmb");
-    let (mut child, id, _) = record(&plan, &out, "phase 1/2");
-    child.kill().expect("kill -9");
-    wait_for(&mut child, Duration::from_secs(10));
+    let mut recording = record(&plan, &out, "phase 1/2");
+    let id = recording.id.clone();
+    recording.child.kill().expect("kill -9");
+    wait_for(&mut recording.child, Duration::from_secs(10));
     let left = remains(&id);
     for kind in ["link", "namespace", "loop", "file", "cgroup", "process"] {
         assert!(
@@ -247,6 +320,22 @@ fn after_kill_9_fleet_list_names_what_was_left_and_fleet_down_removes_it() {
     assert!(
         list.contains(&format!("{id}  ")) && list.contains("fleet down"),
         "{list}"
+    );
+    // The next session, even one without fleets, names it and the command
+    // that removes it: its guests take cores from what that session measures.
+    let local = dir.path().join("local");
+    std::fs::create_dir_all(&local).expect("folder");
+    let next = Command::new(VMBENCH)
+        .args(["record", &plan_without_fleets(&local).to_string_lossy()])
+        .args(["-o", &local.join("r.vmb").to_string_lossy()])
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&next.stderr);
+    assert!(next.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("the fleet of session {id} was left behind"))
+            && said.contains(&format!("`vmbench fleet down {id}`")),
+        "{said}"
     );
     let down = Command::new(VMBENCH)
         .args(["fleet", "down", &id])
@@ -268,9 +357,10 @@ fn a_container_fleet_and_a_qemu_fleet_run_their_phases_apart_with_their_shapes_r
                   addresses = \"198.18.44.0/24\"\n";
     let path = plan(dir.path(), fleets, "2s", "[1]");
     let out = dir.path().join("r.vmb");
-    let (mut child, id, lines) = record(&path, &out, "fleet vm: 1 of 1 guest(s) ready");
-    let status = wait_for(&mut child, Duration::from_secs(300));
-    assert!(status.success(), "{status}; {lines:#?}");
+    let mut recording = record(&path, &out, "fleet vm: 1 of 1 guest(s) ready");
+    let id = recording.id.clone();
+    let status = recording.finish(Duration::from_secs(300));
+    assert!(status.success(), "{status}; {:#?}", recording.lines);
     let remains = remains(&id);
     assert!(remains.is_empty(), "left behind: {remains:#?}");
     let reader = Reader::open(&out).expect("recording");
@@ -315,4 +405,165 @@ fn a_container_fleet_and_a_qemu_fleet_run_their_phases_apart_with_their_shapes_r
         measured.contains(&"nspawn") && measured.contains(&"qemu"),
         "{measured:?}"
     );
+}
+
+/// Freezes (SIGSTOP) the QEMU of `guest` in fleet `fleet` of session `id`
+/// as soon as it has daemonized, long before its guest can boot: a guest
+/// that never answers. Returns its pid.
+fn freeze_vm(id: &str, fleet: &str, guest: &str) -> i32 {
+    let pidfile = format!("/run/vmbench/fleets/{id}/{fleet}/{guest}/qemu.pid");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        // QEMU writes the file from its daemon, after the fork; its first
+        // process returns (and vmbench goes on) once the daemon is set up.
+        let pid = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        if let Some(pid) = pid.filter(|_| processes_naming(&pidfile).len() == 1) {
+            // SAFETY: a signal to the QEMU this test's session started.
+            assert_eq!(
+                unsafe { libc::kill(pid, libc::SIGSTOP) },
+                0,
+                "SIGSTOP {pid}"
+            );
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no {pidfile} within 120 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// "ready in 46.2 s" in a fleet's line, as seconds.
+fn ready_in(line: &str) -> f64 {
+    line.split("ready in ")
+        .nth(1)
+        .and_then(|r| r.trim_end_matches(" s").parse().ok())
+        .unwrap_or_else(|| panic!("no time in {line:?}"))
+}
+
+#[test]
+fn a_guest_that_never_answers_is_named_and_left_out_and_the_session_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fleets = "[[fleet]]\nname = \"vm\"\ntechnology = \"qemu\"\ncount = 2\nmemory_mib = 384\n\
+                  disk_mib = 96\nmin_ready = 1\nready_within = \"45s\"\n\
+                  addresses = \"198.18.45.0/24\"\n";
+    let path = plan(dir.path(), fleets, "2s", "[1]");
+    let out = dir.path().join("r.vmb");
+    let mut recording = record(&path, &out, "making 2 qemu guest(s)");
+    let id = recording.id.clone();
+    freeze_vm(&id, "vm", "vm-2");
+    recording.wait_for_line("fleet vm: 1 of 2 guest(s) ready", Duration::from_secs(180));
+    let took = ready_in(recording.lines.last().expect("the line"));
+    // The wait ends at the deadline, not before and not long after: the
+    // margin is the two guests' making (a disk, a tap, QEMU's start each)
+    // on a loaded 2-core host.
+    assert!((45.0..60.0).contains(&took), "ready after {took} s");
+    let status = recording.finish(Duration::from_secs(180));
+    assert!(status.success(), "{status}; {:#?}", recording.lines);
+    let said = recording.lines.join("\n");
+    assert!(
+        said.contains("vm-2: did not answer within 45s; the end of its log"),
+        "{said}"
+    );
+    let remains = remains(&id);
+    assert!(remains.is_empty(), "left behind: {remains:#?}");
+    let reader = Reader::open(&out).expect("recording");
+    let header = &reader.header;
+    let outcomes: Vec<(&str, bool)> = header.fleets[0]
+        .guests
+        .iter()
+        .map(|g| (g.name.as_str(), g.outcome == "ready"))
+        .collect();
+    assert_eq!(outcomes, [("vm-1", true), ("vm-2", false)]);
+    assert!(
+        header.fleets[0].guests[1]
+            .outcome
+            .starts_with("did not answer within 45s"),
+        "{:?}",
+        header.fleets[0].guests[1]
+    );
+    // The plan went on with the guest that came up, and only with it.
+    let mut spawned_on = Vec::new();
+    reader
+        .for_each_event(|e| {
+            if let vmbench::event::Event::RunSpawned { guest, .. } = e {
+                spawned_on.push(guest.clone());
+            }
+            Ok(())
+        })
+        .expect("events");
+    assert_eq!(spawned_on, ["vm-1"]);
+}
+
+#[test]
+fn fewer_guests_than_min_ready_ends_the_session_at_the_deadline_leaving_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fleets = "[[fleet]]\nname = \"vm\"\ntechnology = \"qemu\"\ncount = 1\nmemory_mib = 256\n\
+                  disk_mib = 96\nready_within = \"5s\"\naddresses = \"198.18.46.0/24\"\n";
+    let path = plan(dir.path(), fleets, "2s", "[1]");
+    let out = dir.path().join("r.vmb");
+    let began = Instant::now();
+    let mut recording = record(&path, &out, "making 1 qemu guest(s)");
+    let id = recording.id.clone();
+    freeze_vm(&id, "vm", "vm-1");
+    let status = recording.finish(Duration::from_secs(120));
+    let took = began.elapsed();
+    assert!(!status.success(), "{status}");
+    let said = recording.lines.join("\n");
+    assert!(
+        said.contains("fleet vm: 0 of 1 guest(s) came up, fewer than min_ready 1")
+            && said.contains("vm-1: did not answer within 5s; the end of its log"),
+        "{said}"
+    );
+    // The deadline (5 s) plus making and removing one VM's resources on a
+    // loaded 2-core host (about 2 s here), with room to spare.
+    println!("refused after {took:?}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(!out.exists(), "no recording of a session that never began");
+    let remains = remains(&id);
+    assert!(remains.is_empty(), "left behind: {remains:#?}");
+}
+
+#[test]
+fn a_kept_fleet_stays_until_fleet_down_names_it() {
+    let _alone = leftovers_to_myself();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fleet = format!(
+        "{}keep = true\n",
+        two_netns(47).replace("count = 2", "count = 1")
+    );
+    let path = plan(dir.path(), &fleet, "1s", "[1]");
+    let out = dir.path().join("r.vmb");
+    let mut recording = record(&path, &out, "fleet ns: 1 of 1 guest(s) ready");
+    let id = recording.id.clone();
+    let status = recording.finish(Duration::from_secs(120));
+    assert!(status.success(), "{status}");
+    let said = recording.lines.join("\n");
+    assert!(
+        said.contains(&format!("fleet kept (session {id})"))
+            && said.contains("ssh -i ")
+            && said.contains(&format!("vmbench fleet down {id}")),
+        "{said}"
+    );
+    assert!(!remains(&id).is_empty(), "the kept fleet is still there");
+    let vmbench = |args: &[&str]| {
+        let out = Command::new(VMBENCH).args(args).output().expect("runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let list = vmbench(&["fleet", "list"]);
+    assert!(
+        list.contains(&format!("kept: `vmbench fleet down {id}`")),
+        "{list}"
+    );
+    // A bare `fleet down` is for what crashes left, not for kept fleets.
+    let bare = vmbench(&["fleet", "down"]);
+    assert!(
+        bare.contains(&format!("session {id}: kept on purpose; left alone")),
+        "{bare}"
+    );
+    assert!(!remains(&id).is_empty(), "a bare fleet down left it");
+    let named = vmbench(&["fleet", "down", &id]);
+    assert!(named.contains(&format!("session {id}: removed")), "{named}");
+    let remains = remains(&id);
+    assert!(remains.is_empty(), "left behind: {remains:#?}");
 }

@@ -12,7 +12,8 @@ use crate::provision;
 #[derive(Subcommand, Debug)]
 pub enum FleetAction {
     /// Remove what sessions whose vmbench is gone left behind (a kill -9,
-    /// a power cut), or one session's fleet, kept or not.
+    /// a power cut) but not kept fleets; or one session's fleet, kept or
+    /// not.
     Down {
         /// The session id (as `vmbench fleet list` and a kept fleet print).
         session: Option<String>,
@@ -58,8 +59,10 @@ pub fn fleet(action: &FleetAction) -> Result<ExitCode> {
                     s.resources.len(),
                     if s.owner_alive() {
                         format!("in use by vmbench pid {}", s.owner.unwrap_or(0))
+                    } else if s.kept() {
+                        format!("kept: `vmbench fleet down {}` removes it", s.session)
                     } else {
-                        "kept or left behind: `vmbench fleet down` removes it".into()
+                        "left behind: `vmbench fleet down` removes it".into()
                     }
                 );
             }
@@ -86,8 +89,12 @@ pub fn image(action: &ImageAction) -> Result<ExitCode> {
     }
 }
 
-/// Makes the plan's fleets before its session (progress on stderr); the
-/// guard removes them when dropped.
+/// Names the fleets earlier sessions left on this host (they take cores
+/// and memory from what this one measures), then makes the plan's fleets
+/// (progress on stderr); the guard removes them when dropped.
 pub fn make_fleets(plan: &mut LoadedPlan) -> Result<Option<provision::Made>> {
+    for line in provision::leftovers() {
+        eprintln!("vmbench: {line}");
+    }
     provision::make(plan, &mut |line| eprintln!("vmbench: {line}")).map_err(anyhow::Error::msg)
 }

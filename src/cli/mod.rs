@@ -790,6 +790,15 @@ fn run_tui(args: SessionArgs, start: bool, screen: &ScreenArgs) -> Result<ExitCo
             text: format!("metrics at http://{bound}/metrics"),
         });
     }
+    // Said on stderr before the screen was taken, and kept in the log.
+    for text in crate::provision::leftovers() {
+        let t = consumer.session.now;
+        consumer.apply(Event::Log {
+            t,
+            level: LogLevel::Warn,
+            text,
+        });
+    }
     let mut view = View::new(Feed::Live { waiting: !start });
     let mut steer = LiveSteer { live: Some(live) };
     let result = terminal::run(

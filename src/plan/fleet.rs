@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Count, Guest};
+use super::{Count, Guest, PlanDuration};
 
 /// The technologies a fleet can be made of on a Linux host.
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +81,12 @@ pub struct Fleet {
     /// all of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_ready: Option<Count>,
+    /// How long the guests have to answer over SSH once all are started;
+    /// defaults to the technology's (netns 15 s, nspawn 30 s, QEMU 180 s:
+    /// TCG boots slowly). A guest past it is named with its boot log's tail
+    /// and left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_within: Option<PlanDuration>,
     /// Leave the fleet running at the end (printed: how to reach it and
     /// remove it with `vmbench fleet down`).
     #[serde(default)]

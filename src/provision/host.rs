@@ -4,6 +4,7 @@
 //! before it is made. Network changes go through `ip` (iproute2), whose
 //! errors name the device; a failing command's stderr is the error.
 
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -265,13 +266,22 @@ pub fn make_key(path: &Path, comment: &str) -> Result<String, String> {
         .join(" "))
 }
 
-/// Whether something accepts TCP connections at `address:22` now.
+/// Whether an SSH server speaks at `address:22` now.
 pub fn answers(address: &str) -> bool {
     address
         .parse()
-        .ok()
-        .map(|ip| SocketAddr::new(ip, 22))
-        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok())
+        .is_ok_and(|ip| speaks_ssh(SocketAddr::new(ip, 22)))
+}
+
+/// Whether `addr` sends an SSH version line: a stopped sshd's socket still
+/// completes the TCP handshake from its backlog, so that is not enough.
+fn speaks_ssh(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut banner = [0u8; 4];
+    stream.read_exact(&mut banner).is_ok() && &banner == b"SSH-"
 }
 
 /// The last `lines` lines of a log file, for an error.
@@ -283,5 +293,27 @@ pub fn tail(path: &Path, lines: usize) -> String {
         format!("({} is empty)", path.display())
     } else {
         tail
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    #[test]
+    fn a_listener_that_does_not_speak_ssh_is_not_an_answer() {
+        let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+        // Accepted from the backlog, never served: a stopped sshd.
+        assert!(!speaks_ssh(silent.local_addr().expect("addr")));
+        let speaking = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = speaking.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            let (mut peer, _) = speaking.accept().expect("accept");
+            peer.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").expect("write");
+        });
+        assert!(speaks_ssh(addr));
+        server.join().expect("server");
     }
 }

@@ -29,7 +29,7 @@ pub trait Technology: Sync {
     /// Makes one guest and starts it; every resource is noted in `state`
     /// before it is made.
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String>;
-    /// Whether the guest answers (its sshd accepts connections; the SSH
+    /// Whether the guest answers (its sshd sends its version line; the SSH
     /// handshake with its known key is the session's).
     fn ready(&self, member: &Member) -> bool {
         host::answers(&member.address)
@@ -189,6 +189,9 @@ impl Drop for Made {
     fn drop(&mut self) {
         self.forget_active();
         if self.keep {
+            if let Err(e) = self.state.note(Resource::Kept) {
+                eprintln!("vmbench: {e}");
+            }
             eprintln!(
                 "vmbench: fleet kept (session {}); reach its guests with:",
                 self.session
@@ -219,26 +222,34 @@ impl Drop for Made {
     }
 }
 
-/// Leftovers of earlier sessions whose vmbench is gone, one line each,
-/// with the command that removes them.
+/// Fleets of earlier sessions whose vmbench is gone, one line each, with
+/// the command that removes them: a session names them at its start, as
+/// they take this host's cores and memory from what it measures.
 pub fn leftovers() -> Vec<String> {
     state::sessions()
         .into_iter()
         .filter(|s| !s.owner_alive())
         .map(|s| {
+            let what = if s.kept() {
+                "was kept (keep = true) and still runs".to_string()
+            } else {
+                format!(
+                    "was left behind (its vmbench, pid {}, is gone)",
+                    s.owner.map_or("?".into(), |p| p.to_string())
+                )
+            };
             format!(
-                "fleet of session {} was left behind ({} resources, its vmbench pid {} is gone): \
-                 remove it with `vmbench fleet down`",
+                "the fleet of session {} {what}, {} resources: remove it with `vmbench fleet down {}`",
                 s.session,
                 s.resources.len(),
-                s.owner.map_or("?".into(), |p| p.to_string())
+                s.session
             )
         })
         .collect()
 }
 
 /// `vmbench fleet down [SESSION]`: removes what sessions whose vmbench is
-/// gone left behind (or the named one, kept or not); lines say what was
+/// gone left behind, not kept fleets (or the named one, kept or not); lines say what was
 /// removed and what could not be.
 pub fn down(only: Option<&str>) -> (Vec<String>, bool) {
     let mut lines = Vec::new();
@@ -252,6 +263,13 @@ pub fn down(only: Option<&str>) -> (Vec<String>, bool) {
                 "session {}: its vmbench (pid {}) still runs; left alone",
                 session.session,
                 session.owner.unwrap_or(0)
+            ));
+            continue;
+        }
+        if only.is_none() && session.kept() {
+            lines.push(format!(
+                "session {}: kept on purpose; left alone (`vmbench fleet down {}` removes it)",
+                session.session, session.session
             ));
             continue;
         }
@@ -354,9 +372,6 @@ pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option
     if plan.plan.fleets.is_empty() {
         return Ok(None);
     }
-    for line in leftovers() {
-        say(line);
-    }
     let missing = preflight(&plan.plan.fleets);
     if !missing.is_empty() {
         return Err(format!(
@@ -413,6 +428,7 @@ pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option
         ));
         let began = Instant::now();
         let mut members = Vec::new();
+        let mut made_as = Vec::new();
         let mut known_hosts = String::new();
         for i in 0..fleet.count.0 as usize {
             if INTERRUPTED.load(Ordering::SeqCst) {
@@ -442,14 +458,21 @@ pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option
             index += 1;
             // No trust on first use: the key the guest will offer is known now.
             known_hosts.push_str(&format!("{} {public}\n", member.address));
-            kind.create(&member, &mut made.state)
-                .map_err(|e| format!("{}: {e}", member.name))?;
+            // A guest that cannot be made counts as one that did not come
+            // up: min_ready decides whether the session goes on.
+            let created = kind.create(&member, &mut made.state);
             publish(&made);
+            made_as.push(
+                created
+                    .err()
+                    .map(|e| Err(format!("could not be made: {e}"))),
+            );
             members.push(member);
         }
         let known = fleet_dir.join("known_hosts");
         std::fs::write(&known, &known_hosts).map_err(|e| format!("{}: {e}", known.display()))?;
-        let ready = wait_ready(kind.as_ref(), &members, say)?;
+        let within = fleet.ready_within.map_or_else(|| kind.deadline(), |d| d.0);
+        let ready = wait_ready(kind.as_ref(), &members, made_as, within, say)?;
         let up = ready.iter().filter(|r| r.is_ok()).count();
         say(format!(
             "fleet {}: {up} of {} guest(s) ready in {:.1} s",
@@ -532,15 +555,17 @@ pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option
     Ok(Some(made))
 }
 
-/// Waits for every member to answer, each within the technology's
-/// deadline; a member that does not is Err with its boot log's tail.
+/// Waits for every member not already failed (`outcome`) to answer, each
+/// `within` the fleet's deadline; a member that does not is Err with its
+/// boot log's tail.
 fn wait_ready(
     kind: &dyn Technology,
     members: &[Member],
+    mut outcome: Vec<Option<Result<(), String>>>,
+    within: Duration,
     say: &mut dyn FnMut(String),
 ) -> Result<Vec<Result<(), String>>, String> {
-    let deadline = Instant::now() + kind.deadline();
-    let mut outcome: Vec<Option<Result<(), String>>> = vec![None; members.len()];
+    let deadline = Instant::now() + within;
     let mut last_said = Instant::now();
     while outcome.iter().any(Option::is_none) {
         if INTERRUPTED.load(Ordering::SeqCst) {
@@ -555,8 +580,8 @@ fn wait_ready(
             for (member, slot) in members.iter().zip(outcome.iter_mut()) {
                 if slot.is_none() {
                     *slot = Some(Err(format!(
-                        "did not answer within {} s; the end of its log ({}):\n{}",
-                        kind.deadline().as_secs(),
+                        "did not answer within {}; the end of its log ({}):\n{}",
+                        humantime::format_duration(within),
                         kind.boot_log(member).display(),
                         host::tail(&kind.boot_log(member), 8)
                     )));
@@ -564,7 +589,7 @@ fn wait_ready(
             }
         }
         if last_said.elapsed() > Duration::from_secs(10) {
-            let up = outcome.iter().filter(|o| o.is_some()).count();
+            let up = outcome.iter().filter(|o| matches!(o, Some(Ok(())))).count();
             say(format!("{up} of {} guest(s) answer so far", members.len()));
             last_said = Instant::now();
         }

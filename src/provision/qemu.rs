@@ -5,7 +5,7 @@
 //! KVM guest really boots on this host (tried once, remembered in
 //! /var/cache/vmbench/kvm-boots), TCG otherwise.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,10 @@ pub struct Qemu {
 }
 
 const KVM_MEMORY: &str = "/var/cache/vmbench/kvm-boots";
+
+/// How long QEMU's first process may take to hand over to its daemon (it
+/// opens the images and the tap; the guest boots afterwards).
+const START_LIMIT: Duration = Duration::from_secs(30);
 
 impl Qemu {
     pub fn new() -> Self {
@@ -128,15 +132,39 @@ impl Qemu {
             host::join_cgroup_script(&member.cgroup),
             quoted.join(" ")
         );
-        let out = Command::new("sh")
+        // QEMU's first process returns once its daemon is set up; a pipe
+        // would be held by the daemon until then, so stderr goes to a file.
+        let errors = member.dir.join("qemu-start.log");
+        let stderr =
+            std::fs::File::create(&errors).map_err(|e| format!("{}: {e}", errors.display()))?;
+        let mut child = Command::new("sh")
             .args(["-c", &script])
-            .output()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
             .map_err(|e| format!("starting QEMU: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "QEMU did not start: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+        let deadline = Instant::now() + START_LIMIT;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    Self::kill(member);
+                    return Err(format!(
+                        "QEMU did not finish starting within {} s: {}",
+                        START_LIMIT.as_secs(),
+                        host::tail(&errors, 5)
+                    ));
+                }
+            }
+        };
+        if !status.success() {
+            return Err(format!("QEMU did not start: {}", host::tail(&errors, 5)));
         }
         Ok(())
     }

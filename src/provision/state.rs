@@ -50,6 +50,9 @@ pub enum Resource {
     Mount {
         path: PathBuf,
     },
+    /// Written when a session ends with `keep = true`: its fleet is meant
+    /// to stay, so only `fleet down ID` removes it.
+    Kept,
 }
 
 impl Resource {
@@ -63,13 +66,14 @@ impl Resource {
             Resource::Cgroup { path } => format!("cgroup {path}"),
             Resource::Loop { image } => format!("loop device of {}", image.display()),
             Resource::Mount { path } => format!("mount {}", path.display()),
+            Resource::Kept => "kept mark".into(),
         }
     }
 
     /// Removes it; Err says what is left and why.
     fn remove(&self) -> Result<(), String> {
         match self {
-            Resource::Owner { .. } => Ok(()),
+            Resource::Owner { .. } | Resource::Kept => Ok(()),
             Resource::Dir { path } => match std::fs::remove_dir_all(path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     Err(format!("{}: {e}", path.display()))
@@ -278,6 +282,11 @@ pub struct Leftover {
 }
 
 impl Leftover {
+    /// Whether its session ended with `keep = true`.
+    pub fn kept(&self) -> bool {
+        self.resources.contains(&Resource::Kept)
+    }
+
     /// Whether the vmbench that made it still runs (then it is no leftover).
     pub fn owner_alive(&self) -> bool {
         self.owner.is_some_and(|pid| {
