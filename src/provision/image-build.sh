@@ -157,6 +157,9 @@ fi
 root=$out/root
 if [[ ! -f $out/root.done ]]; then
 step 3 "root tree: debootstrap $SUITE (packages kept in $CACHE/debs; the log in $work/debootstrap.log)"
+# An interrupted debootstrap can leave its /proc and /sys mounted in the
+# half-made tree; they go before the tree does.
+findmnt -rn -o TARGET | awk -v root="$root/" 'index($0, root) == 1' | sort -r | xargs -r -n1 umount -l
 rm -rf "$root"
 debootstrap --variant=minbase --cache-dir="$CACHE/debs" --include="$PACKAGES" "$SUITE" "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 ||
   {
