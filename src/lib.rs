@@ -3,6 +3,9 @@
 //! See DESIGN.md (shared) for the architecture: one event vocabulary, one
 //! model, live and replay through the same code.
 
+#[macro_use]
+mod stderr;
+
 pub mod app;
 pub mod bus;
 pub mod check;

@@ -2,8 +2,14 @@
 //! recording) feed the bus; one consumer folds events into the model and
 //! hands them to the recorder. The TUI and headless front ends drive it.
 
+pub mod headless;
+pub mod live;
+pub mod loss_table;
 pub mod replay;
+pub mod replay_screen;
+pub mod session;
 pub mod stop;
+pub mod terminal;
 
 pub use replay::{Replay, ReplayControl};
 

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::Subcommand;
 
-use crate::plan::LoadedPlan;
 use crate::provision;
 
 #[derive(Subcommand, Debug)]
@@ -87,14 +86,4 @@ pub fn image(action: &ImageAction) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Names the fleets earlier sessions left on this host (they take cores
-/// and memory from what this one measures), then makes the plan's fleets
-/// (progress on stderr); the guard removes them when dropped.
-pub fn make_fleets(plan: &mut LoadedPlan) -> Result<Option<provision::Made>> {
-    for line in provision::leftovers() {
-        eprintln!("vmbench: {line}");
-    }
-    provision::make(plan, &mut |line| eprintln!("vmbench: {line}")).map_err(anyhow::Error::msg)
 }

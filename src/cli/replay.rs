@@ -1,170 +1,43 @@
-//! `vmbench replay`: one recording, or two side by side (A/B), steered by
-//! the operator's keys; the two sides of an A/B replay start each phase
-//! together.
+//! `vmbench replay`: a recording, or two side by side, on the screen.
 
-use std::io::IsTerminal;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
-
-use crate::app::replay::phase_gate;
-use crate::app::{Consumer, Replay, ReplayControl};
-use crate::bus::Msg;
-use crate::input::InputError;
-use crate::ui::keys::Action;
-use crate::ui::terminal::{self, Next, Seek, Steer};
-use crate::ui::theme::Theme;
-use crate::ui::{Feed, View};
+use anyhow::Result;
+use clap::Args;
 
 use super::ScreenArgs;
 
-const SEEK_STEP: i64 = 10_000_000_000;
-pub const MIN_SPEED: f64 = 0.25;
-pub const MAX_SPEED: f64 = 64.0;
-
-/// Steers one replay, or the two of an A/B replay together.
-struct ReplaySteer {
-    replays: Vec<Replay>,
-    /// The phase gate last given to both sides.
-    gate: Option<usize>,
+#[derive(Args)]
+pub(super) struct ReplayArgs {
+    /// The recording; without it, the demo shipped with vmbench (bare metal,
+    /// a namespace guest and a QEMU VM; tests/testbed/demo.toml).
+    pub(super) recording: Option<PathBuf>,
+    /// A second recording, shown beside the first (A/B): the same plan on
+    /// another host or kernel, aligned on the start of each phase, with
+    /// per-phase differences.
+    #[arg(value_name = "B")]
+    pub(super) versus: Option<PathBuf>,
+    /// Playback speed, 0.25 to 64.
+    #[arg(long, default_value_t = 1.0)]
+    pub(super) speed: f64,
+    /// Start at the recording's end and follow it as its session goes on
+    /// (pause and scroll back at will; End comes back to the live end).
+    #[arg(long)]
+    pub(super) follow: bool,
 }
 
-impl ReplaySteer {
-    fn send(&self, command: ReplayControl) {
-        for replay in &self.replays {
-            let _ = replay.control.send(command);
-        }
-    }
-}
-
-impl Steer for ReplaySteer {
-    fn act(&mut self, action: Action, view: &mut View, _consumer: &mut Consumer) -> Next {
-        let Feed::Replay { speed, paused, .. } = &mut view.feed else {
-            return Next::Stay;
-        };
-        let command = match action {
-            Action::Quit => return Next::Close,
-            Action::Pause => {
-                *paused = !*paused;
-                ReplayControl::SetPaused(*paused)
-            }
-            Action::SeekBack => ReplayControl::Seek(-SEEK_STEP),
-            Action::SeekForward => ReplayControl::Seek(SEEK_STEP),
-            Action::Slower | Action::Faster => {
-                let factor = if action == Action::Faster { 2.0 } else { 0.5 };
-                *speed = (*speed * factor).clamp(MIN_SPEED, MAX_SPEED);
-                ReplayControl::Speed(*speed)
-            }
-            _ => return Next::Stay,
-        };
-        self.send(command);
-        Next::Stay
-    }
-
-    fn align(&mut self, a: &Consumer, b: &Consumer) {
-        let gate = phase_gate(a, b);
-        if gate != self.gate {
-            self.gate = gate;
-            self.send(ReplayControl::Gate(gate));
-        }
-    }
-
-    fn signal(&mut self, _signal: i32, _view: &mut View, _consumer: &mut Consumer) -> Next {
-        Next::Close
-    }
-
-    fn terminal_lost(&mut self, _consumer: &mut Consumer) -> Next {
-        Next::Close
-    }
-
-    fn tick(&mut self, _consumer: &mut Consumer) -> Next {
-        Next::Stay
-    }
-
-    fn note(&mut self, _text: String, _consumer: &mut Consumer) {}
-
-    fn finished(&mut self, view: &mut View, _consumer: &mut Consumer) {
-        view.finished = true;
-    }
-
-    fn seek(&mut self, to: Seek, _view: &mut View, _consumer: &mut Consumer) -> bool {
-        let command = match to {
-            Seek::Phases(by) => ReplayControl::SeekPhases(by),
-            Seek::Phase(number) => ReplayControl::SeekPhase(number),
-            Seek::Time(t) => ReplayControl::SeekTo(t),
-            Seek::End => ReplayControl::SeekEnd,
-        };
-        self.send(command);
-        true
-    }
-}
-
-pub fn replay(
-    path: &Path,
-    versus: Option<&Path>,
-    speed: f64,
-    follow: bool,
-    screen: &ScreenArgs,
-) -> Result<ExitCode> {
-    if !(MIN_SPEED..=MAX_SPEED).contains(&speed) {
-        return Err(InputError {
-            file: "--speed".into(),
-            line: 0,
-            column: 0,
-            field: "speed".into(),
-            message: format!("{speed} is outside {MIN_SPEED}..{MAX_SPEED}"),
-        }
-        .into());
-    }
-    let theme = Theme::resolve(
-        screen.theme.as_deref(),
-        std::env::var_os("NO_COLOR").is_some(),
-    )?;
-    if !std::io::stdout().is_terminal() {
-        bail!("the TUI needs a terminal; `vmbench export` reads a recording without a screen");
-    }
-    let (replay, mut consumer, bus) = Replay::open(path, speed, follow)?;
-    let mut replays = vec![replay];
-    // B's messages reach the one loop as `Side` messages.
-    let mut other = match versus {
-        Some(b_path) => {
-            let (b_replay, b_consumer, b_bus) = Replay::open(b_path, speed, follow)?;
-            let forward = bus.tx.clone();
-            std::thread::Builder::new()
-                .name("replay-b".into())
-                .spawn(move || {
-                    while let Ok(msg) = b_bus.rx.recv() {
-                        if forward.send(Msg::Side(Box::new(msg))).is_err() {
-                            break;
-                        }
-                    }
-                })?;
-            replays.push(b_replay);
-            Some(b_consumer)
-        }
-        None => None,
+pub(super) fn replay(args: ReplayArgs, screen: &ScreenArgs) -> Result<ExitCode> {
+    let path = match args.recording {
+        Some(path) => path,
+        None => crate::demo::path()?,
     };
-    crate::app::stop::forward_signals(bus.tx.clone())
-        .context("listening for SIGINT, SIGTERM and SIGHUP")?;
-    let mut view = View::new(Feed::Replay {
-        speed,
-        paused: false,
-        end: replays[0].end,
-        writer: crate::store::Writer::Finished,
-    });
-    let mut steer = ReplaySteer {
-        replays,
-        gate: None,
-    };
-    terminal::run(
-        &mut consumer,
-        other.as_mut(),
-        &bus.rx,
-        bus.tx,
+    let theme = screen.theme()?;
+    crate::app::replay_screen::on_screen(
+        &path,
+        args.versus.as_deref(),
+        args.speed,
+        args.follow,
         &theme,
-        &mut view,
-        &mut steer,
-    )?;
-    Ok(ExitCode::SUCCESS)
+    )
 }

@@ -15,7 +15,6 @@ mod log;
 mod overlay;
 pub mod pair;
 mod results;
-pub mod terminal;
 pub mod theme;
 mod timeline;
 mod widgets;
@@ -27,6 +26,7 @@ use ratatui::widgets::Block;
 
 use crate::event::{NANOS_PER_SEC, Nanos, RunId};
 use crate::model::{Run, Session};
+pub use overlay::matrix::{LossTable, Tone};
 use theme::Theme;
 pub use widgets::Window;
 
@@ -162,7 +162,7 @@ pub struct View {
     pub net_bits: bool,
     pub sort: CopySort,
     /// What the overlays show that is computed when a phase ends, not per frame.
-    pub derived: overlay::matrix::Derived,
+    pub loss_table: overlay::matrix::LossTable,
 }
 
 impl View {
@@ -178,7 +178,7 @@ impl View {
             log_end: None,
             net_bits: true,
             sort: CopySort::Copy,
-            derived: Default::default(),
+            loss_table: Default::default(),
         }
     }
 

@@ -1,26 +1,47 @@
 //! The `r` overlay: the report's % loss matrix over the phases so far,
-//! with the guards that would refuse the report named under it.
+//! with the guards that would refuse the report named under it. The table
+//! is handed to the screen (the front end builds it from `report` when a
+//! phase ends); here it is only drawn.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Modifier, Style};
+use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Cell, Clear, Paragraph, Row, Table, Widget};
 
-use crate::model::Session;
-use crate::report;
-use crate::results::{DEFAULT_SKEW_BOUND, Results};
 use crate::ui::theme::Theme;
 use crate::ui::widgets::pane_block;
 
-/// The loss matrix as of the latest ended phase, built when a phase ends
-/// rather than on every frame.
-#[derive(Debug, Clone, Default)]
-pub struct Derived {
-    matrix: Option<(usize, report::Matrix)>,
+/// How a cell or a note is coloured: what it says, not which colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tone {
+    #[default]
+    Plain,
+    /// No figure, or a difference that is not significant.
+    Dim,
+    /// A loss.
+    Warn,
+    /// A gain.
+    Good,
+    /// The baseline's own figure.
+    Accent,
+    /// What makes the report refuse.
+    Bad,
 }
 
-impl PartialEq for Derived {
+/// The loss matrix as the overlay shows it.
+#[derive(Debug, Clone, Default)]
+pub struct LossTable {
+    /// How many phase results it was built from (None: not yet built).
+    pub built_from: Option<usize>,
+    pub baseline: String,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<(String, Tone)>>,
+    /// Said under the table.
+    pub notes: Vec<(String, Tone)>,
+}
+
+impl PartialEq for LossTable {
     /// A cache of what the session says: two views differ by their state,
     /// not by how much of it they have computed.
     fn eq(&self, _: &Self) -> bool {
@@ -28,133 +49,66 @@ impl PartialEq for Derived {
     }
 }
 
-impl Derived {
-    /// Builds the matrix again if a phase has ended since it was built.
-    pub fn refresh(&mut self, session: &Session) {
-        let ended = session.results.phases.len();
-        if self.matrix.as_ref().is_none_or(|(n, _)| *n != ended) {
-            let results = Results::of_session(session, "this session", DEFAULT_SKEW_BOUND);
-            let matrix = report::Matrix::build(&results, &report::Options::default());
-            self.matrix = Some((ended, matrix));
-        }
+fn colour(tone: Tone, theme: &Theme) -> Option<Color> {
+    match tone {
+        Tone::Plain => None,
+        Tone::Dim => Some(theme.dim.0),
+        Tone::Warn => Some(theme.warn.0),
+        Tone::Good => Some(theme.good.0),
+        Tone::Accent => Some(theme.accent.0),
+        Tone::Bad => Some(theme.bad.0),
     }
 }
 
+fn styled(tone: Tone, theme: &Theme) -> Style {
+    colour(tone, theme).map_or_else(Style::new, |c| Style::new().fg(c))
+}
+
 /// The report's loss matrix over this session's phases so far.
-pub fn render(buf: &mut Buffer, area: Rect, derived: &Derived, theme: &Theme) {
-    let options = report::Options::default();
+pub fn render(buf: &mut Buffer, area: Rect, table: &LossTable, theme: &Theme) {
     Clear.render(area, buf);
-    let Some((_, matrix)) = &derived.matrix else {
+    if table.built_from.is_none() {
         return;
-    };
+    }
     let block = pane_block(
-        format!(" results: % loss from {} ", options.baseline),
+        format!(" results: % loss from {} ", table.baseline),
         theme,
         true,
     );
     let inner = block.inner(area);
     block.render(area, buf);
-    let header = matrix.header();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    let rows: Vec<Row> = matrix
+    let mut widths: Vec<usize> = table.header.iter().map(|h| h.chars().count()).collect();
+    let rows: Vec<Row> = table
         .rows
         .iter()
         .map(|row| {
-            let mut cells = vec![
-                Cell::from(row.workload.clone()),
-                Cell::from(row.metric.clone()),
-                Cell::from(row.unit.clone()),
-                Cell::from(format!("{:>6}", row.concurrency)),
-            ];
-            let names = [&row.workload, &row.metric, &row.unit];
-            for (w, name) in widths.iter_mut().zip(names) {
-                *w = (*w).max(name.chars().count());
+            for (w, (text, _)) in widths.iter_mut().zip(row) {
+                *w = (*w).max(text.chars().count());
             }
-            for (i, (cell, tech)) in row.cells.iter().zip(&matrix.technologies).enumerate() {
-                let (text, colour) = match cell {
-                    None => ("-".to_string(), theme.dim.0),
-                    Some(c) => {
-                        let colour = match c.loss {
-                            Some(l) if !l.significant => theme.dim.0,
-                            Some(l) if l.percent > 0.0 => theme.warn.0,
-                            Some(_) => theme.good.0,
-                            None => theme.accent.0,
-                        };
-                        (c.text(*tech == matrix.baseline), colour)
-                    }
-                };
-                widths[4 + i] = widths[4 + i].max(text.chars().count());
-                cells.push(Cell::from(text).style(Style::new().fg(colour)));
-            }
-            Row::new(cells)
+            Row::new(
+                row.iter()
+                    .map(|(text, tone)| Cell::from(text.clone()).style(styled(*tone, theme))),
+            )
         })
         .collect();
-    let left_out = matrix.excluded.len();
-    let mut notes = vec![Line::styled(
-        "~ not significant (95 %, Welch's t)   (…) no baseline yet   vs×k the baseline's copies",
-        Style::new().fg(theme.dim.0),
-    )];
-    if left_out > 0 {
-        notes.push(Line::styled(
-            format!("{left_out} phase result(s) left out: `vmbench report` says why"),
-            Style::new().fg(theme.warn.0),
-        ));
-    }
-    for m in &matrix.mismatches {
-        notes.push(Line::styled(
-            format!("differs: {}", m.describe()),
-            Style::new().fg(theme.bad.0),
-        ));
-    }
-    for v in &matrix.validity {
-        notes.push(Line::styled(v.clone(), Style::new().fg(theme.bad.0)));
-    }
-    for r in &matrix.remarks {
-        notes.push(Line::styled(r.clone(), Style::new().fg(theme.dim.0)));
-    }
+    let notes: Vec<Line> = table
+        .notes
+        .iter()
+        .map(|(text, tone)| Line::styled(text.clone(), styled(*tone, theme)))
+        .collect();
     let [table_area, notes_area] =
         Layout::vertical([Constraint::Min(1), Constraint::Length(notes.len() as u16)]).areas(inner);
-    if matrix.rows.is_empty() {
+    if table.rows.is_empty() {
         Paragraph::new("No phase has ended yet; the matrix fills in as phases end.")
             .style(Style::new().fg(theme.dim.0))
             .render(table_area, buf);
     } else {
-        let table = Table::new(rows, widths.iter().map(|w| Constraint::Length(*w as u16)))
-            .header(
-                Row::new(header).style(Style::new().fg(theme.dim.0).add_modifier(Modifier::BOLD)),
-            )
+        let header = Row::new(table.header.clone())
+            .style(Style::new().fg(theme.dim.0).add_modifier(Modifier::BOLD));
+        let drawn = Table::new(rows, widths.iter().map(|w| Constraint::Length(*w as u16)))
+            .header(header)
             .column_spacing(2);
-        Widget::render(table, table_area, buf);
+        Widget::render(drawn, table_area, buf);
     }
     Paragraph::new(notes).render(notes_area, buf);
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::model::Session;
-    use crate::model::tests::test_header;
-    use crate::ui::Overlay;
-    use crate::ui::fixtures::{SIZES, draw, live_view, report_session_events};
-
-    #[test]
-    fn the_loss_matrix_fills_in_as_phases_end() {
-        let events = report_session_events();
-        let mut session = Session::new(test_header());
-        // Before the guests' phases: the baseline alone.
-        for e in &events[..60] {
-            session.apply(e);
-        }
-        let mut view = live_view();
-        view.overlay = Overlay::Results;
-        view.derived.refresh(&session);
-        insta::assert_snapshot!("baseline_only", draw(&session, &view, 100, 16).backend());
-        for e in &events[60..] {
-            session.apply(e);
-        }
-        view.derived.refresh(&session);
-        for (w, h) in SIZES {
-            let name = format!("with_loss_{w}x{h}");
-            insta::assert_snapshot!(name, draw(&session, &view, w, h).backend());
-        }
-    }
 }

@@ -49,7 +49,7 @@ pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View, 
             window,
             view,
         ),
-        Overlay::Results => matrix::render(frame.buffer_mut(), body, &view.derived, theme),
+        Overlay::Results => matrix::render(frame.buffer_mut(), body, &view.loss_table, theme),
         Overlay::Overhead => {
             overhead::render(frame.buffer_mut(), body, session, theme, view.net_rate())
         }

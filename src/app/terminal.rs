@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEventKind};
 
-use super::keys::{Action, action_for};
-use super::theme::Theme;
-use super::{Overlay, View, panes, render};
-use crate::app::Consumer;
+use super::Consumer;
 use crate::bus::Msg;
 use crate::event::Nanos;
+use crate::ui::keys::{Action, action_for};
+use crate::ui::theme::Theme;
+use crate::ui::{Overlay, View, panes, render};
 
 const FRAME: Duration = Duration::from_millis(100);
 
@@ -133,11 +133,11 @@ pub fn run(
             let due = last_draw.map_or(Instant::now(), |t| t + FRAME);
             if dirty && Instant::now() >= due && !terminal_gone {
                 if view.overlay == Overlay::Results {
-                    view.derived.refresh(&consumer.session);
+                    super::loss_table::refresh(&mut view.loss_table, &consumer.session);
                 }
                 view.feed.set_recording(consumer.recording);
                 let drawn = terminal.draw(|frame| match &other {
-                    Some(b) => super::pair::render(
+                    Some(b) => crate::ui::pair::render(
                         frame,
                         &consumer.session,
                         &b.session,

@@ -1,0 +1,166 @@
+//! A recording on the screen (`vmbench replay`): one, or two side by side
+//! (A/B), steered by the operator's keys; the two sides of an A/B replay
+//! start each phase together.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+use super::replay::phase_gate;
+use super::terminal::{self, Next, Seek, Steer};
+use super::{Consumer, Replay, ReplayControl};
+use crate::bus::Msg;
+use crate::input::InputError;
+use crate::ui::keys::Action;
+use crate::ui::theme::Theme;
+use crate::ui::{Feed, View};
+
+const SEEK_STEP: i64 = 10_000_000_000;
+pub const MIN_SPEED: f64 = 0.25;
+pub const MAX_SPEED: f64 = 64.0;
+
+/// Steers one replay, or the two of an A/B replay together.
+struct ReplaySteer {
+    replays: Vec<Replay>,
+    /// The phase gate last given to both sides.
+    gate: Option<usize>,
+}
+
+impl ReplaySteer {
+    fn send(&self, command: ReplayControl) {
+        for replay in &self.replays {
+            let _ = replay.control.send(command);
+        }
+    }
+}
+
+impl Steer for ReplaySteer {
+    fn act(&mut self, action: Action, view: &mut View, _consumer: &mut Consumer) -> Next {
+        let Feed::Replay { speed, paused, .. } = &mut view.feed else {
+            return Next::Stay;
+        };
+        let command = match action {
+            Action::Quit => return Next::Close,
+            Action::Pause => {
+                *paused = !*paused;
+                ReplayControl::SetPaused(*paused)
+            }
+            Action::SeekBack => ReplayControl::Seek(-SEEK_STEP),
+            Action::SeekForward => ReplayControl::Seek(SEEK_STEP),
+            Action::Slower | Action::Faster => {
+                let factor = if action == Action::Faster { 2.0 } else { 0.5 };
+                *speed = (*speed * factor).clamp(MIN_SPEED, MAX_SPEED);
+                ReplayControl::Speed(*speed)
+            }
+            _ => return Next::Stay,
+        };
+        self.send(command);
+        Next::Stay
+    }
+
+    fn align(&mut self, a: &Consumer, b: &Consumer) {
+        let gate = phase_gate(a, b);
+        if gate != self.gate {
+            self.gate = gate;
+            self.send(ReplayControl::Gate(gate));
+        }
+    }
+
+    fn signal(&mut self, _signal: i32, _view: &mut View, _consumer: &mut Consumer) -> Next {
+        Next::Close
+    }
+
+    fn terminal_lost(&mut self, _consumer: &mut Consumer) -> Next {
+        Next::Close
+    }
+
+    fn tick(&mut self, _consumer: &mut Consumer) -> Next {
+        Next::Stay
+    }
+
+    fn note(&mut self, _text: String, _consumer: &mut Consumer) {}
+
+    fn finished(&mut self, view: &mut View, _consumer: &mut Consumer) {
+        view.finished = true;
+    }
+
+    fn seek(&mut self, to: Seek, _view: &mut View, _consumer: &mut Consumer) -> bool {
+        let command = match to {
+            Seek::Phases(by) => ReplayControl::SeekPhases(by),
+            Seek::Phase(number) => ReplayControl::SeekPhase(number),
+            Seek::Time(t) => ReplayControl::SeekTo(t),
+            Seek::End => ReplayControl::SeekEnd,
+        };
+        self.send(command);
+        true
+    }
+}
+
+/// Shows the recording at `path` (beside `versus`, A/B) on the screen at
+/// `speed`, following it as it is written with `follow`.
+pub fn on_screen(
+    path: &Path,
+    versus: Option<&Path>,
+    speed: f64,
+    follow: bool,
+    theme: &Theme,
+) -> Result<ExitCode> {
+    if !(MIN_SPEED..=MAX_SPEED).contains(&speed) {
+        return Err(InputError {
+            file: "--speed".into(),
+            line: 0,
+            column: 0,
+            field: "speed".into(),
+            message: format!("{speed} is outside {MIN_SPEED}..{MAX_SPEED}"),
+        }
+        .into());
+    }
+    if !std::io::stdout().is_terminal() {
+        bail!("the TUI needs a terminal; `vmbench export` reads a recording without a screen");
+    }
+    let (replay, mut consumer, bus) = Replay::open(path, speed, follow)?;
+    let mut replays = vec![replay];
+    // B's messages reach the one loop as `Side` messages.
+    let mut other = match versus {
+        Some(b_path) => {
+            let (b_replay, b_consumer, b_bus) = Replay::open(b_path, speed, follow)?;
+            let forward = bus.tx.clone();
+            std::thread::Builder::new()
+                .name("replay-b".into())
+                .spawn(move || {
+                    while let Ok(msg) = b_bus.rx.recv() {
+                        if forward.send(Msg::Side(Box::new(msg))).is_err() {
+                            break;
+                        }
+                    }
+                })?;
+            replays.push(b_replay);
+            Some(b_consumer)
+        }
+        None => None,
+    };
+    crate::app::stop::forward_signals(bus.tx.clone())
+        .context("listening for SIGINT, SIGTERM and SIGHUP")?;
+    let mut view = View::new(Feed::Replay {
+        speed,
+        paused: false,
+        end: replays[0].end,
+        writer: crate::store::Writer::Finished,
+    });
+    let mut steer = ReplaySteer {
+        replays,
+        gate: None,
+    };
+    terminal::run(
+        &mut consumer,
+        other.as_mut(),
+        &bus.rx,
+        bus.tx,
+        theme,
+        &mut view,
+        &mut steer,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,50 @@
+//! `vmbench check`: every guest of a plan reached as a session would.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::load_plan;
+use crate::transport::ssh::UnknownKey;
+
+#[derive(Args)]
+pub(super) struct CheckArgs {
+    pub(super) plan: PathBuf,
+    /// Trust and write down host keys not yet in known_hosts (like OpenSSH's
+    /// accept-new); a changed key is still refused.
+    #[arg(long)]
+    pub(super) accept_new: bool,
+}
+
+pub(super) fn check(args: &CheckArgs) -> Result<ExitCode> {
+    let mut plan = load_plan(Some(&args.plan), None)?;
+    for line in crate::discover::fill_in(&mut plan.plan) {
+        println!("discovered {line}");
+    }
+    let unknown = if args.accept_new {
+        UnknownKey::AcceptNew
+    } else {
+        UnknownKey::Refuse
+    };
+    let checks = crate::check::check_plan(&plan, unknown);
+    // A reader gone (`| head`) is no error of the check's.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stdout(),
+        crate::check::render(&checks).as_bytes(),
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let warnings = plan.plan.timeout_warnings(cores);
+    for warning in warnings.iter().chain(&plan.plan.crowding_warnings(cores)) {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stdout(),
+            format!("warning: {warning}\n").as_bytes(),
+        );
+    }
+    Ok(if crate::check::problems(&checks).is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
