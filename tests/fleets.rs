@@ -224,6 +224,35 @@ fn remains(id: &str) -> Vec<String> {
     found
 }
 
+/// A cgroup's CPU quota and period (µs), memory limit (bytes) and cores,
+/// read from cgroup v2's files or v1's hierarchies, whichever this host has.
+fn cgroup_limits(path: &str) -> (u64, u64, u64, String) {
+    let read = |file: String| {
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .trim()
+            .to_string()
+    };
+    let number = |text: String| text.parse::<u64>().expect("a number");
+    let root = "/sys/fs/cgroup";
+    if std::path::Path::new(&format!("{root}/cgroup.controllers")).exists() {
+        let max = read(format!("{root}/{path}/cpu.max"));
+        let (quota, period) = max.split_once(' ').expect("quota period");
+        return (
+            quota.parse().expect("quota"),
+            period.parse().expect("period"),
+            number(read(format!("{root}/{path}/memory.max"))),
+            read(format!("{root}/{path}/cpuset.cpus")),
+        );
+    }
+    (
+        number(read(format!("{root}/cpu/{path}/cpu.cfs_quota_us"))),
+        number(read(format!("{root}/cpu/{path}/cpu.cfs_period_us"))),
+        number(read(format!("{root}/memory/{path}/memory.limit_in_bytes"))),
+        read(format!("{root}/cpuset/{path}/cpuset.cpus")),
+    )
+}
+
 fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
@@ -245,6 +274,15 @@ fn a_netns_fleet_is_made_measured_and_removed_leaving_nothing() {
     let out = dir.path().join("r.vmb");
     let mut recording = record(&plan, &out, "fleet ns: 2 of 2 guest(s) ready");
     let id = recording.id.clone();
+    // The shape is applied, not only recorded: one core's CPU time, the
+    // memory limit, and (pinned) a core of each guest's own.
+    for (guest, core) in [("ns-1", "0"), ("ns-2", "1")] {
+        assert_eq!(
+            cgroup_limits(&format!("vmbench-fleet-{id}/{guest}")),
+            (100_000, 100_000, 512 << 20, core.to_string()),
+            "{guest}"
+        );
+    }
     let status = recording.finish(Duration::from_secs(120));
     assert!(status.success(), "{status}");
     let remains = remains(&id);

@@ -242,6 +242,22 @@ fn run_live_for(plan: &Path, recording: &Path) -> Consumer {
 }
 
 #[test]
+fn an_adaptive_level_that_never_gives_a_result_stops_at_its_maximum() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("failing.vmb");
+    let live = run_live_for(&fixture("adaptive-failing.toml"), &path);
+    let repetitions: Vec<u32> = live.session.phases.iter().map(|p| p.repetition).collect();
+    assert_eq!(repetitions, [1, 2, 3], "{:?}", live.session.log);
+    assert!(
+        live.session
+            .results
+            .phases
+            .iter()
+            .all(|r| r.aggregate.is_none())
+    );
+}
+
+#[test]
 fn adaptive_benchmarks_repeat_until_their_spread_settles_in_random_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("adaptive.vmb");

@@ -38,10 +38,20 @@ impl Orchestrator {
             .filter(|r| r.benchmark == bench.name && r.concurrency == done.concurrency)
             .filter(|r| done.technology.is_empty() || r.technology == done.technology)
             .collect();
-        let mut phases: Vec<u32> = level.iter().map(|r| r.phase).collect();
-        phases.sort_unstable();
-        phases.dedup();
-        let runs = phases.len() as u32;
+        // Phases of this level that ran, whether or not they gave a result:
+        // one whose copies all failed still counts towards the maximum.
+        let runs = session
+            .phases
+            .iter()
+            .filter(|p| p.benchmark == bench.name && p.concurrency == done.concurrency)
+            .filter(|p| {
+                done.technology.is_empty()
+                    || session
+                        .runs_of(p)
+                        .next()
+                        .is_none_or(|r| r.technology == done.technology)
+            })
+            .count() as u32;
         if runs >= max {
             return None;
         }

@@ -80,6 +80,9 @@ pub fn make_cgroup(state: &mut State, path: &str, shape: &Shape) -> Result<(), S
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if dir.starts_with(V2_ROOT) && Path::new(V2_ROOT).join("cgroup.controllers").exists() {
+            enable_v2_controllers(&dir, shape)?;
+        }
         if dir.join("cgroup.controllers").exists() && dir.join("cpu.max").exists() {
             write(&dir, "cpu.max", &format!("{quota} 100000"))?;
         }
@@ -121,6 +124,48 @@ pub fn make_cgroup(state: &mut State, path: &str, shape: &Shape) -> Result<(), S
             }
             if let Some(cpus) = &cpus {
                 write(&dir, "cpuset.cpus", cpus)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+const V2_ROOT: &str = "/sys/fs/cgroup";
+
+/// On cgroup v2 a cgroup has the limit files of a controller only when its
+/// parent hands the controller down (`cgroup.subtree_control`), from the
+/// root on; a shape whose controller this host does not offer is refused,
+/// not left unapplied.
+fn enable_v2_controllers(dir: &Path, shape: &Shape) -> Result<(), String> {
+    let mut wanted = vec!["cpu"];
+    if shape.memory_mib.is_some() {
+        wanted.push("memory");
+    }
+    if shape.cores.is_some() {
+        wanted.push("cpuset");
+    }
+    let ancestors: Vec<&Path> = dir
+        .ancestors()
+        .skip(1)
+        .take_while(|a| a.starts_with(V2_ROOT))
+        .collect();
+    for ancestor in ancestors.into_iter().rev() {
+        let offered = std::fs::read_to_string(ancestor.join("cgroup.controllers"))
+            .map_err(|e| format!("{}/cgroup.controllers: {e}", ancestor.display()))?;
+        for controller in &wanted {
+            if !offered.split_whitespace().any(|c| c == *controller) {
+                return Err(format!(
+                    "the guest's shape needs the cgroup v2 {controller} controller, which {} \
+                     does not offer (cgroup.controllers: {})",
+                    ancestor.display(),
+                    offered.trim()
+                ));
+            }
+            let control = ancestor.join("cgroup.subtree_control");
+            let enabled = std::fs::read_to_string(&control).unwrap_or_default();
+            if !enabled.split_whitespace().any(|c| c == *controller) {
+                std::fs::write(&control, format!("+{controller}"))
+                    .map_err(|e| format!("{} = +{controller}: {e}", control.display()))?;
             }
         }
     }
