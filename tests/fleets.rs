@@ -320,6 +320,16 @@ fn sigterm_mid_session_removes_the_fleet() {
     let mut recording = record(&plan, &out, "phase 1/2");
     let id = recording.id.clone();
     assert!(!remains(&id).is_empty(), "the fleet exists while it runs");
+    // Not from under a running session, even when named.
+    let down = Command::new(VMBENCH)
+        .args(["fleet", "down", &id])
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&down.stdout);
+    assert!(
+        !down.status.success() && said.contains("still runs; left alone"),
+        "{said}"
+    );
     let began = Instant::now();
     // SAFETY: a signal to our own child.
     unsafe { libc::kill(recording.child.id() as i32, libc::SIGTERM) };
@@ -489,7 +499,22 @@ fn a_guest_that_never_answers_is_named_and_left_out_and_the_session_goes_on() {
     let out = dir.path().join("r.vmb");
     let mut recording = record(&path, &out, "making 2 qemu guest(s)");
     let id = recording.id.clone();
-    freeze_vm(&id, "vm", "vm-2");
+    let frozen = freeze_vm(&id, "vm", "vm-2");
+    // The guest's private host key is not on QEMU's command line, which
+    // every user of the host can read.
+    let private = std::fs::read(format!(
+        "/run/vmbench/fleets/{id}/vm/vm-2/ssh_host_ed25519_key"
+    ))
+    .expect("the guest's key");
+    let pem = String::from_utf8_lossy(&private);
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &private);
+    let cmdline = std::fs::read(format!("/proc/{frozen}/cmdline")).expect("cmdline");
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(
+        !cmdline.contains(&body[..40]) && !cmdline.contains(&encoded[..40]),
+        "{cmdline}"
+    );
     recording.wait_for_line("fleet vm: 1 of 2 guest(s) ready", Duration::from_secs(180));
     let took = ready_in(recording.lines.last().expect("the line"));
     // The wait ends at the deadline, not before and not long after: the
@@ -604,4 +629,24 @@ fn a_kept_fleet_stays_until_fleet_down_names_it() {
     assert!(named.contains(&format!("session {id}: removed")), "{named}");
     let remains = remains(&id);
     assert!(remains.is_empty(), "left behind: {remains:#?}");
+}
+
+#[test]
+fn check_on_a_fleet_plan_says_whether_this_host_can_make_the_fleet_and_connects_to_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = plan(dir.path(), &two_netns(48), "1s", "[1]");
+    let out = Command::new(VMBENCH)
+        .args(["check", &path.to_string_lossy()])
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "fleet ns: 2 netns guest(s), made when a session starts; this host has what they need"
+        ),
+        "{said}"
+    );
+    // Its guests are not there yet: no connection is tried, no key asked.
+    assert!(!said.contains("198.18.48."), "{said}");
 }

@@ -41,12 +41,25 @@ impl SessionOptions {
 
 /// Names the fleets earlier sessions left on this host (they take cores
 /// and memory from what this one measures), then makes the plan's fleets
-/// (progress on stderr); the guard removes them when dropped.
+/// (progress on stderr); the guard removes them when dropped. Refused, and
+/// removed at once, when a stop came during the bring-up or when the
+/// guests left out leave a level more copies than guests.
 pub fn make_fleets(plan: &mut LoadedPlan) -> Result<Option<provision::Made>> {
     for line in provision::leftovers() {
         eprintln!("vmbench: {line}");
     }
-    provision::make(plan, &mut |line| eprintln!("vmbench: {line}")).map_err(anyhow::Error::msg)
+    let made = provision::make(plan, &mut |line| eprintln!("vmbench: {line}"))
+        .map_err(anyhow::Error::msg)?;
+    if made.is_some() {
+        if provision::stop_requested() {
+            bail!("stopped by a signal while the fleets were being made; they are removed");
+        }
+        let cores = crate::header::HostSpecs::of_this_host().logical_cores;
+        if let Some(refusal) = plan.plan.overcrowded(cores).into_iter().next() {
+            bail!("{refusal} (once the guests that did not come up were left out)");
+        }
+    }
+    Ok(made)
 }
 
 /// This program, which launches the workloads' copies.

@@ -228,26 +228,97 @@ impl Fleet {
         None
     }
 
-    /// Which cores guest `i` may run on, on a host with `cores` cores; None
-    /// for any; Err when pinning needs more cores than there are.
-    pub fn cores_of(&self, i: usize, cores: usize) -> Result<Option<Vec<usize>>, String> {
+    /// How many cores its placement takes for itself (pinned fleets only).
+    pub fn pinned_cores(&self) -> usize {
+        match self.placement {
+            Placement::Pinned => self.vcpus.0 as usize * self.count.0 as usize,
+            _ => 0,
+        }
+    }
+
+    /// Which cores guest `i` may run on, on a host with `cores` cores, its
+    /// fleet's pinned cores starting at `first` (after earlier pinned
+    /// fleets'); None for any; Err when pinning needs more cores than
+    /// there are.
+    pub fn cores_of(
+        &self,
+        i: usize,
+        first: usize,
+        cores: usize,
+    ) -> Result<Option<Vec<usize>>, String> {
         let vcpus = self.vcpus.0 as usize;
         match self.placement {
             Placement::Floating => Ok(None),
             Placement::Packed => Ok(Some((0..vcpus.min(cores)).collect())),
             Placement::Pinned => {
-                let needed = vcpus * self.count.0 as usize;
+                let needed = first + self.pinned_cores();
                 if needed > cores {
                     return Err(format!(
-                        "fleet {:?}: pinned placement needs {needed} cores ({} guests × {vcpus} \
-                         vCPUs) and this host has {cores}; use placement = \"packed\" or \
-                         \"floating\", or fewer guests",
+                        "fleet {:?}: pinned placement needs cores {first} to {} ({} guests × \
+                         {vcpus} vCPUs, after the earlier pinned fleets' {first}) and this host \
+                         has {cores}; use placement = \"packed\" or \"floating\", or fewer guests",
                         self.name(),
+                        needed - 1,
                         self.count.0
                     ));
                 }
-                Ok(Some((i * vcpus..(i + 1) * vcpus).collect()))
+                Ok(Some((first + i * vcpus..first + (i + 1) * vcpus).collect()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::LoadedPlan;
+
+    fn plan_of(fleets: &str) -> Result<LoadedPlan, String> {
+        let source = format!(
+            "name = \"f\"\n{fleets}\n[[benchmark]]\nname = \"cpu\"\nworkload = {{ type = \"cpu\" }}\n\
+             duration = \"1s\"\nconcurrency = [1]\n"
+        );
+        LoadedPlan::parse(&source, "f.toml").map_err(|e| e.to_string())
+    }
+
+    const TWO_PINNED: &str = "[[fleet]]\nname = \"a\"\ntechnology = \"netns\"\ncount = 2\nplacement = \"pinned\"\n\
+                              [[fleet]]\nname = \"b\"\ntechnology = \"nspawn\"\ncount = 1\nvcpus = 2\nplacement = \"pinned\"\n";
+
+    #[test]
+    fn pinned_fleets_take_cores_after_one_another_and_too_many_are_refused_with_the_counts() {
+        let plan = plan_of(TWO_PINNED).expect("valid").plan;
+        let (a, b) = (&plan.fleets[0], &plan.fleets[1]);
+        let first_of_b = a.pinned_cores();
+        assert_eq!(a.cores_of(1, 0, 8), Ok(Some(vec![1])));
+        assert_eq!(b.cores_of(0, first_of_b, 8), Ok(Some(vec![2, 3])));
+        // Four cores are enough, three are not: refused when the plan is
+        // loaded on this host, with what it needs.
+        assert!(plan.overcrowded(4).is_empty());
+        let refusals = plan.overcrowded(3);
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert!(
+            refusals[0].contains("fleet \"b\": pinned placement needs cores 2 to 3")
+                && refusals[0].contains("this host has 3"),
+            "{refusals:?}"
+        );
+    }
+
+    #[test]
+    fn two_fleets_on_one_address_range_are_refused() {
+        let error = plan_of(
+            "[[fleet]]\nname = \"a\"\ntechnology = \"netns\"\ncount = 1\naddresses = \"198.18.50.0/24\"\n\
+             [[fleet]]\nname = \"b\"\ntechnology = \"nspawn\"\ncount = 1\naddresses = \"198.18.50.0/24\"\n",
+        )
+        .expect_err("refused");
+        assert!(
+            error.contains("fleet[1].addresses") && error.contains("both on 198.18.50.0/24"),
+            "{error}"
+        );
+        // A listed range that is another fleet's default is the same range.
+        let error = plan_of(
+            "[[fleet]]\nname = \"a\"\ntechnology = \"netns\"\ncount = 1\n\
+             [[fleet]]\nname = \"b\"\ntechnology = \"nspawn\"\ncount = 1\naddresses = \"198.18.16.0/24\"\n",
+        )
+        .expect_err("refused");
+        assert!(error.contains("both on 198.18.16.0/24"), "{error}");
     }
 }

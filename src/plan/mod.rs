@@ -672,7 +672,23 @@ impl LoadedPlan {
             let twin = plan.fleets[..index]
                 .iter()
                 .find(|other| other.name() == fleet.name() || other.label() == fleet.label());
-            let refusal = fleet.refusal(index).or_else(|| {
+            let same_range = plan.fleets[..index]
+                .iter()
+                .enumerate()
+                .find(|(i, other)| other.network(*i) == fleet.network(index))
+                .map(|(_, other)| {
+                    (
+                        "addresses",
+                        format!(
+                            "fleets {:?} and {:?} are both on {}.0/24: each fleet needs a range \
+                             of its own (its bridge routes it)",
+                            other.name(),
+                            fleet.name(),
+                            fleet.network(index)
+                        ),
+                    )
+                });
+            let refusal = fleet.refusal(index).or(same_range).or_else(|| {
                 twin.map(|other| {
                     (
                         "label",

@@ -138,6 +138,13 @@ impl Plan {
     /// the counts.
     pub fn overcrowded(&self, cores: usize) -> Vec<String> {
         let mut refusals = Vec::new();
+        let mut first = 0;
+        for fleet in &self.fleets {
+            if let Err(refusal) = fleet.cores_of(0, first, cores) {
+                refusals.push(refusal);
+            }
+            first += fleet.pinned_cores();
+        }
         for bench in self.benchmarks.iter().filter(|b| !b.mix_technologies) {
             let Some(most) = bench.concurrency.levels(cores).into_iter().max() else {
                 continue;

@@ -259,23 +259,31 @@ pub fn make_tap(state: &mut State, tap: &str, bridge: &str) -> Result<(), String
 /// A data disk: an ext4 file system of `mib` MiB on a file, initialised
 /// eagerly (ext4's lazy init would write during benchmarks), attached to
 /// a loop device with direct I/O; the device is returned.
-pub fn make_disk(state: &mut State, image: &Path, mib: u32, label: &str) -> Result<String, String> {
+pub fn make_disk(
+    state: &mut State,
+    image: &Path,
+    mib: u32,
+    label: &str,
+    seed: Option<&Path>,
+) -> Result<String, String> {
     let text = image.to_string_lossy().into_owned();
     let file = std::fs::File::create(image).map_err(|e| format!("{text}: {e}"))?;
     file.set_len(u64::from(mib) << 20)
         .map_err(|e| format!("{text}: {e}"))?;
-    run(
-        "mkfs.ext4",
-        &[
-            "-q",
-            "-F",
-            "-E",
-            "lazy_itable_init=0,lazy_journal_init=0",
-            "-L",
-            label,
-            &text,
-        ],
-    )?;
+    let seed = seed.map(|dir| dir.to_string_lossy().into_owned());
+    let mut args = vec![
+        "-q",
+        "-F",
+        "-E",
+        "lazy_itable_init=0,lazy_journal_init=0",
+        "-L",
+        label,
+    ];
+    if let Some(dir) = &seed {
+        args.extend(["-d", dir.as_str()]);
+    }
+    args.push(&text);
+    run("mkfs.ext4", &args)?;
     state.note(Resource::Loop {
         image: image.to_path_buf(),
     })?;

@@ -34,7 +34,7 @@ say() { echo "image: $*" >&2; }
 die() { say "$*"; exit 1; }
 
 [[ $(id -u) == 0 ]] || die "must run as root (debootstrap)"
-for tool in debootstrap mkfs.ext4 busybox python3 apt-get apt-cache dpkg-deb; do
+for tool in debootstrap mkfs.ext4 busybox python3 apt-get apt-cache dpkg-deb flock; do
   command -v "$tool" >/dev/null || die "missing $tool: apt-get install debootstrap e2fsprogs busybox-static python3"
 done
 [[ $(busybox 2>&1 | head -1) ]] || die "busybox does not run"
@@ -51,6 +51,14 @@ key=$(
   } | sha256sum | cut -c1-16
 )
 out=$CACHE/image-$key
+mkdir -p "$CACHE"
+# Sessions and tests may build the same image at once: one builds, the
+# others wait for it and then find it done.
+exec 9>"$out.lock"
+if ! flock -n 9; then
+  say "another build of this image is under way; waiting for it"
+  flock 9
+fi
 if [[ -f $out/done ]]; then
   echo "$out" >&3
   exit 0
@@ -161,7 +169,9 @@ step 3 "root tree: debootstrap $SUITE (packages kept in $CACHE/debs; the log in 
 # half-made tree; they go before the tree does.
 findmnt -rn -o TARGET | awk -v root="$root/" 'index($0, root) == 1' | sort -r | xargs -r -n1 umount -l
 rm -rf "$root"
-debootstrap --variant=minbase --cache-dir="$CACHE/debs" --include="$PACKAGES" "$SUITE" "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 ||
+# The downloaded packages may be shared with builds of other images.
+flock "$CACHE/debs/.lock" \
+  debootstrap --variant=minbase --cache-dir="$CACHE/debs" --include="$PACKAGES" "$SUITE" "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 ||
   {
     tail -20 "$work/debootstrap.log" >&2
     die "debootstrap failed (run again to go on; packages already downloaded are kept)"
@@ -178,11 +188,13 @@ EOF
 cat >"$root/sbin/vmbench-init" <<'EOF'
 #!/bin/sh
 # PID 1 of a vmbench VM. From the kernel command line: vmbench.name,
-# vmbench.ip (address/prefix), vmbench.key (the client's public key, base64)
-# and vmbench.hostkey (the sshd's private host key, base64, made by the host
-# so that it knows the key before the first connection). Without a host key
-# a new one is made at each boot (the root disk is a snapshot); either way
-# its public half goes to the serial console, which only the host reads.
+# vmbench.ip (address/prefix) and vmbench.key (the client's public key,
+# base64). The sshd's private host key, made by the host so that it knows
+# the key before the first connection, comes on the data disk (/dev/vdb,
+# .vmbench/ssh_host_ed25519_key), never on the command line that every user
+# of the host can read; it is moved off the disk at once. Without one a new
+# key is made at each boot (the root disk is a snapshot); either way its
+# public half goes to the serial console, which only the host reads.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -197,7 +209,6 @@ for arg in $(cat /proc/cmdline); do
   vmbench.name=*) hostname "${arg#vmbench.name=}" ;;
   vmbench.ip=*) ip=${arg#vmbench.ip=} ;;
   vmbench.key=*) key=${arg#vmbench.key=} ;;
-  vmbench.hostkey=*) hostkey=${arg#vmbench.hostkey=} ;;
   esac
 done
 ip link set lo up
@@ -210,9 +221,9 @@ chmod 600 /root/.ssh/authorized_keys
 if [ -b /dev/vdb ]; then
   mount -t ext4 /dev/vdb /srv/vmbench && chmod 1777 /srv/vmbench
 fi
-if [ -n "$hostkey" ]; then
-  echo "$hostkey" | base64 -d >/etc/ssh/ssh_host_ed25519_key
-  chmod 600 /etc/ssh/ssh_host_ed25519_key
+if [ -f /srv/vmbench/.vmbench/ssh_host_ed25519_key ]; then
+  install -m 600 /srv/vmbench/.vmbench/ssh_host_ed25519_key /etc/ssh/ssh_host_ed25519_key
+  rm -rf /srv/vmbench/.vmbench
   ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key >/etc/ssh/ssh_host_ed25519_key.pub
 else
   ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key

@@ -130,7 +130,7 @@ impl Member {
     /// a cgroup with its shape.
     pub fn make_namespace_guest(&self, state: &mut State) -> Result<String, String> {
         host::make_netns(state, &self.netns, &self.link, &self.bridge, &self.address)?;
-        let disk = host::make_disk(state, &self.disk_image, self.disk_mib, &self.name)?;
+        let disk = host::make_disk(state, &self.disk_image, self.disk_mib, &self.name, None)?;
         host::make_cgroup(state, &self.cgroup, &self.shape(false))?;
         Ok(disk)
     }
@@ -164,18 +164,38 @@ pub struct Made {
 
 /// The session's fleets, for teardown at an exit that skips destructors
 /// (a second stop request, a panic).
-static ACTIVE: Mutex<Option<(Vec<Resource>, bool)>> = Mutex::new(None);
+static ACTIVE: Mutex<Option<Active>> = Mutex::new(None);
+
+struct Active {
+    resources: Vec<Resource>,
+    keep: bool,
+    /// The state folder, where a kept fleet is marked as such.
+    dir: PathBuf,
+}
 
 /// Set by SIGINT, SIGTERM or SIGHUP while fleets are being made.
 static INTERRUPTED: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
 
+/// Whether SIGINT, SIGTERM or SIGHUP came while fleets were being made.
+pub fn stop_requested() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// Removes the active fleets now (unless kept): for exits that skip `Drop`.
 pub fn teardown_active() {
     let taken = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some((resources, false)) = taken {
-        for left in state::teardown(&resources) {
-            eprintln!("vmbench: fleet teardown left {left}");
+    match taken {
+        Some(active) if active.keep => {
+            if let Err(e) = state::mark_kept(&active.dir) {
+                eprintln!("vmbench: {e}");
+            }
         }
+        Some(active) => {
+            for left in state::teardown(&active.resources) {
+                eprintln!("vmbench: fleet teardown left {left}");
+            }
+        }
+        None => {}
     }
 }
 
@@ -189,7 +209,7 @@ impl Drop for Made {
     fn drop(&mut self) {
         self.forget_active();
         if self.keep {
-            if let Err(e) = self.state.note(Resource::Kept) {
+            if let Err(e) = state::mark_kept(&self.state.dir) {
                 eprintln!("vmbench: {e}");
             }
             eprintln!(
@@ -258,12 +278,16 @@ pub fn down(only: Option<&str>) -> (Vec<String>, bool) {
         if only.is_some_and(|s| s != session.session) {
             continue;
         }
-        if only.is_none() && session.owner_alive() {
+        if session.owner_alive() {
+            // Named or not: its vmbench removes it at its end, and
+            // removing it under a running session breaks that session.
             lines.push(format!(
-                "session {}: its vmbench (pid {}) still runs; left alone",
+                "session {}: its vmbench (pid {}) still runs; left alone (stop that \
+                 session, which removes its fleet, or kill it and run this again)",
                 session.session,
                 session.owner.unwrap_or(0)
             ));
+            clean &= only.is_none();
             continue;
         }
         if only.is_none() && session.kept() {
@@ -288,7 +312,15 @@ pub fn down(only: Option<&str>) -> (Vec<String>, bool) {
         }
     }
     if lines.is_empty() {
-        lines.push("no fleet left behind".into());
+        match only {
+            Some(id) => {
+                lines.push(format!(
+                    "no fleet of session {id} on this host (`vmbench fleet list` names them)"
+                ));
+                clean = false;
+            }
+            None => lines.push("no fleet left behind".into()),
+        }
     }
     (lines, clean)
 }
@@ -400,6 +432,7 @@ pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option
     let fleets = plan.plan.fleets.clone();
     let mut failed: Vec<String> = Vec::new();
     for (f, fleet) in fleets.iter().enumerate() {
+        let first_pinned: usize = fleets[..f].iter().map(Fleet::pinned_cores).sum();
         let kind = technology(fleet.technology);
         let image = match (fleet.technology.uses_image(), &fleet.image) {
             (false, _) => None,
@@ -449,7 +482,7 @@ pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option
                 disk_mib: fleet.disk_mib,
                 vcpus: fleet.vcpus.0,
                 memory_mib: fleet.memory_mib,
-                cores: fleet.cores_of(i, cores)?,
+                cores: fleet.cores_of(i, first_pinned, cores)?,
                 image: image.clone(),
                 index,
                 dir,
@@ -599,8 +632,11 @@ fn wait_ready(
 }
 
 fn publish(made: &Made) {
-    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some((made.state.resources.clone(), made.keep));
+    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Active {
+        resources: made.state.resources.clone(),
+        keep: made.keep,
+        dir: made.state.dir.clone(),
+    });
 }
 
 /// A stop during bring-up is noticed between steps (the session's own

@@ -67,15 +67,12 @@ impl Qemu {
             .ok_or("a QEMU guest needs the guest image")?;
         let client = std::fs::read(member.fleet_dir.join("id_ed25519.pub"))
             .map_err(|e| format!("the fleet's client key: {e}"))?;
-        let host_key = std::fs::read(member.dir.join("ssh_host_ed25519_key"))
-            .map_err(|e| format!("the guest's host key: {e}"))?;
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
         let append = format!(
-            "console=ttyS0 panic=-1 vmbench.name={} vmbench.ip={}/24 vmbench.key={} vmbench.hostkey={}",
+            "console=ttyS0 panic=-1 vmbench.name={} vmbench.ip={}/24 vmbench.key={}",
             member.name,
             member.address,
             b64(&client),
-            b64(&host_key)
         );
         let cpu = if accel == "kvm" { "host" } else { "max" };
         let console = member.log();
@@ -202,7 +199,26 @@ impl Technology for Qemu {
 
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String> {
         host::make_tap(state, &member.link, &member.bridge)?;
-        let disk = host::make_disk(state, &member.disk_image, member.disk_mib, &member.name)?;
+        // The guest's private host key reaches it on its data disk, which
+        // only root reads here, not on QEMU's command line, which every
+        // user of this host can read in /proc; its init moves it away.
+        let seed = member.dir.join("seed");
+        std::fs::create_dir_all(seed.join(".vmbench"))
+            .map_err(|e| format!("{}: {e}", seed.display()))?;
+        std::fs::copy(
+            member.dir.join("ssh_host_ed25519_key"),
+            seed.join(".vmbench/ssh_host_ed25519_key"),
+        )
+        .map_err(|e| format!("the guest's host key: {e}"))?;
+        let disk = host::make_disk(
+            state,
+            &member.disk_image,
+            member.disk_mib,
+            &member.name,
+            Some(&seed),
+        );
+        let _ = std::fs::remove_dir_all(&seed);
+        let disk = disk?;
         host::make_cgroup(state, &member.cgroup, &member.shape(true))?;
         let chosen = self.accel();
         if let Some(accel) = chosen {

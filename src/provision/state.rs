@@ -274,6 +274,19 @@ pub fn teardown(resources: &[Resource]) -> Vec<String> {
     left
 }
 
+/// Marks the session whose state folder is `dir` as kept on purpose (its
+/// own `State` may be out of reach: a second stop exits from a signal).
+pub fn mark_kept(dir: &Path) -> Result<(), String> {
+    let path = dir.join("state");
+    let mut line = serde_json::to_string(&Resource::Kept).map_err(|e| e.to_string())?;
+    line.push('\n');
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|()| f.sync_data()))
+        .map_err(|e| format!("marking {} kept: {e}", path.display()))
+}
+
 /// A session's state as read back from its file.
 pub struct Leftover {
     pub session: String,
