@@ -650,3 +650,70 @@ fn check_on_a_fleet_plan_says_whether_this_host_can_make_the_fleet_and_connects_
     // Its guests are not there yet: no connection is tried, no key asked.
     assert!(!said.contains("198.18.48."), "{said}");
 }
+
+#[test]
+fn a_gvisor_fleet_and_a_uml_fleet_are_made_measured_from_inside_and_removed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fleets = "[[fleet]]\nname = \"gv\"\ntechnology = \"gvisor\"\ncount = 1\ndisk_mib = 96\n\
+                  addresses = \"198.18.49.0/24\"\n\
+                  [[fleet]]\nname = \"um\"\ntechnology = \"uml\"\ncount = 1\nmemory_mib = 384\ndisk_mib = 96\n\
+                  addresses = \"198.18.50.0/24\"\n";
+    let path = plan(dir.path(), fleets, "2s", "[1]");
+    let out = dir.path().join("r.vmb");
+    let mut recording = record(&path, &out, "fleet um: 1 of 1 guest(s) ready");
+    let id = recording.id.clone();
+    let status = recording.finish(Duration::from_secs(300));
+    let said = recording.lines.join("\n");
+    assert!(status.success(), "{status}; {said}");
+    // The agent runs inside both, gVisor's missing /proc files aside.
+    assert!(!said.contains("read over SFTP"), "{said}");
+    assert!(!said.contains("sampling stopped"), "{said}");
+    let remains = remains(&id);
+    assert!(remains.is_empty(), "left behind: {remains:#?}");
+    let reader = Reader::open(&out).expect("recording");
+    let header = &reader.header;
+    let made: Vec<(&str, u32)> = header
+        .fleets
+        .iter()
+        .map(|f| (f.technology.as_str(), f.vcpus))
+        .collect();
+    assert_eq!(made, [("gvisor", 1), ("uml", 1)]);
+    assert!(
+        header.fleets[0].tool.contains("runsc"),
+        "{:?}",
+        header.fleets[0]
+    );
+    assert!(
+        header.fleets[1].tool.contains("user-mode Linux"),
+        "{:?}",
+        header.fleets[1]
+    );
+    let mut session = vmbench::model::Session::new(header.clone());
+    reader
+        .for_each_event(|e| {
+            session.apply(e);
+            Ok(())
+        })
+        .expect("events");
+    let results = vmbench::results::Results::of_recording(
+        &session,
+        "r",
+        vmbench::results::DEFAULT_SKEW_BOUND,
+    );
+    let measured: Vec<&str> = results
+        .phases
+        .iter()
+        .filter(|r| r.aggregate.is_some())
+        .map(|r| r.technology.as_str())
+        .collect();
+    assert_eq!(measured, ["gvisor", "uml"]);
+    // What each guest saw of itself came from its own agent.
+    for guest in ["gv-1", "um-1"] {
+        assert!(
+            session
+                .series_named(&format!("guest:{guest}"), "mem.total")
+                .is_some(),
+            "{guest}"
+        );
+    }
+}

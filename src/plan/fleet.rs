@@ -19,6 +19,10 @@ pub enum FleetTechnology {
     /// A QEMU virtual machine booting the guest image (KVM where a KVM
     /// guest really boots here, else TCG).
     Qemu,
+    /// gVisor's runsc sandbox on the guest image's tree.
+    Gvisor,
+    /// User-mode Linux booting the guest image (one CPU).
+    Uml,
 }
 
 impl FleetTechnology {
@@ -27,6 +31,8 @@ impl FleetTechnology {
             FleetTechnology::Netns => "netns",
             FleetTechnology::Nspawn => "nspawn",
             FleetTechnology::Qemu => "qemu",
+            FleetTechnology::Gvisor => "gvisor",
+            FleetTechnology::Uml => "uml",
         }
     }
 
@@ -172,9 +178,18 @@ impl Fleet {
         if self.vcpus.0 == 0 || self.vcpus.0 > 64 {
             return Some(("vcpus", format!("fleet {name:?}: 1 to 64 vCPUs")));
         }
+        if self.technology == FleetTechnology::Uml && self.vcpus.0 > 1 {
+            return Some((
+                "vcpus",
+                format!(
+                    "fleet {name:?}: UML in Debian 12 has one CPU (its kernel is built without \
+                     SMP), so a uml fleet has vcpus = 1"
+                ),
+            ));
+        }
         let least_memory = match self.technology {
-            // The Debian kernel and sshd under TCG.
-            FleetTechnology::Qemu => 256,
+            // The Debian kernel and sshd under TCG or as UML.
+            FleetTechnology::Qemu | FleetTechnology::Uml => 256,
             _ => 64,
         };
         if self.memory_mib < least_memory {
@@ -300,6 +315,18 @@ mod tests {
                 && refusals[0].contains("this host has 3"),
             "{refusals:?}"
         );
+    }
+
+    #[test]
+    fn a_uml_fleet_of_more_than_one_cpu_is_refused_with_the_reason() {
+        let error =
+            plan_of("[[fleet]]\nname = \"u\"\ntechnology = \"uml\"\ncount = 1\nvcpus = 2\n")
+                .expect_err("refused");
+        assert!(
+            error.contains("fleet[0].vcpus") && error.contains("UML in Debian 12 has one CPU"),
+            "{error}"
+        );
+        assert!(plan_of("[[fleet]]\nname = \"u\"\ntechnology = \"uml\"\ncount = 2\n").is_ok());
     }
 
     #[test]

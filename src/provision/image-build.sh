@@ -190,8 +190,8 @@ cat >"$root/sbin/vmbench-init" <<'EOF'
 # PID 1 of a vmbench VM. From the kernel command line: vmbench.name,
 # vmbench.ip (address/prefix) and vmbench.key (the client's public key,
 # base64). The sshd's private host key, made by the host so that it knows
-# the key before the first connection, comes on the data disk (/dev/vdb,
-# .vmbench/ssh_host_ed25519_key), never on the command line that every user
+# the key before the first connection, comes on the data disk (/dev/vdb or
+# /dev/ubdb, .vmbench/ssh_host_ed25519_key), never on the command line that every user
 # of the host can read; it is moved off the disk at once. Without one a new
 # key is made at each boot (the root disk is a snapshot); either way its
 # public half goes to the serial console, which only the host reads.
@@ -212,15 +212,21 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 ip link set lo up
-ip addr add "$ip" dev eth0
-ip link set eth0 up
+# eth0 under QEMU, vec0 under UML: the one interface there is.
+nic=$(ls /sys/class/net | grep -vx lo | head -1)
+ip addr add "$ip" dev "$nic"
+ip link set "$nic" up
 mkdir -p /root/.ssh
 echo "$key" | base64 -d >/root/.ssh/authorized_keys
 chmod 700 /root/.ssh
 chmod 600 /root/.ssh/authorized_keys
-if [ -b /dev/vdb ]; then
-  mount -t ext4 /dev/vdb /srv/vmbench && chmod 1777 /srv/vmbench
-fi
+# The data disk: virtio's second disk under QEMU, the second ubd under UML.
+for disk in /dev/vdb /dev/ubdb; do
+  if [ -b "$disk" ]; then
+    mount -t ext4 "$disk" /srv/vmbench && chmod 1777 /srv/vmbench
+    break
+  fi
+done
 if [ -f /srv/vmbench/.vmbench/ssh_host_ed25519_key ]; then
   install -m 600 /srv/vmbench/.vmbench/ssh_host_ed25519_key /etc/ssh/ssh_host_ed25519_key
   rm -rf /srv/vmbench/.vmbench
@@ -228,7 +234,7 @@ if [ -f /srv/vmbench/.vmbench/ssh_host_ed25519_key ]; then
 else
   ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
 fi
-echo "vmbench-hostkey: $(cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" >/dev/ttyS0
+echo "vmbench-hostkey: $(cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" >/dev/console
 exec tini -s -- /usr/sbin/sshd -D -e
 EOF
 chmod 755 "$root/sbin/vmbench-init"

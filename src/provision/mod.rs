@@ -4,12 +4,14 @@
 //! and removed at the end of the session — normal end, a signal, a panic,
 //! a failed bring-up — or by `vmbench fleet down` after a kill -9.
 
+mod gvisor;
 mod host;
 pub mod image;
 mod netns;
 mod nspawn;
 mod qemu;
 pub mod state;
+mod uml;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +55,8 @@ fn technology(kind: FleetTechnology) -> Box<dyn Technology + Send> {
         FleetTechnology::Netns => Box::new(netns::Netns),
         FleetTechnology::Nspawn => Box::new(nspawn::Nspawn),
         FleetTechnology::Qemu => Box::new(qemu::Qemu::new()),
+        FleetTechnology::Gvisor => Box::new(gvisor::Gvisor),
+        FleetTechnology::Uml => Box::new(uml::Uml),
     }
 }
 
@@ -139,6 +143,84 @@ impl Member {
         self.dir.join("boot.log")
     }
 
+    /// Mounts the data disk on this host for a container to bind at
+    /// /srv/vmbench; the folder it is mounted on.
+    pub fn mount_data_disk(&self, state: &mut State, disk: &str) -> Result<PathBuf, String> {
+        let mount = self.dir.join("disk");
+        std::fs::create_dir_all(&mount).map_err(|e| format!("{}: {e}", mount.display()))?;
+        state.note(Resource::Mount {
+            path: mount.clone(),
+        })?;
+        host::run("mount", &[disk, &mount.to_string_lossy()])?;
+        host::run("chmod", &["1777", &mount.to_string_lossy()])?;
+        Ok(mount)
+    }
+
+    /// A folder with what a container's sshd reads (its host key and the
+    /// fleet's client key), for it to bind read-only at /etc/vmbench.
+    pub fn sshd_keys(&self) -> Result<PathBuf, String> {
+        let keys = self.dir.join("etc");
+        std::fs::create_dir_all(&keys).map_err(|e| format!("{}: {e}", keys.display()))?;
+        for (from, to) in [
+            (
+                self.dir.join("ssh_host_ed25519_key"),
+                "ssh_host_ed25519_key",
+            ),
+            (self.fleet_dir.join("authorized_keys"), "authorized_keys"),
+        ] {
+            std::fs::copy(&from, keys.join(to)).map_err(|e| format!("{}: {e}", from.display()))?;
+        }
+        Ok(keys)
+    }
+
+    /// The data disk of a guest with a kernel of its own (a VM, UML), with
+    /// its private host key on it for its init to take: a disk only root
+    /// reads here, not a command line every user of this host can read in
+    /// /proc. Its loop device.
+    pub fn make_seeded_disk(&self, state: &mut State) -> Result<String, String> {
+        let seed = self.dir.join("seed");
+        std::fs::create_dir_all(seed.join(".vmbench"))
+            .map_err(|e| format!("{}: {e}", seed.display()))?;
+        std::fs::copy(
+            self.dir.join("ssh_host_ed25519_key"),
+            seed.join(".vmbench/ssh_host_ed25519_key"),
+        )
+        .map_err(|e| format!("the guest's host key: {e}"))?;
+        let disk = host::make_disk(
+            state,
+            &self.disk_image,
+            self.disk_mib,
+            &self.name,
+            Some(&seed),
+        );
+        let _ = std::fs::remove_dir_all(&seed);
+        disk
+    }
+
+    /// Starts `words` in the background in a session of its own, from a
+    /// shell already in the guest's cgroup (so that it and all it starts
+    /// stay there until teardown empties it), its output to the boot log.
+    pub fn start_detached(&self, words: &[String]) -> Result<(), String> {
+        let quoted: Vec<String> = words
+            .iter()
+            .map(|w| crate::transport::shell_quote(w))
+            .collect();
+        let script = format!(
+            "{} && exec {} >{} 2>&1 </dev/null",
+            host::join_cgroup_script(&self.cgroup),
+            quoted.join(" "),
+            self.log().display()
+        );
+        std::process::Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map(drop)
+            .map_err(|e| format!("starting {}: {e}", words[0]))
+    }
+
     /// A locally administered MAC, unique within the session.
     pub fn mac(&self) -> String {
         format!(
@@ -148,6 +230,12 @@ impl Member {
         )
     }
 }
+
+/// A container guest's first process: the image's sshd with the keys
+/// bound at /etc/vmbench (`Member::sshd_keys`).
+const CONTAINER_SSHD: &str = "mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e \
+                              -o HostKey=/etc/vmbench/ssh_host_ed25519_key \
+                              -o AuthorizedKeysFile=/etc/vmbench/authorized_keys";
 
 /// Where data disks live: a disk, not /run's memory.
 const DISKS_DIR: &str = "/var/tmp/vmbench-fleets";

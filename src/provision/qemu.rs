@@ -199,26 +199,7 @@ impl Technology for Qemu {
 
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String> {
         host::make_tap(state, &member.link, &member.bridge)?;
-        // The guest's private host key reaches it on its data disk, which
-        // only root reads here, not on QEMU's command line, which every
-        // user of this host can read in /proc; its init moves it away.
-        let seed = member.dir.join("seed");
-        std::fs::create_dir_all(seed.join(".vmbench"))
-            .map_err(|e| format!("{}: {e}", seed.display()))?;
-        std::fs::copy(
-            member.dir.join("ssh_host_ed25519_key"),
-            seed.join(".vmbench/ssh_host_ed25519_key"),
-        )
-        .map_err(|e| format!("the guest's host key: {e}"))?;
-        let disk = host::make_disk(
-            state,
-            &member.disk_image,
-            member.disk_mib,
-            &member.name,
-            Some(&seed),
-        );
-        let _ = std::fs::remove_dir_all(&seed);
-        let disk = disk?;
+        let disk = member.make_seeded_disk(state)?;
         host::make_cgroup(state, &member.cgroup, &member.shape(true))?;
         let chosen = self.accel();
         if let Some(accel) = chosen {

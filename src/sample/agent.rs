@@ -105,10 +105,16 @@ pub fn run_agent(
         .iter()
         .map(|g| HostSeenGuest::open(g, &mut registry, &mut xentop, &mut errors))
         .collect();
-    let files: Vec<(ProcKind, ProcFile)> = ProcKind::ALL
-        .iter()
-        .map(|kind| Ok((*kind, ProcFile::open(kind.path())?)))
-        .collect::<io::Result<_>>()?;
+    let mut files: Vec<(ProcKind, ProcFile)> = Vec::new();
+    for kind in ProcKind::ALL {
+        match ProcFile::open(kind.path()) {
+            Ok(file) => files.push((kind, file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !kind.required() => {
+                let _ = writeln!(line, "I {}", kind.missing_note());
+            }
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", kind.path()))),
+        }
+    }
     let own = WatchedProcess::open_at(RunId::MAX, "self", OWN_SOURCE, &mut registry)?;
     let mut buf = Vec::with_capacity(64 << 10);
     // Each series' last value sent, at its id (this registry numbers from 0).
@@ -130,7 +136,9 @@ pub fn run_agent(
             guest.sample(&view, xentop.as_ref(), &mut buf, &mut values);
         }
         for e in errors.drain(..) {
-            let _ = writeln!(line, "E {e}");
+            // One line each: the host reads the stream line by line, and a
+            // library's message may hold a newline of its own.
+            let _ = writeln!(line, "E {}", e.replace('\n', "; "));
         }
         sample_process(&own, &mut buf, &mut values);
         let t = t0 + (monotonic_ns() - t0) / 2;

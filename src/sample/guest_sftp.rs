@@ -27,12 +27,18 @@ impl GuestSampler {
         use anyhow::Context;
         let sftp = session.sftp().context("opening SFTP")?;
         let mut files = Vec::new();
+        let mut errors = Vec::new();
         for kind in ProcKind::ALL {
             let path = kind.path();
-            let file = sftp
-                .open(std::path::Path::new(path))
-                .with_context(|| format!("opening {path} on the guest"))?;
-            files.push((kind, file));
+            match sftp.open(std::path::Path::new(path)) {
+                Ok(file) => files.push((kind, file)),
+                // SFTP's "no such file": a guest without it (gVisor has no
+                // /proc/diskstats) is sampled from the others.
+                Err(e) if e.code() == ssh2::ErrorCode::SFTP(2) && !kind.required() => {
+                    errors.push(kind.missing_note());
+                }
+                Err(e) => return Err(e).with_context(|| format!("opening {path} on the guest")),
+            }
         }
         let mut registry = Registry::new(ids);
         let view = ProcView::new(&format!("guest:{guest}"), Machine::Guest, &mut registry);
@@ -41,7 +47,7 @@ impl GuestSampler {
             buf: Vec::with_capacity(64 << 10),
             registry,
             view,
-            errors: Vec::new(),
+            errors,
             _sftp: sftp,
         })
     }

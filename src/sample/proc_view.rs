@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 
+use anyhow::Context as _;
 use procfs::net::InterfaceDeviceStatus;
 use procfs::prelude::*;
-use procfs::{DiskStats, KernelStats, Meminfo};
+use procfs::{DiskStats, KernelStats};
 
 use super::{CPU_FIELDS, DISK_FIELDS, DISK_UNITS, MEM_FIELDS, NET_FIELDS, NET_UNITS, Registry};
 use crate::event::{SeriesId, SeriesKind};
@@ -36,6 +37,26 @@ impl ProcKind {
         ProcKind::NetDev,
         ProcKind::Diskstats,
     ];
+
+    /// Whether a machine without it cannot be sampled at all; without the
+    /// others (gVisor has no /proc/diskstats) their series are left out.
+    pub(super) fn required(self) -> bool {
+        matches!(self, ProcKind::Stat | ProcKind::Meminfo)
+    }
+
+    /// What a machine without this file goes without, said once.
+    pub(super) fn missing_note(self) -> String {
+        format!(
+            "this machine has no {}: its {} series are left out",
+            self.path(),
+            match self {
+                ProcKind::NetDev => "network",
+                ProcKind::Diskstats => "disk",
+                ProcKind::Stat => "CPU",
+                ProcKind::Meminfo => "memory",
+            }
+        )
+    }
 
     pub(super) fn path(self) -> &'static str {
         match self {
@@ -185,16 +206,26 @@ impl ProcView {
         Ok(())
     }
 
+    /// The five memory figures, each only when the file has it: gVisor's
+    /// meminfo ends early (no Slab and on), which the procfs crate refuses
+    /// as a whole.
     fn meminfo(&mut self, bytes: &[u8], values: &mut Vec<(SeriesId, u64)>) -> anyhow::Result<()> {
-        let m = Meminfo::from_read(bytes)?;
+        let fields = meminfo_fields(bytes);
+        let field = |name: &str| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let total = field("MemTotal").context("no MemTotal")?;
+        let free = field("MemFree").context("no MemFree")?;
         let read = [
-            m.mem_total,
-            m.mem_available.unwrap_or(m.mem_free),
-            m.mem_free,
-            m.cached,
-            m.buffers,
+            Some(total),
+            field("MemAvailable").or(Some(free)),
+            Some(free),
+            field("Cached"),
+            field("Buffers"),
         ];
-        values.extend(self.mem.iter().copied().zip(read));
+        for (id, value) in self.mem.iter().zip(read) {
+            if let Some(value) = value {
+                values.push((*id, value));
+            }
+        }
         Ok(())
     }
 
@@ -306,9 +337,38 @@ fn guest_partition(name: &str, all: &HashMap<String, [u64; 7]>) -> bool {
     })
 }
 
+/// `Name: value [kB]` lines of /proc/meminfo, values in bytes.
+fn meminfo_fields(bytes: &[u8]) -> Vec<(&str, u64)> {
+    std::str::from_utf8(bytes)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (name, rest) = line.split_once(':')?;
+            let mut words = rest.split_whitespace();
+            let value: u64 = words.next()?.parse().ok()?;
+            let scale = if words.next() == Some("kB") { 1024 } else { 1 };
+            Some((name.trim(), value * scale))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const GVISOR_MEMINFO: &str = include_str!("../../tests/fixtures/proc/gvisor-meminfo");
+
+    #[test]
+    fn gvisors_short_meminfo_gives_its_figures_where_procfs_refuses_it() {
+        use procfs::FromRead as _;
+        assert!(procfs::Meminfo::from_read(GVISOR_MEMINFO.as_bytes()).is_err());
+        let fields = meminfo_fields(GVISOR_MEMINFO.as_bytes());
+        let field = |name: &str| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        assert_eq!(field("MemTotal"), Some(24_683_772 * 1024));
+        assert_eq!(field("Cached"), Some(77_032 * 1024));
+        assert_eq!(field("Buffers"), Some(0));
+        assert_eq!(field("Slab"), None);
+    }
 
     #[test]
     fn a_guest_tells_partitions_from_disks_by_name() {
