@@ -717,3 +717,157 @@ fn a_gvisor_fleet_and_a_uml_fleet_are_made_measured_from_inside_and_removed() {
         );
     }
 }
+
+/// libvirtd and virtlogd as these machines have them: not started by
+/// systemd. Started here if they are not running, and stopped by their
+/// pids when dropped (only those started here).
+struct LibvirtDaemons {
+    started: Vec<i32>,
+}
+
+impl LibvirtDaemons {
+    fn up() -> Self {
+        let mut started = Vec::new();
+        for (daemon, pidfile) in [
+            ("virtlogd", "/run/virtlogd.pid"),
+            ("libvirtd", "/run/libvirtd.pid"),
+        ] {
+            let running = std::fs::read_to_string(pidfile)
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+                .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+            if running.is_some() {
+                continue;
+            }
+            let status = Command::new(daemon).arg("-d").status().expect("starts");
+            assert!(status.success(), "{daemon} -d: {status}");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let pid = loop {
+                if let Some(pid) = std::fs::read_to_string(pidfile)
+                    .ok()
+                    .and_then(|p| p.trim().parse::<i32>().ok())
+                {
+                    break pid;
+                }
+                assert!(Instant::now() < deadline, "no {pidfile} within 20 s");
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            started.push(pid);
+        }
+        // libvirtd answers once its socket is up.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !Command::new("virsh")
+            .args(["-c", "qemu:///system", "version"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "libvirtd did not answer within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        LibvirtDaemons { started }
+    }
+}
+
+impl Drop for LibvirtDaemons {
+    fn drop(&mut self) {
+        for pid in self.started.iter().rev() {
+            // SAFETY: a daemon this test started.
+            unsafe { libc::kill(*pid, libc::SIGTERM) };
+        }
+    }
+}
+
+#[test]
+fn a_libvirt_fleet_boots_from_generated_xml_on_a_bridge_of_its_own_and_is_removed() {
+    let daemons = LibvirtDaemons::up();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fleets = "[[fleet]]\nname = \"lv\"\ntechnology = \"libvirt\"\ncount = 1\nmemory_mib = 384\n\
+                  disk_mib = 96\nplacement = \"pinned\"\naddresses = \"198.18.51.0/24\"\n";
+    let path = plan(dir.path(), fleets, "2s", "[1]");
+    let out = dir.path().join("r.vmb");
+    let mut recording = record(&path, &out, "fleet lv: 1 of 1 guest(s) ready");
+    let id = recording.id.clone();
+    let domain = format!("vmbench-{id}-lv-1");
+    let listed = Command::new("virsh")
+        .args(["-c", "qemu:///system", "dumpxml", &domain])
+        .output()
+        .expect("virsh");
+    let xml = String::from_utf8_lossy(&listed.stdout);
+    // On vmbench's bridge, pinned, TCG unless KVM boots here.
+    assert!(
+        xml.contains(&format!("<source bridge='vb{id}f0'/>")) && xml.contains("cpuset='0'"),
+        "{xml}"
+    );
+    let status = recording.finish(Duration::from_secs(300));
+    let said = recording.lines.join("\n");
+    assert!(status.success(), "{status}; {said}");
+    let remains = remains(&id);
+    assert!(remains.is_empty(), "left behind: {remains:#?}");
+    let domains = Command::new("virsh")
+        .args(["-c", "qemu:///system", "list", "--all", "--name"])
+        .output()
+        .expect("virsh");
+    let domains = String::from_utf8_lossy(&domains.stdout);
+    assert!(!domains.contains(&id), "{domains}");
+    // libvirt's own network was never brought up.
+    let networks = Command::new("virsh")
+        .args(["-c", "qemu:///system", "net-list", "--name"])
+        .output()
+        .expect("virsh");
+    let networks = String::from_utf8_lossy(&networks.stdout);
+    assert!(!networks.contains("default"), "{networks}");
+    let header = &Reader::open(&out).expect("recording").header;
+    assert_eq!(header.fleets[0].technology, "libvirt");
+    assert!(
+        header.fleets[0].tool.contains("domain type"),
+        "{:?}",
+        header.fleets[0]
+    );
+    drop(daemons);
+}
+
+#[test]
+fn the_domain_xml_for_qemu_and_for_xens_libxl_is_valid_to_libvirts_schema() {
+    use vmbench::provision::libvirt::{DomainParts, Hypervisor, domain_xml};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let parts = DomainParts {
+        name: "vmbench-abc123-vm-1",
+        vcpus: 2,
+        memory_mib: 512,
+        cpuset: Some("0,1".into()),
+        kernel: std::path::Path::new("/var/cache/vmbench/images/i/vmlinux"),
+        initrd: std::path::Path::new("/var/cache/vmbench/images/i/initrd.cpio"),
+        cmdline: "console=ttyS0 vmbench.name=vm-1 vmbench.ip=198.18.16.10/24 vmbench.key=c3NoLWVkMjU1MTk=",
+        root: std::path::Path::new("/var/cache/vmbench/images/i/root.img"),
+        data: "/dev/loop9",
+        bridge: "vbabc123f0",
+        tap: "vbabc123g0",
+        mac: "52:54:00:ab:00:00",
+        console: std::path::Path::new("/run/vmbench/fleets/abc123/vm/vm-1/boot.log"),
+    };
+    for hypervisor in [Hypervisor::Qemu, Hypervisor::Kvm, Hypervisor::Xen] {
+        let file = dir.path().join(format!("{hypervisor:?}.xml"));
+        std::fs::write(&file, domain_xml(&parts, hypervisor)).expect("written");
+        let out = Command::new("virt-xml-validate")
+            .arg(&file)
+            .arg("domain")
+            .output()
+            .expect("virt-xml-validate runs");
+        assert!(
+            out.status.success(),
+            "{hypervisor:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let xen = domain_xml(&parts, Hypervisor::Xen);
+    assert!(
+        xen.starts_with("<domain type='xen'>") && xen.contains("xenpvh"),
+        "{xen}"
+    );
+}

@@ -23,6 +23,9 @@ pub enum FleetTechnology {
     Gvisor,
     /// User-mode Linux booting the guest image (one CPU).
     Uml,
+    /// A libvirt domain (QEMU; TCG unless KVM boots here) booting the
+    /// guest image, through this host's running libvirtd.
+    Libvirt,
 }
 
 impl FleetTechnology {
@@ -33,6 +36,7 @@ impl FleetTechnology {
             FleetTechnology::Qemu => "qemu",
             FleetTechnology::Gvisor => "gvisor",
             FleetTechnology::Uml => "uml",
+            FleetTechnology::Libvirt => "libvirt",
         }
     }
 
@@ -189,7 +193,7 @@ impl Fleet {
         }
         let least_memory = match self.technology {
             // The Debian kernel and sshd under TCG or as UML.
-            FleetTechnology::Qemu | FleetTechnology::Uml => 256,
+            FleetTechnology::Qemu | FleetTechnology::Uml | FleetTechnology::Libvirt => 256,
             _ => 64,
         };
         if self.memory_mib < least_memory {

@@ -7,6 +7,7 @@
 mod gvisor;
 mod host;
 pub mod image;
+pub mod libvirt;
 mod netns;
 mod nspawn;
 mod qemu;
@@ -40,6 +41,11 @@ pub trait Technology: Sync {
     fn boot_log(&self, member: &Member) -> PathBuf;
     /// How long a guest may take to answer.
     fn deadline(&self) -> Duration;
+    /// The cgroup the session reads the guest's host-side cost from: the
+    /// one vmbench made, unless the technology's own tool makes one.
+    fn cgroup(&self, member: &Member) -> Option<String> {
+        Some(member.cgroup.clone())
+    }
     /// Removes one guest early (it did not come up); the state file's
     /// teardown removes the rest at the end.
     fn destroy(&self, member: &Member) {
@@ -57,6 +63,7 @@ fn technology(kind: FleetTechnology) -> Box<dyn Technology + Send> {
         FleetTechnology::Qemu => Box::new(qemu::Qemu::new()),
         FleetTechnology::Gvisor => Box::new(gvisor::Gvisor),
         FleetTechnology::Uml => Box::new(uml::Uml),
+        FleetTechnology::Libvirt => Box::new(libvirt::Libvirt::new()),
     }
 }
 
@@ -652,7 +659,7 @@ pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option
             guest.identity = Some(fleet_dir.join("id_ed25519").display().to_string());
             guest.known_hosts = Some(known.display().to_string());
             guest.interface = Some(member.link.clone());
-            guest.cgroup = Some(member.cgroup.clone());
+            guest.cgroup = kind.cgroup(member);
         }
         made.records.push(FleetRecord {
             name: fleet.name().to_string(),

@@ -26,6 +26,12 @@ const KVM_MEMORY: &str = "/var/cache/vmbench/kvm-boots";
 /// opens the images and the tap; the guest boots afterwards).
 const START_LIMIT: Duration = Duration::from_secs(30);
 
+/// Whether a KVM guest was found to boot on this host (by a QEMU fleet's
+/// first guest; false until one tried).
+pub fn kvm_boots() -> bool {
+    Qemu::remembered() == Some(true)
+}
+
 impl Qemu {
     pub fn new() -> Self {
         Qemu {

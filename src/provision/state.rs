@@ -50,6 +50,11 @@ pub enum Resource {
     Mount {
         path: PathBuf,
     },
+    /// A libvirt domain (transient: destroyed, it is gone).
+    Domain {
+        uri: String,
+        name: String,
+    },
     /// Written when a session ends with `keep = true`: its fleet is meant
     /// to stay, so only `fleet down ID` removes it.
     Kept,
@@ -66,6 +71,7 @@ impl Resource {
             Resource::Cgroup { path } => format!("cgroup {path}"),
             Resource::Loop { image } => format!("loop device of {}", image.display()),
             Resource::Mount { path } => format!("mount {}", path.display()),
+            Resource::Domain { name, .. } => format!("libvirt domain {name}"),
             Resource::Kept => "kept mark".into(),
         }
     }
@@ -102,6 +108,13 @@ impl Resource {
                 run("ip", &["netns", "del", name]).map(drop)
             }
             Resource::Cgroup { path } => remove_cgroup(path),
+            Resource::Domain { uri, name } => {
+                let listed = run("virsh", &["-c", uri, "list", "--name"])?;
+                if !listed.lines().any(|l| l.trim() == name) {
+                    return Ok(());
+                }
+                run("virsh", &["-c", uri, "destroy", name]).map(drop)
+            }
             Resource::Loop { image } => {
                 if !image.exists() {
                     return Ok(());
