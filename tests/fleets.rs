@@ -143,7 +143,8 @@ impl Drop for Recording {
         }
         // SAFETY: a signal to our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Long enough for a teardown that waits on virsh.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -212,6 +213,26 @@ fn remains(id: &str) -> Vec<String> {
         let cgroup = hierarchy.path().join(format!("vmbench-fleet-{id}"));
         if cgroup.exists() {
             found.push(format!("cgroup: {}", cgroup.display()));
+        }
+    }
+    // libvirt's overlays of transient disks, beside the shared image.
+    for image in std::fs::read_dir("/var/cache/vmbench/images")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for file in std::fs::read_dir(image.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if file
+                .file_name()
+                .to_string_lossy()
+                .contains(&format!("TRANSIENT-vmbench-{id}-"))
+            {
+                found.push(format!("file: {}", file.path().display()));
+            }
         }
     }
     for needle in [format!("fleets/{id}/"), format!("vb{id}g")] {
@@ -790,7 +811,9 @@ fn a_libvirt_fleet_boots_from_generated_xml_on_a_bridge_of_its_own_and_is_remove
                   disk_mib = 96\nplacement = \"pinned\"\naddresses = \"198.18.51.0/24\"\n";
     let path = plan(dir.path(), fleets, "2s", "[1]");
     let out = dir.path().join("r.vmb");
-    let mut recording = record(&path, &out, "fleet lv: 1 of 1 guest(s) ready");
+    let mut recording = Recording::start(&path, &out);
+    // About 36 s of `virsh create` here, then a boot under TCG.
+    recording.wait_for_line("fleet lv: 1 of 1 guest(s) ready", Duration::from_secs(400));
     let id = recording.id.clone();
     let domain = format!("vmbench-{id}-lv-1");
     let listed = Command::new("virsh")
@@ -821,13 +844,28 @@ fn a_libvirt_fleet_boots_from_generated_xml_on_a_bridge_of_its_own_and_is_remove
         .expect("virsh");
     let networks = String::from_utf8_lossy(&networks.stdout);
     assert!(!networks.contains("default"), "{networks}");
-    let header = &Reader::open(&out).expect("recording").header;
+    let reader = Reader::open(&out).expect("recording");
+    let header = &reader.header;
     assert_eq!(header.fleets[0].technology, "libvirt");
     assert!(
         header.fleets[0].tool.contains("domain type"),
         "{:?}",
         header.fleets[0]
     );
+    // What the host spends on the domain is read from its QEMU process.
+    let mut session = vmbench::model::Session::new(header.clone());
+    reader
+        .for_each_event(|e| {
+            session.apply(e);
+            Ok(())
+        })
+        .expect("events");
+    let host_seen: Vec<String> = session
+        .all_series()
+        .map(|s| s.def.source.clone())
+        .filter(|source| source.starts_with("host-seen:lv-1"))
+        .collect();
+    assert!(!host_seen.is_empty(), "no host-seen series for lv-1");
     drop(daemons);
 }
 

@@ -24,7 +24,7 @@ pub const DEFAULT_PLAN_SOURCE: &str = include_str!("../plans/default.toml");
 
 /// The plans built into vmbench, by name: `vmbench plans NAME` prints one
 /// to start a plan of one's own from, wherever vmbench is installed.
-pub const BUILT_IN: [(&str, &str, &str); 2] = [
+pub const BUILT_IN: [(&str, &str, &str); 3] = [
     (
         "default",
         "a short baseline of this host (what `vmbench` runs)",
@@ -34,6 +34,11 @@ pub const BUILT_IN: [(&str, &str, &str); 2] = [
         "study-2009",
         "the Xen-vs-KVM study's method on 1-8 guests (edit its guests)",
         include_str!("../plans/study-2009.toml"),
+    ),
+    (
+        "technologies",
+        "bare metal against six technologies whose guests vmbench makes, 1-4 guests",
+        include_str!("../plans/technologies.toml"),
     ),
 ];
 

@@ -6,6 +6,7 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -18,6 +19,10 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
         .args(args)
         .output()
         .map_err(|e| format!("{program}: {e}"))?;
+    outcome(program, args, &out)
+}
+
+fn outcome(program: &str, args: &[&str], out: &std::process::Output) -> Result<String, String> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -27,6 +32,40 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
+}
+
+/// Runs a command to its end within `limit` (a daemon's client that may
+/// never answer: virsh with a stuck libvirtd); past it, the command is
+/// killed and that is the error.
+pub fn run_within(program: &str, args: &[&str], limit: Duration) -> Result<String, String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{program}: {e}"))?;
+    let deadline = std::time::Instant::now() + limit;
+    while child
+        .try_wait()
+        .map_err(|e| format!("{program}: {e}"))?
+        .is_none()
+    {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "`{program} {}` did not end within {} s",
+                args.join(" "),
+                limit.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    outcome(program, args, &out)
 }
 
 /// The cgroup hierarchies a guest's cgroup is made in: the one of cgroup
@@ -267,7 +306,15 @@ pub fn make_disk(
     seed: Option<&Path>,
 ) -> Result<String, String> {
     let text = image.to_string_lossy().into_owned();
-    let file = std::fs::File::create(image).map_err(|e| format!("{text}: {e}"))?;
+    // Root's alone: a guest's disk holds its data, and a seeded one its
+    // private host key until the guest's init takes it.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(image)
+        .map_err(|e| format!("{text}: {e}"))?;
     file.set_len(u64::from(mib) << 20)
         .map_err(|e| format!("{text}: {e}"))?;
     let seed = seed.map(|dir| dir.to_string_lossy().into_owned());

@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::host::run;
+use super::host::run_within;
 use super::state::{Resource, State};
 use super::{Member, Technology};
 
@@ -20,6 +20,9 @@ use super::{Member, Technology};
 pub const URI: &str = "qemu:///system";
 
 const VIRTLOGD_SOCKET: &str = "/run/libvirt/virtlogd-sock";
+
+/// How long a quick question to libvirtd (version, destroy) may take.
+pub const VIRSH_ASKS: Duration = Duration::from_secs(30);
 
 pub struct Libvirt {
     /// `qemu` or `kvm`, as the QEMU fleets found KVM to boot or not.
@@ -181,13 +184,14 @@ impl Libvirt {
 
     /// Whether this host's libvirtd answers.
     fn answers() -> bool {
-        run("virsh", &["-c", URI, "version"]).is_ok()
+        run_within("virsh", &["-c", URI, "version"], VIRSH_ASKS).is_ok()
     }
 }
 
 impl Technology for Libvirt {
     fn describe(&self) -> String {
-        let version = run("virsh", &["-c", URI, "version", "--daemon"]).unwrap_or_default();
+        let version = run_within("virsh", &["-c", URI, "version", "--daemon"], VIRSH_ASKS)
+            .unwrap_or_default();
         let daemon = version
             .lines()
             .find(|l| l.contains("daemon"))
@@ -259,6 +263,11 @@ impl Technology for Libvirt {
         );
         let file = member.dir.join("domain.xml");
         std::fs::write(&file, &xml).map_err(|e| format!("{}: {e}", file.display()))?;
+        // libvirt drops the transient disk's overlay when the domain ends,
+        // but not if libvirtd is gone by then.
+        state.note(Resource::File {
+            path: image.join(format!("root.img.TRANSIENT-{domain}")),
+        })?;
         // libvirt makes the tap and removes it with the domain (torn down
         // first: last noted).
         state.note(Resource::Link {
@@ -268,7 +277,14 @@ impl Technology for Libvirt {
             uri: URI.into(),
             name: domain.clone(),
         })?;
-        run("virsh", &["-c", URI, "create", &file.to_string_lossy()]).map(drop)
+        // About 36 s here before QEMU even starts; a stuck libvirtd ends
+        // the guest, not the bring-up.
+        run_within(
+            "virsh",
+            &["-c", URI, "create", &file.to_string_lossy()],
+            Duration::from_secs(180),
+        )
+        .map(drop)
     }
 
     fn boot_log(&self, member: &Member) -> std::path::PathBuf {
@@ -281,12 +297,18 @@ impl Technology for Libvirt {
     }
 
     fn destroy(&self, member: &Member) {
-        let _ = run("virsh", &["-c", URI, "destroy", &member.netns]);
+        let _ = run_within("virsh", &["-c", URI, "destroy", &member.netns], VIRSH_ASKS);
     }
 
     fn cgroup(&self, _member: &Member) -> Option<String> {
-        // libvirt puts the domain in a cgroup of its own; the session finds
-        // it as it finds any libvirt domain of this host.
+        // libvirt puts the domain in a cgroup of its own, named its way:
+        // the host-side cost is read from its QEMU process instead.
         None
+    }
+
+    fn process(&self, member: &Member) -> Option<String> {
+        // QEMU's `-name guest=<domain>,debug-threads=on` (names are
+        // vmbench-<hex>-<fleet>-<n>: nothing a regex reads differently).
+        Some(format!("guest={},", member.netns))
     }
 }

@@ -46,6 +46,12 @@ pub trait Technology: Sync {
     fn cgroup(&self, member: &Member) -> Option<String> {
         Some(member.cgroup.clone())
     }
+    /// A pattern of the guest's process's command line, for technologies
+    /// whose host-side cost is a process of a tool's making, not a cgroup
+    /// of vmbench's.
+    fn process(&self, _member: &Member) -> Option<String> {
+        None
+    }
     /// Removes one guest early (it did not come up); the state file's
     /// teardown removes the rest at the end.
     fn destroy(&self, member: &Member) {
@@ -181,9 +187,9 @@ impl Member {
     }
 
     /// The data disk of a guest with a kernel of its own (a VM, UML), with
-    /// its private host key on it for its init to take: a disk only root
-    /// reads here, not a command line every user of this host can read in
-    /// /proc. Its loop device.
+    /// its private host key on it for its init to take: a file only root
+    /// reads here (mode 0600 in a 0700 folder), not a command line every
+    /// user of this host can read in /proc. Its loop device.
     pub fn make_seeded_disk(&self, state: &mut State) -> Result<String, String> {
         let seed = self.dir.join("seed");
         std::fs::create_dir_all(seed.join(".vmbench"))
@@ -522,6 +528,11 @@ pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option
     };
     publish(&made);
     std::fs::create_dir_all(&disks).map_err(|e| format!("{}: {e}", disks.display()))?;
+    // The session's disks and its keys' folder are root's alone.
+    for private in [&disks, &made.state.dir] {
+        std::fs::set_permissions(private, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| format!("{}: {e}", private.display()))?;
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut index = 0usize;
     let fleets = plan.plan.fleets.clone();
@@ -660,6 +671,7 @@ pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option
             guest.known_hosts = Some(known.display().to_string());
             guest.interface = Some(member.link.clone());
             guest.cgroup = kind.cgroup(member);
+            guest.process = kind.process(member);
         }
         made.records.push(FleetRecord {
             name: fleet.name().to_string(),

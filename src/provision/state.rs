@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::host::{cgroup_dirs, run};
+use super::host::{cgroup_dirs, run, run_within};
 
 /// Where every session's fleet state lives.
 pub const FLEETS_DIR: &str = "/run/vmbench/fleets";
@@ -50,6 +50,11 @@ pub enum Resource {
     Mount {
         path: PathBuf,
     },
+    /// A file made beside what is not the session's (libvirt's overlay of
+    /// a transient disk, in the image's folder).
+    File {
+        path: PathBuf,
+    },
     /// A libvirt domain (transient: destroyed, it is gone).
     Domain {
         uri: String,
@@ -72,6 +77,7 @@ impl Resource {
             Resource::Loop { image } => format!("loop device of {}", image.display()),
             Resource::Mount { path } => format!("mount {}", path.display()),
             Resource::Domain { name, .. } => format!("libvirt domain {name}"),
+            Resource::File { path } => format!("file {}", path.display()),
             Resource::Kept => "kept mark".into(),
         }
     }
@@ -81,6 +87,12 @@ impl Resource {
         match self {
             Resource::Owner { .. } | Resource::Kept => Ok(()),
             Resource::Dir { path } => match std::fs::remove_dir_all(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(format!("{}: {e}", path.display()))
+                }
+                _ => Ok(()),
+            },
+            Resource::File { path } => match std::fs::remove_file(path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     Err(format!("{}: {e}", path.display()))
                 }
@@ -109,11 +121,12 @@ impl Resource {
             }
             Resource::Cgroup { path } => remove_cgroup(path),
             Resource::Domain { uri, name } => {
-                let listed = run("virsh", &["-c", uri, "list", "--name"])?;
+                let asks = super::libvirt::VIRSH_ASKS;
+                let listed = run_within("virsh", &["-c", uri, "list", "--name"], asks)?;
                 if !listed.lines().any(|l| l.trim() == name) {
                     return Ok(());
                 }
-                run("virsh", &["-c", uri, "destroy", name]).map(drop)
+                run_within("virsh", &["-c", uri, "destroy", name], asks).map(drop)
             }
             Resource::Loop { image } => {
                 if !image.exists() {

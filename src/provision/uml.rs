@@ -7,6 +7,7 @@
 //! its placement. Debian 12's UML kernel has one CPU: a fleet asking for
 //! more is refused when the plan is read.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::host::{self, run};
@@ -14,6 +15,26 @@ use super::state::State;
 use super::{Member, Technology};
 
 pub struct Uml;
+
+/// The image's root disk as UML guests open it: a copy of their own. UML
+/// locks the file it boots from, and QEMU then refuses to open the same
+/// file ("Failed to get \"consistent read\" lock"), so UML and QEMU or
+/// libvirt guests of one plan could not run together; UML guests share
+/// the copy among themselves. Made once per image, whole or not at all.
+fn uml_backing(image: &Path) -> Result<PathBuf, String> {
+    let copy = image.join("root-uml.img");
+    if copy.exists() {
+        return Ok(copy);
+    }
+    let part = image.join(format!("root-uml.img.{}", std::process::id()));
+    std::fs::copy(image.join("root.img"), &part)
+        .and_then(|_| std::fs::rename(&part, &copy))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&part);
+            format!("copying the image's disk for UML: {e}")
+        })?;
+    Ok(copy)
+}
 
 impl Technology for Uml {
     fn describe(&self) -> String {
@@ -39,16 +60,13 @@ impl Technology for Uml {
         // The image's writes go to a file of the guest's own beside its
         // data disk (removed with the session's disks folder).
         let cow = member.disk_image.with_extension("cow");
+        let backing = uml_backing(image)?;
         let client = std::fs::read(member.fleet_dir.join("id_ed25519.pub"))
             .map_err(|e| format!("the fleet's client key: {e}"))?;
         let words = [
             "linux.uml".to_string(),
             format!("mem={}M", member.memory_mib),
-            format!(
-                "ubd0={},{}",
-                cow.display(),
-                image.join("root.img").display()
-            ),
+            format!("ubd0={},{}", cow.display(), backing.display()),
             format!("ubd1={disk}"),
             "root=/dev/ubda".into(),
             "rw".into(),
