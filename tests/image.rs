@@ -85,7 +85,7 @@ fn an_interrupted_image_build_goes_on_from_the_step_it_was_in() {
     let image = std::fs::read_dir(cache.path())
         .expect("cache")
         .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("image-"))
+        .find(|e| e.file_name().to_string_lossy().starts_with("image-") && e.path().is_dir())
         .expect("the interrupted build's folder is kept")
         .path();
     assert!(!image.join("done").exists());
