@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::session::{SessionOptions, make_fleets, report_failures, this_program};
+use super::Consumer;
+use super::session::{self, SessionOptions, Started, report_failures};
 use super::stop::{self, StopStep};
-use super::{Consumer, Live};
 use crate::bus::Msg;
 use crate::event::{Event, GuestState, LogLevel};
 use crate::format::{clock, figure};
@@ -22,19 +22,26 @@ const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
 /// Runs `plan` without a screen: progress, warnings and each phase's
 /// result on stderr (one line each when stderr is not a terminal), the
 /// same recording as on the screen.
-pub fn headless(mut plan: LoadedPlan, options: &SessionOptions) -> Result<ExitCode> {
-    let _fleets = make_fleets(&mut plan)?;
-    let (path, listener) = options.recording_and_metrics(&plan)?;
-    let (mut live, mut consumer, bus) = Live::start(&plan, &path, true, this_program()?)?;
-    if let Some(listener) = listener {
-        let bound = crate::metrics::serve(listener, bus.tx.clone())?;
+pub fn headless(plan: LoadedPlan, options: &SessionOptions) -> Result<ExitCode> {
+    let name = plan.plan.name.clone();
+    // Its fleets go when `started` does, after the rest of the session.
+    let started = session::start(plan, options, true)?;
+    let Started {
+        path,
+        mut live,
+        mut consumer,
+        bus,
+        metrics,
+        ..
+    } = started;
+    if let Some(bound) = metrics {
         stderr_line!("vmbench: metrics at http://{bound}/metrics");
     }
     drop(bus.tx);
     let tty = std::io::stderr().is_terminal();
     stderr_line!(
         "vmbench: recording plan {:?} ({} phases, about {}) to {}",
-        plan.plan.name,
+        name,
         consumer.session.header.schedule.len(),
         clock(consumer.session.remaining()),
         path.display()

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 
-use super::session::{SessionOptions, make_fleets, report_failures, this_program};
+use super::session::{self, SessionOptions, Started, report_failures};
 use super::stop::{self, StopStep};
 use super::terminal::{self, Next, Steer};
 use super::{Consumer, Live};
@@ -139,7 +139,7 @@ impl Steer for LiveSteer {
 /// Runs `plan` on the screen (started at once with `start`, else on the
 /// operator's `s`), recording it; the exit code says how it went.
 pub fn on_screen(
-    mut plan: LoadedPlan,
+    plan: LoadedPlan,
     start: bool,
     options: &SessionOptions,
     theme: &Theme,
@@ -147,29 +147,16 @@ pub fn on_screen(
     if !std::io::stdout().is_terminal() {
         bail!("the TUI needs a terminal; `vmbench record` runs a plan without a screen");
     }
-    // Made before the screen is taken (progress on stderr), removed when
-    // this returns.
-    let _fleets = make_fleets(&mut plan)?;
-    let (path, listener) = options.recording_and_metrics(&plan)?;
-    let (live, mut consumer, bus) = Live::start(&plan, &path, start, this_program()?)?;
-    if let Some(listener) = listener {
-        let bound = crate::metrics::serve(listener, bus.tx.clone())?;
-        let t = consumer.session.now;
-        consumer.apply(Event::Log {
-            t,
-            level: LogLevel::Info,
-            text: format!("metrics at http://{bound}/metrics"),
-        });
-    }
-    // Said on stderr before the screen was taken, and kept in the log.
-    for text in crate::provision::leftovers() {
-        let t = consumer.session.now;
-        consumer.apply(Event::Log {
-            t,
-            level: LogLevel::Warn,
-            text,
-        });
-    }
+    // Fleets are made before the screen is taken (progress on stderr) and
+    // removed when `started` goes, after the rest of the session.
+    let started = session::start(plan, options, start)?;
+    let Started {
+        path,
+        live,
+        mut consumer,
+        bus,
+        ..
+    } = started;
     let mut view = View::new(Feed::Live { waiting: !start });
     let mut steer = LiveSteer { live: Some(live) };
     let result = terminal::run(

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
-use super::{Consumer, default_recording_path};
+use super::{Bus, Consumer, Live, default_recording_path};
+use crate::event::{Event, LogLevel};
 use crate::plan::LoadedPlan;
 use crate::provision;
 
@@ -39,15 +40,62 @@ impl SessionOptions {
     }
 }
 
-/// Names the fleets earlier sessions left on this host (they take cores
-/// and memory from what this one measures), then makes the plan's fleets
-/// (progress on stderr); the guard removes them when dropped. Refused, and
-/// removed at once, when a stop came during the bring-up or when the
-/// guests left out leave a level more copies than guests.
-pub fn make_fleets(plan: &mut LoadedPlan) -> Result<Option<provision::Made>> {
-    for line in provision::leftovers() {
+/// A live session started, on a screen or without.
+pub struct Started {
+    pub path: PathBuf,
+    pub live: Live,
+    pub consumer: Consumer,
+    pub bus: Bus,
+    /// Where its metrics are served, if they are.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Its fleets, removed when dropped: declared last, so that a front
+    /// end that takes the other parts out drops them after the session.
+    pub fleets: Option<provision::Made>,
+}
+
+/// Starts a live session of `plan` (its plan started at once with
+/// `start_plan`): names the fleets earlier sessions left on this host on
+/// stderr and in the session's log (they take cores and memory from what it
+/// measures), makes the plan's fleets (progress on stderr), opens the
+/// recording and serves the metrics.
+pub fn start(mut plan: LoadedPlan, options: &SessionOptions, start_plan: bool) -> Result<Started> {
+    let leftovers = provision::leftovers();
+    for line in &leftovers {
         eprintln!("vmbench: {line}");
     }
+    let fleets = make_fleets(&mut plan)?;
+    let (path, listener) = options.recording_and_metrics(&plan)?;
+    let (live, mut consumer, bus) = Live::start(&plan, &path, start_plan, this_program()?)?;
+    let mut say = |level, text| {
+        let t = consumer.session.now;
+        consumer.apply(Event::Log { t, level, text });
+    };
+    for text in leftovers {
+        say(LogLevel::Warn, text);
+    }
+    let metrics = match listener {
+        Some(listener) => {
+            let bound = crate::metrics::serve(listener, bus.tx.clone())?;
+            say(LogLevel::Info, format!("metrics at http://{bound}/metrics"));
+            Some(bound)
+        }
+        None => None,
+    };
+    Ok(Started {
+        path,
+        live,
+        consumer,
+        bus,
+        metrics,
+        fleets,
+    })
+}
+
+/// Makes the plan's fleets (progress on stderr); the guard removes them
+/// when dropped. Refused, and removed at once, when a stop came during the
+/// bring-up or when the guests left out leave a level more copies than
+/// guests.
+fn make_fleets(plan: &mut LoadedPlan) -> Result<Option<provision::Made>> {
     let made = provision::make(plan, &mut |line| eprintln!("vmbench: {line}"))
         .map_err(anyhow::Error::msg)?;
     if made.is_some() {
@@ -63,7 +111,7 @@ pub fn make_fleets(plan: &mut LoadedPlan) -> Result<Option<provision::Made>> {
 }
 
 /// This program, which launches the workloads' copies.
-pub fn this_program() -> Result<PathBuf> {
+fn this_program() -> Result<PathBuf> {
     std::env::current_exe().context("finding this program's path to launch workloads")
 }
 
