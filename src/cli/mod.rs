@@ -168,7 +168,7 @@ pub fn main() -> ExitCode {
         Some(Command::Image { action }) => fleet::image(&action),
         Some(Command::Report(args)) => {
             quiet_on_broken_pipe();
-            report::report(&args)
+            report::report(args)
         }
         Some(Command::Plans { name }) => {
             quiet_on_broken_pipe();

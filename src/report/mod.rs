@@ -3,6 +3,7 @@
 //! interval. Rows are workload metric × number of concurrent guests.
 
 pub mod charts;
+pub mod command;
 pub mod freecore;
 pub mod html;
 pub mod pairwise;
