@@ -3,7 +3,6 @@
 //! followed by `vmbench fleet down`. Each test looks only at what its own
 //! session made, found by the session's id (in every name it gives).
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -84,15 +83,7 @@ impl Recording {
             .stderr(Stdio::piped())
             .spawn()
             .expect("vmbench starts");
-        let stderr = child.stderr.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = common::stderr_lines(&mut child);
         Recording {
             child,
             id: String::new(),
@@ -274,6 +265,28 @@ fn cgroup_limits(path: &str) -> (u64, u64, u64, String) {
     )
 }
 
+/// The session a recording holds, folded from its events.
+fn session_of(reader: &Reader) -> vmbench::model::Session {
+    let mut session = vmbench::model::Session::new(reader.header.clone());
+    reader
+        .for_each_event(|e| {
+            session.apply(e);
+            Ok(())
+        })
+        .expect("events");
+    session
+}
+
+/// The technologies of the phases that gave a figure, in their order.
+fn measured_technologies(session: &vmbench::model::Session) -> Vec<String> {
+    vmbench::results::Results::of_recording(session, "r", vmbench::results::DEFAULT_SKEW_BOUND)
+        .phases
+        .iter()
+        .filter(|r| r.aggregate.is_some())
+        .map(|r| r.technology.clone())
+        .collect()
+}
+
 fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
@@ -452,26 +465,9 @@ fn a_container_fleet_and_a_qemu_fleet_run_their_phases_apart_with_their_shapes_r
         .collect();
     assert_eq!(phases, ["nspawn", "qemu"]);
     // Each phase's copies ran on its own technology's guest.
-    let mut session = vmbench::model::Session::new(header.clone());
-    reader
-        .for_each_event(|e| {
-            session.apply(e);
-            Ok(())
-        })
-        .expect("events");
-    let results = vmbench::results::Results::of_recording(
-        &session,
-        "r",
-        vmbench::results::DEFAULT_SKEW_BOUND,
-    );
-    let measured: Vec<&str> = results
-        .phases
-        .iter()
-        .filter(|r| r.aggregate.is_some())
-        .map(|r| r.technology.as_str())
-        .collect();
+    let measured = measured_technologies(&session_of(&reader));
     assert!(
-        measured.contains(&"nspawn") && measured.contains(&"qemu"),
+        measured.iter().any(|t| t == "nspawn") && measured.iter().any(|t| t == "qemu"),
         "{measured:?}"
     );
 }
@@ -709,25 +705,8 @@ fn a_gvisor_fleet_and_a_uml_fleet_are_made_measured_from_inside_and_removed() {
         "{:?}",
         header.fleets[1]
     );
-    let mut session = vmbench::model::Session::new(header.clone());
-    reader
-        .for_each_event(|e| {
-            session.apply(e);
-            Ok(())
-        })
-        .expect("events");
-    let results = vmbench::results::Results::of_recording(
-        &session,
-        "r",
-        vmbench::results::DEFAULT_SKEW_BOUND,
-    );
-    let measured: Vec<&str> = results
-        .phases
-        .iter()
-        .filter(|r| r.aggregate.is_some())
-        .map(|r| r.technology.as_str())
-        .collect();
-    assert_eq!(measured, ["gvisor", "uml"]);
+    let session = session_of(&reader);
+    assert_eq!(measured_technologies(&session), ["gvisor", "uml"]);
     // What each guest saw of itself came from its own agent.
     for guest in ["gv-1", "um-1"] {
         assert!(
@@ -853,13 +832,7 @@ fn a_libvirt_fleet_boots_from_generated_xml_on_a_bridge_of_its_own_and_is_remove
         header.fleets[0]
     );
     // What the host spends on the domain is read from its QEMU process.
-    let mut session = vmbench::model::Session::new(header.clone());
-    reader
-        .for_each_event(|e| {
-            session.apply(e);
-            Ok(())
-        })
-        .expect("events");
+    let session = session_of(&reader);
     let host_seen: Vec<String> = session
         .all_series()
         .map(|s| s.def.source.clone())

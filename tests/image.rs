@@ -4,10 +4,11 @@
 //! Debian packages with the testbed's cache (the packages are inputs the
 //! build keeps on purpose; the steps' marks are what is tested).
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
 
 const VMBENCH: &str = env!("CARGO_BIN_EXE_vmbench");
 const SHARED_PACKAGES: &str = "/var/cache/vmbench/images/debs";
@@ -24,15 +25,7 @@ fn build(cache: &std::path::Path) -> (std::process::Child, std::sync::mpsc::Rece
         .stderr(Stdio::piped())
         .spawn()
         .expect("vmbench starts");
-    let stderr = child.stderr.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = common::stderr_lines(&mut child);
     (child, rx)
 }
 

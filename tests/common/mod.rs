@@ -50,3 +50,19 @@ pub fn assert_valid_svg(path: &Path) {
         .count();
     assert!(shapes > 10, "{}: {shapes} shapes", path.display());
 }
+
+/// A child's stderr as lines sent on as they come, read to its end on a
+/// thread of its own (so that the child never blocks on a full pipe).
+pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
