@@ -87,10 +87,7 @@ impl Technology for Gvisor {
     }
 
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String> {
-        let image = member
-            .image
-            .as_ref()
-            .ok_or("a gVisor guest needs the guest image")?;
+        let image = member.image_folder()?;
         let disk = member.make_namespace_guest(state)?;
         let mount = member.mount_data_disk(state, &disk)?;
         let keys = member.sshd_keys()?;

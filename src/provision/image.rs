@@ -19,12 +19,11 @@ pub fn missing() -> Vec<String> {
 /// The image's folder, built first if it is not cached (for `suite`, the
 /// script's default when None); each line of its progress goes to `say`.
 pub fn ensure(suite: Option<&str>, say: &mut dyn FnMut(String)) -> Result<PathBuf, String> {
-    let script =
-        std::env::temp_dir().join(format!("vmbench-image-build-{}.sh", std::process::id()));
-    std::fs::write(&script, SCRIPT).map_err(|e| format!("{}: {e}", script.display()))?;
+    // The script as an argument, not a file: a build killed midway
+    // leaves no copy of it behind.
     let mut command = Command::new("bash");
     command
-        .arg(&script)
+        .args(["-c", SCRIPT, "vmbench-image-build"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(suite) = suite {
@@ -48,7 +47,6 @@ pub fn ensure(suite: Option<&str>, say: &mut dyn FnMut(String)) -> Result<PathBu
     let out = child
         .wait_with_output()
         .map_err(|e| format!("image builder: {e}"))?;
-    let _ = std::fs::remove_file(&script);
     if !out.status.success() {
         return Err(format!(
             "the guest image did not build:\n{}",

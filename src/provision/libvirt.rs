@@ -220,10 +220,7 @@ impl Technology for Libvirt {
     }
 
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String> {
-        let image = member
-            .image
-            .as_ref()
-            .ok_or("a libvirt guest needs the guest image")?;
+        let image = member.image_folder()?;
         let data = member.make_seeded_disk(state)?;
         let client = std::fs::read(member.fleet_dir.join("id_ed25519.pub"))
             .map_err(|e| format!("the fleet's client key: {e}"))?;

@@ -152,6 +152,17 @@ impl Member {
         Ok(disk)
     }
 
+    /// The guest image's folder, for a technology that boots it (`make`
+    /// gives every such fleet one).
+    pub fn image_folder(&self) -> Result<&Path, String> {
+        self.image.as_deref().ok_or_else(|| {
+            format!(
+                "{}: its technology boots the guest image, and none was given",
+                self.name
+            )
+        })
+    }
+
     pub fn log(&self) -> PathBuf {
         self.dir.join("boot.log")
     }
@@ -210,18 +221,31 @@ impl Member {
         disk
     }
 
-    /// Starts `words` in the background in a session of its own, from a
-    /// shell already in the guest's cgroup (so that it and all it starts
-    /// stay there until teardown empties it), its output to the boot log.
-    pub fn start_detached(&self, words: &[String]) -> Result<(), String> {
+    /// The shell words that run `words` from a shell already in the
+    /// guest's cgroup (it and all it starts stay there), with the session's
+    /// disks folder as its TMPDIR: a temporary file it leaves when killed
+    /// (QEMU's `vl.*` snapshot files) goes with the session.
+    pub fn exec_in_cgroup(&self, words: &[String]) -> String {
         let quoted: Vec<String> = words
             .iter()
             .map(|w| crate::transport::shell_quote(w))
             .collect();
-        let script = format!(
-            "{} && exec {} >{} 2>&1 </dev/null",
+        let tmp = self.disk_image.parent().unwrap_or(Path::new("/var/tmp"));
+        format!(
+            "{} && TMPDIR={} exec {}",
             host::join_cgroup_script(&self.cgroup),
-            quoted.join(" "),
+            crate::transport::shell_quote(&tmp.to_string_lossy()),
+            quoted.join(" ")
+        )
+    }
+
+    /// Starts `words` in the background in a session of its own, from a
+    /// shell already in the guest's cgroup (so that it and all it starts
+    /// stay there until teardown empties it), its output to the boot log.
+    pub fn start_detached(&self, words: &[String]) -> Result<(), String> {
+        let script = format!(
+            "{} >{} 2>&1 </dev/null",
+            self.exec_in_cgroup(words),
             self.log().display()
         );
         std::process::Command::new("setsid")

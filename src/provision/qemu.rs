@@ -67,10 +67,7 @@ impl Qemu {
     }
 
     fn start(&self, member: &Member, accel: &str, disk: &str) -> Result<(), String> {
-        let image = member
-            .image
-            .as_ref()
-            .ok_or("a QEMU guest needs the guest image")?;
+        let image = member.image_folder()?;
         let client = std::fs::read(member.fleet_dir.join("id_ed25519.pub"))
             .map_err(|e| format!("the fleet's client key: {e}"))?;
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
@@ -125,16 +122,8 @@ impl Qemu {
             member.dir.join("qemu.pid").display().to_string(),
             "-daemonize".into(),
         ];
-        let quoted: Vec<String> = words
-            .iter()
-            .map(|w| crate::transport::shell_quote(w))
-            .collect();
         // The daemon forks from a shell already in the guest's cgroup.
-        let script = format!(
-            "{} && exec {}",
-            host::join_cgroup_script(&member.cgroup),
-            quoted.join(" ")
-        );
+        let script = member.exec_in_cgroup(&words);
         // QEMU's first process returns once its daemon is set up; a pipe
         // would be held by the daemon until then, so stderr goes to a file.
         let errors = member.dir.join("qemu-start.log");

@@ -50,10 +50,7 @@ impl Technology for Uml {
     }
 
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String> {
-        let image = member
-            .image
-            .as_ref()
-            .ok_or("a UML guest needs the guest image")?;
+        let image = member.image_folder()?;
         host::make_tap(state, &member.link, &member.bridge)?;
         let disk = member.make_seeded_disk(state)?;
         host::make_cgroup(state, &member.cgroup, &member.shape(true))?;

@@ -210,16 +210,18 @@ impl ProcView {
     /// meminfo ends early (no Slab and on), which the procfs crate refuses
     /// as a whole.
     fn meminfo(&mut self, bytes: &[u8], values: &mut Vec<(SeriesId, u64)>) -> anyhow::Result<()> {
-        let fields = meminfo_fields(bytes);
-        let field = |name: &str| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
-        let total = field("MemTotal").context("no MemTotal")?;
-        let free = field("MemFree").context("no MemFree")?;
+        let [total, free, available, cached, buffers] = meminfo_fields(
+            bytes,
+            ["MemTotal", "MemFree", "MemAvailable", "Cached", "Buffers"],
+        );
+        let total = total.context("no MemTotal")?;
+        let free = free.context("no MemFree")?;
         let read = [
             Some(total),
-            field("MemAvailable").or(Some(free)),
+            available.or(Some(free)),
             Some(free),
-            field("Cached"),
-            field("Buffers"),
+            cached,
+            buffers,
         ];
         for (id, value) in self.mem.iter().zip(read) {
             if let Some(value) = value {
@@ -337,19 +339,32 @@ fn guest_partition(name: &str, all: &HashMap<String, [u64; 7]>) -> bool {
     })
 }
 
-/// `Name: value [kB]` lines of /proc/meminfo, values in bytes.
-fn meminfo_fields(bytes: &[u8]) -> Vec<(&str, u64)> {
-    std::str::from_utf8(bytes)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| {
-            let (name, rest) = line.split_once(':')?;
-            let mut words = rest.split_whitespace();
-            let value: u64 = words.next()?.parse().ok()?;
-            let scale = if words.next() == Some("kB") { 1024 } else { 1 };
-            Some((name.trim(), value * scale))
-        })
-        .collect()
+/// The values of `names` in /proc/meminfo's `Name: value [kB]` lines, in
+/// bytes, None for a name the file lacks. Read on every tick: no allocation,
+/// and the scan stops once all are found (a Linux kernel's five come first).
+fn meminfo_fields<const N: usize>(bytes: &[u8], names: [&str; N]) -> [Option<u64>; N] {
+    let mut found = [None; N];
+    let mut left = N;
+    for line in std::str::from_utf8(bytes).unwrap_or_default().lines() {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let Some(slot) = names.iter().position(|n| *n == name.trim()) else {
+            continue;
+        };
+        let mut words = rest.split_whitespace();
+        let Some(value) = words.next().and_then(|v| v.parse::<u64>().ok()) else {
+            continue;
+        };
+        let scale = if words.next() == Some("kB") { 1024 } else { 1 };
+        if found[slot].replace(value * scale).is_none() {
+            left -= 1;
+            if left == 0 {
+                break;
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -362,12 +377,14 @@ mod tests {
     fn gvisors_short_meminfo_gives_its_figures_where_procfs_refuses_it() {
         use procfs::FromRead as _;
         assert!(procfs::Meminfo::from_read(GVISOR_MEMINFO.as_bytes()).is_err());
-        let fields = meminfo_fields(GVISOR_MEMINFO.as_bytes());
-        let field = |name: &str| fields.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
-        assert_eq!(field("MemTotal"), Some(24_683_772 * 1024));
-        assert_eq!(field("Cached"), Some(77_032 * 1024));
-        assert_eq!(field("Buffers"), Some(0));
-        assert_eq!(field("Slab"), None);
+        let [total, cached, buffers, slab] = meminfo_fields(
+            GVISOR_MEMINFO.as_bytes(),
+            ["MemTotal", "Cached", "Buffers", "Slab"],
+        );
+        assert_eq!(total, Some(24_683_772 * 1024));
+        assert_eq!(cached, Some(77_032 * 1024));
+        assert_eq!(buffers, Some(0));
+        assert_eq!(slab, None);
     }
 
     #[test]
