@@ -92,7 +92,7 @@ pub fn needs(plan: &Plan, guest: &Guest, cores: usize) -> Needs {
                 bytes,
                 copies: copies_here,
                 bench: bench.name.clone(),
-                cache_can_hold_it: guest.transport == Transport::Ssh
+                cache_can_hold_it: guest.transport.is_remote()
                     || bench.workload.goes_through_page_cache(),
             });
         }
@@ -254,7 +254,7 @@ fn check_guest(
                 warnings: findings.warnings,
             })
         }
-        Transport::Ssh => reach(guest, &plan.origin, unknown, quiet, &needs),
+        Transport::Ssh | Transport::Exec => reach(guest, &plan.origin, unknown, quiet, &needs),
     };
     GuestCheck {
         guest: guest.name().to_string(),
@@ -265,6 +265,7 @@ fn check_guest(
                 guest.user.as_deref().unwrap_or(""),
                 guest.socket_text()
             ),
+            Transport::Exec => transport::shell_command(guest.exec.as_deref().unwrap_or_default()),
         },
         technology: guest.technology.clone(),
         outcome,
@@ -283,6 +284,11 @@ fn reach(
     needs: &Needs,
 ) -> Result<Reached, String> {
     let endpoint = crate::orchestrate::endpoint_of(guest);
+    if endpoint.exec.is_some() {
+        let (shell, reached) =
+            transport::exec::connect(&endpoint).inspect_err(|_| quiet.leave())?;
+        return look(&shell, reached, &endpoint, false, quiet, needs);
+    }
     let connection = match ssh::connect(&endpoint, unknown) {
         Ok(c) => c,
         Err(e) => {
@@ -291,6 +297,26 @@ fn reach(
         }
     };
     let key_added = connection.host_key_added;
+    look(
+        &connection.session,
+        connection.reached(),
+        &endpoint,
+        key_added,
+        quiet,
+        needs,
+    )
+}
+
+/// Puts vmbench on a guest just reached, takes it away again, and looks
+/// there for what the plan needs.
+fn look<S: transport::Shell>(
+    shell: &S,
+    reached: transport::Reached,
+    endpoint: &transport::Endpoint,
+    key_added: bool,
+    quiet: &transport::Quiet,
+    needs: &Needs,
+) -> Result<Reached, String> {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {
@@ -299,13 +325,13 @@ fn reach(
         }
     };
     let transport::Prepared { info, janitor, .. } =
-        transport::prepare(&connection, &endpoint.socket_text(), &exe, quiet)
+        transport::prepare(shell, reached, &endpoint.socket_text(), &exe, quiet)
             .map_err(|e| format!("{e:#}"))?;
     if let Some(janitor) = janitor {
-        janitor.finish();
+        S::finish_janitor(janitor);
     }
     let mut findings = probe(needs, |script| {
-        let (_, out, _) = ssh::run(&connection.session, script)?;
+        let (_, out, _) = shell.run(script)?;
         Ok(out)
     });
     if let Err(why) = &info.vmbench {
@@ -326,10 +352,7 @@ pub fn check_plan(plan: &LoadedPlan, unknown: ssh::UnknownKey) -> Vec<GuestCheck
     let hosts: Vec<crate::plan::Guest> =
         plan.plan.hosts.iter().map(|h| h.as_connection()).collect();
     let machines: Vec<&crate::plan::Guest> = plan.plan.guests.iter().chain(&hosts).collect();
-    let ssh_machines = machines
-        .iter()
-        .filter(|g| g.transport == Transport::Ssh)
-        .count();
+    let ssh_machines = machines.iter().filter(|g| g.transport.is_remote()).count();
     let quiet = transport::Quiet::new(ssh_machines);
     std::thread::scope(|scope| {
         let quiet = &quiet;

@@ -189,7 +189,7 @@ impl Orchestrator {
             .plan
             .guests
             .iter()
-            .filter(|g| g.transport == Transport::Ssh)
+            .filter(|g| g.transport.is_remote())
             .cloned()
             .chain(self.plan.hosts.iter().map(crate::plan::Host::as_connection))
             .collect();
@@ -414,7 +414,7 @@ impl Orchestrator {
                         .memory_bytes
                 }),
             ),
-            Transport::Ssh => {
+            Transport::Ssh | Transport::Exec => {
                 let remote = targets.pool.get(guest.name()).await?;
                 let exe = PathBuf::from(remote.info.vmbench.clone()?);
                 // The offset measured just before this phase, if it was.
@@ -427,7 +427,7 @@ impl Orchestrator {
                 };
                 let ram = remote.info.shape.as_ref().map(|s| s.memory_bytes);
                 (
-                    Link::Ssh(remote.link),
+                    Link::Guest(remote.link),
                     exe,
                     remote.info.local_ip,
                     clock,
@@ -842,7 +842,7 @@ fn interrupted(cmd: Option<Control>) -> Option<(PhaseOutcome, After)> {
 fn release_lead(copies: &[Copy]) -> Duration {
     let remote = copies
         .iter()
-        .filter(|c| matches!(c.exec, Some((Link::Ssh(_), _))))
+        .filter(|c| matches!(c.exec, Some((Link::Guest(_), _))))
         .count() as u32;
     Duration::from_millis(20) + Duration::from_millis(4) * remote
 }

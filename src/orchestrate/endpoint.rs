@@ -5,8 +5,8 @@ use std::time::Duration;
 use crate::plan::Guest;
 use crate::transport::{Endpoint, LinkPolicy};
 
-/// How to reach `guest` over SSH: its address, user, identity, the
-/// known_hosts file its key must be in, and its keepalive and reconnect
+/// How to reach `guest` over SSH (its address, user, identity, the
+/// known_hosts file its key must be in) or through its `exec` command, and its keepalive and reconnect
 /// rules (defaults: 5 s × 3, no reconnect; reconnecting: 3 attempts from 2 s).
 pub fn endpoint_of(guest: &Guest) -> Endpoint {
     Endpoint {
@@ -16,6 +16,7 @@ pub fn endpoint_of(guest: &Guest) -> Endpoint {
         user: guest.user.clone().unwrap_or_default(),
         identity: guest.identity_path(),
         known_hosts: guest.known_hosts_path(),
+        exec: guest.exec.clone(),
         policy: LinkPolicy {
             keepalive: guest.keepalive.map_or(Duration::from_secs(5), |d| d.0),
             keepalive_count: guest.keepalive_count.map_or(3, |c| c.0),

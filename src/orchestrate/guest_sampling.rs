@@ -10,10 +10,11 @@ use crate::bus::EventSink;
 use crate::event::{Clock, Event, GuestInfo, LogLevel};
 use crate::plan::{Guest, GuestSampling};
 use crate::sample::SeriesIds;
-use crate::sample::agent::{Agent, AgentCommand, AgentStream};
+use crate::sample::agent::AgentStream;
 use crate::sample::agent_hub::{AgentHub, Broke};
+use crate::sample::agent_link::{Agent, AgentCommand};
 use crate::sample::{GuestSampler, run_guest_sampler};
-use crate::transport::{Endpoint, SamplingHook, ssh};
+use crate::transport::{Endpoint, SamplingHook, Shell, exec, ssh};
 
 /// What sampling the session's SSH machines needs to know.
 pub(super) struct SamplingContext {
@@ -82,6 +83,26 @@ impl SamplingContext {
     }
 }
 
+/// What guest-side sampling goes through: an SSH session of its own (the
+/// copies' is never used), or an exec guest's command.
+enum SamplerLink {
+    Ssh(ssh::Connection),
+    Exec(exec::Shell),
+}
+
+impl SamplerLink {
+    fn run(&self, script: &str) -> anyhow::Result<(i32, String, String)> {
+        match self {
+            SamplerLink::Ssh(connection) => {
+                // A session handed back by the hub, which reads without blocking.
+                connection.session.set_blocking(true);
+                ssh::run(&connection.session, script)
+            }
+            SamplerLink::Exec(shell) => shell.run(script),
+        }
+    }
+}
+
 /// How a guest's own counters come: its agent's stream, or SFTP reads.
 enum Sampling {
     Agent(Agent),
@@ -100,31 +121,41 @@ static AGENT_STARTS: ssh::Slots = ssh::Slots::new(4);
 
 /// Guest-side counters come over a second session, so that sampling never
 /// waits behind a benchmark's output or a barrier: from vmbench's agent on
-/// the guest where it runs, else over SFTP (said in the log).
+/// the guest where it runs, else over SFTP (said in the log). An exec
+/// guest's come from its agent only: it has no SFTP.
 fn open_sampler(
     guest: &Guest,
     endpoint: &Endpoint,
     ctx: &SamplingContext,
     info: &GuestInfo,
-) -> Result<(ssh::Connection, Sampling), String> {
+) -> Result<(SamplerLink, Sampling), String> {
+    if let Some(prefix) = &endpoint.exec {
+        let link = SamplerLink::Exec(exec::Shell::new(prefix.clone()));
+        let stream = AgentStream::new(guest.name(), ctx.ids.clone());
+        return start_agent(&link, guest, ctx, info, stream)
+            .map(|agent| (link, Sampling::Agent(agent)))
+            .map_err(|why| {
+                format!("vmbench's agent cannot run there ({why}), and an exec guest has no SFTP")
+            });
+    }
     let connect = || {
         ssh::connect(endpoint, ssh::UnknownKey::Refuse)
             .map_err(|e| e.describe(&ctx.plan_origin, &endpoint.address))
     };
-    let connection = connect()?;
+    let link = SamplerLink::Ssh(connect()?);
     // A hypervisor host is read by its agent only: over SFTP it would pass
     // for a guest, and what it sees of its guests needs the agent.
     if ctx.host_seen.contains_key(guest.name()) {
         let stream = AgentStream::for_host(guest.name(), ctx.ids.clone());
-        return start_agent(&connection.session, guest, ctx, info, stream)
-            .map(|agent| (connection, Sampling::Agent(agent)))
+        return start_agent(&link, guest, ctx, info, stream)
+            .map(|agent| (link, Sampling::Agent(agent)))
             .map_err(|why| format!("vmbench's agent cannot run there ({why})"));
     }
     if guest.sampling == GuestSampling::Agent {
         let stream = AgentStream::new(guest.name(), ctx.ids.clone());
-        let started = start_agent(&connection.session, guest, ctx, info, stream);
+        let started = start_agent(&link, guest, ctx, info, stream);
         match started {
-            Ok(agent) => return Ok((connection, Sampling::Agent(agent))),
+            Ok(agent) => return Ok((link, Sampling::Agent(agent))),
             Err(why) => ctx.log(
                 LogLevel::Warn,
                 format!(
@@ -135,20 +166,19 @@ fn open_sampler(
         }
     }
     // A session of its own: the agent's may be left in any state.
-    let connection = if guest.sampling == GuestSampling::Agent {
-        connect()?
-    } else {
-        connection
+    let connection = match link {
+        SamplerLink::Ssh(connection) if guest.sampling != GuestSampling::Agent => connection,
+        _ => connect()?,
     };
     let sampler = GuestSampler::open(&connection.session, guest.name(), ctx.ids.clone())
         .map_err(|e| format!("{e:#}"))?;
-    Ok((connection, Sampling::Sftp(sampler)))
+    Ok((SamplerLink::Ssh(connection), Sampling::Sftp(sampler)))
 }
 
 /// Starts vmbench's agent on a guest or a hypervisor host, ticking on
 /// this host's grid.
 fn start_agent(
-    session: &ssh2::Session,
+    link: &SamplerLink,
     guest: &Guest,
     ctx: &SamplingContext,
     info: &GuestInfo,
@@ -167,7 +197,13 @@ fn start_agent(
         host_seen: ctx.host_seen.get(guest.name()).cloned(),
     };
     let _turn = AGENT_STARTS.take();
-    Agent::start(session, &command, stream, AGENT_PATIENCE).map_err(|e| format!("{e:#}"))
+    match link {
+        SamplerLink::Ssh(connection) => {
+            Agent::start(&connection.session, &command, stream, AGENT_PATIENCE)
+        }
+        SamplerLink::Exec(shell) => Agent::start_exec(shell, &command, stream, AGENT_PATIENCE),
+    }
+    .map_err(|e| format!("{e:#}"))
 }
 
 /// How many times a guest's agent is started again after it ended or broke
@@ -181,7 +217,7 @@ const AGENT_RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// its agent read by the hub (started again when it ends), or SFTP
 /// reads on this thread. The sampler's session closes when this returns.
 fn sample_guest(
-    (connection, sampling): (ssh::Connection, Sampling),
+    (link, sampling): (SamplerLink, Sampling),
     guest: &Guest,
     ctx: &SamplingContext,
     info: &GuestInfo,
@@ -228,12 +264,11 @@ fn sample_guest(
         // An agent given up for its silence may live on, stopped or hung,
         // where its closed channel cannot reach it: ended, if that pid is
         // still an agent (one that ended may have passed its pid on).
-        connection.session.set_blocking(true);
         if let (true, Some(pid)) = (silent, stream.pid()) {
             let end = format!(
                 "grep -qa -- --interval-ns /proc/{pid}/cmdline 2>/dev/null && kill -9 {pid}"
             );
-            if let Err(e) = ssh::run(&connection.session, &end) {
+            if let Err(e) = link.run(&end) {
                 ctx.log(
                     LogLevel::Warn,
                     format!("{name}: its silent agent (pid {pid}) could not be ended: {e:#}"),
@@ -241,7 +276,7 @@ fn sample_guest(
             }
         }
         stream.restart();
-        match start_agent(&connection.session, guest, ctx, info, stream) {
+        match start_agent(&link, guest, ctx, info, stream) {
             Ok(again) => {
                 ctx.log(
                     LogLevel::Info,

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Count, Guest, Invalid, Plan, PlanDuration, Transport, ssh_port};
+use super::{Count, Guest, Invalid, Plan, PlanDuration, ssh_port};
 
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -97,7 +97,7 @@ pub(super) fn validate_hosts(plan: &Plan) -> Result<(), Invalid> {
                 format!("no [[host]] is named {host:?}"),
             ));
         }
-        if guest.transport != Transport::Ssh {
+        if !guest.transport.is_remote() {
             return Err((
                 guest.name.span(),
                 field,

@@ -102,6 +102,11 @@ pub struct Guest {
     /// Defaults to ~/.ssh/known_hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_hosts: Option<String>,
+    /// How vmbench reaches an `exec` guest: the command line that runs a
+    /// command inside it, e.g. `["ip", "netns", "exec", "g1"]`; the
+    /// command follows as `sh -c SCRIPT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<Vec<String>>,
 
     // How the host sees the guest; each part given becomes host-seen series.
     /// Its tap or veth interface on the host.
@@ -202,6 +207,7 @@ impl Guest {
             user,
             identity: None,
             known_hosts: None,
+            exec: None,
             interface: None,
             block_device: None,
             image: None,
@@ -266,6 +272,18 @@ pub enum Transport {
     Local,
     /// A guest reached over SSH.
     Ssh,
+    /// A guest reached through a command that runs a command inside it
+    /// (`ip netns exec NAME`, `nsenter -t PID -a`, `kubectl exec -i POD --`):
+    /// containers and pods without sshd.
+    Exec,
+}
+
+impl Transport {
+    /// Reached through a link of its own (SSH or a command), prepared and
+    /// sampled as a guest is; only the baseline is not.
+    pub fn is_remote(self) -> bool {
+        self != Transport::Local
+    }
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
@@ -827,6 +845,7 @@ fn validate_guest(guest: &Guest) -> Result<(), (&'static str, String)> {
     match guest.transport {
         Transport::Local => {
             let ssh_keys = [
+                ("exec", guest.exec.is_some()),
                 ("address", guest.address.is_some()),
                 ("user", guest.user.is_some()),
                 ("identity", guest.identity.is_some()),
@@ -840,11 +859,56 @@ fn validate_guest(guest: &Guest) -> Result<(), (&'static str, String)> {
             if let Some((key, _)) = ssh_keys.iter().find(|(_, given)| *given) {
                 return Err((
                     key,
-                    format!("guest {name:?} is local; `{key}` only goes with transport = \"ssh\""),
+                    format!(
+                        "guest {name:?} is local; `{key}` only goes with transport = \"{}\"",
+                        if *key == "exec" { "exec" } else { "ssh" }
+                    ),
+                ));
+            }
+        }
+        Transport::Exec => {
+            if guest.exec.as_ref().is_none_or(|argv| argv.is_empty()) {
+                return Err((
+                    "exec",
+                    format!(
+                        "exec guest {name:?} needs `exec`, the command line that runs a command \
+                         inside it (e.g. [\"ip\", \"netns\", \"exec\", \"g1\"])"
+                    ),
+                ));
+            }
+            let ssh_keys = [
+                ("address", guest.address.is_some()),
+                ("user", guest.user.is_some()),
+                ("identity", guest.identity.is_some()),
+                ("known_hosts", guest.known_hosts.is_some()),
+            ];
+            if let Some((key, _)) = ssh_keys.iter().find(|(_, given)| *given) {
+                return Err((
+                    key,
+                    format!(
+                        "guest {name:?} is reached by `exec`; `{key}` only goes with transport = \"ssh\""
+                    ),
+                ));
+            }
+            if guest.sampling == GuestSampling::Sftp {
+                return Err((
+                    "sampling",
+                    format!(
+                        "guest {name:?} is reached by `exec`, which has no SFTP: its counters come \
+                         from vmbench's agent (sampling = \"agent\") or not at all (\"off\")"
+                    ),
                 ));
             }
         }
         Transport::Ssh => {
+            if guest.exec.is_some() {
+                return Err((
+                    "exec",
+                    format!(
+                        "guest {name:?} is reached over SSH; `exec` goes with transport = \"exec\""
+                    ),
+                ));
+            }
             if guest.address.as_deref().is_none_or(str::is_empty) {
                 return Err(("address", format!("ssh guest {name:?} needs an address")));
             }
@@ -1137,6 +1201,34 @@ mod tests {
             "{HEAD}[[guest]]\nname = \"vm\"\ntransport = \"ssh\"\ntechnology = \"kvm\"\naddress = \"198.18.0.11\"\n{BENCH}"
         ));
         assert_eq!(e.field, "guest[1].user");
+    }
+
+    #[test]
+    fn exec_guests_need_their_command_and_take_no_ssh_keys_and_no_sftp() {
+        let exec = "[[guest]]\nname = \"c\"\ntransport = \"exec\"\ntechnology = \"lxc\"\n";
+        let e = error_of(&format!("{HEAD}{exec}{BENCH}"));
+        assert_eq!(e.field, "guest[1].exec");
+        assert!(e.message.contains("needs `exec`"), "{e}");
+        let e = error_of(&format!("{HEAD}{exec}exec = []\n{BENCH}"));
+        assert_eq!(e.field, "guest[1].exec");
+        let with = |extra: &str| {
+            error_of(&format!(
+                "{HEAD}{exec}exec = [\"lxc-attach\", \"-n\", \"c\", \"--\"]\n{extra}\n{BENCH}"
+            ))
+        };
+        let e = with("address = \"198.18.0.11\"");
+        assert_eq!(e.field, "guest[1].address");
+        assert!(e.message.contains("reached by `exec`"), "{e}");
+        let e = with("sampling = \"sftp\"");
+        assert_eq!(e.field, "guest[1].sampling");
+        assert!(e.message.contains("no SFTP"), "{e}");
+        let e = error_of(&format!(
+            "{HEAD}[[guest]]\nname = \"vm\"\ntransport = \"ssh\"\ntechnology = \"kvm\"\n\
+             address = \"198.18.0.11\"\nuser = \"root\"\nexec = [\"env\"]\n{BENCH}"
+        ));
+        assert_eq!(e.field, "guest[1].exec");
+        let e = error_of(&format!("{HEAD}exec = [\"env\"]\n{BENCH}"));
+        assert_eq!(e.field, "guest[0].exec");
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::time::{Duration, Instant};
 
-use super::agent::{Agent, AgentStream, ended_why, is_timeout};
+use super::agent::AgentStream;
+use super::agent_link::{Agent, is_timeout};
 use crate::bus::EventSink;
 use crate::event::{Clock, Event, LogLevel};
 
@@ -110,10 +111,8 @@ impl Member {
         let Adopted {
             agent, stop, done, ..
         } = self.adopted;
-        let Agent {
-            channel, stream, ..
-        } = agent;
-        drop(channel);
+        let Agent { pipe, stream, .. } = agent;
+        pipe.close();
         let silent = self.silent;
         let _ = done.send(Broke {
             stop,
@@ -163,9 +162,9 @@ impl Member {
     /// its stream broke.
     fn read(&mut self, buf: &mut [u8], clock: &Clock, out: &mut Vec<Event>) -> bool {
         loop {
-            match self.adopted.agent.channel.read(buf) {
+            match self.adopted.agent.pipe.read(buf) {
                 Ok(0) => {
-                    let why = ended_why(&mut self.adopted.agent.channel);
+                    let why = self.adopted.agent.pipe.ended_why();
                     return self.stopped(clock, format!("the agent ended{why}"), out);
                 }
                 Ok(n) => {
@@ -199,10 +198,9 @@ impl Member {
             return true;
         }
         self.last_heartbeat = Instant::now();
-        // No flush: libssh2's flush throws away what was read and not yet
-        // taken. A write may read what has arrived meanwhile into libssh2's
-        // own buffers, so it is taken at once.
-        match self.adopted.agent.channel.write_all(b".") {
+        // A write may read what has arrived meanwhile into libssh2's own
+        // buffers, so it is taken at once.
+        match self.adopted.agent.pipe.heartbeat() {
             Err(e) if !is_timeout(&e) => self.stopped(clock, e.to_string(), out),
             _ => self.read(buf, clock, out),
         }
@@ -219,7 +217,7 @@ fn run(adopted: Receiver<Adopted>, wakes: UnixStream, clock: Clock, sink: EventS
         while handles_left {
             match adopted.try_recv() {
                 Ok(mut a) => {
-                    a.agent.session.set_blocking(false);
+                    a.agent.pipe.set_nonblocking();
                     let first = std::mem::take(&mut a.agent.first);
                     let mut member = Member::new(a);
                     if member.take(&first, &clock, &mut events)
@@ -248,7 +246,7 @@ fn run(adopted: Receiver<Adopted>, wakes: UnixStream, clock: Clock, sink: EventS
             return;
         }
         let mut fds: Vec<libc::pollfd> = std::iter::once(wakes.as_raw_fd())
-            .chain(members.iter().map(|m| m.adopted.agent.session.as_raw_fd()))
+            .chain(members.iter().map(|m| m.adopted.agent.pipe.fd()))
             .map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,

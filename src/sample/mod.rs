@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod agent_hub;
+pub mod agent_link;
 mod guest_sftp;
 mod host;
 mod host_seen;

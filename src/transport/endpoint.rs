@@ -1,6 +1,6 @@
-//! Where a machine is and how to reach it over SSH: what the transport
-//! needs of a guest, a hypervisor host or a fleet's guest, and nothing of
-//! the plan it came from.
+//! Where a machine is and how to reach it, over SSH or through a command:
+//! what the transport needs of a guest, a hypervisor host or a fleet's
+//! guest, and nothing of the plan it came from.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +22,7 @@ impl LinkPolicy {
     }
 }
 
-/// A machine reached over SSH.
+/// A machine reached over SSH, or through a command when `exec` is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// What the session calls it (a guest's or host's name).
@@ -37,12 +37,18 @@ pub struct Endpoint {
     /// Where its host key must already be (or is written with
     /// `--accept-new`): never trusted on first use otherwise.
     pub known_hosts: PathBuf,
+    /// The command line that runs a command inside the machine; when
+    /// given, none of the SSH fields above is used.
+    pub exec: Option<Vec<String>>,
     pub policy: LinkPolicy,
 }
 
 impl Endpoint {
-    /// `address:port`, IPv6 in brackets.
+    /// `address:port`, IPv6 in brackets; an exec machine's command line.
     pub fn socket_text(&self) -> String {
+        if let Some(argv) = &self.exec {
+            return super::shell_command(argv);
+        }
         if self.address.contains(':') {
             format!("[{}]:{}", self.address, self.port)
         } else {

@@ -8,23 +8,25 @@
 //! workloads and the clock probe run the same code on every guest.
 
 mod endpoint;
+pub mod exec;
+mod guest_link;
 pub mod local;
 pub mod pool;
 pub mod quiet;
+pub mod shell;
 pub mod ssh;
 
 pub use endpoint::{Endpoint, LinkPolicy};
+pub use guest_link::GuestLink;
 pub use pool::{GuestPool, PoolContext, SamplingHook};
 pub use quiet::Quiet;
+pub use shell::{Reached, Shell};
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, bail};
 use sha2::{Digest, Sha256};
-
-use crate::event::monotonic_ns;
 
 pub use crate::event::GuestInfo;
 
@@ -81,15 +83,15 @@ pub fn shell_command(argv: &[String]) -> String {
 /// Uploads to several guests at once disturb each other's clock probes, so
 /// each guest waits at `quiet` (shared by all guests being prepared) between
 /// its upload and its probe; one that fails before leaves it.
-pub fn prepare(
-    connection: &ssh::Connection,
+pub fn prepare<S: Shell>(
+    shell: &S,
+    reached: Reached,
     address: &str,
     vmbench: &Path,
     quiet: &Quiet,
-) -> Result<Prepared> {
+) -> Result<Prepared<S::Janitor>> {
     let mut arrival = quiet::Arrival::new(quiet);
-    let session = &connection.session;
-    let (code, out, err) = ssh::run(session, "uname -m; uname -r")?;
+    let (code, out, err) = shell.run("uname -m; uname -r")?;
     if code != 0 {
         bail!("`uname` failed on the guest: {}", err.trim());
     }
@@ -97,12 +99,11 @@ pub fn prepare(
     let arch = words.next().unwrap_or_default().trim().to_string();
     let kernel = words.next().unwrap_or_default().trim().to_string();
     // Well past the point where vmbench itself would call the guest lost.
-    let patience = (connection.silence_limit * 2).max(std::time::Duration::from_secs(30));
-    let (vmbench, janitor, from_cache) = install(session, &arch, vmbench, patience);
+    let patience = (reached.silence_limit * 2).max(std::time::Duration::from_secs(30));
+    let (vmbench, janitor, from_cache) = install(shell, &arch, vmbench, patience);
     arrival.arrive();
     let (clock_offset_ns, clock_rtt_ns) = match &vmbench {
-        Ok(path) => match measure_clock(
-            session,
+        Ok(path) => match shell.measure_clock(
             path,
             std::time::Instant::now() + std::time::Duration::from_secs(30),
         ) {
@@ -111,15 +112,16 @@ pub fn prepare(
         },
         Err(_) => (None, None),
     };
-    let shape = ssh::run(session, SHAPE_PROBE)
+    let shape = shell
+        .run(SHAPE_PROBE)
         .ok()
         .and_then(|(code, out, _)| (code == 0).then(|| parse_shape(&out)));
     let info = GuestInfo {
         address: address.to_string(),
-        local_ip: connection.local_ip,
+        local_ip: reached.local_ip,
         arch,
         kernel,
-        connect_ms: connection.connect_time.as_secs_f64() * 1e3,
+        connect_ms: reached.connect_time.as_secs_f64() * 1e3,
         clock_offset_ns,
         clock_rtt_ns,
         vmbench,
@@ -174,21 +176,21 @@ fn parse_shape(out: &str) -> crate::event::GuestShape {
 }
 
 /// A guest made ready, and what removes vmbench from it afterwards.
-pub struct Prepared {
+pub struct Prepared<J> {
     pub info: GuestInfo,
-    pub janitor: Option<ssh::Janitor>,
+    pub janitor: Option<J>,
     /// vmbench came from the guest's cache, not over the network.
     pub from_cache: bool,
 }
 
 /// Where vmbench now is on the guest, or why it cannot run there; and the
 /// janitor of its folder, started as soon as the folder exists.
-fn install(
-    session: &ssh2::Session,
+fn install<S: Shell>(
+    shell: &S,
     arch: &str,
     vmbench: &Path,
     patience: std::time::Duration,
-) -> (Result<String, String>, Option<ssh::Janitor>, bool) {
+) -> (Result<String, String>, Option<S::Janitor>, bool) {
     let ours = std::env::consts::ARCH;
     if arch != ours {
         let why = format!(
@@ -202,8 +204,8 @@ fn install(
     let _turn = ssh::UPLOADS.take();
     // Folders whose session ended without its janitor (vmbench killed while
     // the link was cut, the janitor later killed with sshd) go first.
-    let _ = ssh::run(session, SWEEP_ORPHANS);
-    let dir = match ssh::run(session, "mktemp -d /tmp/vmbench.XXXXXX") {
+    let _ = shell.run(SWEEP_ORPHANS);
+    let dir = match shell.run("mktemp -d /tmp/vmbench.XXXXXX") {
         Ok((0, out, _)) => out.trim().to_string(),
         Ok((_, _, err)) => {
             let why = format!(
@@ -214,20 +216,20 @@ fn install(
         }
         Err(e) => return (Err(step("mktemp", e)), None, false),
     };
-    let janitor = match ssh::Janitor::start(session, &dir, patience) {
+    let janitor = match shell.start_janitor(&dir, patience) {
         Ok(j) => j,
         Err(e) => {
-            let _ = ssh::run(session, &format!("rm -rf {}", shell_quote(&dir)));
+            let _ = shell.run(&format!("rm -rf {}", shell_quote(&dir)));
             return (Err(step("cleanup watch", e)), None, false);
         }
     };
     let path = format!("{dir}/vmbench");
-    match copy_and_verify(session, vmbench, &path) {
+    match copy_and_verify(shell, vmbench, &path) {
         Ok((path, from_cache)) => (Ok(path), Some(janitor), from_cache),
         Err(why) => {
             // A half-made upload is removed now, not when the session ends;
             // if even that fails, the next connection's sweep removes it.
-            let _ = ssh::run(session, &format!("rm -rf {}", shell_quote(&dir)));
+            let _ = shell.run(&format!("rm -rf {}", shell_quote(&dir)));
             (Err(why), Some(janitor), false)
         }
     }
@@ -251,52 +253,54 @@ fn cache_of(sha256: &str) -> String {
 
 /// Copies the cached binary into `path`, if the guest has it: no error
 /// either way, the check that follows tells.
-fn copy_from_cache(session: &ssh2::Session, sha256: &str, path: &str) -> bool {
+fn copy_from_cache(shell: &impl Shell, sha256: &str, path: &str) -> bool {
     let command = format!(
         "test -f {cache} && cp {cache} {path}",
         cache = cache_of(sha256),
         path = shell_quote(path)
     );
-    matches!(ssh::run(session, &command), Ok((0, _, _)))
+    matches!(shell.run(&command), Ok((0, _, _)))
 }
 
 /// Keeps a checked binary in the guest's cache, written aside and renamed
 /// so that no session ever copies half of one. Best effort: a guest
 /// without room simply receives the binary next time.
-fn keep_in_cache(session: &ssh2::Session, sha256: &str, path: &str) {
+fn keep_in_cache(shell: &impl Shell, sha256: &str, path: &str) {
     let cache = cache_of(sha256);
     let command = format!(
         "d=$(dirname {cache}) && mkdir -p \"$d\" && chmod 700 \"$d\" && \
          cp {path} {cache}.$$ && mv {cache}.$$ {cache}",
         path = shell_quote(path)
     );
-    let _ = ssh::run(session, &command);
+    let _ = shell.run(&command);
 }
 
 /// Puts vmbench at `path` on the guest, from its cache when it holds the
 /// same binary, else over SFTP, and checks it there: its checksum and
 /// that it runs. Whether it came from the cache is said in the result.
 fn copy_and_verify(
-    session: &ssh2::Session,
+    shell: &impl Shell,
     vmbench: &Path,
     path: &str,
 ) -> Result<(String, bool), String> {
     let image = image_of(vmbench)?;
-    if copy_from_cache(session, &image.sha256, path)
-        && let Ok(path) = verify(session, &image, path)
+    if copy_from_cache(shell, &image.sha256, path)
+        && let Ok(path) = verify(shell, &image, path)
     {
         return Ok((path, true));
     }
     let step =
         |what: &str, e: anyhow::Error| format!("putting vmbench on the guest: {what}: {e:#}");
-    upload(session, path, &image.bytes).map_err(|e| step("upload", e))?;
-    let path = verify(session, &image, path)?;
-    keep_in_cache(session, &image.sha256, &path);
+    shell
+        .upload(path, &image.bytes)
+        .map_err(|e| step("upload", e))?;
+    let path = verify(shell, &image, path)?;
+    keep_in_cache(shell, &image.sha256, &path);
     Ok((path, false))
 }
 
 /// Checks the binary at `path`: its checksum is this vmbench's and it runs.
-fn verify(session: &ssh2::Session, image: &Image, path: &str) -> Result<String, String> {
+fn verify(shell: &impl Shell, image: &Image, path: &str) -> Result<String, String> {
     let step =
         |what: &str, e: anyhow::Error| format!("putting vmbench on the guest: {what}: {e:#}");
     let check = format!(
@@ -307,8 +311,9 @@ fn verify(session: &ssh2::Session, image: &Image, path: &str) -> Result<String, 
     // VM under emulation reads a test build at a few MB/s): the wait grows
     // with the binary instead of failing a healthy guest.
     let patience = std::time::Duration::from_secs(15 + (image.bytes.len() as u64 >> 21));
-    let (code, out, err) =
-        ssh::run_within(session, &check, patience).map_err(|e| step("check", e))?;
+    let (code, out, err) = shell
+        .run_within(&check, patience)
+        .map_err(|e| step("check", e))?;
     let sum = out.split_whitespace().next().unwrap_or_default();
     if code != 0 || sum != image.sha256 {
         let why = if sum.is_empty() || sum == image.sha256 {
@@ -328,72 +333,6 @@ fn last_line(text: &str) -> &str {
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("no error output")
-}
-
-/// How much of an upload must go through within the session's timeout.
-const UPLOAD_CHUNK: usize = 64 << 10;
-
-fn upload(session: &ssh2::Session, path: &str, bytes: &[u8]) -> Result<()> {
-    let sftp = session.sftp().context("SFTP")?;
-    let mut file = sftp
-        .create(std::path::Path::new(path))
-        .with_context(|| format!("creating {path}"))?;
-    // Each chunk is one blocking call under the session's timeout: an
-    // upload fails when a chunk makes no way for that long (a dead guest),
-    // never because a slow but moving transfer takes long in all.
-    for (index, chunk) in bytes.chunks(UPLOAD_CHUNK).enumerate() {
-        file.write_all(chunk).with_context(|| {
-            format!(
-                "{} of {} KiB sent, then no progress",
-                (index * UPLOAD_CHUNK) >> 10,
-                bytes.len() >> 10
-            )
-        })?;
-    }
-    Ok(())
-}
-
-/// NTP's estimate: the guest read its clock halfway through the round trip;
-/// the round trip with the least delay bounds the error best.
-/// Rounds after `deadline` are not started (each blocking step is also
-/// bounded by the session's timeout), so a slow guest costs a bounded wait.
-pub(crate) fn measure_clock(
-    session: &ssh2::Session,
-    vmbench: &str,
-    deadline: std::time::Instant,
-) -> Result<(i64, u64)> {
-    const ROUNDS: usize = 16;
-    let mut channel = session.channel_session()?;
-    channel.exec(&format!("{} workload clock", shell_quote(vmbench)))?;
-    let mut best: Option<(i64, u64)> = None;
-    {
-        let mut reader = BufReader::new(channel.stream(0));
-        let mut line = String::new();
-        for _ in 0..ROUNDS {
-            if std::time::Instant::now() >= deadline {
-                break;
-            }
-            let sent = monotonic_ns();
-            channel.write_all(b"\n")?;
-            channel.flush()?;
-            line.clear();
-            reader.read_line(&mut line)?;
-            let received = monotonic_ns();
-            let guest: u64 = line
-                .trim()
-                .parse()
-                .map_err(|_| anyhow!("unexpected clock answer {line:?}"))?;
-            let rtt = received - sent;
-            let offset = guest as i64 - (sent + rtt / 2) as i64;
-            if best.is_none_or(|(_, r)| rtt < r) {
-                best = Some((offset, rtt));
-            }
-        }
-    }
-    channel.send_eof()?;
-    channel.wait_eof()?;
-    channel.wait_close()?;
-    best.ok_or_else(|| anyhow!("no clock answer"))
 }
 
 pub type ExecId = u64;
@@ -478,7 +417,7 @@ pub enum Liveness {
 #[derive(Clone)]
 pub enum Link {
     Local(local::Link),
-    Ssh(ssh::Link),
+    Guest(GuestLink),
 }
 
 impl Link {
@@ -491,7 +430,7 @@ impl Link {
     ) -> Result<Exec, String> {
         match self {
             Link::Local(link) => link.exec(argv, output),
-            Link::Ssh(link) => Ok(Exec {
+            Link::Guest(link) => Ok(Exec {
                 id: link.exec(shell_command(argv), output),
                 pid: None,
             }),
@@ -502,7 +441,7 @@ impl Link {
     pub fn write(&self, id: ExecId, line: &str) -> Result<(), String> {
         match self {
             Link::Local(link) => link.write(id, line),
-            Link::Ssh(link) => match link.liveness() {
+            Link::Guest(link) => match link.liveness() {
                 Liveness::Up => {
                     link.write(id, line.as_bytes());
                     Ok(())
@@ -516,22 +455,22 @@ impl Link {
     pub fn kill(&self, id: ExecId) {
         match self {
             Link::Local(link) => link.kill(id),
-            Link::Ssh(link) => link.kill(id),
+            Link::Guest(link) => link.kill(id),
         }
     }
 
     pub fn liveness(&self) -> Liveness {
         match self {
             Link::Local(_) => Liveness::Up,
-            Link::Ssh(link) => link.liveness(),
+            Link::Guest(link) => link.liveness(),
         }
     }
 }
 
-/// A prepared guest: its session thread and what was learned.
+/// A prepared guest: its link and what was learned.
 #[derive(Clone)]
 pub struct Remote {
-    pub link: ssh::Link,
+    pub link: GuestLink,
     pub info: Arc<GuestInfo>,
 }
 

@@ -21,7 +21,7 @@ use super::quiet::Quiet;
 use crate::bus::EventSink;
 use crate::event::{Clock, Event, GuestInfo, GuestState, LogLevel, Nanos};
 use crate::format::clock as clock_text;
-use crate::transport::{self, Endpoint, Liveness, Remote, ssh};
+use crate::transport::{self, Endpoint, Liveness, Reached, Remote, Shell, exec, ssh};
 
 type Slot = Option<Result<Remote, String>>;
 
@@ -483,6 +483,16 @@ fn bring_up(
     quiet: &Quiet,
     on_lost: Box<dyn FnOnce(String) + Send>,
 ) -> Result<Remote, String> {
+    if machine.exec.is_some() {
+        let (shell, reached) = exec::connect(machine).inspect_err(|_| quiet.leave())?;
+        let (info, janitor) = prepare(&shell, reached, machine, ctx, quiet)?;
+        let link = exec::spawn_link(shell, &machine.name, janitor, machine.policy, on_lost)
+            .map_err(|e| format!("no thread for the link: {e}"))?;
+        return Ok(Remote {
+            link,
+            info: Arc::new(info),
+        });
+    }
     let connection = match ssh::connect(machine, ssh::UnknownKey::Refuse) {
         Ok(c) => c,
         Err(e) => {
@@ -490,11 +500,35 @@ fn bring_up(
             return Err(e.describe(&ctx.plan_origin, &machine.address));
         }
     };
+    let (info, janitor) = prepare(
+        &connection.session,
+        connection.reached(),
+        machine,
+        ctx,
+        quiet,
+    )?;
+    let link = ssh::spawn_link(connection, &machine.name, janitor, machine.policy, on_lost)
+        .map_err(|e| format!("no thread for the session: {e}"))?;
+    Ok(Remote {
+        link,
+        info: Arc::new(info),
+    })
+}
+
+/// Puts vmbench on a machine just reached, saying so when it came from
+/// the machine's own cache.
+fn prepare<S: Shell>(
+    shell: &S,
+    reached: Reached,
+    machine: &Endpoint,
+    ctx: &PoolContext,
+    quiet: &Quiet,
+) -> Result<(GuestInfo, Option<S::Janitor>), String> {
     let transport::Prepared {
         info,
         janitor,
         from_cache,
-    } = transport::prepare(&connection, &machine.socket_text(), &ctx.exe, quiet)
+    } = transport::prepare(shell, reached, &machine.socket_text(), &ctx.exe, quiet)
         .map_err(|e| format!("{e:#}"))?;
     if from_cache {
         ctx.log(
@@ -505,10 +539,5 @@ fn bring_up(
             ),
         );
     }
-    let link = ssh::spawn_link(connection, &machine.name, janitor, machine.policy, on_lost)
-        .map_err(|e| format!("no thread for the session: {e}"))?;
-    Ok(Remote {
-        link,
-        info: Arc::new(info),
-    })
+    Ok((info, janitor))
 }

@@ -11,7 +11,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,9 @@ use ssh2::{
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::endpoint::{Endpoint, LinkPolicy};
-use super::{ExecEnd, ExecId, ExecOutput, Liveness};
+use super::guest_link::{GuestLink, LinkCommand, PGID_TAG};
+use super::shell::{Reached, Shell};
+use super::{ExecEnd, ExecId, ExecOutput};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Each blocking libssh2 call (handshake, auth, a channel request) gives up
@@ -362,33 +364,84 @@ pub fn run(session: &Session, command: &str) -> Result<(i32, String, String)> {
     Ok((channel.exit_status()?, out, err))
 }
 
-/// A command on the guest that waits for its input to end and then removes
-/// a folder. Its input ends when vmbench finishes it, or when the connection
-/// goes away for any reason, a crash or kill -9 of vmbench included.
+impl Connection {
+    pub fn reached(&self) -> Reached {
+        Reached {
+            local_ip: self.local_ip,
+            connect_time: self.connect_time,
+            silence_limit: self.silence_limit,
+        }
+    }
+}
+
+/// How much of an upload must go through within the session's timeout.
+const UPLOAD_CHUNK: usize = 64 << 10;
+
+impl Shell for Session {
+    type Janitor = Janitor;
+
+    fn run(&self, script: &str) -> Result<(i32, String, String)> {
+        run(self, script)
+    }
+
+    fn run_within(&self, script: &str, patience: Duration) -> Result<(i32, String, String)> {
+        run_within(self, script, patience)
+    }
+
+    fn upload(&self, path: &str, bytes: &[u8]) -> Result<()> {
+        let sftp = self.sftp().context("SFTP")?;
+        let mut file = sftp
+            .create(Path::new(path))
+            .with_context(|| format!("creating {path}"))?;
+        // Each chunk is one blocking call under the session's timeout: an
+        // upload fails when a chunk makes no way for that long (a dead
+        // guest), never because a slow but moving transfer takes long in all.
+        for (index, chunk) in bytes.chunks(UPLOAD_CHUNK).enumerate() {
+            file.write_all(chunk).with_context(|| {
+                format!(
+                    "{} of {} KiB sent, then no progress",
+                    (index * UPLOAD_CHUNK) >> 10,
+                    bytes.len() >> 10
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn measure_clock(&self, vmbench: &str, deadline: Instant) -> Result<(i64, u64)> {
+        let mut channel = self.channel_session()?;
+        channel.exec(&format!("{} workload clock", super::shell_quote(vmbench)))?;
+        let best = {
+            let mut reader = std::io::BufReader::new(channel.stream(0));
+            let mut writer = channel.stream(0);
+            super::shell::clock_rounds(&mut reader, &mut writer, deadline)
+        };
+        channel.send_eof()?;
+        channel.wait_eof()?;
+        channel.wait_close()?;
+        best
+    }
+
+    fn start_janitor(&self, dir: &str, patience: Duration) -> Result<Janitor> {
+        Janitor::start(self, dir, patience)
+    }
+
+    fn finish_janitor(janitor: Janitor) {
+        janitor.finish();
+    }
+}
+
+/// The janitor of vmbench's folder on a guest (`shell::janitor_script`),
+/// on a channel of its own.
 pub struct Janitor {
     channel: Channel,
 }
 
 impl Janitor {
     /// Starts the janitor of `dir`.
-    ///
-    /// The link writes a heartbeat to it at every keepalive, from its first
-    /// turn on; once the first has come, a janitor that hears none for
-    /// `patience` cleans up too, so that a session whose connection died
-    /// unseen (the link cut, then vmbench gone) cannot keep its folder while
-    /// the guest's sshd still believes in the connection. Before the first
-    /// heartbeat (the upload, the other guests' bring-up) only the end of
-    /// its input counts, however long that takes.
     pub fn start(session: &Session, dir: &str, patience: Duration) -> Result<Self> {
         let mut channel = session.channel_session()?;
-        channel.exec(&format!(
-            "if command -v timeout >/dev/null 2>&1; then \
-             if [ \"$(head -c1 | wc -c)\" -eq 1 ]; then \
-             while [ \"$(timeout {} head -c1 | wc -c)\" -eq 1 ]; do :; done; fi; \
-             else cat >/dev/null; fi; rm -rf {}",
-            patience.as_secs().max(1),
-            crate::transport::shell_quote(dir)
-        ))?;
+        channel.exec(&super::shell::janitor_script(dir, patience))?;
         Ok(Janitor { channel })
     }
 
@@ -426,139 +479,8 @@ impl Janitor {
     }
 }
 
-enum LinkCommand {
-    Exec {
-        id: ExecId,
-        command: String,
-        output: UnboundedSender<ExecOutput>,
-    },
-    Write {
-        id: ExecId,
-        bytes: Vec<u8>,
-    },
-    Kill {
-        id: ExecId,
-    },
-    /// Measure the guest's clock offset again (between phases).
-    Clock {
-        vmbench: String,
-        reply: Sender<Result<(i64, u64), String>>,
-    },
-    Close,
-}
-
-/// A handle on a guest's session thread; cheap to clone.
-#[derive(Clone)]
-pub struct Link {
-    commands: Sender<LinkCommand>,
-    wake: Arc<OwnedFd>,
-    next_id: Arc<std::sync::atomic::AtomicU64>,
-    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
-    /// Set, once, by the session thread when the connection breaks.
-    lost: Arc<Mutex<Option<String>>>,
-}
-
-impl Link {
-    /// False when the session thread has ended and will take no command.
-    fn send(&self, command: LinkCommand) -> Result<(), LinkCommand> {
-        self.commands.send(command).map_err(|e| e.0)?;
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to an eventfd this link owns.
-        unsafe {
-            libc::write(
-                self.wake.as_raw_fd(),
-                (&raw const one).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
-        Ok(())
-    }
-
-    /// Starts `command` in its own process group on the guest; its output
-    /// and end come back on `output`. On a lost or closed session the end
-    /// comes back at once.
-    pub fn exec(&self, command: String, output: UnboundedSender<ExecOutput>) -> ExecId {
-        let id = self
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let refused = self.send(LinkCommand::Exec {
-            id,
-            command,
-            output,
-        });
-        if let Err(LinkCommand::Exec { output, .. }) = refused {
-            let why = match self.liveness() {
-                Liveness::Lost(why) => why,
-                Liveness::Up => "the session was closed".into(),
-            };
-            let _ = output.send(ExecOutput::Exited(ExecEnd::Lost(why)));
-        }
-        id
-    }
-
-    /// Measures the guest's clock offset and its uncertainty (half the
-    /// best round trip) again, on the open session; only between phases.
-    pub fn measure_clock(&self, vmbench: &str) -> Result<(i64, u64), String> {
-        let (reply, answer) = channel();
-        self.send(LinkCommand::Clock {
-            vmbench: vmbench.to_string(),
-            reply,
-        })
-        .map_err(|_| "the session is closed".to_string())?;
-        answer
-            .recv_timeout(Duration::from_secs(5))
-            .map_err(|_| "no answer within 5 s".to_string())?
-            .map(|(offset, rtt)| (offset, rtt / 2))
-    }
-
-    pub fn liveness(&self) -> Liveness {
-        match self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            Some(why) => Liveness::Lost(why),
-            None => Liveness::Up,
-        }
-    }
-
-    pub fn write(&self, id: ExecId, bytes: &[u8]) {
-        let _ = self.send(LinkCommand::Write {
-            id,
-            bytes: bytes.to_vec(),
-        });
-    }
-
-    /// Kills the command's whole process group on the guest.
-    pub fn kill(&self, id: ExecId) {
-        let _ = self.send(LinkCommand::Kill { id });
-    }
-
-    /// Asks the session to end: running commands are killed, the janitor
-    /// cleans up, the connection is closed.
-    pub fn close(&self) {
-        let _ = self.send(LinkCommand::Close);
-    }
-
-    /// Waits until the session thread has ended, or `deadline` has passed;
-    /// true when it ended. A thread still blocked on a silent guest is left
-    /// to end with the process.
-    pub fn wait_closed(&self, deadline: Instant) -> bool {
-        let mut slot = self.thread.lock().unwrap_or_else(|e| e.into_inner());
-        while slot.as_ref().is_some_and(|t| !t.is_finished()) {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if let Some(thread) = slot.take() {
-            let _ = thread.join();
-        }
-        true
-    }
-}
-
-/// The first line every command prints, so that its group can be killed.
 /// OpenSSH's sshd starts each session's command in a new session (setsid),
 /// so the shell's pid is the process group of everything it starts.
-const PGID_TAG: &str = "vmbench-pgid ";
-
 fn wrap(command: &str) -> String {
     format!("echo {PGID_TAG}$$; exec {command}")
 }
@@ -607,7 +529,7 @@ pub fn spawn_link(
     janitor: Option<Janitor>,
     policy: LinkPolicy,
     on_lost: Box<dyn FnOnce(String) + Send>,
-) -> std::io::Result<Link> {
+) -> std::io::Result<GuestLink> {
     let janitor = match janitor {
         Some(j) => j,
         None => Janitor::keeper(&connection.session).map_err(std::io::Error::other)?,
@@ -619,25 +541,13 @@ pub fn spawn_link(
     }
     // SAFETY: fd is a fresh descriptor nothing else owns.
     let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
-    let (tx, rx) = channel();
     let thread_wake = wake.clone();
-    let lost = Arc::new(Mutex::new(None));
-    let thread_lost = lost.clone();
-    let thread = std::thread::Builder::new()
-        .name(format!("ssh-{name}"))
-        .spawn(move || {
-            if let Some(why) = link_loop(connection, rx, &thread_wake, janitor, policy) {
-                *thread_lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
-                on_lost(why);
-            }
-        })?;
-    Ok(Link {
-        commands: tx,
-        wake,
-        next_id: Arc::new(std::sync::atomic::AtomicU64::new(0)),
-        thread: Arc::new(Mutex::new(Some(thread))),
-        lost,
-    })
+    GuestLink::spawn(
+        format!("ssh-{name}"),
+        Some(wake),
+        move |rx| link_loop(connection, rx, &thread_wake, janitor, policy),
+        on_lost,
+    )
 }
 
 /// `TCP_ESTABLISHED` of the kernel's tcp_states.h (libc does not export it).
@@ -774,7 +684,7 @@ fn link_loop(
                     } else {
                         // A few round trips, blocking: nothing else runs now.
                         blocking.run(SHORT_TIMEOUT_MS, || {
-                            crate::transport::measure_clock(
+                            Shell::measure_clock(
                                 &session,
                                 &vmbench,
                                 Instant::now() + CLOCK_PATIENCE,

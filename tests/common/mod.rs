@@ -2,6 +2,7 @@
 // Each test file uses its own part of them.
 #![allow(dead_code)]
 
+pub mod recorded;
 pub mod testbed;
 
 use std::path::{Path, PathBuf};
