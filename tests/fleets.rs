@@ -783,6 +783,54 @@ impl Drop for LibvirtDaemons {
 }
 
 #[test]
+fn container_fleets_without_sshd_are_entered_by_command_measured_from_inside_and_removed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fleets = "[[fleet]]\nname = \"ns\"\ntechnology = \"netns\"\ntransport = \"exec\"\ncount = 1\n\
+                  disk_mib = 96\naddresses = \"198.18.44.0/24\"\n\
+                  [[fleet]]\nname = \"ct\"\ntechnology = \"nspawn\"\ntransport = \"exec\"\ncount = 1\n\
+                  disk_mib = 96\naddresses = \"198.18.45.0/24\"\n\
+                  [[fleet]]\nname = \"gv\"\ntechnology = \"gvisor\"\ntransport = \"exec\"\ncount = 1\n\
+                  disk_mib = 96\naddresses = \"198.18.46.0/24\"\n";
+    let path = plan(dir.path(), fleets, "2s", "[1]");
+    // A network phase too: its sink is this host's address on each
+    // fleet's bridge, found from inside the guest without sshd.
+    let text = std::fs::read_to_string(&path).expect("plan")
+        + "[[benchmark]]\nname = \"net\"\nworkload = { type = \"iperf3\" }\nduration = \"2s\"\nconcurrency = [1]\n";
+    std::fs::write(&path, text).expect("plan written");
+    let out = dir.path().join("r.vmb");
+    let mut recording = record(&path, &out, "fleet gv: 1 of 1 guest(s) ready");
+    let id = recording.id.clone();
+    // No sshd was started for any of them.
+    let sshd: Vec<String> = processes_naming(&format!("fleets/{id}/"))
+        .into_iter()
+        .chain(processes_naming("/etc/vmbench/ssh_host_ed25519_key"))
+        .filter(|p| p.contains("sshd"))
+        .collect();
+    assert!(sshd.is_empty(), "sshd runs: {sshd:?}");
+    let status = recording.finish(Duration::from_secs(180));
+    let said = recording.lines.join("\n");
+    assert!(status.success(), "{status}; {said}");
+    assert!(!said.contains("sampling stopped"), "{said}");
+    assert!(!said.contains("no guest-side counters"), "{said}");
+    let remains = remains(&id);
+    assert!(remains.is_empty(), "left behind: {remains:#?}");
+    let reader = Reader::open(&out).expect("recording");
+    let session = session_of(&reader);
+    assert_eq!(
+        measured_technologies(&session),
+        ["netns", "nspawn", "gvisor", "netns", "nspawn", "gvisor"]
+    );
+    // Each guest's agent ran inside it: its own counters are series.
+    for guest in ["ns-1", "ct-1", "gv-1"] {
+        let prefix = format!("guest:{guest}");
+        assert!(
+            reader.series.iter().any(|s| s.source.starts_with(&prefix)),
+            "{guest}: no series from inside"
+        );
+    }
+}
+
+#[test]
 fn a_libvirt_fleet_boots_from_generated_xml_on_a_bridge_of_its_own_and_is_removed() {
     let daemons = LibvirtDaemons::up();
     let dir = tempfile::tempdir().expect("temp dir");

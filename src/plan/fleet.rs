@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Count, Guest, PlanDuration};
+use super::{Count, Guest, PlanDuration, Transport};
 
 /// The technologies a fleet can be made of on a Linux host.
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +67,11 @@ pub struct Fleet {
     pub name: toml::Spanned<String>,
     pub technology: FleetTechnology,
     pub count: Count,
+    /// How the session reaches its guests: over SSH (an sshd in each, the
+    /// default), or `exec` for containers without sshd (`ip netns exec`,
+    /// `nsenter`, `runsc exec`; virtual machines have no such way in).
+    #[serde(default = "over_ssh")]
+    pub transport: Transport,
     /// What the comparison calls these guests; defaults to the
     /// technology's name (`netns`, `nspawn`, `qemu-tcg` or `qemu-kvm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +110,10 @@ pub struct Fleet {
     /// one; defaults to the one built from vmbench's inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+}
+
+fn over_ssh() -> Transport {
+    Transport::Ssh
 }
 
 fn one() -> Count {
@@ -156,19 +165,32 @@ impl Fleet {
             .unwrap_or_else(|| self.technology.name().to_string())
     }
 
-    /// Its guests as plan entries, reached over SSH as root; the key and
-    /// known_hosts are the fleet's own, set when it is made.
+    /// Its guests as plan entries, reached over SSH as root (the key and
+    /// known_hosts are the fleet's own) or through the command that enters
+    /// each, set when it is made.
     pub fn guests(&self, index: usize) -> Vec<Guest> {
         (0..self.count.0 as usize)
-            .map(|i| Guest {
-                fleet: Some(self.name().to_string()),
-                ..Guest::over_ssh(
+            .map(|i| {
+                let over_ssh = Guest::over_ssh(
                     toml::Spanned::new(self.name.span(), self.guest_name(i)),
                     self.label(),
                     self.guest_address(index, i),
                     22,
                     Some("root".into()),
-                )
+                );
+                let guest = Guest {
+                    fleet: Some(self.name().to_string()),
+                    ..over_ssh
+                };
+                match self.transport {
+                    Transport::Exec => Guest {
+                        transport: Transport::Exec,
+                        address: None,
+                        user: None,
+                        ..guest
+                    },
+                    _ => guest,
+                }
             })
             .collect()
     }
@@ -181,6 +203,29 @@ impl Fleet {
         }
         if self.vcpus.0 == 0 || self.vcpus.0 > 64 {
             return Some(("vcpus", format!("fleet {name:?}: 1 to 64 vCPUs")));
+        }
+        match (self.transport, self.technology) {
+            (Transport::Local, _) => {
+                return Some((
+                    "transport",
+                    format!("fleet {name:?}: its guests are reached by \"ssh\" or \"exec\""),
+                ));
+            }
+            (
+                Transport::Exec,
+                FleetTechnology::Qemu | FleetTechnology::Uml | FleetTechnology::Libvirt,
+            ) => {
+                return Some((
+                    "transport",
+                    format!(
+                        "fleet {name:?}: a {} guest has a kernel of its own, which no command of \
+                         this host enters; it is reached over SSH (transport = \"exec\" is for \
+                         netns, nspawn and gvisor)",
+                        self.technology.name()
+                    ),
+                ));
+            }
+            _ => {}
         }
         if self.technology == FleetTechnology::Uml && self.vcpus.0 > 1 {
             return Some((
@@ -331,6 +376,37 @@ mod tests {
             "{error}"
         );
         assert!(plan_of("[[fleet]]\nname = \"u\"\ntechnology = \"uml\"\ncount = 2\n").is_ok());
+    }
+
+    #[test]
+    fn exec_fleets_are_containers_whose_guests_get_their_command_when_made() {
+        for vm in ["qemu", "uml", "libvirt"] {
+            let error = plan_of(&format!(
+                "[[fleet]]\nname = \"v\"\ntechnology = \"{vm}\"\ntransport = \"exec\"\ncount = 1\n"
+            ))
+            .expect_err("refused");
+            assert!(
+                error.contains("fleet[0].transport") && error.contains("reached over SSH"),
+                "{error}"
+            );
+        }
+        let error = plan_of(
+            "[[fleet]]\nname = \"c\"\ntechnology = \"nspawn\"\ntransport = \"local\"\ncount = 1\n",
+        )
+        .expect_err("refused");
+        assert!(error.contains("fleet[0].transport"), "{error}");
+        let plan = plan_of(
+            "[[fleet]]\nname = \"c\"\ntechnology = \"nspawn\"\ntransport = \"exec\"\ncount = 2\n",
+        )
+        .expect("valid")
+        .plan;
+        for guest in &plan.guests {
+            assert_eq!(guest.transport, crate::plan::Transport::Exec);
+            assert_eq!(
+                (guest.address.as_deref(), guest.exec.as_deref()),
+                (None, None)
+            );
+        }
     }
 
     #[test]

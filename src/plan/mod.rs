@@ -867,7 +867,8 @@ fn validate_guest(guest: &Guest) -> Result<(), (&'static str, String)> {
             }
         }
         Transport::Exec => {
-            if guest.exec.as_ref().is_none_or(|argv| argv.is_empty()) {
+            // A fleet's guest gets its command when the fleet is made.
+            if guest.fleet.is_none() && guest.exec.as_ref().is_none_or(|argv| argv.is_empty()) {
                 return Err((
                     "exec",
                     format!(

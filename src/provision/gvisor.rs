@@ -10,6 +10,8 @@
 //! network enabled in root network namespace": it cannot read PID 1's
 //! namespace here), so the sandbox uses `--network=host` inside the
 //! guest's own namespace: sockets are intercepted, TCP/IP is this host's.
+//! Without sshd (`transport = "exec"`) the sandbox's first process only
+//! waits, and each command enters with `runsc exec`.
 
 use std::time::Duration;
 
@@ -43,7 +45,7 @@ fn bundle_config(member: &Member, root: &str, keys: &str, disk: &str) -> serde_j
         "process": {
             "terminal": false,
             "user": {"uid": 0, "gid": 0},
-            "args": ["/bin/sh", "-c", super::CONTAINER_SSHD],
+            "args": ["/bin/sh", "-c", member.container_init()],
             "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
             "cwd": "/",
             "capabilities": {
@@ -126,5 +128,25 @@ impl Technology for Gvisor {
 
     fn deadline(&self) -> Duration {
         Duration::from_secs(30)
+    }
+
+    /// `runsc exec` into the sandbox: the command runs under the sentry,
+    /// its system calls intercepted as the guest's own are. From the
+    /// guest's network namespace: runsc finds its sandbox through an
+    /// abstract socket there (outside, it calls the sandbox "stopped").
+    fn enter(&self, member: &Member) -> Result<Vec<String>, String> {
+        Ok(member.enter_through(&[
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            member.netns.clone(),
+            "runsc".into(),
+            "--root".into(),
+            member.dir.join("runsc").display().to_string(),
+            "--ignore-cgroups".into(),
+            "--network=host".into(),
+            "exec".into(),
+            member.netns.clone(),
+        ]))
     }
 }

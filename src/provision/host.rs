@@ -222,6 +222,18 @@ pub fn join_cgroup_script(path: &str) -> String {
         .join(" && ")
 }
 
+/// The first process of the PID namespace of a process in network
+/// namespace `netns` (a container's init: PID 1 in its own namespace).
+pub fn namespace_leader(netns: &str) -> Option<u32> {
+    let pids = run("ip", &["netns", "pids", netns]).ok()?;
+    pids.split_whitespace().find_map(|pid| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let ns_pid = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+        let mut ids = ns_pid.split_whitespace();
+        (ids.clone().count() > 1 && ids.next_back() == Some("1")).then(|| pid.parse().ok())?
+    })
+}
+
 /// The fleet's bridge with the host's address on it: no IPv6, no
 /// forwarding beyond it (the guests reach this host and each other).
 pub fn make_bridge(state: &mut State, name: &str, host_address: &str) -> Result<(), String> {

@@ -20,7 +20,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::event::{FleetGuestRecord, FleetRecord};
-use crate::plan::{Fleet, FleetTechnology, LoadedPlan};
+use crate::plan::{Fleet, FleetTechnology, LoadedPlan, Transport};
 use state::{Resource, State};
 
 /// What a technology does to make and reach its guests.
@@ -32,10 +32,29 @@ pub trait Technology: Sync {
     /// Makes one guest and starts it; every resource is noted in `state`
     /// before it is made.
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String>;
-    /// Whether the guest answers (its sshd sends its version line; the SSH
-    /// handshake with its known key is the session's).
+    /// Whether the guest answers: its sshd sends its version line (the SSH
+    /// handshake with its known key is the session's), or, without sshd,
+    /// the command that enters it runs a command there.
     fn ready(&self, member: &Member) -> bool {
-        host::answers(&member.address)
+        if member.sshd {
+            return host::answers(&member.address);
+        }
+        self.enter(member).is_ok_and(|prefix| {
+            std::process::Command::new(&prefix[0])
+                .args(&prefix[1..])
+                .args(["sh", "-c", ":"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+    }
+    /// The command line that runs a command inside a guest without sshd
+    /// (`transport = "exec"`), in the guest's cgroup; Err for technologies
+    /// with no such way in, or a guest not yet started.
+    fn enter(&self, _member: &Member) -> Result<Vec<String>, String> {
+        Err("no command of this host enters its guests".into())
     }
     /// Where its boot or start-up log is, whose tail an error shows.
     fn boot_log(&self, member: &Member) -> PathBuf;
@@ -130,6 +149,9 @@ pub struct Member {
     pub image: Option<PathBuf>,
     /// Its index among all the session's guests (MACs, link names).
     pub index: usize,
+    /// Whether an sshd is started in it; without one it is reached through
+    /// the technology's `enter` command.
+    pub sshd: bool,
 }
 
 impl Member {
@@ -239,6 +261,26 @@ impl Member {
         )
     }
 
+    /// A command line that runs its arguments (as `"$@"`) from a shell
+    /// already in the guest's cgroup, through `entry`: the way into a
+    /// guest without sshd.
+    pub fn enter_through(&self, entry: &[String]) -> Vec<String> {
+        let quoted: Vec<String> = entry
+            .iter()
+            .map(|w| crate::transport::shell_quote(w))
+            .collect();
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "{} && exec {} \"$@\"",
+                host::join_cgroup_script(&self.cgroup),
+                quoted.join(" ")
+            ),
+            self.name.clone(),
+        ]
+    }
+
     /// Starts `words` in the background in a session of its own, from a
     /// shell already in the guest's cgroup (so that it and all it starts
     /// stay there until teardown empties it), its output to the boot log.
@@ -256,6 +298,16 @@ impl Member {
             .spawn()
             .map(drop)
             .map_err(|e| format!("starting {}: {e}", words[0]))
+    }
+
+    /// A container guest's first process: its sshd, or (reached without
+    /// one) a process that only waits.
+    pub fn container_init(&self) -> &'static str {
+        if self.sshd {
+            CONTAINER_SSHD
+        } else {
+            "exec sleep infinity"
+        }
     }
 
     /// A locally administered MAC, unique within the session.
@@ -615,6 +667,7 @@ pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option
                 cores: fleet.cores_of(i, first_pinned, cores)?,
                 image: image.clone(),
                 index,
+                sshd: fleet.transport != Transport::Exec,
                 dir,
                 name,
             };
@@ -650,13 +703,16 @@ pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option
                 say(format!("{}: {why}", member.name));
                 kind.destroy(member);
                 failed.push(member.name.clone());
-            } else {
+            } else if member.sshd {
                 made.reach.push(format!(
                     "ssh -i {} -o UserKnownHostsFile={} root@{}",
                     fleet_dir.join("id_ed25519").display(),
                     known.display(),
                     member.address
                 ));
+            } else if let Ok(prefix) = kind.enter(member) {
+                made.reach
+                    .push(format!("{} sh", crate::transport::shell_command(&prefix)));
             }
             guests.push(FleetGuestRecord {
                 name: member.name.clone(),
@@ -691,8 +747,12 @@ pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option
             let Some(member) = members.iter().find(|m| m.name == guest.name()) else {
                 continue;
             };
-            guest.identity = Some(fleet_dir.join("id_ed25519").display().to_string());
-            guest.known_hosts = Some(known.display().to_string());
+            if member.sshd {
+                guest.identity = Some(fleet_dir.join("id_ed25519").display().to_string());
+                guest.known_hosts = Some(known.display().to_string());
+            } else {
+                guest.exec = Some(kind.enter(member)?);
+            }
             guest.interface = Some(member.link.clone());
             guest.cgroup = kind.cgroup(member);
             guest.process = kind.process(member);

@@ -1,7 +1,9 @@
 //! Namespace guests: a network namespace on the fleet's bridge, this
 //! host's own sshd and programs inside it (the lightest isolation there
 //! is, the nearest to bare metal), the data disk mounted at /srv/vmbench
-//! in its own mount namespace, a cgroup with its shape.
+//! in its own mount namespace, a cgroup with its shape. Without sshd
+//! (`transport = "exec"`), each command enters through `ip netns exec`
+//! from the cgroup, the disk bound at /srv/vmbench in its mount namespace.
 
 use std::process::Command;
 use std::time::Duration;
@@ -48,6 +50,13 @@ impl Technology for Netns {
 
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String> {
         let disk = member.make_namespace_guest(state)?;
+        std::fs::create_dir_all("/srv/vmbench").map_err(|e| format!("/srv/vmbench: {e}"))?;
+        if !member.sshd {
+            // Each command enters with a mount namespace of its own
+            // (`ip netns exec`), where `enter` binds the disk anew.
+            member.mount_data_disk(state, &disk)?;
+            return Ok(());
+        }
         let config = member.dir.join("sshd_config");
         std::fs::write(&config, sshd_config(member))
             .map_err(|e| format!("{}: {e}", config.display()))?;
@@ -63,7 +72,6 @@ impl Technology for Netns {
             config = config.display(),
             log = log.display(),
         );
-        std::fs::create_dir_all("/srv/vmbench").map_err(|e| format!("/srv/vmbench: {e}"))?;
         let status = Command::new("sh")
             .args(["-c", &script])
             .status()
@@ -80,5 +88,22 @@ impl Technology for Netns {
 
     fn deadline(&self) -> Duration {
         Duration::from_secs(15)
+    }
+
+    fn enter(&self, member: &Member) -> Result<Vec<String>, String> {
+        let bind = format!(
+            "mount --bind {} /srv/vmbench && exec \"$@\"",
+            crate::transport::shell_quote(&member.dir.join("disk").to_string_lossy())
+        );
+        Ok(member.enter_through(&[
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            member.netns.clone(),
+            "sh".into(),
+            "-c".into(),
+            bind,
+            member.name.clone(),
+        ]))
     }
 }

@@ -4,11 +4,13 @@
 //! bridge, the data disk bound at /srv/vmbench, the guest's host key and
 //! the fleet's client key bound read-only at /etc/vmbench, in a cgroup
 //! with its shape. systemd is not PID 1 on every host, so nothing is
-//! registered with machined (`--register=no --keep-unit`).
+//! registered with machined (`--register=no --keep-unit`). Without sshd
+//! (`transport = "exec"`) the container's first process only waits, and
+//! each command enters with `nsenter` from the guest's cgroup.
 
 use std::time::Duration;
 
-use super::host::run;
+use super::host::{self, run};
 use super::state::{Resource, State};
 use super::{Member, Technology};
 
@@ -48,7 +50,7 @@ impl Technology for Nspawn {
             format!("--bind={}:/srv/vmbench", mount.display()),
             "/bin/sh".into(),
             "-c".into(),
-            super::CONTAINER_SSHD.into(),
+            member.container_init().into(),
         ];
         // nspawn killed (as teardown does) leaves its propagation folder.
         state.note(Resource::Dir {
@@ -65,5 +67,21 @@ impl Technology for Nspawn {
 
     fn deadline(&self) -> Duration {
         Duration::from_secs(30)
+    }
+
+    /// `nsenter` into every namespace of the container's first process.
+    fn enter(&self, member: &Member) -> Result<Vec<String>, String> {
+        let leader = host::namespace_leader(&member.netns).ok_or_else(|| {
+            format!(
+                "{}: the container's first process is not running",
+                member.name
+            )
+        })?;
+        Ok(member.enter_through(&[
+            "nsenter".into(),
+            "-t".into(),
+            leader.to_string(),
+            "-a".into(),
+        ]))
     }
 }

@@ -293,9 +293,11 @@ impl Janitor {
 }
 
 /// Runs a trivial command in the guest: the guest is reachable this way,
-/// and how long that took. The address a guest reaches this host at is
-/// the gateway of its default route when this host has that address, else
-/// the loopback (a guest that shares this host's network).
+/// and how long that took. The address a guest reaches this host at (for
+/// a network sink) is one of this host's on a network the guest routes to
+/// directly (a fleet's bridge), else the gateway of its default route when
+/// this host has that address, else the loopback (a guest in this host's
+/// own network, or in none).
 pub fn connect(machine: &Endpoint) -> Result<(Shell, Reached), String> {
     let Some(prefix) = machine.exec.clone().filter(|p| !p.is_empty()) else {
         return Err("no command to reach it by (`exec`)".into());
@@ -312,8 +314,22 @@ pub fn connect(machine: &Endpoint) -> Result<(Shell, Reached), String> {
             stderr_note(&err)
         ));
     }
-    let local_ip = default_gateway(&out)
-        .filter(|gateway| std::net::UdpSocket::bind((*gateway, 0)).is_ok())
+    let routes = routes(&out);
+    let local_ip = host_ipv4s()
+        .into_iter()
+        .find(|ip| {
+            !ip.is_loopback()
+                && routes
+                    .iter()
+                    .any(|r| r.gateway.is_unspecified() && r.contains(*ip))
+        })
+        .or_else(|| {
+            routes
+                .iter()
+                .find(|r| r.mask == 0 && !r.gateway.is_unspecified())
+                .map(|r| r.gateway)
+                .filter(|gateway| std::net::UdpSocket::bind((*gateway, 0)).is_ok())
+        })
         .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4);
     Ok((
         shell,
@@ -325,16 +341,59 @@ pub fn connect(machine: &Endpoint) -> Result<(Shell, Reached), String> {
     ))
 }
 
-/// The gateway of the default route in /proc/net/route (hex, little-endian).
-fn default_gateway(routes: &str) -> Option<Ipv4Addr> {
-    routes.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) != Some(&"00000000") {
-            return None;
+/// A route of the guest's main table.
+#[derive(Debug, PartialEq, Eq)]
+struct Route {
+    destination: u32,
+    mask: u32,
+    gateway: Ipv4Addr,
+}
+
+impl Route {
+    fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask == self.destination
+    }
+}
+
+/// The routes in /proc/net/route (addresses in hex, in memory order).
+fn routes(table: &str) -> Vec<Route> {
+    let address = |hex: &str| u32::from_str_radix(hex, 16).ok().map(u32::swap_bytes);
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            Some(Route {
+                destination: address(fields.get(1)?)?,
+                gateway: Ipv4Addr::from(address(fields.get(2)?)?),
+                mask: address(fields.get(7)?)?,
+            })
+        })
+        .collect()
+}
+
+/// This host's IPv4 addresses.
+fn host_ipv4s() -> Vec<Ipv4Addr> {
+    let mut found = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list freed below with freeifaddrs; each
+    // entry's address is read only when it is an AF_INET sockaddr_in.
+    unsafe {
+        if libc::getifaddrs(&raw mut list) != 0 {
+            return found;
         }
-        let gateway = u32::from_str_radix(fields.get(2)?, 16).ok()?;
-        (gateway != 0).then(|| Ipv4Addr::from(gateway.swap_bytes()))
-    })
+        let mut entry = list;
+        while !entry.is_null() {
+            let addr = (*entry).ifa_addr;
+            if !addr.is_null() && i32::from((*addr).sa_family) == libc::AF_INET {
+                let inet = &*(addr.cast::<libc::sockaddr_in>());
+                found.push(Ipv4Addr::from(u32::from_be(inet.sin_addr.s_addr)));
+            }
+            entry = (*entry).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    found
 }
 
 /// A command running in the guest.
@@ -744,13 +803,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_route_gives_the_gateway() {
-        // /proc/net/route in a fleet guest: default via 198.18.18.1.
-        let routes = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-                      eth0\t00000000\t011212C6\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
-                      eth0\t001212C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
-        assert_eq!(default_gateway(routes), Some(Ipv4Addr::new(198, 18, 18, 1)));
-        assert_eq!(default_gateway("Iface\tDestination\tGateway\n"), None);
+    fn the_route_table_gives_networks_and_gateways() {
+        // /proc/net/route in a guest: default via 198.18.18.1, and
+        // 198.18.18.0/24 on eth0.
+        let table = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     eth0\t00000000\t011212C6\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+                     eth0\t001212C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        let found = routes(table);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].gateway, Ipv4Addr::new(198, 18, 18, 1));
+        assert_eq!(found[0].mask, 0);
+        assert!(found[1].gateway.is_unspecified());
+        assert!(found[1].contains(Ipv4Addr::new(198, 18, 18, 1)));
+        assert!(!found[1].contains(Ipv4Addr::new(198, 18, 19, 1)));
+        assert!(routes("Iface\tDestination\tGateway\n").is_empty());
+    }
+
+    #[test]
+    fn this_hosts_addresses_include_the_loopback() {
+        assert!(host_ipv4s().contains(&Ipv4Addr::LOCALHOST));
     }
 
     #[test]
