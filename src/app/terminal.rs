@@ -5,7 +5,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEventKind};
+use ratatui::crossterm::event::{Event as TermEvent, KeyEventKind};
 
 use super::Consumer;
 use crate::bus::Msg;
@@ -103,6 +103,8 @@ pub fn run(
     view: &mut View,
     steer: &mut dyn Steer,
 ) -> Result<()> {
+    // `:theme` changes it for this screen only.
+    let mut theme = theme.clone();
     let mut terminal = ratatui::init();
     std::thread::Builder::new()
         .name("input".into())
@@ -142,10 +144,10 @@ pub fn run(
                         &consumer.session,
                         &b.session,
                         b.recording,
-                        theme,
+                        &theme,
                         view,
                     ),
-                    None => render(frame, &consumer.session, theme, view),
+                    None => render(frame, &consumer.session, &theme, view),
                 });
                 if drawn.is_err() {
                     // The terminal went away (closed before SIGHUP arrived,
@@ -178,7 +180,7 @@ pub fn run(
                     Some(Msg::Terminal(TermEvent::Key(key)))
                         if key.kind != KeyEventKind::Release =>
                     {
-                        handle_key(key, consumer, view, steer)
+                        handle_key(key, consumer, view, &mut theme, steer)
                     }
                     Some(Msg::Signal(signal)) => steer.signal(signal, view, consumer),
                     Some(Msg::Side(inner)) => {
@@ -216,38 +218,11 @@ fn handle_key(
     key: ratatui::crossterm::event::KeyEvent,
     consumer: &mut Consumer,
     view: &mut View,
+    theme: &mut Theme,
     steer: &mut dyn Steer,
 ) -> Next {
-    if let Overlay::Note(text) | Overlay::Goto(text) = &mut view.overlay {
-        match key.code {
-            KeyCode::Enter => {
-                let text = std::mem::take(text);
-                let typed = std::mem::replace(&mut view.overlay, Overlay::None);
-                match typed {
-                    Overlay::Note(_) if !text.trim().is_empty() => steer.note(text, consumer),
-                    Overlay::Goto(_) => match Seek::parse(&text) {
-                        Some(to) => go(to, consumer, view, steer),
-                        None => {
-                            // Said where the operator looks, and typed again.
-                            view.overlay = Overlay::Goto(format!("? {text}"));
-                        }
-                    },
-                    _ => {}
-                }
-            }
-            KeyCode::Esc => view.overlay = Overlay::None,
-            KeyCode::Backspace => {
-                text.pop();
-            }
-            KeyCode::Char(c) => {
-                if text.starts_with("? ") {
-                    text.clear();
-                }
-                text.push(c);
-            }
-            _ => {}
-        }
-        return Next::Stay;
+    if let Some(next) = super::prompt::typing(key, consumer, view, theme, steer) {
+        return next;
     }
     let Some(action) = action_for(key, view.is_replay()) else {
         return Next::Stay;
@@ -269,6 +244,15 @@ fn handle_key(
         }
         Action::Note => view.overlay = Overlay::Note(String::new()),
         Action::Goto => view.overlay = Overlay::Goto(String::new()),
+        Action::Palette => view.overlay = Overlay::Palette(String::new()),
+        Action::Filter => {
+            let typed = view.filter.as_ref().map(|f| f.text.clone());
+            view.overlay = Overlay::Filter(typed.unwrap_or_default());
+        }
+        Action::ZoomIn => view.zoom(&consumer.session, -1),
+        Action::ZoomOut => view.zoom(&consumer.session, 1),
+        Action::PanBack => view.pan(&consumer.session, -1),
+        Action::PanForward => view.pan(&consumer.session, 1),
         Action::PrevPhase => go(Seek::Phases(-1), consumer, view, steer),
         Action::NextPhase => go(Seek::Phases(1), consumer, view, steer),
         Action::Window => view.window = view.window.next(),
@@ -297,7 +281,7 @@ fn handle_key(
 
 /// Goes somewhere in time: the producer moves (replay), or else the
 /// phase cursor does (live: the charts and results show that phase).
-fn go(to: Seek, consumer: &mut Consumer, view: &mut View, steer: &mut dyn Steer) {
+pub(super) fn go(to: Seek, consumer: &mut Consumer, view: &mut View, steer: &mut dyn Steer) {
     if steer.seek(to, view, consumer) {
         // The model is rebuilt from the recording: the log's numbers too.
         view.cursor = None;

@@ -52,7 +52,18 @@ pub fn render(
 ) {
     let runs = shown_runs(session, view);
     if runs.is_empty() {
-        return guests::render(buf, area, session, theme);
+        if let Some(filter) = view
+            .filter
+            .as_ref()
+            .filter(|_| phase_has_copies(session, view))
+        {
+            let block = pane_block(" copies ".into(), theme, false);
+            let inner = block.inner(area);
+            block.render(area, buf);
+            let text = format!("no copy matches /{} (an empty / clears it)", filter.text);
+            return Line::styled(text, Style::new().fg(theme.warn.0)).render(inner, buf);
+        }
+        return guests::render(buf, area, session, theme, view.filter.as_ref());
     }
     let area = match technology_line(&runs, theme) {
         Some(line) if area.height > 6 => {
@@ -106,6 +117,11 @@ pub fn render(
         };
         pane.render(buf, cells[i % columns], window);
     }
+}
+
+/// Whether the phase shown has copies, whatever the filter keeps.
+fn phase_has_copies(session: &Session, view: &View) -> bool {
+    super::shown_phase(session, view).is_some_and(|p| session.runs_of(p).next().is_some())
 }
 
 /// A guest that is not up says so on each of its copies.
@@ -206,13 +222,9 @@ fn state_rank(run: &Run) -> u8 {
 
 /// The copies in the table's order: failures first by state, the busiest
 /// first by rate or CPU.
-fn sorted<'a>(session: &Session, runs: &[&'a Run], sort: CopySort) -> Vec<&'a Run> {
+pub fn sorted<'a>(session: &Session, runs: &[&'a Run], sort: CopySort) -> Vec<&'a Run> {
     let mut runs = runs.to_vec();
-    let rate = |r: &Run| {
-        r.active_metric()
-            .and_then(|m| r.current_rate(m))
-            .unwrap_or(0.0)
-    };
+    let rate = |r: &Run| super::filter::current_rate(r).unwrap_or(0.0);
     let cpu = |r: &Run| session.run_cpu_percent(r.id).unwrap_or(0.0);
     match sort {
         CopySort::Copy => runs.sort_by(|a, b| (&a.guest, a.copy).cmp(&(&b.guest, b.copy))),
@@ -244,7 +256,6 @@ fn render_table(
         view,
         selected,
     } = *shown;
-    let runs = sorted(session, runs, view.sort);
     let sort_name = match view.sort {
         CopySort::Copy => "copy",
         CopySort::State => "state",

@@ -35,8 +35,24 @@ pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme, view: &View) {
         .filter(|b| b.in_footer)
         .partition(|b| matches!(b.action, Action::Help | Action::Quit));
     let last: Vec<Span> = last.into_iter().flat_map(key).collect();
-    let room = (area.width as usize).saturating_sub(last.iter().map(Span::width).sum());
+    // What narrows the screen comes first: the filter and the zoom.
     let mut spans = Vec::new();
+    let marked = Style::new().fg(theme.warn.0).add_modifier(Modifier::BOLD);
+    if let Some(filter) = &view.filter {
+        spans.push(Span::styled(format!(" /{} ", filter.text), marked));
+    }
+    if let Some(span) = view.zoom {
+        let clock = crate::format::clock;
+        let text = match view.pan {
+            0 => format!(" zoom {} ", clock(span)),
+            back => format!(" zoom {} −{} ", clock(span), clock(back)),
+        };
+        spans.push(Span::styled(text, marked));
+    }
+    let taken: usize = spans.iter().map(Span::width).sum();
+    let room = (area.width as usize)
+        .saturating_sub(last.iter().map(Span::width).sum())
+        .saturating_sub(taken);
     let mut used = 0;
     for pair in first.into_iter().map(key) {
         let width: usize = pair.iter().map(Span::width).sum();

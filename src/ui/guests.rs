@@ -6,12 +6,19 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
 
+use super::filter::Filter;
 use super::theme::Theme;
 use super::widgets::pane_block;
 use crate::event::GuestState;
 use crate::model::Session;
 
-pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
+pub fn render(
+    buf: &mut Buffer,
+    area: Rect,
+    session: &Session,
+    theme: &Theme,
+    filter: Option<&Filter>,
+) {
     let title = if session.guests.is_empty() {
         " copies ".to_string()
     } else {
@@ -33,7 +40,7 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
             .render(inner, buf);
         return;
     }
-    let lines = grouped_lines(session, theme);
+    let lines = grouped_lines(session, theme, filter);
     for (row, line) in lines.into_iter().take(inner.height as usize).enumerate() {
         line.render(
             Rect {
@@ -48,13 +55,32 @@ pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme) {
 
 /// One line per guest; with `[[host]]`s in the plan, grouped under the
 /// machine each runs on (this one first), each host with its own state.
-fn grouped_lines<'a>(session: &'a Session, theme: &Theme) -> Vec<Line<'a>> {
+fn grouped_lines<'a>(
+    session: &'a Session,
+    theme: &Theme,
+    filter: Option<&Filter>,
+) -> Vec<Line<'a>> {
     let hosts = session.hosts();
     let line = |name: &str, state: &GuestState, indent: &str| {
         guest_line(session, theme, name, state, indent)
     };
+    let kept = |name: &str| {
+        filter.is_none_or(|f| {
+            let technology = session
+                .plan
+                .as_ref()
+                .and_then(|p| p.guests.iter().find(|g| g.name() == name))
+                .map(|g| g.technology.as_str());
+            f.keeps_name(name, technology)
+        })
+    };
     if hosts.is_empty() {
-        return session.guests.iter().map(|(n, s)| line(n, s, "")).collect();
+        return session
+            .guests
+            .iter()
+            .filter(|(n, _)| kept(n))
+            .map(|(n, s)| line(n, s, ""))
+            .collect();
     }
     let heading = |text: String| Line::styled(text, Style::new().fg(theme.accent.0));
     let mut lines = vec![heading("this machine".into())];
@@ -63,7 +89,9 @@ fn grouped_lines<'a>(session: &'a Session, theme: &Theme) -> Vec<Line<'a>> {
         session
             .guests
             .iter()
-            .filter(|(name, _)| !hosts.contains(&name.as_str()) && session.host_of(name) == host)
+            .filter(|(name, _)| {
+                !hosts.contains(&name.as_str()) && session.host_of(name) == host && kept(name)
+            })
             .map(|(n, s)| line(n, s, "  "))
             .collect()
     };

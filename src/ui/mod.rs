@@ -5,6 +5,7 @@
 
 mod aggregates;
 mod copies;
+pub mod filter;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod footer;
@@ -14,6 +15,7 @@ pub mod keys;
 mod log;
 mod overlay;
 pub mod pair;
+pub mod palette;
 mod results;
 pub mod theme;
 mod timeline;
@@ -47,6 +49,10 @@ pub enum Overlay {
     Note(String),
     /// A phase number or a session time being typed, to go to.
     Goto(String),
+    /// A filter being typed (`/`); see `filter::Filter`.
+    Filter(String),
+    /// A command being typed (`:`).
+    Palette(String),
     Detail(PaneId),
     /// The loss matrix of the session so far.
     Results,
@@ -163,6 +169,13 @@ pub struct View {
     pub sort: CopySort,
     /// What the overlays show that is computed when a phase ends, not per frame.
     pub loss_table: overlay::matrix::LossTable,
+    /// Which copies, guests and detail series are shown.
+    pub filter: Option<filter::Filter>,
+    /// The charts' time span when zoomed (`z`/`Z`), from 10 s to the whole
+    /// session; None: the window `w` picks.
+    pub zoom: Option<Nanos>,
+    /// How far the zoomed window's right edge is panned back (`h`/`l`).
+    pub pan: Nanos,
 }
 
 impl View {
@@ -179,7 +192,43 @@ impl View {
             net_bits: true,
             sort: CopySort::Copy,
             loss_table: Default::default(),
+            filter: None,
+            zoom: None,
+            pan: 0,
         }
+    }
+
+    /// Zooms the charts in (`by` < 0, halving the span, down to 10 s) or
+    /// out (doubling it); zoomed out past the whole session, the charts
+    /// follow the window `w` picks again.
+    pub fn zoom(&mut self, session: &Session, by: i32) {
+        let whole = session.now.max(MIN_ZOOM);
+        let span = self.zoom.unwrap_or_else(|| {
+            let window = self.chart_window(session);
+            window.to - window.from
+        });
+        self.zoom = if by < 0 {
+            Some((span / 2).max(MIN_ZOOM))
+        } else if span >= whole {
+            self.pan = 0;
+            None
+        } else {
+            Some((span * 2).min(whole))
+        };
+    }
+
+    /// Pans a zoomed chart by half its span, back (`by` < 0) or forward
+    /// (never past now).
+    pub fn pan(&mut self, session: &Session, by: i32) {
+        let Some(span) = self.zoom else {
+            return;
+        };
+        let step = span / 2;
+        self.pan = if by < 0 {
+            (self.pan + step).min(session.now.saturating_sub(span))
+        } else {
+            self.pan.saturating_sub(step)
+        };
     }
 
     /// How network rates read on this screen: bit/s, or B/s after `b`.
@@ -241,6 +290,17 @@ impl View {
                 to: now,
             },
         };
+        // Zoomed: the span asked for, ending where it was panned to.
+        let window = match self.zoom {
+            Some(span) => {
+                let to = now.saturating_sub(self.pan).max(span.min(now));
+                Window {
+                    from: to.saturating_sub(span),
+                    to,
+                }
+            }
+            None => window,
+        };
         // At least two intervals, so that a line has two points to join.
         Window {
             from: window.from.min(window.to.saturating_sub(2 * interval)),
@@ -252,13 +312,33 @@ impl View {
 /// The least a chart of the current phase shows.
 const LEAD_IN: Nanos = 60 * NANOS_PER_SEC as Nanos;
 
-/// The runs whose panes are shown: those of the phase under the cursor,
-/// else of the current phase, else of the last one.
-pub fn shown_runs<'a>(session: &'a Session, view: &View) -> Vec<&'a Run> {
+/// The narrowest zoom.
+const MIN_ZOOM: Nanos = 10 * NANOS_PER_SEC as Nanos;
+
+/// The phase whose copies are shown: the one under the cursor, else the
+/// current one, else the last.
+pub fn shown_phase<'a>(session: &'a Session, view: &View) -> Option<&'a crate::model::Phase> {
     view.cursor
         .and_then(|i| session.phases.get(i))
         .or(session.phases.last())
-        .map_or_else(Vec::new, |p| session.runs_of(p).collect())
+}
+
+/// The runs whose panes are shown: those of the phase under the cursor,
+/// else of the current phase, else of the last one; those the filter
+/// keeps, in the copies table's order (which Tab follows too).
+pub fn shown_runs<'a>(session: &'a Session, view: &View) -> Vec<&'a Run> {
+    let runs: Vec<&Run> =
+        shown_phase(session, view).map_or_else(Vec::new, |p| session.runs_of(p).collect());
+    let runs = match &view.filter {
+        Some(filter) => {
+            let median = filter::median_rate(&runs);
+            runs.into_iter()
+                .filter(|r| filter.keeps_run(r, session, median))
+                .collect()
+        }
+        None => runs,
+    };
+    copies::sorted(session, &runs, view.sort)
 }
 
 /// Every selectable pane, in Tab order.
@@ -370,6 +450,63 @@ mod tests {
         assert_eq!(view.cursor, Some(1));
         view.step_cursor(&session, 1);
         assert_eq!(view.cursor, None);
+    }
+
+    #[test]
+    fn a_filter_narrows_the_copies_table_and_tab_follows_its_order() {
+        let session = many_copies(64);
+        let mut view = live_view();
+        view.filter = filter::Filter::parse("vm0[0-3]").expect("parses");
+        let terminal = draw(&session, &view, 120, 40);
+        let screen = format!("{:?}", terminal.backend().buffer());
+        assert_eq!(shown_runs(&session, &view).len(), 4);
+        assert!(
+            screen.contains("vm03") && !screen.contains("vm04"),
+            "{screen}"
+        );
+        assert!(screen.contains("/vm0[0-3]"), "the footer names the filter");
+        // Busiest first: Tab goes through the copies in the table's order.
+        view.sort = CopySort::Rate;
+        let order: Vec<PaneId> = panes(&session, &view).into_iter().skip(4).collect();
+        let ids: Vec<RunId> = order
+            .iter()
+            .map(|p| match p {
+                PaneId::Run(id) => *id,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, [13, 12, 11, 10]);
+        // A filter nothing matches says so instead of an empty table.
+        view.filter = filter::Filter::parse("tech:gvisor").expect("parses");
+        let terminal = draw(&session, &view, 120, 40);
+        let screen = format!("{:?}", terminal.backend().buffer());
+        assert!(screen.contains("no copy matches /tech:gvisor"), "{screen}");
+    }
+
+    #[test]
+    fn zoom_narrows_the_charts_to_ten_seconds_and_pans_back_but_not_past_now() {
+        let session = many_copies(2);
+        let mut view = live_view();
+        let whole = view.chart_window(&session);
+        for _ in 0..10 {
+            view.zoom(&session, -1);
+        }
+        let zoomed = view.chart_window(&session);
+        assert_eq!(zoomed.to - zoomed.from, MIN_ZOOM);
+        assert_eq!(zoomed.to, session.now.max(MIN_ZOOM));
+        // Panning forward at now stays at now; back moves by half a span.
+        view.pan(&session, 1);
+        assert_eq!(view.chart_window(&session), zoomed);
+        view.zoom = Some(4 * NANOS_PER_SEC as Nanos);
+        view.pan(&session, -1);
+        let panned = view.chart_window(&session);
+        assert_eq!(panned.to, session.now - 2 * NANOS_PER_SEC as Nanos);
+        // Out past the whole session: the window `w` picks again.
+        for _ in 0..10 {
+            view.zoom(&session, 1);
+        }
+        assert_eq!((view.zoom, view.pan), (None, 0));
+        assert_eq!(view.chart_window(&session), whole);
     }
 
     #[test]

@@ -314,6 +314,12 @@ pub fn render(
     );
     Clear.render(popup, buf);
     let mut detail = detail_of(session, theme, pane, view);
+    // The filter keeps the series it names (a copy's own lines are its own).
+    if let (Some(filter), false) = (&view.filter, matches!(pane, PaneId::Run(_))) {
+        let before = detail.lines.len();
+        detail.lines.retain(|l| filter.keeps_name(&l.name, None));
+        detail.hidden += before - detail.lines.len();
+    }
     let (lines, hidden) = busiest(std::mem::take(&mut detail.lines), window);
     detail.lines = lines;
     detail.hidden += hidden;

@@ -1,4 +1,5 @@
-//! A line being typed: a note for the recording, or where to go.
+//! A line being typed: a note for the recording, where to go, a filter or
+//! a command. A line longer than the box (an error said in it) wraps.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -8,12 +9,19 @@ use crate::ui::theme::Theme;
 use crate::ui::widgets::{centered, pane_block};
 
 pub fn render(frame: &mut Frame, area: Rect, theme: &Theme, title: &str, text: &str) {
-    let width = (title.chars().count() as u16 + 4).max(60);
-    let popup = centered(area, width, 3);
+    let longest = title.chars().count().max(text.chars().count() + 1) as u16;
+    let width = (longest + 4).max(60).min(area.width);
+    let rows = (text.chars().count() as u16).div_ceil(width.saturating_sub(2).max(1));
+    let popup = centered(area, width, rows.clamp(1, 4) + 2);
     frame.render_widget(Clear, popup);
     let block = pane_block(title.to_string(), theme, true);
     let inner = block.inner(popup);
-    frame.render_widget(Paragraph::new(text.to_string()).block(block), popup);
+    frame.render_widget(
+        Paragraph::new(text.to_string())
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .block(block),
+        popup,
+    );
     let cursor_x = inner.x + (text.chars().count() as u16).min(inner.width.saturating_sub(1));
     frame.set_cursor_position((cursor_x, inner.y));
 }
@@ -30,5 +38,13 @@ mod tests {
         insta::assert_snapshot!("note", draw(&session(), &view, 80, 24).backend());
         view.overlay = Overlay::Goto("1:05:00".into());
         insta::assert_snapshot!("goto", draw(&session(), &view, 80, 24).backend());
+        // An unknown command is answered in full, however narrow the screen.
+        view.overlay = Overlay::Palette(
+            "? no command \"zz\"; phase, time, guest, tech, filter, note, zoom, pan, window, \
+             sort, theme, help, quit exist"
+                .into(),
+        );
+        let screen = format!("{:?}", draw(&session(), &view, 80, 24).backend().buffer());
+        assert!(screen.contains("help, quit exist"), "{screen}");
     }
 }

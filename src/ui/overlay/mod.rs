@@ -40,6 +40,17 @@ pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View, 
             " go to phase number or time, e.g. 12, 1:05:00, 90s (Enter) ",
             text,
         ),
+        Overlay::Filter(text) => input::render(
+            frame,
+            area,
+            theme,
+            " filter: regex, state:lost, tech:gvisor, guest:g1, rate<50%; ! inverts; empty clears ",
+            text,
+        ),
+        Overlay::Palette(text) => {
+            let title = crate::ui::palette::palette_title(text);
+            input::render(frame, area, theme, &title, text)
+        }
         Overlay::Detail(pane) => detail::render(
             frame.buffer_mut(),
             body,
