@@ -528,6 +528,72 @@ fn a_hung_or_stopped_tool_is_killed_at_the_phase_timeout() {
     assert_nothing_left(&events, Duration::from_secs(10));
 }
 
+/// An exec guest whose commands run elsewhere: `ssh` to testbed guest
+/// `i`, as `kubectl exec` runs them in a pod (a client killed here leaves
+/// its command running there). The prefix quotes its arguments for the
+/// remote shell, as ssh joins them with spaces.
+fn exec_over_ssh(i: usize) -> String {
+    let script = format!(
+        "exec ssh -i {STATE}/id_ed25519 -o UserKnownHostsFile={STATE}/known_hosts \
+         -o StrictHostKeyChecking=yes -o BatchMode=yes root@198.18.0.{} \
+         \"$(for a; do printf \"'%s' \" \"$(printf %s \"$a\" | sed \"s/'/'\\\\\\\\''/g\")\"; done)\"",
+        10 + i
+    );
+    format!(
+        "[[guest]]\nname = \"x{i}\"\ntransport = \"exec\"\ntechnology = \"remote\"\n\
+         exec = [\"sh\", \"-c\", '''{script}''', \"ssh-exec\"]\nkeepalive = \"1s\"\n\n"
+    )
+}
+
+#[test]
+fn a_hung_tool_on_an_exec_guest_whose_commands_run_elsewhere_is_killed_there() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = format!("300.{}7", std::process::id());
+    let benchmarks = format!(
+        "[[benchmark]]\nname = \"hangs\"\nworkload = {{ type = \"custom\", command = [\"sleep\", \"{marker}\"], \
+         result_regex = \"never\", metric = \"none\", unit = \"-\" }}\nduration = \"1s\"\ntimeout = \"3s\"\n\
+         concurrency = [1]\nguests = [\"x1\"]\n\n"
+    );
+    let plan = write_plan(dir.path(), &plan_text(&exec_over_ssh(1), &benchmarks));
+    let mut session = record(dir.path(), &plan);
+    // Once released, the copy's own process (vmbench's gate around the
+    // tool) stopped: it cannot take its input's end, when the client here
+    // goes, as its cue to end.
+    wait_for(&session.recording, "phase 1 released", SESSION_LIMIT, |e| {
+        phase_released(e, 0)
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let gate = loop {
+        let found = processes_naming(&format!("sleep {marker}"))
+            .into_iter()
+            .find(|line| line.contains("workload gate") && !line.contains("ssh"))
+            .and_then(|line| Some(line.split_once(':')?.0.to_string()));
+        if let Some(pid) = found {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the copy never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = Command::new("kill").args(["-STOP", &gate]).status();
+    let (status, _, stderr) = session.wait(SESSION_LIMIT);
+    let events = session.events();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(outcomes(&events), [PhaseOutcome::TimedOut], "{stderr}");
+    // The ssh client was killed here at the timeout; the copy, in g1, only
+    // by the kill sent through the prefix (within its 2 s, and margin).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_naming(&format!("sleep {marker}")).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the hung tool lives on in the guest: {:?}",
+            processes_naming(&format!("sleep {marker}"))
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_nothing_left(&events, Duration::from_secs(10));
+}
+
 #[test]
 fn a_tool_that_fails_or_is_killed_fails_its_copy_with_its_stderr() {
     let _turn = testbed();

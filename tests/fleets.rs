@@ -287,6 +287,22 @@ fn measured_technologies(session: &vmbench::model::Session) -> Vec<String> {
         .collect()
 }
 
+/// Why each copy that failed failed, as its recording says.
+fn failures(recording: &std::path::Path) -> Vec<String> {
+    let events = common::testbed::events_of(recording);
+    events
+        .iter()
+        .filter_map(|e| match e {
+            vmbench::event::Event::RunEnded {
+                run,
+                outcome: vmbench::event::RunOutcome::Failed { reason },
+                ..
+            } => Some(format!("run {run}: {reason}")),
+            _ => None,
+        })
+        .collect()
+}
+
 fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
@@ -809,7 +825,7 @@ fn container_fleets_without_sshd_are_entered_by_command_measured_from_inside_and
     assert!(sshd.is_empty(), "sshd runs: {sshd:?}");
     let status = recording.finish(Duration::from_secs(180));
     let said = recording.lines.join("\n");
-    assert!(status.success(), "{status}; {said}");
+    assert!(status.success(), "{status}; {said}; {:?}", failures(&out));
     assert!(!said.contains("sampling stopped"), "{said}");
     assert!(!said.contains("no guest-side counters"), "{said}");
     let remains = remains(&id);
@@ -828,6 +844,72 @@ fn container_fleets_without_sshd_are_entered_by_command_measured_from_inside_and
             "{guest}: no series from inside"
         );
     }
+}
+
+#[test]
+fn a_hung_copy_in_a_gvisor_sandbox_entered_by_runsc_exec_is_killed_inside_it() {
+    // Killed at the phase timeout, inside the sandbox: gVisor ends what a
+    // `runsc exec` started when its client here is killed, and the kill
+    // sent through the prefix follows (that one alone is what reaches a
+    // command elsewhere: tests/faults.rs, an exec guest over ssh).
+    let _alone = leftovers_to_myself();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let marker = format!("300.{}", std::process::id());
+    let fleet = "[[fleet]]\nname = \"gv\"\ntechnology = \"gvisor\"\ntransport = \"exec\"\ncount = 1\n\
+                 disk_mib = 96\naddresses = \"198.18.51.0/24\"\nkeep = true\n";
+    let path = dir.path().join("plan.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"hang\"\n{fleet}\n[[benchmark]]\nname = \"hangs\"\nworkload = {{ type = \"custom\", \
+             command = [\"sleep\", \"{marker}\"], result_regex = \"never\", metric = \"none\", unit = \"-\" }}\n\
+             duration = \"1s\"\ntimeout = \"3s\"\nconcurrency = [1]\n"
+        ),
+    )
+    .expect("plan written");
+    let out = dir.path().join("r.vmb");
+    let mut recording = record(&path, &out, "fleet gv: 1 of 1 guest(s) ready");
+    let id = recording.id.clone();
+    let status = recording.finish(Duration::from_secs(120));
+    let said = recording.lines.join("\n");
+    let down = || {
+        Command::new(VMBENCH)
+            .args(["fleet", "down", &id])
+            .output()
+            .expect("fleet down runs")
+    };
+    // Inside the sandbox, as its own tools see it: what names the marker
+    // (the `[3]` keeps grep and its shell from naming it themselves).
+    let inside = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("vmbench-{id}-gv-1"),
+            "runsc",
+            "--root",
+        ])
+        .arg(format!("/run/vmbench/fleets/{id}/gv/gv-1/runsc"))
+        .args(["--ignore-cgroups", "--network=host", "exec"])
+        .arg(format!("vmbench-{id}-gv-1"))
+        .args([
+            "sh",
+            "-c",
+            &format!(
+                "grep -l '[3]00.{}' /proc/[0-9]*/cmdline; true",
+                std::process::id()
+            ),
+        ])
+        .output()
+        .expect("runsc exec runs");
+    let asked = String::from_utf8_lossy(&inside.stdout).into_owned();
+    let refused = String::from_utf8_lossy(&inside.stderr).into_owned();
+    down();
+    assert!(status.success(), "{status}; {said}");
+    assert!(said.contains("timed out after 3s"), "{said}");
+    assert!(inside.status.success(), "the sandbox answered: {refused}");
+    assert_eq!(asked.trim(), "", "the hung copy lives on in the sandbox");
+    let remains = remains(&id);
+    assert!(remains.is_empty(), "left behind: {remains:#?}");
 }
 
 #[test]

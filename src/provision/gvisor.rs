@@ -75,6 +75,28 @@ fn bundle_config(member: &Member, root: &str, keys: &str, disk: &str) -> serde_j
     })
 }
 
+/// `runsc COMMAND ARGS... ID` from the guest's network namespace, runsc's
+/// own state in the guest's folder (removed with it).
+fn runsc(member: &Member, command: &[&str]) -> Vec<String> {
+    let mut words: Vec<String> = [
+        "ip",
+        "netns",
+        "exec",
+        &member.netns,
+        "runsc",
+        "--root",
+        &member.dir.join("runsc").to_string_lossy(),
+        "--ignore-cgroups",
+        "--network=host",
+    ]
+    .iter()
+    .chain(command)
+    .map(|w| w.to_string())
+    .collect();
+    words.push(member.netns.clone());
+    words
+}
+
 impl Technology for Gvisor {
     fn describe(&self) -> String {
         let version = run("runsc", &["--version"]).unwrap_or_default();
@@ -85,7 +107,7 @@ impl Technology for Gvisor {
     }
 
     fn missing(&self) -> Vec<String> {
-        super::missing_programs(&["ip", "runsc", "ssh-keygen", "mkfs.ext4", "losetup"])
+        super::missing_programs(&["ip", "runsc", "mkfs.ext4", "losetup"])
     }
 
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String> {
@@ -103,23 +125,10 @@ impl Technology for Gvisor {
         );
         std::fs::write(bundle.join("config.json"), config.to_string())
             .map_err(|e| format!("{}: {e}", bundle.display()))?;
-        // runsc's own state goes in the guest's folder, removed with it.
-        let words = [
-            "ip".to_string(),
-            "netns".into(),
-            "exec".into(),
-            member.netns.clone(),
-            "runsc".into(),
-            "--root".into(),
-            member.dir.join("runsc").display().to_string(),
-            "--ignore-cgroups".into(),
-            "--network=host".into(),
-            "run".into(),
-            "--bundle".into(),
-            bundle.display().to_string(),
-            member.netns.clone(),
-        ];
-        member.start_detached(&words)
+        member.start_detached(&runsc(
+            member,
+            &["run", "--bundle", &bundle.to_string_lossy()],
+        ))
     }
 
     fn boot_log(&self, member: &Member) -> std::path::PathBuf {
@@ -135,18 +144,6 @@ impl Technology for Gvisor {
     /// guest's network namespace: runsc finds its sandbox through an
     /// abstract socket there (outside, it calls the sandbox "stopped").
     fn enter(&self, member: &Member) -> Result<Vec<String>, String> {
-        Ok(member.enter_through(&[
-            "ip".into(),
-            "netns".into(),
-            "exec".into(),
-            member.netns.clone(),
-            "runsc".into(),
-            "--root".into(),
-            member.dir.join("runsc").display().to_string(),
-            "--ignore-cgroups".into(),
-            "--network=host".into(),
-            "exec".into(),
-            member.netns.clone(),
-        ]))
+        Ok(member.enter_through(&runsc(member, &["exec"])))
     }
 }

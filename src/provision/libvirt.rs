@@ -202,7 +202,7 @@ impl Technology for Libvirt {
     }
 
     fn missing(&self) -> Vec<String> {
-        let mut missing = super::missing_programs(&["virsh", "ssh-keygen", "mkfs.ext4"]);
+        let mut missing = super::missing_programs(&["virsh", "mkfs.ext4"]);
         if missing.is_empty() && !Self::answers() {
             missing.push(format!(
                 "a running libvirtd at {URI} (start it: libvirtd -d; vmbench never starts or \

@@ -27,8 +27,17 @@ use state::{Resource, State};
 pub trait Technology: Sync {
     /// Its tool and the tool's version, for the recording's header.
     fn describe(&self) -> String;
-    /// Programs it needs that this host lacks, with the package to install.
+    /// Programs it needs that this host lacks, with the package to install
+    /// (besides those of the way its guests are reached, below).
     fn missing(&self) -> Vec<String>;
+    /// What its guests need here to be reached over SSH: their keys.
+    fn ssh_programs(&self) -> &'static [&'static str] {
+        &["ssh-keygen"]
+    }
+    /// What its guests need here to be entered without sshd.
+    fn exec_programs(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Makes one guest and starts it; every resource is noted in `state`
     /// before it is made.
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String>;
@@ -39,15 +48,12 @@ pub trait Technology: Sync {
         if member.sshd {
             return host::answers(&member.address);
         }
+        // A command that hangs (a sandbox still starting) is asked again
+        // at the next turn, within the fleet's deadline.
         self.enter(member).is_ok_and(|prefix| {
-            std::process::Command::new(&prefix[0])
-                .args(&prefix[1..])
-                .args(["sh", "-c", ":"])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
+            let shell = crate::transport::exec::Shell::new(prefix);
+            crate::transport::Shell::run_within(&shell, ":", Duration::from_secs(5))
+                .is_ok_and(|(code, _, _)| code == 0)
         })
     }
     /// The command line that runs a command inside a guest without sshd
@@ -189,10 +195,15 @@ impl Member {
         self.dir.join("boot.log")
     }
 
+    /// Where `mount_data_disk` mounts the data disk on this host.
+    pub fn data_disk_mount(&self) -> PathBuf {
+        self.dir.join("disk")
+    }
+
     /// Mounts the data disk on this host for a container to bind at
     /// /srv/vmbench; the folder it is mounted on.
     pub fn mount_data_disk(&self, state: &mut State, disk: &str) -> Result<PathBuf, String> {
-        let mount = self.dir.join("disk");
+        let mount = self.data_disk_mount();
         std::fs::create_dir_all(&mount).map_err(|e| format!("{}: {e}", mount.display()))?;
         state.note(Resource::Mount {
             path: mount.clone(),
@@ -203,10 +214,14 @@ impl Member {
     }
 
     /// A folder with what a container's sshd reads (its host key and the
-    /// fleet's client key), for it to bind read-only at /etc/vmbench.
+    /// fleet's client key), for it to bind read-only at /etc/vmbench;
+    /// empty for a guest without sshd.
     pub fn sshd_keys(&self) -> Result<PathBuf, String> {
         let keys = self.dir.join("etc");
         std::fs::create_dir_all(&keys).map_err(|e| format!("{}: {e}", keys.display()))?;
+        if !self.sshd {
+            return Ok(keys);
+        }
         for (from, to) in [
             (
                 self.dir.join("ssh_host_ed25519_key"),
@@ -248,16 +263,21 @@ impl Member {
     /// disks folder as its TMPDIR: a temporary file it leaves when killed
     /// (QEMU's `vl.*` snapshot files) goes with the session.
     pub fn exec_in_cgroup(&self, words: &[String]) -> String {
-        let quoted: Vec<String> = words
-            .iter()
-            .map(|w| crate::transport::shell_quote(w))
-            .collect();
         let tmp = self.disk_image.parent().unwrap_or(Path::new("/var/tmp"));
+        let tmpdir = format!(
+            "TMPDIR={} ",
+            crate::transport::shell_quote(&tmp.to_string_lossy())
+        );
+        self.cgroup_exec_line(&tmpdir, words, "")
+    }
+
+    /// `JOIN && [ENV ]exec WORDS[TAIL]`: a shell line that joins the
+    /// guest's cgroup and becomes `words`.
+    fn cgroup_exec_line(&self, env: &str, words: &[String], tail: &str) -> String {
         format!(
-            "{} && TMPDIR={} exec {}",
+            "{} && {env}exec {}{tail}",
             host::join_cgroup_script(&self.cgroup),
-            crate::transport::shell_quote(&tmp.to_string_lossy()),
-            quoted.join(" ")
+            crate::transport::shell_command(words)
         )
     }
 
@@ -265,18 +285,10 @@ impl Member {
     /// already in the guest's cgroup, through `entry`: the way into a
     /// guest without sshd.
     pub fn enter_through(&self, entry: &[String]) -> Vec<String> {
-        let quoted: Vec<String> = entry
-            .iter()
-            .map(|w| crate::transport::shell_quote(w))
-            .collect();
         vec![
             "sh".into(),
             "-c".into(),
-            format!(
-                "{} && exec {} \"$@\"",
-                host::join_cgroup_script(&self.cgroup),
-                quoted.join(" ")
-            ),
+            self.cgroup_exec_line("", entry, " \"$@\""),
             self.name.clone(),
         ]
     }
@@ -510,7 +522,16 @@ pub fn preflight(fleets: &[Fleet]) -> Vec<String> {
         missing.push("root: making guests (namespaces, bridges, loop devices) needs it".into());
     }
     for fleet in fleets {
-        for program in technology(fleet.technology).missing() {
+        let kind = technology(fleet.technology);
+        let reached_by = match fleet.transport {
+            Transport::Exec => kind.exec_programs(),
+            _ => kind.ssh_programs(),
+        };
+        for program in kind
+            .missing()
+            .into_iter()
+            .chain(missing_programs(reached_by))
+        {
             let line = format!("{program}, for fleet {:?}", fleet.name());
             if !missing.contains(&line) {
                 missing.push(line);
@@ -623,12 +644,15 @@ pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option
         };
         let fleet_dir = made.state.dir.join(fleet.name());
         std::fs::create_dir_all(&fleet_dir).map_err(|e| format!("{}: {e}", fleet_dir.display()))?;
-        host::make_key(&fleet_dir.join("id_ed25519"), &format!("vmbench-{session}"))?;
-        std::fs::copy(
-            fleet_dir.join("id_ed25519.pub"),
-            fleet_dir.join("authorized_keys"),
-        )
-        .map_err(|e| format!("authorized_keys: {e}"))?;
+        let sshd = fleet.transport != Transport::Exec;
+        if sshd {
+            host::make_key(&fleet_dir.join("id_ed25519"), &format!("vmbench-{session}"))?;
+            std::fs::copy(
+                fleet_dir.join("id_ed25519.pub"),
+                fleet_dir.join("authorized_keys"),
+            )
+            .map_err(|e| format!("authorized_keys: {e}"))?;
+        }
         let bridge = format!("vb{session}f{f}");
         host::make_bridge(&mut made.state, &bridge, &fleet.host_address(f))?;
         say(format!(
@@ -652,7 +676,11 @@ pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option
             let name = fleet.guest_name(i);
             let dir = fleet_dir.join(&name);
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let public = host::make_key(&dir.join("ssh_host_ed25519_key"), &name)?;
+            if sshd {
+                let public = host::make_key(&dir.join("ssh_host_ed25519_key"), &name)?;
+                // No trust on first use: the key the guest will offer is known now.
+                known_hosts.push_str(&format!("{} {public}\n", fleet.guest_address(f, i)));
+            }
             let member = Member {
                 address: fleet.guest_address(f, i),
                 bridge: bridge.clone(),
@@ -667,13 +695,11 @@ pub fn make(plan: &mut LoadedPlan, say: &mut dyn FnMut(String)) -> Result<Option
                 cores: fleet.cores_of(i, first_pinned, cores)?,
                 image: image.clone(),
                 index,
-                sshd: fleet.transport != Transport::Exec,
+                sshd,
                 dir,
                 name,
             };
             index += 1;
-            // No trust on first use: the key the guest will offer is known now.
-            known_hosts.push_str(&format!("{} {public}\n", member.address));
             // A guest that cannot be made counts as one that did not come
             // up: min_ready decides whether the session goes on.
             let created = kind.create(&member, &mut made.state);

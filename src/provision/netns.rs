@@ -45,7 +45,11 @@ impl Technology for Netns {
     }
 
     fn missing(&self) -> Vec<String> {
-        super::missing_programs(&["ip", "/usr/sbin/sshd", "ssh-keygen", "mkfs.ext4", "losetup"])
+        super::missing_programs(&["ip", "mkfs.ext4", "losetup"])
+    }
+
+    fn ssh_programs(&self) -> &'static [&'static str] {
+        &["/usr/sbin/sshd", "ssh-keygen"]
     }
 
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String> {
@@ -93,7 +97,7 @@ impl Technology for Netns {
     fn enter(&self, member: &Member) -> Result<Vec<String>, String> {
         let bind = format!(
             "mount --bind {} /srv/vmbench && exec \"$@\"",
-            crate::transport::shell_quote(&member.dir.join("disk").to_string_lossy())
+            crate::transport::shell_quote(&member.data_disk_mount().to_string_lossy())
         );
         Ok(member.enter_through(&[
             "ip".into(),

@@ -28,7 +28,11 @@ impl Technology for Nspawn {
     }
 
     fn missing(&self) -> Vec<String> {
-        super::missing_programs(&["ip", "systemd-nspawn", "ssh-keygen", "mkfs.ext4", "losetup"])
+        super::missing_programs(&["ip", "systemd-nspawn", "mkfs.ext4", "losetup"])
+    }
+
+    fn exec_programs(&self) -> &'static [&'static str] {
+        &["nsenter"]
     }
 
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String> {

@@ -183,13 +183,7 @@ impl Technology for Qemu {
     }
 
     fn missing(&self) -> Vec<String> {
-        super::missing_programs(&[
-            "ip",
-            "qemu-system-x86_64",
-            "ssh-keygen",
-            "mkfs.ext4",
-            "losetup",
-        ])
+        super::missing_programs(&["ip", "qemu-system-x86_64", "mkfs.ext4", "losetup"])
     }
 
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String> {

@@ -46,7 +46,7 @@ impl Technology for Uml {
     }
 
     fn missing(&self) -> Vec<String> {
-        super::missing_programs(&["ip", "linux.uml", "ssh-keygen", "mkfs.ext4", "losetup"])
+        super::missing_programs(&["ip", "linux.uml", "mkfs.ext4", "losetup"])
     }
 
     fn create(&self, member: &Member, state: &mut State) -> Result<(), String> {

@@ -119,12 +119,19 @@ impl Pipe {
         }
     }
 
-    /// Lets go of the agent: its channel closed, or its child here killed
-    /// and reaped (an agent elsewhere, in a pod, ends when its input does).
+    /// Lets go of the agent (see `Drop`).
     pub(super) fn close(self) {
-        if let Pipe::Child { mut child, .. } = self {
-            // SAFETY: signals the group of a child not yet reaped.
-            unsafe { libc::killpg(child.id() as libc::pid_t, libc::SIGKILL) };
+        drop(self);
+    }
+}
+
+impl Drop for Pipe {
+    /// Its channel closes; or its child here is killed (its group: not
+    /// yet reaped) and reaped. An agent elsewhere (in a pod) ends when its
+    /// input does.
+    fn drop(&mut self) {
+        if let Pipe::Child { child, .. } = self {
+            crate::transport::kill_group(child.id());
             let _ = child.wait();
         }
     }

@@ -15,6 +15,14 @@ use super::{ExecEnd, ExecId, ExecOutput, Liveness};
 /// be killed there.
 pub(super) const PGID_TAG: &str = "vmbench-pgid ";
 
+/// The script a command runs as on a guest: telling its process first.
+/// Over SSH, sshd starts each session's command in a session of its own,
+/// so that pid is the group of everything it starts; through a command
+/// (`exec`), it is where the prefix runs it as one.
+pub(super) fn wrap(command: &str) -> String {
+    format!("echo {PGID_TAG}$$; exec {command}")
+}
+
 pub(super) enum LinkCommand {
     Exec {
         id: ExecId,

@@ -27,14 +27,9 @@ pub fn owned_command(argv: &[String], stdin: Stdio, stderr: Stdio) -> Command {
         .stderr(stderr)
         .process_group(0)
         .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe and touches only the child. The
+    // SAFETY: die_with_parent only calls prctl, async-signal-safe. The
     // death signal makes even a kill -9 of vmbench leave nothing running.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    unsafe { command.pre_exec(super::die_with_parent) };
     command
 }
 
@@ -96,9 +91,9 @@ impl Link {
         if let Some(r) = running.get_mut(&id) {
             // The copy sees its stdin close too, its own cue to stop.
             r.stdin = None;
-            // SAFETY: signals a process group this link created and has
-            // not yet reaped (its entry leaves the map when it is reaped).
-            unsafe { libc::killpg(r.pgid as libc::pid_t, libc::SIGKILL) };
+            // A group this link created and has not yet reaped (its entry
+            // leaves the map when it is reaped).
+            super::kill_group(r.pgid);
         }
     }
 

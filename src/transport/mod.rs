@@ -58,6 +58,23 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// For a child between fork and exec: it is killed when the thread that
+/// started it ends, so that a kill -9 of vmbench leaves it not running.
+/// (A process it forks is not: what it starts must end on its own cue.)
+pub fn die_with_parent() -> std::io::Result<()> {
+    // SAFETY: prctl is async-signal-safe and touches only the calling
+    // process, the child.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    Ok(())
+}
+
+/// SIGKILL to a process group; the caller started its leader and has not
+/// reaped it, so the id names no other process.
+pub fn kill_group(pgid: u32) {
+    // SAFETY: killpg takes any id; the caller vouches for which group.
+    unsafe { libc::killpg(pgid as libc::pid_t, libc::SIGKILL) };
+}
+
 /// Quotes one word for a POSIX shell.
 pub fn shell_quote(word: &str) -> String {
     if !word.is_empty()
@@ -235,12 +252,15 @@ fn install<S: Shell>(
     }
 }
 
-/// Removes `/tmp/vmbench.*` folders that no process on the guest names any
-/// more (every copy and every janitor has its folder in its command line)
-/// and that are over 10 s old, so that a session being set up right now
-/// (between mktemp and its janitor, milliseconds) keeps its own. The `[v]`
-/// keeps grep from finding the pattern in its own command line.
-pub const SWEEP_ORPHANS: &str = r#"for d in $(find /tmp -maxdepth 1 -type d -name 'vmbench.*' ! -newermt '-10 seconds' 2>/dev/null); do n=${d#/tmp/vmbench.}; grep -qs "/tmp/[v]mbench\.$n" /proc/[0-9]*/cmdline || rm -rf "$d"; done; true"#;
+/// Removes `/tmp/vmbench.*` folders whose janitor holds no lock on their
+/// `.alive` file (`shell::janitor_script`; a /tmp shared by guests whose
+/// PID namespaces differ shows no other process) and that no process on
+/// the guest names (every copy and every janitor has its folder in its
+/// command line), and that are over 10 s old, so that a session being set
+/// up right now (between mktemp and its janitor, milliseconds) keeps its
+/// own. The `[v]` keeps grep from finding the pattern in its own command
+/// line.
+pub const SWEEP_ORPHANS: &str = r#"for d in $(find /tmp -maxdepth 1 -type d -name 'vmbench.*' ! -newermt '-10 seconds' 2>/dev/null); do n=${d#/tmp/vmbench.}; if [ -e "$d/.alive" ] && command -v flock >/dev/null 2>&1 && ! flock -n "$d/.alive" true; then continue; fi; grep -qs "/tmp/[v]mbench\.$n" /proc/[0-9]*/cmdline || rm -rf "$d"; done; true"#;
 
 /// Where a guest keeps the vmbench binaries it was sent, by their SHA-256,
 /// for this user only: the next session (or the next guest on the same

@@ -59,9 +59,14 @@ pub struct Reached {
 /// still believes in the link. Before the first heartbeat (the upload, the
 /// other guests' bring-up) only the end of its input counts, however long
 /// that takes.
+///
+/// While it lives it holds a lock on `DIR/.alive`, which the sweep of
+/// orphaned folders respects where it cannot see the janitor's process.
 pub fn janitor_script(dir: &str, patience: Duration) -> String {
+    let alive = super::shell_quote(&format!("{dir}/.alive"));
     format!(
-        "if command -v timeout >/dev/null 2>&1; then \
+        "if command -v flock >/dev/null 2>&1 && exec 9>>{alive}; then flock -n 9; fi; \
+         if command -v timeout >/dev/null 2>&1; then \
          if [ \"$(head -c1 | wc -c)\" -eq 1 ]; then \
          while [ \"$(timeout {} head -c1 | wc -c)\" -eq 1 ]; do :; done; fi; \
          else cat >/dev/null; fi; rm -rf {}",

@@ -24,7 +24,7 @@ use ssh2::{
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::endpoint::{Endpoint, LinkPolicy};
-use super::guest_link::{GuestLink, LinkCommand, PGID_TAG};
+use super::guest_link::{GuestLink, LinkCommand, PGID_TAG, wrap};
 use super::shell::{Reached, Shell};
 use super::{ExecEnd, ExecId, ExecOutput};
 
@@ -477,12 +477,6 @@ impl Janitor {
         let _ = self.channel.wait_eof();
         let _ = self.channel.wait_close();
     }
-}
-
-/// OpenSSH's sshd starts each session's command in a new session (setsid),
-/// so the shell's pid is the process group of everything it starts.
-fn wrap(command: &str) -> String {
-    format!("echo {PGID_TAG}$$; exec {command}")
 }
 
 struct Running {

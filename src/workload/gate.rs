@@ -98,12 +98,12 @@ pub fn run_gate(args: GateArgs) -> Result<()> {
         .stderr(Stdio::inherit());
     // The tool dies with the gate: a gate killed on its own (by hand, by
     // the OOM killer) must not leave the tool running and its copy open.
-    // SAFETY: prctl is async-signal-safe and touches only the child.
+    // SAFETY: die_with_parent only calls prctl, async-signal-safe.
     unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
+        std::os::unix::process::CommandExt::pre_exec(
+            &mut command,
+            crate::transport::die_with_parent,
+        );
     }
     let mut child = command
         .spawn()
