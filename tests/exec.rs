@@ -210,6 +210,14 @@ fn exec_guests_take_copies_at_one_barrier_are_sampled_killed_at_a_timeout_and_le
             guest_states(&events, guest),
             ["connecting", "ready", "closed"]
         );
+        // Measured again before the second phase, through the link.
+        assert!(
+            events.iter().any(
+                |e| matches!(e, Event::GuestClock { guest: g, uncertainty_ns, .. }
+                    if g == guest && *uncertainty_ns < 1_000_000)
+            ),
+            "{guest}: its clock was not measured again"
+        );
     }
     // The hung tool was killed in both guests, in the PID namespace too
     // (this host sees every process of it).
