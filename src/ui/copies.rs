@@ -235,6 +235,75 @@ pub fn sorted<'a>(session: &Session, runs: &[&'a Run], sort: CopySort) -> Vec<&'
     runs
 }
 
+/// A column of the copies table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Copy,
+    Tech,
+    State,
+    Now,
+    Cpu,
+    Seen,
+    History,
+}
+
+impl Column {
+    /// Left to right.
+    const ORDER: [Column; 7] = [
+        Column::Copy,
+        Column::Tech,
+        Column::State,
+        Column::Now,
+        Column::Cpu,
+        Column::Seen,
+        Column::History,
+    ];
+    /// The first to go when the table is narrow: a whole column goes, so
+    /// that the ones kept show their figures in full.
+    const DROPPED_FIRST: [Column; 4] = [Column::Seen, Column::History, Column::Tech, Column::Cpu];
+
+    fn width(self) -> u16 {
+        match self {
+            Column::Copy => 10,
+            Column::Tech => 8,
+            Column::State => 9,
+            Column::Now => 20,
+            Column::Cpu => 5,
+            Column::Seen => 30,
+            Column::History => 8,
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Column::Copy => "copy",
+            Column::Tech => "tech",
+            Column::State => "state",
+            Column::Now => "now",
+            Column::Cpu => "cpu",
+            Column::Seen => "host-seen │ guest-seen",
+            Column::History => "history",
+        }
+    }
+}
+
+/// The columns that fit `width` (each at its least width, one space
+/// between), dropping whole columns in `DROPPED_FIRST` order.
+fn table_columns(width: u16, any_seen: bool) -> Vec<Column> {
+    let mut columns: Vec<Column> = Column::ORDER
+        .into_iter()
+        .filter(|c| any_seen || *c != Column::Seen)
+        .collect();
+    let need = |cs: &[Column]| cs.iter().map(|c| c.width() + 1).sum::<u16>() + 2;
+    for dropped in Column::DROPPED_FIRST {
+        if need(&columns) <= width {
+            break;
+        }
+        columns.retain(|c| *c != dropped);
+    }
+    columns
+}
+
 /// What the table is drawn from besides its copies.
 struct Shown<'a> {
     session: &'a Session,
@@ -271,58 +340,68 @@ fn render_table(
     block.render(area, buf);
     let any_seen = seen.values().any(Option::is_some);
     let dim = Style::new().fg(theme.dim.0);
-    let spark_width = 24usize.min(inner.width.saturating_sub(60) as usize).max(8);
+    let columns = table_columns(inner.width, any_seen);
+    let spark_width = inner.width.saturating_sub(
+        columns
+            .iter()
+            .filter(|c| **c != Column::History)
+            .map(|c| c.width() + 1)
+            .sum(),
+    ) as usize;
+    let spark_width = spark_width.clamp(8, 24);
     let rows: Vec<Row> = runs
         .iter()
         .map(|run| {
             let (state, colour) = run_state_text(run);
-            let rates: Vec<f64> = run
-                .active_metric()
-                .map(|m| run.rate_history(m).iter().map(|p| p.1).collect())
-                .unwrap_or_default();
-            let mut cells = vec![
-                Cell::from(format!(
-                    "{} #{}",
-                    session.guest_label(&run.guest),
-                    run.copy + 1
-                )),
-                Cell::from(run.technology.clone()),
-                Cell::from(state).style(Style::new().fg(colour(theme))),
-                Cell::from(run_metric_text(run)).style(Style::new().fg(theme.accent.0)),
-                Cell::from(
-                    session
-                        .run_cpu_percent(run.id)
-                        .map_or("–".into(), |c| format!("{c:.0}%")),
-                ),
-            ];
-            if any_seen {
-                let text = seen[run.guest.as_str()]
-                    .as_ref()
-                    .map(|[host, guest]| format!("{host} │ {guest}"))
-                    .unwrap_or_default();
-                cells.push(Cell::from(text).style(dim));
+            let mut cells = Vec::new();
+            for column in &columns {
+                cells.push(match column {
+                    Column::Copy => Cell::from(format!(
+                        "{} #{}",
+                        session.guest_label(&run.guest),
+                        run.copy + 1
+                    )),
+                    Column::Tech => Cell::from(run.technology.clone()),
+                    Column::State => {
+                        Cell::from(state.clone()).style(Style::new().fg(colour(theme)))
+                    }
+                    Column::Now => {
+                        Cell::from(run_metric_text(run)).style(Style::new().fg(theme.accent.0))
+                    }
+                    Column::Cpu => Cell::from(
+                        session
+                            .run_cpu_percent(run.id)
+                            .map_or("–".into(), |c| format!("{c:.0}%")),
+                    ),
+                    Column::Seen => Cell::from(
+                        seen[run.guest.as_str()]
+                            .as_ref()
+                            .map(|[host, guest]| format!("{host} │ {guest}"))
+                            .unwrap_or_default(),
+                    )
+                    .style(dim),
+                    Column::History => {
+                        let rates: Vec<f64> = run
+                            .active_metric()
+                            .map(|m| run.rate_history(m).iter().map(|p| p.1).collect())
+                            .unwrap_or_default();
+                        Cell::from(spark_text(&rates, spark_width))
+                            .style(Style::new().fg(theme.progress.0))
+                    }
+                });
             }
-            cells.push(
-                Cell::from(spark_text(&rates, spark_width))
-                    .style(Style::new().fg(theme.progress.0)),
-            );
             Row::new(cells)
         })
         .collect();
-    let mut header = vec!["copy", "tech", "state", "now", "cpu"];
-    let mut widths = vec![
-        Constraint::Length(10),
-        Constraint::Length(8),
-        Constraint::Length(9),
-        Constraint::Length(20),
-        Constraint::Length(5),
-    ];
-    if any_seen {
-        header.push("host-seen │ guest-seen");
-        widths.push(Constraint::Min(30));
-    }
-    header.push("history");
-    widths.push(Constraint::Length(spark_width as u16));
+    let header: Vec<&str> = columns.iter().map(|c| c.title()).collect();
+    let widths: Vec<Constraint> = columns
+        .iter()
+        .map(|c| match c {
+            Column::Seen => Constraint::Min(c.width()),
+            Column::History => Constraint::Length(spark_width as u16),
+            _ => Constraint::Length(c.width()),
+        })
+        .collect();
     let chosen = runs
         .iter()
         .position(|r| selected == Some(PaneId::Run(r.id)));
@@ -414,6 +493,24 @@ mod tests {
             let terminal = draw(&crate::ui::fixtures::seen_guests(), &view, w, h);
             insta::assert_snapshot!(format!("seen_{w}x{h}"), terminal.backend());
         }
+    }
+
+    #[test]
+    fn a_narrow_table_drops_whole_columns_and_keeps_the_rate() {
+        use Column::*;
+        assert_eq!(
+            table_columns(200, true),
+            [Copy, Tech, State, Now, Cpu, Seen, History]
+        );
+        // 80 columns with host-seen figures: those go, the sparkline stays.
+        assert_eq!(
+            table_columns(78, true),
+            [Copy, Tech, State, Now, Cpu, History]
+        );
+        assert_eq!(table_columns(60, true), [Copy, Tech, State, Now, Cpu]);
+        assert_eq!(table_columns(52, false), [Copy, State, Now, Cpu]);
+        // Never fewer than the copy, its state and its rate.
+        assert_eq!(table_columns(30, false), [Copy, State, Now]);
     }
 
     #[test]

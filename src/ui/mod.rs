@@ -360,6 +360,18 @@ pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View) 
     let log_rows = (session.log.len().saturating_sub(1) as u16).min((height / 10).clamp(2, 8));
     let log_height = log_rows + 1;
     let aggregates_height = (height * 3 / 10).clamp(6, 22);
+    // Between phases the copies' place shows the guests, a line each: it
+    // takes what they need, and the results table the rest.
+    let guests_only = shown_runs(session, view).is_empty();
+    let (copies, results) = if guests_only {
+        let guest_rows = (session.guests.len() + session.hosts().len() + 1).max(1) as u16;
+        (
+            Constraint::Length(guest_rows + 2),
+            Constraint::Min(results_height),
+        )
+    } else {
+        (Constraint::Min(3), Constraint::Length(results_height))
+    };
     let [
         header_area,
         timeline_area,
@@ -373,8 +385,8 @@ pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View) 
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(aggregates_height),
-        Constraint::Min(3),
-        Constraint::Length(results_height),
+        copies,
+        results,
         Constraint::Length(log_height),
         Constraint::Length(1),
         Constraint::Length(1),
