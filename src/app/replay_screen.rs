@@ -26,6 +26,41 @@ struct ReplaySteer {
     replays: Vec<Replay>,
     /// The phase gate last given to both sides.
     gate: Option<usize>,
+    /// When each side's phases started (from the recordings, then as they
+    /// are followed): a time typed for A is taken to the same offset into
+    /// the same phase of B, not to the same session time (B's phases fall
+    /// elsewhere).
+    phase_starts: [Vec<crate::event::Nanos>; 2],
+}
+
+/// When each phase of a recording started.
+fn phase_starts(path: &Path) -> Vec<crate::event::Nanos> {
+    crate::store::Reader::open(path)
+        .and_then(|r| r.events(0, u64::MAX))
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    crate::event::Event::PhaseStarted { t, .. } => Some(*t),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Where session time `t` of one side falls on the other: the same offset
+/// into the same phase (by number), given both sides' phase starts; before
+/// the first phase, or past the other side's last, the same time.
+pub fn aligned_time(
+    t: crate::event::Nanos,
+    starts: &[crate::event::Nanos],
+    other_starts: &[crate::event::Nanos],
+) -> crate::event::Nanos {
+    match starts.iter().rposition(|s| *s <= t) {
+        Some(i) if i < other_starts.len() => other_starts[i] + (t - starts[i]),
+        _ => t,
+    }
 }
 
 impl ReplaySteer {
@@ -61,6 +96,12 @@ impl Steer for ReplaySteer {
     }
 
     fn align(&mut self, a: &Consumer, b: &Consumer) {
+        for (side, consumer) in [a, b].into_iter().enumerate() {
+            if consumer.session.phases.len() > self.phase_starts[side].len() {
+                self.phase_starts[side] =
+                    consumer.session.phases.iter().map(|p| p.started).collect();
+            }
+        }
         let gate = phase_gate(a, b);
         if gate != self.gate {
             self.gate = gate;
@@ -87,6 +128,14 @@ impl Steer for ReplaySteer {
     }
 
     fn seek(&mut self, to: Seek, _view: &mut View, _consumer: &mut Consumer) -> bool {
+        if let (Seek::Time(t), [a, b]) = (to, self.replays.as_slice()) {
+            let _ = a.control.send(ReplayControl::SeekTo(t));
+            let [on_a, on_b] = &self.phase_starts;
+            let _ = b
+                .control
+                .send(ReplayControl::SeekTo(aligned_time(t, on_a, on_b)));
+            return true;
+        }
         let command = match to {
             Seek::Phases(by) => ReplayControl::SeekPhases(by),
             Seek::Phase(number) => ReplayControl::SeekPhase(number),
@@ -152,6 +201,10 @@ pub fn on_screen(
     let mut steer = ReplaySteer {
         replays,
         gate: None,
+        phase_starts: [
+            phase_starts(path),
+            versus.map(phase_starts).unwrap_or_default(),
+        ],
     };
     terminal::run(
         &mut consumer,
@@ -163,4 +216,22 @@ pub fn on_screen(
         &mut steer,
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aligned_time;
+
+    #[test]
+    fn a_time_on_one_side_is_the_same_offset_into_the_same_phase_on_the_other() {
+        let s = 1_000_000_000;
+        // A's phases start at 10 s and 40 s, B's at 12 s and 55 s.
+        let (a, b) = ([10 * s, 40 * s], [12 * s, 55 * s]);
+        assert_eq!(aligned_time(45 * s, &a, &b), 60 * s);
+        assert_eq!(aligned_time(10 * s, &a, &b), 12 * s);
+        // Before the first phase: the same time.
+        assert_eq!(aligned_time(5 * s, &a, &b), 5 * s);
+        // A phase B does not have: the same time.
+        assert_eq!(aligned_time(45 * s, &a, &b[..1]), 45 * s);
+    }
 }
