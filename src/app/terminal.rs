@@ -233,6 +233,7 @@ fn handle_key(
         Action::Help => view.overlay.toggle(Overlay::Help),
         Action::Results => view.overlay.toggle(Overlay::Results),
         Action::Overhead => view.overlay.toggle(Overlay::Overhead),
+        Action::Distribution => view.overlay.toggle(Overlay::Distribution),
         Action::Close if view.overlay == Overlay::None => view.cursor = None,
         Action::Close => view.overlay = Overlay::None,
         Action::NextPane => view.selected = (view.selected + 1) % count,

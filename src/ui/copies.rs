@@ -192,6 +192,16 @@ impl Pane<'_> {
         let Some(m) = run.active_metric() else {
             return;
         };
+        // With room, the rate's distribution over the phase under the chart.
+        let chart = if chart.height >= 6 {
+            let [chart, spread] =
+                Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(chart);
+            let bins = (spread.width / 4).clamp(6, 24) as usize;
+            super::distribution::summary_line(run, bins, theme).render(spread, buf);
+            chart
+        } else {
+            chart
+        };
         let history = run.rate_history(m);
         if chart.height >= 3 {
             let lines = [widgets::Line {

@@ -39,6 +39,7 @@ pub enum Action {
     ZoomOut,
     PanBack,
     PanForward,
+    Distribution,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +140,15 @@ pub const KEYS: &[Binding] = &[
         action: Action::Overhead,
         what: "overhead: host-seen ÷ guest-seen load, per guest",
         hint: "ovh",
+        applies: Applies::Both,
+        in_footer: false,
+    },
+    Binding {
+        label: "d",
+        codes: &[KeyCode::Char('d')],
+        action: Action::Distribution,
+        what: "each copy's rates over its phase: histogram, median, p5/p95, ◆ two modes",
+        hint: "dist",
         applies: Applies::Both,
         in_footer: false,
     },

@@ -5,6 +5,7 @@
 
 mod aggregates;
 mod copies;
+pub mod distribution;
 pub mod filter;
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -58,6 +59,8 @@ pub enum Overlay {
     Results,
     /// Host-seen against guest-seen, per guest.
     Overhead,
+    /// Each shown copy's rates over its phase, as a histogram.
+    Distribution,
 }
 
 impl Overlay {

@@ -60,6 +60,9 @@ pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View, 
             window,
             view,
         ),
+        Overlay::Distribution => {
+            crate::ui::distribution::render(frame.buffer_mut(), body, session, theme, view)
+        }
         Overlay::Results => matrix::render(frame.buffer_mut(), body, &view.loss_table, theme),
         Overlay::Overhead => {
             overhead::render(frame.buffer_mut(), body, session, theme, view.net_rate())
