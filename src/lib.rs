@@ -10,6 +10,7 @@ pub mod app;
 pub mod bus;
 pub mod check;
 pub mod cli;
+pub mod config;
 pub mod demo;
 pub mod discover;
 pub mod event;

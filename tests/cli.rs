@@ -228,3 +228,42 @@ fn the_man_page_covers_every_command_with_its_examples() {
     assert!(page.contains(r"\-\-follow"));
     assert!(page.contains("Examples:"));
 }
+
+#[test]
+fn a_config_file_with_a_bad_line_is_named_with_exit_2_and_the_default_one_reads() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dir = home.path().join("vmbench");
+    std::fs::create_dir_all(&dir).expect("folder");
+    let file = dir.join("config.toml");
+    let config = |args: &[&str]| {
+        let out = vmbench()
+            .env("XDG_CONFIG_HOME", home.path())
+            .args(args)
+            .output()
+            .expect("vmbench runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, default, _) = config(&["config", "--default"]);
+    assert_eq!(code, 0);
+    std::fs::write(&file, &default).expect("written");
+    let (code, said, _) = config(&["config"]);
+    assert_eq!(
+        (code, said.trim_end()),
+        (0, format!("{}: reads", file.display()).as_str())
+    );
+    std::fs::write(&file, "layout = 2\n\n[keys]\nfilter = \"F13\"\n").expect("written");
+    let (code, _, stderr) = config(&["config"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:4:10: field `keys.filter`", file.display())),
+        "{stderr}"
+    );
+    // The screen refuses it the same way, before taking the terminal.
+    let (code, _, stderr) = config(&["replay"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("keys.filter"), "{stderr}");
+}

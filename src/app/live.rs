@@ -15,7 +15,6 @@ use crate::event::{Event, LogLevel};
 use crate::orchestrate::{Control, StopCause};
 use crate::plan::LoadedPlan;
 use crate::ui::keys::Action;
-use crate::ui::theme::Theme;
 use crate::ui::{Feed, View};
 
 struct LiveSteer {
@@ -142,7 +141,7 @@ pub fn on_screen(
     plan: LoadedPlan,
     start: bool,
     options: &SessionOptions,
-    theme: &Theme,
+    settings: &crate::config::Settings,
 ) -> Result<ExitCode> {
     if !std::io::stdout().is_terminal() {
         bail!("the TUI needs a terminal; `vmbench record` runs a plan without a screen");
@@ -158,13 +157,14 @@ pub fn on_screen(
         ..
     } = started;
     let mut view = View::new(Feed::Live { waiting: !start });
+    settings.apply(&mut view);
     let mut steer = LiveSteer { live: Some(live) };
     let result = terminal::run(
         &mut consumer,
         None,
         &bus.rx,
         bus.tx,
-        theme,
+        &settings.theme,
         &mut view,
         &mut steer,
     );

@@ -14,7 +14,6 @@ use super::{Consumer, Replay, ReplayControl};
 use crate::bus::Msg;
 use crate::input::InputError;
 use crate::ui::keys::Action;
-use crate::ui::theme::Theme;
 use crate::ui::{Feed, View};
 
 const SEEK_STEP: i64 = 10_000_000_000;
@@ -154,7 +153,7 @@ pub fn on_screen(
     versus: Option<&Path>,
     speed: f64,
     follow: bool,
-    theme: &Theme,
+    settings: &crate::config::Settings,
 ) -> Result<ExitCode> {
     if !(MIN_SPEED..=MAX_SPEED).contains(&speed) {
         return Err(InputError {
@@ -198,6 +197,7 @@ pub fn on_screen(
         end: replays[0].end,
         writer: crate::store::Writer::Finished,
     });
+    settings.apply(&mut view);
     let mut steer = ReplaySteer {
         replays,
         gate: None,
@@ -211,7 +211,7 @@ pub fn on_screen(
         other.as_mut(),
         &bus.rx,
         bus.tx,
-        theme,
+        &settings.theme,
         &mut view,
         &mut steer,
     )?;

@@ -224,7 +224,7 @@ fn handle_key(
     if let Some(next) = super::prompt::typing(key, consumer, view, theme, steer) {
         return next;
     }
-    let Some(action) = action_for(key, view.is_replay()) else {
+    let Some(action) = action_for(key, view.is_replay(), &view.keys) else {
         return Next::Stay;
     };
     let count = panes(&consumer.session, view).len().max(1);
@@ -234,6 +234,17 @@ fn handle_key(
         Action::Results => view.overlay.toggle(Overlay::Results),
         Action::Overhead => view.overlay.toggle(Overlay::Overhead),
         Action::Distribution => view.overlay.toggle(Overlay::Distribution),
+        Action::Layout => {
+            if let Some(layout) = key
+                .code
+                .as_char()
+                .and_then(|c| c.to_digit(10))
+                .and_then(crate::ui::ScreenLayout::numbered)
+            {
+                view.layout = layout;
+            }
+        }
+        Action::Mouse => view.mouse = !view.mouse,
         Action::Close if view.overlay == Overlay::None => view.cursor = None,
         Action::Close => view.overlay = Overlay::None,
         Action::NextPane => view.selected = (view.selected + 1) % count,

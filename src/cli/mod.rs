@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::input::InputError;
 use crate::plan::LoadedPlan;
-use crate::ui::theme::{Theme, slot_names};
+use crate::ui::theme::slot_names;
 
 #[derive(Parser)]
 #[command(
@@ -49,9 +49,10 @@ struct ScreenArgs {
 }
 
 impl ScreenArgs {
-    /// The theme asked for (NO_COLOR picks mono when none is).
-    fn theme(&self) -> Result<Theme> {
-        Ok(Theme::resolve(
+    /// The screen's settings: the config file's under the command line's
+    /// theme (NO_COLOR picks mono when neither names one).
+    fn settings(&self) -> Result<crate::config::Settings> {
+        Ok(crate::config::load(
             self.theme.as_deref(),
             std::env::var_os("NO_COLOR").is_some(),
         )?)
@@ -131,6 +132,16 @@ enum Command {
         #[command(subcommand)]
         action: fleet::ImageAction,
     },
+    /// The screen's settings file: where it is and whether it reads; with
+    /// --default, the file with every default, to start one from.
+    #[command(after_help = "Examples:\n  \
+        vmbench config                       where the file is, and whether it reads\n  \
+        vmbench config --default > ~/.config/vmbench/config.toml")]
+    Config {
+        /// Print the file with every setting at its default.
+        #[arg(long)]
+        default: bool,
+    },
     /// Print a completion script for a shell.
     #[command(after_help = "Example:\n  vmbench completions bash > /etc/bash_completion.d/vmbench")]
     Completions { shell: clap_complete::Shell },
@@ -184,6 +195,10 @@ pub fn main() -> ExitCode {
             quiet_on_broken_pipe();
             docs::completions(shell)
         }
+        Some(Command::Config { default }) => {
+            quiet_on_broken_pipe();
+            config(default)
+        }
         Some(Command::Man) => {
             quiet_on_broken_pipe();
             docs::man_page()
@@ -233,4 +248,27 @@ fn load_plan(path: Option<&PathBuf>, time_scale: Option<f64>) -> Result<LoadedPl
         .into());
     }
     Ok(plan)
+}
+
+/// `vmbench config`: the default file, or where the file is and whether it
+/// reads (a bad one is an input error, exit 2).
+fn config(default: bool) -> Result<ExitCode> {
+    if default {
+        print!("{}", crate::config::DEFAULT);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(path) = crate::config::location() else {
+        println!("no config file: neither XDG_CONFIG_HOME nor HOME is set");
+        return Ok(ExitCode::SUCCESS);
+    };
+    if !path.exists() {
+        println!(
+            "{}: none (the defaults; `vmbench config --default` prints them)",
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    crate::config::load(None, false)?;
+    println!("{}: reads", path.display());
+    Ok(ExitCode::SUCCESS)
 }

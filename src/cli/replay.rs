@@ -32,12 +32,12 @@ pub(super) fn replay(args: ReplayArgs, screen: &ScreenArgs) -> Result<ExitCode> 
         Some(path) => path,
         None => crate::demo::path()?,
     };
-    let theme = screen.theme()?;
+    let settings = screen.settings()?;
     crate::app::replay_screen::on_screen(
         &path,
         args.versus.as_deref(),
         args.speed,
         args.follow,
-        &theme,
+        &settings,
     )
 }

@@ -55,6 +55,6 @@ impl SessionArgs {
 
 pub(super) fn run(args: SessionArgs, start: bool, screen: &ScreenArgs) -> Result<ExitCode> {
     let plan = load_plan(args.plan.as_ref(), args.time_scale)?;
-    let theme = screen.theme()?;
-    crate::app::live::on_screen(plan, start, &args.options(), &theme)
+    let settings = screen.settings()?;
+    crate::app::live::on_screen(plan, start, &args.options(), &settings)
 }

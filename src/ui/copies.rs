@@ -247,7 +247,7 @@ pub fn sorted<'a>(session: &Session, runs: &[&'a Run], sort: CopySort) -> Vec<&'
 
 /// A column of the copies table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Column {
+pub enum Column {
     Copy,
     Tech,
     State,
@@ -259,7 +259,7 @@ enum Column {
 
 impl Column {
     /// Left to right.
-    const ORDER: [Column; 7] = [
+    pub const ORDER: [Column; 7] = [
         Column::Copy,
         Column::Tech,
         Column::State,
@@ -284,6 +284,23 @@ impl Column {
         }
     }
 
+    /// Its name in the config file's `columns`.
+    pub fn named(name: &str) -> Option<Column> {
+        Column::ORDER.into_iter().find(|c| c.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Column::Copy => "copy",
+            Column::Tech => "tech",
+            Column::State => "state",
+            Column::Now => "now",
+            Column::Cpu => "cpu",
+            Column::Seen => "seen",
+            Column::History => "history",
+        }
+    }
+
     fn title(self) -> &'static str {
         match self {
             Column::Copy => "copy",
@@ -297,11 +314,12 @@ impl Column {
     }
 }
 
-/// The columns that fit `width` (each at its least width, one space
-/// between), dropping whole columns in `DROPPED_FIRST` order.
-fn table_columns(width: u16, any_seen: bool) -> Vec<Column> {
-    let mut columns: Vec<Column> = Column::ORDER
-        .into_iter()
+/// The columns of `chosen` that fit `width` (each at its least width,
+/// one space between), dropping whole columns in `DROPPED_FIRST` order.
+fn table_columns(chosen: &[Column], width: u16, any_seen: bool) -> Vec<Column> {
+    let mut columns: Vec<Column> = chosen
+        .iter()
+        .copied()
         .filter(|c| any_seen || *c != Column::Seen)
         .collect();
     let need = |cs: &[Column]| cs.iter().map(|c| c.width() + 1).sum::<u16>() + 2;
@@ -350,7 +368,7 @@ fn render_table(
     block.render(area, buf);
     let any_seen = seen.values().any(Option::is_some);
     let dim = Style::new().fg(theme.dim.0);
-    let columns = table_columns(inner.width, any_seen);
+    let columns = table_columns(&view.columns, inner.width, any_seen);
     let spark_width = inner.width.saturating_sub(
         columns
             .iter()
@@ -508,19 +526,22 @@ mod tests {
     #[test]
     fn a_narrow_table_drops_whole_columns_and_keeps_the_rate() {
         use Column::*;
+        let all = Column::ORDER;
         assert_eq!(
-            table_columns(200, true),
+            table_columns(&all, 200, true),
             [Copy, Tech, State, Now, Cpu, Seen, History]
         );
         // 80 columns with host-seen figures: those go, the sparkline stays.
         assert_eq!(
-            table_columns(78, true),
+            table_columns(&all, 78, true),
             [Copy, Tech, State, Now, Cpu, History]
         );
-        assert_eq!(table_columns(60, true), [Copy, Tech, State, Now, Cpu]);
-        assert_eq!(table_columns(52, false), [Copy, State, Now, Cpu]);
+        assert_eq!(table_columns(&all, 60, true), [Copy, Tech, State, Now, Cpu]);
+        assert_eq!(table_columns(&all, 52, false), [Copy, State, Now, Cpu]);
         // Never fewer than the copy, its state and its rate.
-        assert_eq!(table_columns(30, false), [Copy, State, Now]);
+        assert_eq!(table_columns(&all, 30, false), [Copy, State, Now]);
+        // The config file's choice and order.
+        assert_eq!(table_columns(&[Now, Copy], 200, true), [Now, Copy]);
     }
 
     #[test]

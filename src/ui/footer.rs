@@ -25,7 +25,7 @@ pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme, view: &View) {
         };
         [
             Span::styled(
-                format!(" {} ", b.label.split(' ').next().unwrap_or(b.label)),
+                format!(" {} ", view.keys.label(b).split(' ').next().unwrap_or("")),
                 Style::new().fg(theme.accent.0).add_modifier(Modifier::BOLD),
             ),
             Span::styled(hint, Style::new().fg(theme.dim.0)),

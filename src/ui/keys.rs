@@ -40,6 +40,134 @@ pub enum Action {
     PanBack,
     PanForward,
     Distribution,
+    Layout,
+    Mouse,
+}
+
+impl Action {
+    /// Its name in the config file's `[keys]`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Skip => "skip",
+            Action::Abort => "abort",
+            Action::Note => "note",
+            Action::NextPane => "next-pane",
+            Action::PrevPane => "previous-pane",
+            Action::Detail => "detail",
+            Action::Results => "results",
+            Action::Overhead => "overhead",
+            Action::Pause => "pause",
+            Action::SeekBack => "seek-back",
+            Action::SeekForward => "seek-forward",
+            Action::Slower => "slower",
+            Action::Faster => "faster",
+            Action::Help => "help",
+            Action::Close => "close",
+            Action::Quit => "quit",
+            Action::PrevPhase => "previous-phase",
+            Action::NextPhase => "next-phase",
+            Action::Goto => "goto",
+            Action::Window => "window",
+            Action::NetUnits => "units",
+            Action::SortLeft => "sort-left",
+            Action::SortRight => "sort-right",
+            Action::LogOlder => "log-older",
+            Action::LogNewer => "log-newer",
+            Action::LogLatest => "log-latest",
+            Action::RecordingEnd => "recording-end",
+            Action::Palette => "command",
+            Action::Filter => "filter",
+            Action::ZoomIn => "zoom-in",
+            Action::ZoomOut => "zoom-out",
+            Action::PanBack => "pan-back",
+            Action::PanForward => "pan-forward",
+            Action::Distribution => "distribution",
+            Action::Layout => "layout",
+            Action::Mouse => "mouse",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<Action> {
+        KEYS.iter().map(|b| b.action).find(|a| a.name() == name)
+    }
+}
+
+/// Keys the operator moved (the config file's `[keys]`): each action listed
+/// answers to its new key instead of its own.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyMap {
+    moved: Vec<(Action, KeyCode)>,
+}
+
+impl KeyMap {
+    pub fn new(moved: Vec<(Action, KeyCode)>) -> Self {
+        KeyMap { moved }
+    }
+
+    fn moved(&self, action: Action) -> Option<KeyCode> {
+        self.moved
+            .iter()
+            .find(|(a, _)| *a == action)
+            .map(|(_, k)| *k)
+    }
+
+    /// The keys `binding` answers to.
+    pub fn codes(&self, binding: &Binding) -> Vec<KeyCode> {
+        match self.moved(binding.action) {
+            Some(code) => vec![code],
+            None => binding.codes.to_vec(),
+        }
+    }
+
+    /// How the help and the footer write `binding`'s key.
+    pub fn label(&self, binding: &Binding) -> String {
+        match self.moved(binding.action) {
+            Some(code) => key_name(code),
+            None => binding.label.to_string(),
+        }
+    }
+}
+
+/// A key as the config file writes it: a character, or Tab, Enter, Esc,
+/// Space, Backspace, Left, Right, Up, Down, PageUp, PageDown, Home, End,
+/// F1..F12.
+pub fn parse_key(text: &str) -> Option<KeyCode> {
+    let mut chars = text.chars();
+    if let (Some(c), None) = (chars.next(), chars.next()) {
+        return Some(KeyCode::Char(c));
+    }
+    Some(match text {
+        "Tab" => KeyCode::Tab,
+        "Enter" => KeyCode::Enter,
+        "Esc" => KeyCode::Esc,
+        "Space" => KeyCode::Char(' '),
+        "Backspace" => KeyCode::Backspace,
+        "Left" => KeyCode::Left,
+        "Right" => KeyCode::Right,
+        "Up" => KeyCode::Up,
+        "Down" => KeyCode::Down,
+        "PageUp" => KeyCode::PageUp,
+        "PageDown" => KeyCode::PageDown,
+        "Home" => KeyCode::Home,
+        "End" => KeyCode::End,
+        other => KeyCode::F(
+            other
+                .strip_prefix('F')?
+                .parse()
+                .ok()
+                .filter(|n| (1..=12).contains(n))?,
+        ),
+    })
+}
+
+fn key_name(code: KeyCode) -> String {
+    match code {
+        KeyCode::Char(' ') => "Space".into(),
+        KeyCode::Char(c) => c.to_string(),
+        KeyCode::F(n) => format!("F{n}"),
+        other => format!("{other:?}"),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,6 +479,29 @@ pub const KEYS: &[Binding] = &[
         in_footer: false,
     },
     Binding {
+        label: "1-4",
+        codes: &[
+            KeyCode::Char('1'),
+            KeyCode::Char('2'),
+            KeyCode::Char('3'),
+            KeyCode::Char('4'),
+        ],
+        action: Action::Layout,
+        what: "layout: 1 overview, 2 copies, 3 host-seen and guests, 4 log",
+        hint: "layout",
+        applies: Applies::Both,
+        in_footer: false,
+    },
+    Binding {
+        label: "M",
+        codes: &[KeyCode::Char('M')],
+        action: Action::Mouse,
+        what: "mouse on or off (off: the terminal selects text)",
+        hint: "mouse",
+        applies: Applies::Both,
+        in_footer: false,
+    },
+    Binding {
         label: "?",
         codes: &[KeyCode::Char('?')],
         action: Action::Help,
@@ -379,12 +530,12 @@ pub const KEYS: &[Binding] = &[
     },
 ];
 
-pub fn action_for(key: KeyEvent, replay: bool) -> Option<Action> {
+pub fn action_for(key: KeyEvent, replay: bool, keys: &KeyMap) -> Option<Action> {
     if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
         return Some(Action::Quit);
     }
     bindings_for(replay)
-        .find(|b| b.codes.contains(&key.code))
+        .find(|b| keys.codes(b).contains(&key.code))
         .map(|b| b.action)
 }
 
@@ -394,4 +545,38 @@ pub fn bindings_for(replay: bool) -> impl Iterator<Item = &'static Binding> {
         Applies::Live => !replay,
         Applies::Replay => replay,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_has_a_name_of_its_own_and_is_found_by_it() {
+        let mut names: Vec<&str> = KEYS.iter().map(|b| b.action.name()).collect();
+        names.sort_unstable();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count, "two actions share a name");
+        for b in KEYS {
+            assert_eq!(Action::named(b.action.name()), Some(b.action));
+        }
+    }
+
+    #[test]
+    fn a_moved_key_answers_instead_of_its_own_and_is_shown() {
+        let keys = KeyMap::new(vec![(Action::Filter, KeyCode::Char('f'))]);
+        let press = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+        assert_eq!(action_for(press('f'), false, &keys), Some(Action::Filter));
+        assert_eq!(action_for(press('/'), false, &keys), None);
+        let filter = KEYS
+            .iter()
+            .find(|b| b.action == Action::Filter)
+            .expect("bound");
+        assert_eq!(keys.label(filter), "f");
+        assert_eq!(parse_key("F5"), Some(KeyCode::F(5)));
+        assert_eq!(parse_key("Space"), Some(KeyCode::Char(' ')));
+        assert_eq!(parse_key("F13"), None);
+        assert_eq!(parse_key("nope"), None);
+    }
 }

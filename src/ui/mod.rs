@@ -4,7 +4,7 @@
 //! holds the view state and lays the elements out.
 
 mod aggregates;
-mod copies;
+pub mod copies;
 pub mod distribution;
 pub mod filter;
 #[cfg(test)]
@@ -125,6 +125,34 @@ impl ChartWindow {
     }
 }
 
+/// What the screen gives most of its rows to (`1`-`4`, or `layout` in the
+/// config file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScreenLayout {
+    /// Host charts, copies, results and the log, balanced.
+    #[default]
+    Overview,
+    /// The copies, their panes or table as tall as can be.
+    Copies,
+    /// The host charts and the guests, as the host sees them and as they
+    /// see themselves.
+    Guests,
+    /// The log, to read back through a night.
+    Log,
+}
+
+impl ScreenLayout {
+    pub fn numbered(n: u32) -> Option<Self> {
+        Some(match n {
+            1 => ScreenLayout::Overview,
+            2 => ScreenLayout::Copies,
+            3 => ScreenLayout::Guests,
+            4 => ScreenLayout::Log,
+            _ => return None,
+        })
+    }
+}
+
 /// The copies table's order, as top's `<` and `>` pick it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopySort {
@@ -179,6 +207,13 @@ pub struct View {
     pub zoom: Option<Nanos>,
     /// How far the zoomed window's right edge is panned back (`h`/`l`).
     pub pan: Nanos,
+    pub layout: ScreenLayout,
+    /// Keys the operator moved in the config file.
+    pub keys: keys::KeyMap,
+    /// The copies table's columns, in order (the config file's `columns`).
+    pub columns: Vec<copies::Column>,
+    /// Whether the mouse is taken (off: the terminal selects text).
+    pub mouse: bool,
 }
 
 impl View {
@@ -198,6 +233,10 @@ impl View {
             filter: None,
             zoom: None,
             pan: 0,
+            layout: ScreenLayout::Overview,
+            keys: keys::KeyMap::default(),
+            columns: copies::Column::ORDER.to_vec(),
+            mouse: true,
         }
     }
 
@@ -351,30 +390,56 @@ pub fn panes(session: &Session, view: &View) -> Vec<PaneId> {
     panes
 }
 
-pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View) {
-    let area = frame.area();
-    frame.render_widget(Block::new().style(Style::new().fg(theme.text.0)), area);
-    let height = area.height;
+/// The rows of the host charts, the copies, the results and the log, as
+/// the layout gives them out.
+fn heights(session: &Session, view: &View, height: u16) -> [Constraint; 4] {
     let results_rows = session.results.phases.len() as u16;
     let results_height = (results_rows + 3).clamp(4, (height / 5).max(4));
     // The log pane holds the entries before the newest (which is on the
     // bottom line), at most a tenth of the screen; rows it does not need go
     // to the copies.
     let log_rows = (session.log.len().saturating_sub(1) as u16).min((height / 10).clamp(2, 8));
-    let log_height = log_rows + 1;
-    let aggregates_height = (height * 3 / 10).clamp(6, 22);
-    // Between phases the copies' place shows the guests, a line each: it
-    // takes what they need, and the results table the rest.
-    let guests_only = shown_runs(session, view).is_empty();
-    let (copies, results) = if guests_only {
-        let guest_rows = (session.guests.len() + session.hosts().len() + 1).max(1) as u16;
-        (
-            Constraint::Length(guest_rows + 2),
-            Constraint::Min(results_height),
-        )
-    } else {
-        (Constraint::Min(3), Constraint::Length(results_height))
-    };
+    let log = Constraint::Length(log_rows + 1);
+    let aggregates = Constraint::Length((height * 3 / 10).clamp(6, 22));
+    // Between phases (and in the guests layout) the copies' place shows the
+    // guests, a line each: it takes what they need, the results the rest.
+    let guest_rows = (session.guests.len() + session.hosts().len() + 1).max(1) as u16;
+    let guests = Constraint::Length(guest_rows + 2);
+    match view.layout {
+        ScreenLayout::Overview if shown_runs(session, view).is_empty() => {
+            [aggregates, guests, Constraint::Min(results_height), log]
+        }
+        ScreenLayout::Overview => [
+            aggregates,
+            Constraint::Min(3),
+            Constraint::Length(results_height),
+            log,
+        ],
+        ScreenLayout::Copies => [
+            Constraint::Length(6),
+            Constraint::Min(3),
+            Constraint::Length(4),
+            Constraint::Length(3),
+        ],
+        ScreenLayout::Guests => [
+            Constraint::Length((height * 4 / 10).clamp(6, 30)),
+            Constraint::Min(guest_rows + 2),
+            Constraint::Length(4),
+            Constraint::Length(3),
+        ],
+        ScreenLayout::Log => [
+            Constraint::Length(6),
+            Constraint::Length(5),
+            Constraint::Length(4),
+            Constraint::Min(3),
+        ],
+    }
+}
+
+pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View) {
+    let area = frame.area();
+    frame.render_widget(Block::new().style(Style::new().fg(theme.text.0)), area);
+    let [aggregates, copies, results, log] = heights(session, view, area.height);
     let [
         header_area,
         timeline_area,
@@ -387,10 +452,10 @@ pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View) 
     ] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
-        Constraint::Length(aggregates_height),
+        aggregates,
         copies,
         results,
-        Constraint::Length(log_height),
+        log,
         Constraint::Length(1),
         Constraint::Length(1),
     ])
@@ -401,7 +466,11 @@ pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View) 
     header::render(buf, header_area, session, theme, view);
     timeline::render(buf, timeline_area, session, theme, view);
     aggregates::render(buf, aggregates_area, session, theme, view, selected, window);
-    copies::render(buf, copies_area, session, theme, view, selected, window);
+    if view.layout == ScreenLayout::Guests {
+        guests::render(buf, copies_area, session, theme, view.filter.as_ref());
+    } else {
+        copies::render(buf, copies_area, session, theme, view, selected, window);
+    }
     results::render(buf, results_area, session, theme, view);
     log::render(buf, log_area, session, theme, view);
     log::render_latest(buf, latest_area, session, theme);

@@ -19,7 +19,7 @@ pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme, view: &View) {
         .map(|b| {
             Line::from(vec![
                 Span::styled(
-                    format!(" {:<8}", b.label),
+                    format!(" {:<8}", view.keys.label(b)),
                     Style::new().fg(theme.accent.0).add_modifier(Modifier::BOLD),
                 ),
                 Span::raw(b.what),
