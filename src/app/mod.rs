@@ -5,6 +5,7 @@
 pub mod headless;
 pub mod live;
 pub mod loss_table;
+mod pointer;
 mod prompt;
 pub mod replay;
 pub mod replay_screen;

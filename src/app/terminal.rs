@@ -15,6 +15,8 @@ use crate::ui::theme::Theme;
 use crate::ui::{Overlay, View, panes, render};
 
 const FRAME: Duration = Duration::from_millis(100);
+/// How far PgUp and PgDn move the log, in wheel turns (3 entries each).
+const LOG_PAGE: i64 = 2;
 
 /// What a key asks of the screen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +117,9 @@ pub fn run(
                 }
             }
         })?;
+    let mut mouse_on = false;
     let result = (|| -> Result<()> {
+        let mut screen = ratatui::layout::Rect::default();
         let mut last_draw: Option<Instant> = None;
         let mut dirty = true;
         let mut closing = false;
@@ -131,6 +135,10 @@ pub fn run(
             }
             if let Some(b) = &other {
                 steer.align(consumer, b);
+            }
+            if view.mouse != mouse_on && !terminal_gone {
+                mouse_on = view.mouse;
+                capture_mouse(mouse_on);
             }
             let due = last_draw.map_or(Instant::now(), |t| t + FRAME);
             if dirty && Instant::now() >= due && !terminal_gone {
@@ -149,6 +157,9 @@ pub fn run(
                     ),
                     None => render(frame, &consumer.session, &theme, view),
                 });
+                if let Ok(frame) = &drawn {
+                    screen = frame.area;
+                }
                 if drawn.is_err() {
                     // The terminal went away (closed before SIGHUP arrived,
                     // or without one): a hang-up, and no more drawing.
@@ -182,6 +193,11 @@ pub fn run(
                     {
                         handle_key(key, consumer, view, &mut theme, steer)
                     }
+                    // The A/B screen is laid out otherwise: no clicks there.
+                    Some(Msg::Terminal(TermEvent::Mouse(event))) if other.is_none() => {
+                        super::pointer::handle(event, consumer, view, steer, screen);
+                        Next::Stay
+                    }
                     Some(Msg::Signal(signal)) => steer.signal(signal, view, consumer),
                     Some(Msg::Side(inner)) => {
                         if let Some(b) = other.as_deref_mut() {
@@ -210,8 +226,23 @@ pub fn run(
         }
     })();
     // A terminal that went away cannot be restored, and needs not be.
+    if mouse_on {
+        capture_mouse(false);
+    }
     let _ = ratatui::try_restore();
     result
+}
+
+/// Takes the mouse's events from the terminal, or gives them back (so that
+/// it selects text). Best effort: a terminal without a mouse ignores it.
+fn capture_mouse(on: bool) {
+    use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+    let mut out = std::io::stdout();
+    let _ = if on {
+        ratatui::crossterm::execute!(out, EnableMouseCapture)
+    } else {
+        ratatui::crossterm::execute!(out, DisableMouseCapture)
+    };
 }
 
 fn handle_key(
@@ -228,7 +259,6 @@ fn handle_key(
         return Next::Stay;
     };
     let count = panes(&consumer.session, view).len().max(1);
-    let log_page = 5;
     match action {
         Action::Help => view.overlay.toggle(Overlay::Help),
         Action::Results => view.overlay.toggle(Overlay::Results),
@@ -271,19 +301,8 @@ fn handle_key(
         Action::NetUnits => view.net_bits = !view.net_bits,
         Action::SortLeft => view.sort = view.sort.step(-1),
         Action::SortRight => view.sort = view.sort.step(1),
-        Action::LogOlder => {
-            let session = &consumer.session;
-            let oldest = session.log_total - session.log.len() as u64;
-            let end = view.log_end.unwrap_or(session.log_total.saturating_sub(1));
-            view.log_end = Some(end.saturating_sub(log_page).max(oldest + 1));
-        }
-        Action::LogNewer => {
-            let newest = consumer.session.log_total.saturating_sub(1);
-            view.log_end = view
-                .log_end
-                .map(|end| end + log_page)
-                .filter(|end| *end < newest);
-        }
+        Action::LogOlder => super::pointer::scroll_log(consumer, view, -LOG_PAGE),
+        Action::LogNewer => super::pointer::scroll_log(consumer, view, LOG_PAGE),
         Action::LogLatest => view.log_end = None,
         Action::RecordingEnd => go(Seek::End, consumer, view, steer),
         _ => return steer.act(action, view, consumer),

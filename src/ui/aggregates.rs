@@ -13,6 +13,20 @@ use super::{PaneId, View};
 use crate::format::{bits, bytes, bytes_rate, clock};
 use crate::model::{CpuShares, SERIES_HISTORY, Session};
 
+/// Where the CPU, network, disk and memory panes go: four across, or two
+/// by two where four would be too narrow to read (one side of an A/B
+/// replay on a small terminal).
+pub fn quarters(area: Rect) -> [Rect; 4] {
+    if area.width / 4 >= 18 {
+        Layout::horizontal([Constraint::Ratio(1, 4); 4]).areas(area)
+    } else {
+        let [top, bottom] = Layout::vertical([Constraint::Ratio(1, 2); 2]).areas(area);
+        let [cpu, net] = Layout::horizontal([Constraint::Ratio(1, 2); 2]).areas(top);
+        let [disk, mem] = Layout::horizontal([Constraint::Ratio(1, 2); 2]).areas(bottom);
+        [cpu, net, disk, mem]
+    }
+}
+
 pub fn render(
     buf: &mut Buffer,
     area: Rect,
@@ -22,16 +36,7 @@ pub fn render(
     selected: Option<PaneId>,
     window: Window,
 ) {
-    // Four across, or two by two where four would be too narrow to read
-    // (one side of an A/B replay on a small terminal).
-    let [cpu, net, disk, mem] = if area.width / 4 >= 18 {
-        Layout::horizontal([Constraint::Ratio(1, 4); 4]).areas(area)
-    } else {
-        let [top, bottom] = Layout::vertical([Constraint::Ratio(1, 2); 2]).areas(area);
-        let [cpu, net] = Layout::horizontal([Constraint::Ratio(1, 2); 2]).areas(top);
-        let [disk, mem] = Layout::horizontal([Constraint::Ratio(1, 2); 2]).areas(bottom);
-        [cpu, net, disk, mem]
-    };
+    let [cpu, net, disk, mem] = quarters(area);
     render_cpu(
         buf,
         cpu,

@@ -12,7 +12,7 @@ use ratatui::widgets::{Cell, Row, Table, TableState, Widget};
 
 use super::theme::Theme;
 use super::widgets::{self, Top, Window, pane_block, spark_text, time_chart};
-use super::{CopySort, PaneId, View, guests, shown_runs};
+use super::{CopySort, PaneId, View, guests, panes, shown_runs};
 use crate::event::{GuestState, RunOutcome};
 use crate::format::{bytes_rate, figure, si};
 use crate::model::{GuestFigures, Run, RunState, Session};
@@ -65,35 +65,28 @@ pub fn render(
         }
         return guests::render(buf, area, session, theme, view.filter.as_ref());
     }
-    let area = match technology_line(&runs, theme) {
-        Some(line) if area.height > 6 => {
-            let [top, rest] =
-                Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
-            line.render(top, buf);
-            rest
+    if has_technology_line(area, &runs)
+        && let Some(line) = technology_line(&runs, theme)
+    {
+        line.render(Rect { height: 1, ..area }, buf);
+    }
+    let seen = seen_of(session, view, &runs);
+    let (area, columns, rows_needed) = match arrangement(area, &runs, &seen) {
+        Arrangement::Table(area) => {
+            let shown = Shown {
+                session,
+                theme,
+                view,
+                selected,
+            };
+            return render_table(buf, area, &shown, &runs, &seen);
         }
-        _ => area,
+        Arrangement::Panes {
+            area,
+            columns,
+            rows,
+        } => (area, columns, rows),
     };
-    // Each guest's load once per frame, however many copies it runs.
-    let mut seen: HashMap<&str, Option<[String; 2]>> = HashMap::new();
-    for run in &runs {
-        seen.entry(run.guest.as_str())
-            .or_insert_with(|| seen_lines(&session.guest_figures(&run.guest), view.net_rate()));
-    }
-    // Host-seen and guest-seen lines need a wider, taller pane.
-    let any_seen = seen.values().any(Option::is_some);
-    let (least_height, min_width): (u16, u16) = if any_seen { (6, 46) } else { (4, 26) };
-    let columns = ((area.width / min_width).clamp(1, 4) as usize).min(runs.len());
-    let rows_needed = runs.len().div_ceil(columns);
-    if runs.len() > MOST_PANES || rows_needed as u16 * least_height > area.height {
-        let shown = Shown {
-            session,
-            theme,
-            view,
-            selected,
-        };
-        return render_table(buf, area, &shown, &runs, &seen);
-    }
     // A copy's chart covers its own phase (from its start to its end, or
     // its planned end while it runs), not the lead-in the host charts show.
     let window = session.phase(runs[0].phase).map_or(window, |phase| Window {
@@ -116,6 +109,114 @@ pub fn render(
             selected: selected == Some(PaneId::Run(run.id)),
         };
         pane.render(buf, cells[i % columns], window);
+    }
+}
+
+/// Each guest's load as its copies' panes show it, once per guest however
+/// many copies it runs.
+fn seen_of<'a>(
+    session: &Session,
+    view: &View,
+    runs: &[&'a Run],
+) -> HashMap<&'a str, Option<[String; 2]>> {
+    let mut seen = HashMap::new();
+    for run in runs {
+        seen.entry(run.guest.as_str())
+            .or_insert_with(|| seen_lines(&session.guest_figures(&run.guest), view.net_rate()));
+    }
+    seen
+}
+
+/// How the copies fill their area: a pane each in a grid, or the table.
+pub enum Arrangement {
+    Table(Rect),
+    Panes {
+        area: Rect,
+        columns: usize,
+        rows: usize,
+    },
+}
+
+/// Whether the copies' area starts with `technology_line`.
+fn has_technology_line(area: Rect, runs: &[&Run]) -> bool {
+    area.height > 6 && runs.iter().any(|r| r.active_metric().is_some())
+}
+
+fn arrangement(
+    area: Rect,
+    runs: &[&Run],
+    seen: &HashMap<&str, Option<[String; 2]>>,
+) -> Arrangement {
+    let area = if has_technology_line(area, runs) {
+        Rect {
+            y: area.y + 1,
+            height: area.height - 1,
+            ..area
+        }
+    } else {
+        area
+    };
+    // Host-seen and guest-seen lines need a wider, taller pane.
+    let any_seen = seen.values().any(Option::is_some);
+    let (least_height, min_width): (u16, u16) = if any_seen { (6, 46) } else { (4, 26) };
+    let columns = ((area.width / min_width).clamp(1, 4) as usize).min(runs.len().max(1));
+    let rows = runs.len().div_ceil(columns);
+    if runs.len() > MOST_PANES || rows as u16 * least_height > area.height {
+        Arrangement::Table(area)
+    } else {
+        Arrangement::Panes {
+            area,
+            columns,
+            rows,
+        }
+    }
+}
+
+/// What a click at (x, y) in the copies' area lands on: a copy (its index
+/// in `shown_runs`), or the table's header (the sort).
+pub enum CopyHit {
+    Copy(usize),
+    Header,
+}
+
+pub fn hit(session: &Session, view: &View, area: Rect, x: u16, y: u16) -> Option<CopyHit> {
+    let runs = shown_runs(session, view);
+    if runs.is_empty() {
+        return None;
+    }
+    let seen = seen_of(session, view, &runs);
+    match arrangement(area, &runs, &seen) {
+        Arrangement::Panes {
+            area,
+            columns,
+            rows,
+        } => {
+            let row =
+                (usize::from(y.checked_sub(area.y)?) * rows) / usize::from(area.height.max(1));
+            let column =
+                (usize::from(x.checked_sub(area.x)?) * columns) / usize::from(area.width.max(1));
+            let index = row * columns + column;
+            (index < runs.len()).then_some(CopyHit::Copy(index))
+        }
+        Arrangement::Table(area) => {
+            // Inside the border: the header, then the rows, scrolled as
+            // ratatui scrolls to keep the selected one in view.
+            let first = area.y + 2;
+            if y == area.y + 1 {
+                return Some(CopyHit::Header);
+            }
+            let visible = usize::from(area.height.saturating_sub(3)).max(1);
+            let selected = panes(session, view)
+                .get(view.selected)
+                .and_then(|p| match p {
+                    PaneId::Run(id) => runs.iter().position(|r| r.id == *id),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            let offset = selected.saturating_sub(visible - 1);
+            let index = offset + usize::from(y.checked_sub(first)?);
+            (index < runs.len()).then_some(CopyHit::Copy(index))
+        }
     }
 }
 

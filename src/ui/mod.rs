@@ -14,6 +14,7 @@ mod guests;
 mod header;
 pub mod keys;
 mod log;
+pub mod mouse;
 mod overlay;
 pub mod pair;
 pub mod palette;
@@ -23,7 +24,7 @@ mod timeline;
 mod widgets;
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::widgets::Block;
 
@@ -436,20 +437,11 @@ fn heights(session: &Session, view: &View, height: u16) -> [Constraint; 4] {
     }
 }
 
-pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View) {
-    let area = frame.area();
-    frame.render_widget(Block::new().style(Style::new().fg(theme.text.0)), area);
+/// The screen's rows: header, timeline, host charts, copies, results, log,
+/// the newest log line, keys.
+pub fn areas(session: &Session, view: &View, area: Rect) -> [Rect; 8] {
     let [aggregates, copies, results, log] = heights(session, view, area.height);
-    let [
-        header_area,
-        timeline_area,
-        aggregates_area,
-        copies_area,
-        results_area,
-        log_area,
-        latest_area,
-        hints_area,
-    ] = Layout::vertical([
+    Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
         aggregates,
@@ -459,7 +451,22 @@ pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View) 
         Constraint::Length(1),
         Constraint::Length(1),
     ])
-    .areas(area);
+    .areas(area)
+}
+
+pub fn render(frame: &mut Frame, session: &Session, theme: &Theme, view: &View) {
+    let area = frame.area();
+    frame.render_widget(Block::new().style(Style::new().fg(theme.text.0)), area);
+    let [
+        header_area,
+        timeline_area,
+        aggregates_area,
+        copies_area,
+        results_area,
+        log_area,
+        latest_area,
+        hints_area,
+    ] = areas(session, view, area);
     let selected = panes(session, view).get(view.selected).copied();
     let window = view.chart_window(session);
     let buf = frame.buffer_mut();

@@ -81,6 +81,19 @@ fn place(session: &Session, segments: &[Segment], t: Nanos) -> Option<Nanos> {
         .or_else(|| segments.last().map(|s| s.start + s.length - 1))
 }
 
+/// The phase (an index into the session's phases) drawn at column `x` of
+/// a timeline `width` wide; None for one still to come.
+pub fn phase_at(session: &Session, width: u16, x: u16) -> Option<usize> {
+    let segments = segments(session);
+    let total = segments.last().map(|s| s.start + s.length)?;
+    if width == 0 || x >= width {
+        return None;
+    }
+    let at = ((u128::from(x) * 2 + 1) * u128::from(total) / (2 * u128::from(width))) as Nanos;
+    let index = segments.iter().rposition(|s| s.start <= at)?;
+    (index < session.phases.len()).then_some(index)
+}
+
 pub fn render(buf: &mut Buffer, area: Rect, session: &Session, theme: &Theme, view: &View) {
     let segments = segments(session);
     let Some(total) = segments.last().map(|s| s.start + s.length) else {
