@@ -2,6 +2,7 @@
 //! recording) feed the bus; one consumer folds events into the model and
 //! hands them to the recorder. The TUI and headless front ends drive it.
 
+mod export_view;
 pub mod headless;
 pub mod live;
 pub mod loss_table;

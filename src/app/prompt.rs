@@ -18,6 +18,7 @@ pub fn typing(
     view: &mut View,
     theme: &mut Theme,
     steer: &mut dyn Steer,
+    screen: ratatui::layout::Rect,
 ) -> Option<Next> {
     if key.code == KeyCode::Tab
         && let Overlay::Palette(text) = &mut view.overlay
@@ -36,7 +37,7 @@ pub fn typing(
         KeyCode::Enter => {
             let text = std::mem::take(text);
             let typed = std::mem::replace(&mut view.overlay, Overlay::None);
-            return Some(take(typed, text, consumer, view, theme, steer));
+            return Some(take(typed, text, consumer, view, theme, steer, screen));
         }
         KeyCode::Esc => view.overlay = Overlay::None,
         KeyCode::Backspace => {
@@ -61,6 +62,7 @@ fn take(
     view: &mut View,
     theme: &mut Theme,
     steer: &mut dyn Steer,
+    screen: ratatui::layout::Rect,
 ) -> Next {
     match typed {
         Overlay::Note(_) if !text.trim().is_empty() => steer.note(text, consumer),
@@ -70,7 +72,7 @@ fn take(
             None => view.overlay = Overlay::Goto(format!("? {text}")),
         },
         Overlay::Filter(_) => set_filter(&text, view, Overlay::Filter),
-        Overlay::Palette(_) => return command(&text, consumer, view, theme, steer),
+        Overlay::Palette(_) => return command(&text, consumer, view, theme, steer, screen),
         _ => {}
     }
     Next::Stay
@@ -95,6 +97,7 @@ fn command(
     view: &mut View,
     theme: &mut Theme,
     steer: &mut dyn Steer,
+    screen: ratatui::layout::Rect,
 ) -> Next {
     let text = text.trim();
     let (word, rest) = text.split_once(' ').unwrap_or((text, ""));
@@ -143,6 +146,21 @@ fn command(
             Some(chosen) => *theme = chosen,
             None => view.overlay = again(format!("no theme {rest:?}: dark, light and mono exist")),
         },
+        "export" if rest == "view" => super::terminal::export_view(consumer, view, theme, screen),
+        "export" => {
+            view.overlay = again("export view (the screen, its charts and their data)".into())
+        }
+        "layout" => match rest
+            .parse()
+            .ok()
+            .and_then(crate::ui::ScreenLayout::numbered)
+        {
+            Some(layout) => view.layout = layout,
+            None => {
+                view.overlay =
+                    again("layout 1 overview, 2 copies, 3 host-seen and guests, 4 log".into())
+            }
+        },
         "help" => view.overlay = Overlay::Help,
         "quit" => return steer.act(crate::ui::keys::Action::Quit, view, consumer),
         other => {
@@ -169,6 +187,8 @@ fn candidates(word: &str, consumer: &Consumer) -> Vec<String> {
             .collect(),
         "theme" => ["dark", "light", "mono"].map(String::from).to_vec(),
         "sort" => ["copy", "state", "rate", "cpu"].map(String::from).to_vec(),
+        "export" => vec!["view".to_string()],
+        "layout" => ["1", "2", "3", "4"].map(String::from).to_vec(),
         "zoom" => ["in", "out", "off"].map(String::from).to_vec(),
         "pan" => ["back", "forward"].map(String::from).to_vec(),
         _ => Vec::new(),

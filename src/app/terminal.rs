@@ -191,7 +191,8 @@ pub fn run(
                     Some(Msg::Terminal(TermEvent::Key(key)))
                         if key.kind != KeyEventKind::Release =>
                     {
-                        handle_key(key, consumer, view, &mut theme, steer)
+                        view.status = None;
+                        handle_key(key, consumer, view, &mut theme, steer, screen)
                     }
                     // The A/B screen is laid out otherwise: no clicks there.
                     Some(Msg::Terminal(TermEvent::Mouse(event))) if other.is_none() => {
@@ -251,8 +252,9 @@ fn handle_key(
     view: &mut View,
     theme: &mut Theme,
     steer: &mut dyn Steer,
+    screen: ratatui::layout::Rect,
 ) -> Next {
-    if let Some(next) = super::prompt::typing(key, consumer, view, theme, steer) {
+    if let Some(next) = super::prompt::typing(key, consumer, view, theme, steer, screen) {
         return next;
     }
     let Some(action) = action_for(key, view.is_replay(), &view.keys) else {
@@ -275,6 +277,7 @@ fn handle_key(
             }
         }
         Action::Mouse => view.mouse = !view.mouse,
+        Action::ExportView => export_view(consumer, view, theme, screen),
         Action::Close if view.overlay == Overlay::None => view.cursor = None,
         Action::Close => view.overlay = Overlay::None,
         Action::NextPane => view.selected = (view.selected + 1) % count,
@@ -308,6 +311,28 @@ fn handle_key(
         _ => return steer.act(action, view, consumer),
     }
     Next::Stay
+}
+
+/// Keeps what is on screen in ./recordings/, saying where in the footer.
+pub(super) fn export_view(
+    consumer: &Consumer,
+    view: &mut View,
+    theme: &Theme,
+    screen: ratatui::layout::Rect,
+) {
+    let folder = std::path::Path::new("recordings");
+    view.status = Some(
+        match super::export_view::write(&consumer.session, view, theme, screen, folder) {
+            Ok(files) => format!(
+                "view kept: {} and {} more files",
+                files
+                    .first()
+                    .map_or(String::new(), |f| f.display().to_string()),
+                files.len().saturating_sub(1)
+            ),
+            Err(e) => format!("view not kept: {e:#}"),
+        },
+    );
 }
 
 /// Goes somewhere in time: the producer moves (replay), or else the

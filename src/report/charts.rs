@@ -16,7 +16,7 @@ use crate::format::si;
 use crate::stats::Summary;
 use crate::workload::WorkloadClass;
 
-const SIZE: (u32, u32) = (960, 540);
+pub(super) const SIZE: (u32, u32) = (960, 540);
 
 /// Colours by technology column, the same in every chart.
 const COLOURS: [RGBColor; 8] = [
@@ -30,7 +30,7 @@ const COLOURS: [RGBColor; 8] = [
     RGBColor(0x17, 0xbe, 0xcf),
 ];
 
-fn colour(i: usize) -> RGBColor {
+pub(super) fn colour(i: usize) -> RGBColor {
     COLOURS[i % COLOURS.len()]
 }
 
@@ -517,7 +517,7 @@ fn bar_chart(
 type Chart<'a> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// The legend, and the file written.
-fn finish(
+pub(super) fn finish(
     chart: &mut Chart<'_>,
     root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     legend: SeriesLabelPosition,

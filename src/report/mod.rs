@@ -9,6 +9,7 @@ pub mod html;
 pub mod pairwise;
 pub mod table1;
 pub mod text;
+pub mod time_chart;
 pub mod why;
 
 use std::collections::HashMap;

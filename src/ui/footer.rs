@@ -35,9 +35,16 @@ pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme, view: &View) {
         .filter(|b| b.in_footer)
         .partition(|b| matches!(b.action, Action::Help | Action::Quit));
     let last: Vec<Span> = last.into_iter().flat_map(key).collect();
-    // What narrows the screen comes first: the filter and the zoom.
+    // What narrows the screen comes first: the filter and the zoom; what
+    // the last command did before anything.
     let mut spans = Vec::new();
     let marked = Style::new().fg(theme.warn.0).add_modifier(Modifier::BOLD);
+    if let Some(status) = &view.status {
+        spans.push(Span::styled(
+            format!(" {status} "),
+            Style::new().fg(theme.accent.0),
+        ));
+    }
     if let Some(filter) = &view.filter {
         spans.push(Span::styled(format!(" /{} ", filter.text), marked));
     }

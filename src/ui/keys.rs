@@ -42,6 +42,7 @@ pub enum Action {
     Distribution,
     Layout,
     Mouse,
+    ExportView,
 }
 
 impl Action {
@@ -85,6 +86,7 @@ impl Action {
             Action::Distribution => "distribution",
             Action::Layout => "layout",
             Action::Mouse => "mouse",
+            Action::ExportView => "export-view",
         }
     }
 
@@ -489,6 +491,15 @@ pub const KEYS: &[Binding] = &[
         action: Action::Layout,
         what: "layout: 1 overview, 2 copies, 3 host-seen and guests, 4 log",
         hint: "layout",
+        applies: Applies::Both,
+        in_footer: false,
+    },
+    Binding {
+        label: "X",
+        codes: &[KeyCode::Char('X')],
+        action: Action::ExportView,
+        what: "keep the view: its text, and its charts as SVG, PNG and CSV, in ./recordings/",
+        hint: "export",
         applies: Applies::Both,
         in_footer: false,
     },

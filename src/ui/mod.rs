@@ -12,6 +12,7 @@ pub(crate) mod fixtures;
 mod footer;
 mod guests;
 mod header;
+pub mod in_view;
 pub mod keys;
 mod log;
 pub mod mouse;
@@ -215,6 +216,8 @@ pub struct View {
     pub columns: Vec<copies::Column>,
     /// Whether the mouse is taken (off: the terminal selects text).
     pub mouse: bool,
+    /// What the last command did, shown in the footer until the next key.
+    pub status: Option<String>,
 }
 
 impl View {
@@ -238,6 +241,7 @@ impl View {
             keys: keys::KeyMap::default(),
             columns: copies::Column::ORDER.to_vec(),
             mouse: true,
+            status: None,
         }
     }
 

@@ -15,6 +15,14 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("window", "the charts' window: phase, 1 min, 5 min"),
     ("sort", "copy | state | rate | cpu: the copies table"),
     ("theme", "dark | light | mono"),
+    (
+        "layout",
+        "1 overview | 2 copies | 3 host-seen and guests | 4 log",
+    ),
+    (
+        "export",
+        "view: the screen's text, its charts as SVG, PNG and CSV",
+    ),
     ("help", "the keys"),
     ("quit", "as q"),
 ];
