@@ -69,20 +69,32 @@ fn session_with(copies: u32) -> Session {
 
 pub fn bench_frame() {
     let theme = Theme::built_in("dark").expect("theme");
-    let view = View::new(Feed::Live { waiting: false });
+    let plain = View::new(Feed::Live { waiting: false });
+    // A filter over every copy's name and a rate against the median: what
+    // an operator narrowing 64 copies has on screen, judged every frame.
+    let mut filtered = plain.clone();
+    filtered.filter = vmbench::ui::filter::Filter::parse("vm[0-9]*[13579]$").expect("a filter");
+    let mut slow = plain.clone();
+    slow.filter = vmbench::ui::filter::Filter::parse("rate<150%").expect("a filter");
     for copies in [16, 64] {
         let session = session_with(copies);
         for (w, h) in [(80, 24), (200, 60)] {
-            let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
-            let us = time_us(50, || {
-                terminal
-                    .draw(|f| render(f, &session, &theme, &view))
-                    .expect("draw");
-            });
-            println!(
-                "TUI frame with {copies} copies at {w}×{h}: {:.3} ms",
-                us / 1e3
-            );
+            for (name, view) in [
+                ("", &plain),
+                (", a regex filter", &filtered),
+                (", rate<150%", &slow),
+            ] {
+                let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+                let us = time_us(50, || {
+                    terminal
+                        .draw(|f| render(f, &session, &theme, view))
+                        .expect("draw");
+                });
+                println!(
+                    "TUI frame with {copies} copies at {w}×{h}{name}: {:.3} ms",
+                    us / 1e3
+                );
+            }
         }
         let series = session.all_series().count();
         let us = time_us(50, || {
