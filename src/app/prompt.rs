@@ -146,6 +146,13 @@ fn command(
             Some(chosen) => *theme = chosen,
             None => view.overlay = again(format!("no theme {rest:?}: dark, light and mono exist")),
         },
+        "compare" if rest.is_empty() => {
+            view.overlay = again("compare takes a recording: compare B.vmb".into())
+        }
+        "compare" => match steer.compare(std::path::Path::new(rest)) {
+            Ok(()) => view.status = Some(format!("beside: {rest}, aligned phase by phase")),
+            Err(why) => view.overlay = again(format!("compare {rest}: {why}")),
+        },
         "export" if rest == "view" => super::terminal::export_view(consumer, view, theme, screen),
         "export" => {
             view.overlay = again("export view (the screen, its charts and their data)".into())

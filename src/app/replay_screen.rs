@@ -23,6 +23,13 @@ pub const MAX_SPEED: f64 = 64.0;
 /// Steers one replay, or the two of an A/B replay together.
 struct ReplaySteer {
     replays: Vec<Replay>,
+    /// Where B's messages go (as `Side` messages on A's bus), and at what
+    /// speed and following whether, for a B opened by `:compare`.
+    forward: std::sync::mpsc::Sender<Msg>,
+    speed: f64,
+    follow: bool,
+    /// A B side opened by `:compare`, until the screen takes it.
+    opened: Option<Consumer>,
     /// The phase gate last given to both sides.
     gate: Option<usize>,
     /// When each side's phases started (from the recordings, then as they
@@ -30,6 +37,27 @@ struct ReplaySteer {
     /// the same phase of B, not to the same session time (B's phases fall
     /// elsewhere).
     phase_starts: [Vec<crate::event::Nanos>; 2],
+}
+
+/// Opens recording B beside the one on screen: its messages reach the one
+/// loop as `Side` messages on `forward`.
+fn open_side(
+    path: &Path,
+    speed: f64,
+    follow: bool,
+    forward: std::sync::mpsc::Sender<Msg>,
+) -> Result<(Replay, Consumer)> {
+    let (replay, consumer, bus) = Replay::open(path, speed, follow)?;
+    std::thread::Builder::new()
+        .name("replay-b".into())
+        .spawn(move || {
+            while let Ok(msg) = bus.rx.recv() {
+                if forward.send(Msg::Side(Box::new(msg))).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok((replay, consumer))
 }
 
 /// When each phase of a recording started.
@@ -126,6 +154,24 @@ impl Steer for ReplaySteer {
         view.finished = true;
     }
 
+    fn compare(&mut self, path: &Path) -> Result<(), String> {
+        if self.replays.len() > 1 {
+            return Err("a recording is beside this one already".into());
+        }
+        let (replay, consumer) = open_side(path, self.speed, self.follow, self.forward.clone())
+            .map_err(|e| format!("{e:#}"))?;
+        self.phase_starts[1] = phase_starts(path);
+        // B starts where A is: both go to A's phase, aligned.
+        self.replays.push(replay);
+        self.gate = None;
+        self.opened = Some(consumer);
+        Ok(())
+    }
+
+    fn new_side(&mut self) -> Option<Consumer> {
+        self.opened.take()
+    }
+
     fn seek(&mut self, to: Seek, _view: &mut View, _consumer: &mut Consumer) -> bool {
         if let (Seek::Time(t), [a, b]) = (to, self.replays.as_slice()) {
             let _ = a.control.send(ReplayControl::SeekTo(t));
@@ -170,20 +216,9 @@ pub fn on_screen(
     }
     let (replay, mut consumer, bus) = Replay::open(path, speed, follow)?;
     let mut replays = vec![replay];
-    // B's messages reach the one loop as `Side` messages.
-    let mut other = match versus {
+    let other = match versus {
         Some(b_path) => {
-            let (b_replay, b_consumer, b_bus) = Replay::open(b_path, speed, follow)?;
-            let forward = bus.tx.clone();
-            std::thread::Builder::new()
-                .name("replay-b".into())
-                .spawn(move || {
-                    while let Ok(msg) = b_bus.rx.recv() {
-                        if forward.send(Msg::Side(Box::new(msg))).is_err() {
-                            break;
-                        }
-                    }
-                })?;
+            let (b_replay, b_consumer) = open_side(b_path, speed, follow, bus.tx.clone())?;
             replays.push(b_replay);
             Some(b_consumer)
         }
@@ -200,6 +235,10 @@ pub fn on_screen(
     settings.apply(&mut view);
     let mut steer = ReplaySteer {
         replays,
+        forward: bus.tx.clone(),
+        speed,
+        follow,
+        opened: None,
         gate: None,
         phase_starts: [
             phase_starts(path),
@@ -208,7 +247,7 @@ pub fn on_screen(
     };
     terminal::run(
         &mut consumer,
-        other.as_mut(),
+        other,
         &bus.rx,
         bus.tx,
         &settings.theme,

@@ -45,6 +45,15 @@ pub trait Steer {
     /// Called every turn of an A/B replay's loop with both sides: the side
     /// ahead waits at a phase's start for the other.
     fn align(&mut self, _a: &Consumer, _b: &Consumer) {}
+    /// Opens recording `path` beside the session (`:compare`); the screen
+    /// takes it from `new_side`. Err says why not (live: there is no B).
+    fn compare(&mut self, _path: &std::path::Path) -> Result<(), String> {
+        Err("a comparison is a replay's: vmbench replay A.vmb B.vmb".into())
+    }
+    /// A B side just opened, once.
+    fn new_side(&mut self) -> Option<Consumer> {
+        None
+    }
     /// Moves the session to another place in time; false when the session
     /// cannot move (live), and the screen's phase cursor moves instead.
     fn seek(&mut self, _to: Seek, _view: &mut View, _consumer: &mut Consumer) -> bool {
@@ -98,7 +107,7 @@ impl Seek {
 /// by `Msg::Side`).
 pub fn run(
     consumer: &mut Consumer,
-    mut other: Option<&mut Consumer>,
+    mut other: Option<Consumer>,
     rx: &Receiver<Msg>,
     tx: Sender<Msg>,
     theme: &Theme,
@@ -132,6 +141,12 @@ pub fn run(
             }
             if closing && consumer.finished() {
                 return Ok(());
+            }
+            if let Some(b) = steer.new_side() {
+                // The A/B screen has no copy panes to select.
+                view.selected = view.selected.min(3);
+                other = Some(b);
+                dirty = true;
             }
             if let Some(b) = &other {
                 steer.align(consumer, b);
@@ -201,7 +216,7 @@ pub fn run(
                     }
                     Some(Msg::Signal(signal)) => steer.signal(signal, view, consumer),
                     Some(Msg::Side(inner)) => {
-                        if let Some(b) = other.as_deref_mut() {
+                        if let Some(b) = other.as_mut() {
                             b.take(*inner);
                         }
                         Next::Stay
