@@ -25,9 +25,9 @@ pub const DEFAULT: &str = r#"# vmbench's screen settings (vmbench config --defau
 # 3 host-seen and guests, 4 log (keys 1-4 switch).
 layout = 1
 
-# dark, light, mono, or a path to a theme file (--theme wins; NO_COLOR
-# picks mono when neither names one).
-theme = "dark"
+# dark, light, mono, or a path to a theme file, relative to this file's
+# folder (--theme wins; NO_COLOR picks mono when neither names one).
+# theme = "dark"
 
 # Network rates in "bits" per second, as links are rated, or "bytes".
 units = "bits"
@@ -54,7 +54,7 @@ mouse = true
 #[serde(deny_unknown_fields)]
 struct File {
     layout: Option<Spanned<u32>>,
-    theme: Option<String>,
+    theme: Option<Spanned<String>>,
     units: Option<Spanned<String>>,
     columns: Option<Spanned<Vec<String>>>,
     mouse: Option<bool>,
@@ -186,6 +186,13 @@ pub fn settings(
                 ),
             )
         })?;
+        if action == Action::Layout {
+            return Err(wrong(
+                key.span(),
+                &field,
+                "layouts keep their digits, 1 to 4".into(),
+            ));
+        }
         if let Some((other, _)) = moved.iter().find(|(_, c)| *c == code) {
             let other: &Action = other;
             return Err(wrong(
@@ -196,7 +203,43 @@ pub fn settings(
         }
         moved.push((action, code));
     }
-    let theme = Theme::resolve(cli_theme.or(file.theme.as_deref()), no_color)?;
+    // A key moved onto another action's own key takes it only if that
+    // action moved away too: otherwise one key would mean two things.
+    for (action, code) in &moved {
+        let holder = crate::ui::keys::KEYS
+            .iter()
+            .find(|b| b.action != *action && b.codes.contains(code));
+        if let Some(holder) = holder.filter(|h| !moved.iter().any(|(a, _)| *a == h.action)) {
+            let key = &file.keys[action.name()];
+            return Err(wrong(
+                key.span(),
+                &format!("keys.{}", action.name()),
+                format!(
+                    "{:?} is the key of {}: move that one too, or pick another",
+                    key.get_ref(),
+                    holder.action.name()
+                ),
+            ));
+        }
+    }
+    let theme = match (cli_theme, &file.theme) {
+        (Some(chosen), _) => Theme::resolve(Some(chosen), no_color)?,
+        (None, Some(named)) => {
+            // A path in the file is relative to the file's folder.
+            let folder = std::path::Path::new(origin)
+                .parent()
+                .unwrap_or(std::path::Path::new(""));
+            let named_path = folder.join(named.get_ref());
+            let choice = if Theme::built_in(named.get_ref()).is_some() || !named_path.exists() {
+                named.get_ref().clone()
+            } else {
+                named_path.display().to_string()
+            };
+            Theme::resolve(Some(&choice), no_color)
+                .map_err(|e| wrong(named.span(), "theme", e.to_string()))?
+        }
+        (None, None) => Theme::resolve(None, no_color)?,
+    };
     Ok(Settings {
         theme,
         layout,
@@ -213,6 +256,9 @@ mod tests {
 
     #[test]
     fn the_default_file_reads_as_the_defaults() {
+        // NO_COLOR still picks mono with the default file in place.
+        let mono = settings(DEFAULT, "default", None, true).expect("reads");
+        assert!(mono.theme.is_mono());
         let settings = settings(DEFAULT, "default", None, false).expect("the default file reads");
         let mut view = View::new(crate::ui::Feed::Live { waiting: false });
         let before = view.clone();
@@ -239,6 +285,27 @@ mod tests {
         .err()
         .expect("refused");
         assert_eq!((e.line, e.field.as_str()), (3, "keys.window"), "{e}");
+        let e = settings("[keys]\nzoom-in = \"s\"\n", "c.toml", None, false)
+            .err()
+            .expect("refused");
+        assert!(e.message.contains("is the key of start"), "{e}");
+        assert!(
+            settings(
+                "[keys]\nzoom-in = \"s\"\nstart = \"S\"\n",
+                "c.toml",
+                None,
+                false
+            )
+            .is_ok()
+        );
+        let e = settings("[keys]\nlayout = \"L\"\n", "c.toml", None, false)
+            .err()
+            .expect("refused");
+        assert_eq!(e.field, "keys.layout", "{e}");
+        let e = settings("\ntheme = \"drak\"\n", "c.toml", None, false)
+            .err()
+            .expect("refused");
+        assert_eq!((e.line, e.field.as_str()), (2, "theme"), "{e}");
         let e = settings("colour = 1\n", "c.toml", None, false)
             .err()
             .expect("refused");

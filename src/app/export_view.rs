@@ -25,7 +25,8 @@ pub fn write(
     folder: &Path,
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(folder).with_context(|| format!("making {}", folder.display()))?;
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+    // To the millisecond: two exports in one second keep both.
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now())
         .to_string()
         .replace(':', "");
     let stem = format!("{}-view-{now}", slug(&session.header.plan_name));

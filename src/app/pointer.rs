@@ -29,13 +29,16 @@ pub fn handle(
         (MouseEventKind::Down(_), Some(Hit::Phase(index))) => {
             go(Seek::Phase(index as u32 + 1), consumer, view, steer)
         }
-        (MouseEventKind::Down(_), Some(Hit::Sort)) => view.sort = view.sort.step(1),
+        (MouseEventKind::Down(_), Some(Hit::Sort(sort))) => view.sort = sort,
         (MouseEventKind::ScrollUp, Some(Hit::Log)) => scroll_log(consumer, view, -1),
         (MouseEventKind::ScrollDown, Some(Hit::Log)) => scroll_log(consumer, view, 1),
-        (MouseEventKind::ScrollUp | MouseEventKind::ScrollDown, Some(Hit::Pane(_))) => {
+        // The wheel moves through the copies (the host charts stay put).
+        (MouseEventKind::ScrollUp | MouseEventKind::ScrollDown, Some(Hit::Pane(index)))
+            if index >= 4 =>
+        {
             let count = panes(&consumer.session, view).len().max(1);
             view.selected = match event.kind {
-                MouseEventKind::ScrollUp => view.selected.saturating_sub(1),
+                MouseEventKind::ScrollUp => view.selected.saturating_sub(1).max(4),
                 _ => (view.selected + 1).min(count - 1),
             };
         }

@@ -122,7 +122,10 @@ fn command(
         "note" if view.is_replay() => {
             view.overlay = again("notes go into a live session's recording".into())
         }
-        "note" if !rest.is_empty() => steer.note(rest.to_string(), consumer),
+        "note" if rest.is_empty() => {
+            view.overlay = again("note takes its text: note BIOS updated".into())
+        }
+        "note" => steer.note(rest.to_string(), consumer),
         "zoom" => match rest {
             "in" | "" => view.zoom(&consumer.session, -1),
             "out" => view.zoom(&consumer.session, 1),
@@ -149,7 +152,7 @@ fn command(
         "compare" if rest.is_empty() => {
             view.overlay = again("compare takes a recording: compare B.vmb".into())
         }
-        "compare" => match steer.compare(std::path::Path::new(rest)) {
+        "compare" => match steer.compare(std::path::Path::new(rest), view, consumer) {
             Ok(()) => view.status = Some(format!("beside: {rest}, aligned phase by phase")),
             Err(why) => view.overlay = again(format!("compare {rest}: {why}")),
         },

@@ -23,11 +23,12 @@ pub const MAX_SPEED: f64 = 64.0;
 /// Steers one replay, or the two of an A/B replay together.
 struct ReplaySteer {
     replays: Vec<Replay>,
-    /// Where B's messages go (as `Side` messages on A's bus), and at what
-    /// speed and following whether, for a B opened by `:compare`.
+    /// Where B's messages go (as `Side` messages on A's bus), and whether it
+    /// is followed, for a B opened by `:compare`.
     forward: std::sync::mpsc::Sender<Msg>,
-    speed: f64,
     follow: bool,
+    /// The recording shown (A's), for a comparison opened later.
+    paths: Vec<std::path::PathBuf>,
     /// A B side opened by `:compare`, until the screen takes it.
     opened: Option<Consumer>,
     /// The phase gate last given to both sides.
@@ -154,14 +155,24 @@ impl Steer for ReplaySteer {
         view.finished = true;
     }
 
-    fn compare(&mut self, path: &Path) -> Result<(), String> {
+    fn compare(&mut self, path: &Path, view: &View, a: &Consumer) -> Result<(), String> {
         if self.replays.len() > 1 {
             return Err("a recording is beside this one already".into());
         }
-        let (replay, consumer) = open_side(path, self.speed, self.follow, self.forward.clone())
+        let Feed::Replay { speed, paused, .. } = view.feed else {
+            return Err("a comparison is a replay's".into());
+        };
+        let (replay, consumer) = open_side(path, speed, self.follow, self.forward.clone())
             .map_err(|e| format!("{e:#}"))?;
-        self.phase_starts[1] = phase_starts(path);
-        // B starts where A is: both go to A's phase, aligned.
+        self.phase_starts = [phase_starts(&self.paths[0]), phase_starts(path)];
+        // B goes to where A is: the same offset into the same phase.
+        let [on_a, on_b] = &self.phase_starts;
+        let _ = replay.control.send(ReplayControl::SeekTo(aligned_time(
+            a.session.now,
+            on_a,
+            on_b,
+        )));
+        let _ = replay.control.send(ReplayControl::SetPaused(paused));
         self.replays.push(replay);
         self.gate = None;
         self.opened = Some(consumer);
@@ -236,14 +247,15 @@ pub fn on_screen(
     let mut steer = ReplaySteer {
         replays,
         forward: bus.tx.clone(),
-        speed,
         follow,
+        paths: vec![path.to_path_buf()],
         opened: None,
         gate: None,
-        phase_starts: [
-            phase_starts(path),
-            versus.map(phase_starts).unwrap_or_default(),
-        ],
+        // Read from the recordings only for A/B, where seeks use them.
+        phase_starts: match versus {
+            Some(b) => [phase_starts(path), phase_starts(b)],
+            None => Default::default(),
+        },
     };
     terminal::run(
         &mut consumer,

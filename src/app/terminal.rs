@@ -47,7 +47,12 @@ pub trait Steer {
     fn align(&mut self, _a: &Consumer, _b: &Consumer) {}
     /// Opens recording `path` beside the session (`:compare`); the screen
     /// takes it from `new_side`. Err says why not (live: there is no B).
-    fn compare(&mut self, _path: &std::path::Path) -> Result<(), String> {
+    fn compare(
+        &mut self,
+        _path: &std::path::Path,
+        _view: &View,
+        _consumer: &Consumer,
+    ) -> Result<(), String> {
         Err("a comparison is a replay's: vmbench replay A.vmb B.vmb".into())
     }
     /// A B side just opened, once.
@@ -117,6 +122,12 @@ pub fn run(
     // `:theme` changes it for this screen only.
     let mut theme = theme.clone();
     let mut terminal = ratatui::init();
+    // A panic gives the mouse back too (ratatui's hook restores the rest).
+    let restore = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        capture_mouse(false);
+        restore(info);
+    }));
     std::thread::Builder::new()
         .name("input".into())
         .spawn(move || {
@@ -305,10 +316,8 @@ fn handle_key(
         Action::Note => view.overlay = Overlay::Note(String::new()),
         Action::Goto => view.overlay = Overlay::Goto(String::new()),
         Action::Palette => view.overlay = Overlay::Palette(String::new()),
-        Action::Filter => {
-            let typed = view.filter.as_ref().map(|f| f.text.clone());
-            view.overlay = Overlay::Filter(typed.unwrap_or_default());
-        }
+        // Empty, so that `/` and Enter clear the filter (the footer shows it).
+        Action::Filter => view.overlay = Overlay::Filter(String::new()),
         Action::ZoomIn => view.zoom(&consumer.session, -1),
         Action::ZoomOut => view.zoom(&consumer.session, 1),
         Action::PanBack => view.pan(&consumer.session, -1),

@@ -12,7 +12,12 @@ use crate::format::si;
 pub fn svg(title: &str, unit: &str, lines: &[(String, Vec<(f64, f64)>)]) -> Result<String> {
     let points = || lines.iter().flat_map(|(_, p)| p.iter());
     let (from, to) = points().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (from, to) = if from < to { (from, to) } else { (0.0, 1.0) };
+    // One instant (or none) still gets an axis around it.
+    let (from, to) = match (from < to, from <= to) {
+        (true, _) => (from, to),
+        (false, true) => (from - 1.0, to + 1.0),
+        (false, false) => (0.0, 1.0),
+    };
     let top = points().map(|p| p.1).fold(0.0, f64::max);
     let mut svg = String::new();
     {

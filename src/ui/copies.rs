@@ -89,12 +89,16 @@ pub fn render(
     };
     // A copy's chart covers its own phase (from its start to its end, or
     // its planned end while it runs), not the lead-in the host charts show.
-    let window = session.phase(runs[0].phase).map_or(window, |phase| Window {
-        from: phase.started,
-        to: phase
-            .ended
-            .map_or(session.now.max(phase.started + phase.duration), |(t, _)| t),
-    });
+    // Zoomed (z), they show the zoomed span as the host charts do.
+    let window = match view.zoom {
+        Some(_) => window,
+        None => session.phase(runs[0].phase).map_or(window, |phase| Window {
+            from: phase.started,
+            to: phase
+                .ended
+                .map_or(session.now.max(phase.started + phase.duration), |(t, _)| t),
+        }),
+    };
     // The panes share all the height there is: a taller pane has a taller chart.
     let rows =
         Layout::vertical(vec![Constraint::Ratio(1, rows_needed as u32); rows_needed]).split(area);
@@ -173,10 +177,10 @@ fn arrangement(
 }
 
 /// What a click at (x, y) in the copies' area lands on: a copy (its index
-/// in `shown_runs`), or the table's header (the sort).
+/// in `shown_runs`), or a sortable column's header (its sort).
 pub enum CopyHit {
     Copy(usize),
-    Header,
+    Sort(CopySort),
 }
 
 pub fn hit(session: &Session, view: &View, area: Rect, x: u16, y: u16) -> Option<CopyHit> {
@@ -203,9 +207,12 @@ pub fn hit(session: &Session, view: &View, area: Rect, x: u16, y: u16) -> Option
             // ratatui scrolls to keep the selected one in view.
             let first = area.y + 2;
             if y == area.y + 1 {
-                return Some(CopyHit::Header);
+                return header_sort(view, area, &seen, x).map(CopyHit::Sort);
             }
             let visible = usize::from(area.height.saturating_sub(3)).max(1);
+            if y >= first + visible as u16 || x == area.x || x + 1 >= area.x + area.width {
+                return None;
+            }
             let selected = panes(session, view)
                 .get(view.selected)
                 .and_then(|p| match p {
@@ -218,6 +225,33 @@ pub fn hit(session: &Session, view: &View, area: Rect, x: u16, y: u16) -> Option
             (index < runs.len()).then_some(CopyHit::Copy(index))
         }
     }
+}
+
+/// The sort of the column whose header is at `x` (past the border and the
+/// highlight symbol, each column its width and a space), if it sorts.
+fn header_sort(
+    view: &View,
+    area: Rect,
+    seen: &HashMap<&str, Option<[String; 2]>>,
+    x: u16,
+) -> Option<CopySort> {
+    let inner_width = area.width.saturating_sub(2);
+    let any_seen = seen.values().any(Option::is_some);
+    let mut left = area.x + 2;
+    for column in table_columns(&view.columns, inner_width, any_seen) {
+        let right = left + column.width();
+        if x >= left && x < right {
+            return match column {
+                Column::Copy => Some(CopySort::Copy),
+                Column::State => Some(CopySort::State),
+                Column::Now => Some(CopySort::Rate),
+                Column::Cpu => Some(CopySort::Cpu),
+                _ => None,
+            };
+        }
+        left = right + 1;
+    }
+    None
 }
 
 /// Whether the phase shown has copies, whatever the filter keeps.

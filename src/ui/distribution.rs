@@ -63,8 +63,9 @@ impl Distribution {
             median: quantile(0.5),
             p5: quantile(0.05),
             p95: quantile(0.95),
-            bimodal: (sorted.len() >= LEAST_FOR_MODES)
-                .then(|| bimodality(&sorted).is_some_and(|b| b > BIMODAL_OVER)),
+            bimodal: (sorted.len() >= LEAST_FOR_MODES).then(|| {
+                bimodality(&sorted).is_some_and(|b| b > BIMODAL_OVER) && two_sizable_groups(&sorted)
+            }),
             points: sorted.len(),
         })
     }
@@ -81,6 +82,27 @@ impl Distribution {
             })
             .collect()
     }
+}
+
+/// Whether the best split of the sorted values in two (the one that
+/// leaves the most variance between the groups, as Otsu's threshold) has
+/// a tenth of the points, and three at least, on each side: one outlier
+/// (a warm-up tick) skews the coefficient as much as a second mode does.
+fn two_sizable_groups(sorted: &[f64]) -> bool {
+    let n = sorted.len();
+    let total: f64 = sorted.iter().sum();
+    let mut below = 0.0;
+    let mut best = (0.0, 0usize);
+    for (i, v) in sorted.iter().enumerate().take(n - 1) {
+        below += v;
+        let (k, rest) = ((i + 1) as f64, (n - i - 1) as f64);
+        let between = k * rest * (below / k - (total - below) / rest).powi(2);
+        if between > best.0 {
+            best = (between, i + 1);
+        }
+    }
+    let least = (n / 10).max(3);
+    best.1 >= least && n - best.1 >= least
 }
 
 /// Sarle's bimodality coefficient with the sample corrections for
@@ -214,6 +236,11 @@ mod tests {
             .map(|i| 10e6 + ((i * 7919) % 13) as f64 * 1e4)
             .collect();
         let d = Distribution::of(&steady, 10).expect("a distribution");
+        assert_eq!(d.bimodal, Some(false), "{d:?}");
+        // One slow tick among steady ones is an outlier, not a mode.
+        let mut warm_up = steady.clone();
+        warm_up[0] = 2e6;
+        let d = Distribution::of(&warm_up, 10).expect("a distribution");
         assert_eq!(d.bimodal, Some(false), "{d:?}");
         // Too few points to judge modes; too few to draw at all.
         assert_eq!(

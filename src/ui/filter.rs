@@ -120,14 +120,36 @@ impl Filter {
         matched != self.inverse
     }
 
-    /// Whether the screen keeps a guest or a series named `name` (a pattern
-    /// or `guest:`/`tech:` over the name; a state or rate filter keeps
-    /// every name, as it speaks of copies).
-    pub fn keeps_name(&self, name: &str, technology: Option<&str>) -> bool {
+    /// Whether the guests pane keeps guest `name` (of `technology`): a
+    /// pattern over its name, technology and host, or its state, host,
+    /// technology or name; a rate filter speaks of copies and keeps all.
+    pub fn keeps_guest(&self, name: &str, technology: Option<&str>, session: &Session) -> bool {
+        let host = session.host_of(name);
         let matched = match &self.test {
-            Test::Pattern(re) => re.is_match(name) || technology.is_some_and(|t| re.is_match(t)),
-            Test::Field(Field::Guest, value) => name.contains(value.as_str()),
+            Test::Pattern(re) => {
+                re.is_match(name)
+                    || technology.is_some_and(|t| re.is_match(t))
+                    || host.is_some_and(|h| re.is_match(h))
+            }
+            Test::Field(Field::Guest, value) => name == value,
             Test::Field(Field::Tech, value) => technology == Some(value.as_str()),
+            Test::Field(Field::Host, value) => host == Some(value.as_str()),
+            Test::Field(Field::State, value) => {
+                guest_state_word(session, name) == Some(value.as_str())
+            }
+            Test::Rate { .. } => return true,
+        };
+        matched != self.inverse
+    }
+
+    /// Whether the detail view keeps a series line named `name`: a pattern
+    /// over the name, or `guest:` for lines that name the guest; a filter
+    /// of anything else (state, host, technology, rate) speaks of copies
+    /// and guests, and keeps every line.
+    pub fn keeps_series(&self, name: &str) -> bool {
+        let matched = match &self.test {
+            Test::Pattern(re) => re.is_match(name),
+            Test::Field(Field::Guest, value) => name.split_whitespace().any(|w| w == value),
             _ => return true,
         };
         matched != self.inverse

@@ -56,10 +56,23 @@ pub fn render(buf: &mut Buffer, area: Rect, theme: &Theme, view: &View) {
         };
         spans.push(Span::styled(text, marked));
     }
-    let taken: usize = spans.iter().map(Span::width).sum();
-    let room = (area.width as usize)
-        .saturating_sub(last.iter().map(Span::width).sum())
-        .saturating_sub(taken);
+    // Help and quit stay on the line: what comes first is cut to fit.
+    let last_width: usize = last.iter().map(Span::width).sum();
+    let mut taken = 0;
+    let allowed = (area.width as usize).saturating_sub(last_width);
+    for span in &mut spans {
+        let left = allowed.saturating_sub(taken);
+        if span.width() > left {
+            let cut: String = span.content.chars().take(left.saturating_sub(1)).collect();
+            span.content = match left {
+                0 => String::new(),
+                _ => format!("{cut}…"),
+            }
+            .into();
+        }
+        taken += span.width();
+    }
+    let room = allowed.saturating_sub(taken);
     let mut used = 0;
     for pair in first.into_iter().map(key) {
         let width: usize = pair.iter().map(Span::width).sum();
@@ -88,5 +101,17 @@ mod tests {
                 "{w}: {last}"
             );
         }
+        // A long status and filter are cut, not help and quit.
+        let mut view = live_view();
+        view.status = Some(format!(
+            "view kept: recordings/{} and 12 more files",
+            "x".repeat(80)
+        ));
+        view.filter =
+            crate::ui::filter::Filter::parse("a-rather-long-guest-regex").expect("parses");
+        let terminal = draw(&session(), &view, 80, 24);
+        let buffer = terminal.backend().buffer();
+        let last: String = (0..80).map(|x| buffer[(x, 23)].symbol()).collect();
+        assert!(last.contains("? help") && last.contains("q quit"), "{last}");
     }
 }

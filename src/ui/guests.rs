@@ -71,7 +71,7 @@ fn grouped_lines<'a>(
                 .as_ref()
                 .and_then(|p| p.guests.iter().find(|g| g.name() == name))
                 .map(|g| g.technology.as_str());
-            f.keeps_name(name, technology)
+            f.keeps_guest(name, technology, session)
         })
     };
     if hosts.is_empty() {

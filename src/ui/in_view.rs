@@ -40,17 +40,33 @@ pub fn charts(session: &Session, view: &View) -> Vec<Chart> {
                 "iowait".into(),
                 cut(shares.iter().map(|s| (s.t, s.iowait)).collect()),
             ),
+            (
+                "steal".into(),
+                cut(shares.iter().map(|s| (s.t, s.steal)).collect()),
+            ),
+            (
+                "irq and other".into(),
+                cut(shares.iter().map(|s| (s.t, s.other)).collect()),
+            ),
         ],
     }];
-    for (name, prefix, metrics, scale) in [
+    // Network as the screen shows it: bit/s, or B/s after `b`.
+    let (net_unit, net_scale) = if view.net_bits {
+        ("bit/s", 8.0)
+    } else {
+        ("B/s", 1.0)
+    };
+    for (name, unit, prefix, metrics, scale) in [
         (
             "host-net",
+            net_unit,
             "host/net/",
             [("rx", "rx_bytes"), ("tx", "tx_bytes")],
-            1.0,
+            net_scale,
         ),
         (
             "host-disk",
+            "B/s",
             "host/disk/",
             [("read", "read_sectors"), ("write", "write_sectors")],
             512.0,
@@ -58,7 +74,7 @@ pub fn charts(session: &Session, view: &View) -> Vec<Chart> {
     ] {
         charts.push(Chart {
             name: name.into(),
-            unit: "B/s",
+            unit,
             lines: metrics
                 .iter()
                 .map(|(label, metric)| {

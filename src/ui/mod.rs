@@ -337,10 +337,12 @@ impl View {
                 to: now,
             },
         };
-        // Zoomed: the span asked for, ending where it was panned to.
+        // Zoomed: the span asked for, ending where the window `w` (or the
+        // phase under the cursor) ends, less the pan.
         let window = match self.zoom {
             Some(span) => {
-                let to = now.saturating_sub(self.pan).max(span.min(now));
+                let end = window.to;
+                let to = end.saturating_sub(self.pan).max(span.min(end));
                 Window {
                     from: to.saturating_sub(span),
                     to,
@@ -588,14 +590,22 @@ mod tests {
         }
         let zoomed = view.chart_window(&session);
         assert_eq!(zoomed.to - zoomed.from, MIN_ZOOM);
-        assert_eq!(zoomed.to, session.now.max(MIN_ZOOM));
-        // Panning forward at now stays at now; back moves by half a span.
+        // It ends where the window it zooms into ends (the phase's planned
+        // end, as the unzoomed chart fills towards it).
+        assert_eq!(zoomed.to, whole.to);
+        // Panning forward at the end stays there; back moves by half a span.
         view.pan(&session, 1);
         assert_eq!(view.chart_window(&session), zoomed);
         view.zoom = Some(4 * NANOS_PER_SEC as Nanos);
         view.pan(&session, -1);
         let panned = view.chart_window(&session);
-        assert_eq!(panned.to, session.now - 2 * NANOS_PER_SEC as Nanos);
+        assert_eq!(panned.to, whole.to - 2 * NANOS_PER_SEC as Nanos);
+        // With a phase under the cursor, zooming stays in that phase.
+        view.cursor = Some(0);
+        view.pan = 0;
+        let phase_end = session.phases[0].ended.expect("ended").0;
+        assert_eq!(view.chart_window(&session).to, phase_end);
+        view.cursor = None;
         // Out past the whole session: the window `w` picks again.
         for _ in 0..10 {
             view.zoom(&session, 1);

@@ -12,8 +12,8 @@ pub enum Hit {
     Pane(usize),
     /// A phase's segment of the timeline, by its index in the phases.
     Phase(usize),
-    /// The copies table's header: its sort.
-    Sort,
+    /// A sortable column's header in the copies table.
+    Sort(super::CopySort),
     /// The log pane.
     Log,
 }
@@ -35,7 +35,7 @@ pub fn hit(session: &Session, view: &View, size: Rect, x: u16, y: u16) -> Option
     if inside(copies) && view.layout != ScreenLayout::Guests {
         return match copies::hit(session, view, copies, x, y)? {
             copies::CopyHit::Copy(index) => Some(Hit::Pane(4 + index)),
-            copies::CopyHit::Header => Some(Hit::Sort),
+            copies::CopyHit::Sort(sort) => Some(Hit::Sort(sort)),
         };
     }
     (inside(log) || inside(latest)).then_some(Hit::Log)
@@ -59,12 +59,28 @@ mod tests {
         // The host charts, four across on a wide screen.
         assert_eq!(hit(&session, &view, screen, 5, 5), Some(Hit::Pane(0)));
         assert_eq!(hit(&session, &view, screen, 115, 5), Some(Hit::Pane(3)));
-        // Sixty-four copies are a table: its header sorts, a row is a copy.
+        // Sixty-four copies are a table: a column's header sorts by it
+        // (the copy's name, its rate), a row is a copy, the border nothing.
         let many = many_copies(64);
         let [.., copies_area, _, _, _, _] = areas(&many, &view, screen);
         assert_eq!(
-            hit(&many, &view, screen, 10, copies_area.y + 2),
-            Some(Hit::Sort)
+            hit(&many, &view, screen, 4, copies_area.y + 2),
+            Some(Hit::Sort(crate::ui::CopySort::Copy))
+        );
+        // copy 10, tech 8, state 9, then now: from column 2 + 30.
+        assert_eq!(
+            hit(&many, &view, screen, 33, copies_area.y + 2),
+            Some(Hit::Sort(crate::ui::CopySort::Rate))
+        );
+        assert_eq!(
+            hit(
+                &many,
+                &view,
+                screen,
+                10,
+                copies_area.y + copies_area.height - 1
+            ),
+            None
         );
         assert_eq!(
             hit(&many, &view, screen, 10, copies_area.y + 3),

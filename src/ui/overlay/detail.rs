@@ -315,10 +315,11 @@ pub fn render(
     Clear.render(popup, buf);
     let mut detail = detail_of(session, theme, pane, view);
     // The filter keeps the series it names (a copy's own lines are its own).
+    let mut filtered = 0;
     if let (Some(filter), false) = (&view.filter, matches!(pane, PaneId::Run(_))) {
         let before = detail.lines.len();
-        detail.lines.retain(|l| filter.keeps_name(&l.name, None));
-        detail.hidden += before - detail.lines.len();
+        detail.lines.retain(|l| filter.keeps_series(&l.name));
+        filtered = before - detail.lines.len();
     }
     let (lines, hidden) = busiest(std::mem::take(&mut detail.lines), window);
     detail.lines = lines;
@@ -335,7 +336,8 @@ pub fn render(
     );
     let inner = block.inner(popup);
     block.render(popup, buf);
-    let table_rows = detail.lines.len() as u16 + 1 + u16::from(detail.hidden > 0);
+    let table_rows =
+        detail.lines.len() as u16 + 1 + u16::from(detail.hidden > 0) + u16::from(filtered > 0);
     let [chart, table_area, notes] = Layout::vertical([
         Constraint::Min(5),
         Constraint::Length(table_rows),
@@ -384,6 +386,15 @@ pub fn render(
             Row::new(vec![Cell::from(format!(
                 "and {} quieter lines not drawn",
                 detail.hidden
+            ))])
+            .style(dim),
+        );
+    }
+    if let (true, Some(filter)) = (filtered > 0, &view.filter) {
+        rows.push(
+            Row::new(vec![Cell::from(format!(
+                "and {filtered} lines the filter /{} leaves out",
+                filter.text
             ))])
             .style(dim),
         );
