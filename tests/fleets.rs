@@ -809,9 +809,12 @@ fn container_fleets_without_sshd_are_entered_by_command_measured_from_inside_and
                   disk_mib = 96\naddresses = \"198.18.46.0/24\"\n";
     let path = plan(dir.path(), fleets, "2s", "[1]");
     // A network phase too: its sink is this host's address on each
-    // fleet's bridge, found from inside the guest without sshd.
+    // fleet's bridge, found from inside the guest without sshd. vmbench's
+    // own sender, not iperf3: iperf3 3.12 under gVisor's ptrace platform
+    // fails now and then at its end ("unable to receive results: Resource
+    // temporarily unavailable", 2 runs of 8 here), no fault of the link's.
     let text = std::fs::read_to_string(&path).expect("plan")
-        + "[[benchmark]]\nname = \"net\"\nworkload = { type = \"iperf3\" }\nduration = \"2s\"\nconcurrency = [1]\n";
+        + "[[benchmark]]\nname = \"net\"\nworkload = { type = \"net\" }\nduration = \"2s\"\nconcurrency = [1]\n";
     std::fs::write(&path, text).expect("plan written");
     let out = dir.path().join("r.vmb");
     let mut recording = record(&path, &out, "fleet gv: 1 of 1 guest(s) ready");
