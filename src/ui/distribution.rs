@@ -24,6 +24,8 @@ const BIMODAL_OVER: f64 = 5.0 / 9.0;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Distribution {
+    /// Points per bin, the bins evenly from `low` to `high` (the bars'
+    /// scale, written before them).
     pub counts: Vec<u32>,
     pub low: f64,
     pub high: f64,
@@ -146,18 +148,9 @@ pub fn summary_line<'a>(run: &Run, bins: usize, theme: &Theme) -> Line<'a> {
         };
         return Line::styled(why, dim);
     };
-    let mut spans = vec![
-        Span::styled(d.bars(), Style::new().fg(theme.progress.0)),
-        Span::styled(
-            format!(
-                " med {} p5 {} p95 {}",
-                figure(Some(d.median), unit),
-                figure(Some(d.p5), unit),
-                figure(Some(d.p95), unit)
-            ),
-            dim,
-        ),
-    ];
+    // The mark first, where a narrow pane still shows it; the bars' scale
+    // (least to most rate) last.
+    let mut spans = vec![Span::styled(d.bars(), Style::new().fg(theme.progress.0))];
     match d.bimodal {
         Some(true) => spans.push(Span::styled(
             " ◆ two modes",
@@ -166,6 +159,17 @@ pub fn summary_line<'a>(run: &Run, bins: usize, theme: &Theme) -> Line<'a> {
         None => spans.push(Span::styled(format!(" ({} points)", d.points), dim)),
         Some(false) => {}
     }
+    spans.push(Span::styled(
+        format!(
+            " med {} p5 {} p95 {} · {}–{}",
+            figure(Some(d.median), unit),
+            figure(Some(d.p5), unit),
+            figure(Some(d.p95), unit),
+            figure(Some(d.low), unit),
+            figure(Some(d.high), unit)
+        ),
+        dim,
+    ));
     Line::from(spans)
 }
 
