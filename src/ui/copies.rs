@@ -436,15 +436,11 @@ impl Column {
         }
     }
 
+    /// Its header: its name, but for the host-seen one, which says both.
     fn title(self) -> &'static str {
         match self {
-            Column::Copy => "copy",
-            Column::Tech => "tech",
-            Column::State => "state",
-            Column::Now => "now",
-            Column::Cpu => "cpu",
             Column::Seen => "host-seen │ guest-seen",
-            Column::History => "history",
+            other => other.name(),
         }
     }
 }
