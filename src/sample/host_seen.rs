@@ -345,7 +345,16 @@ fn find_process(guest: &Guest) -> Option<Result<u32, String>> {
             }
         }
     }
-    Some(match found.as_slice() {
+    // A match whose ancestor also matches is that process's own child with
+    // its command line: sshd's re-exec for each connection (until it
+    // retitles itself), a QEMU that forks a helper. The guest is the
+    // topmost one.
+    let topmost: Vec<u32> = found
+        .iter()
+        .copied()
+        .filter(|&pid| !ancestors(pid).any(|a| found.contains(&a)))
+        .collect();
+    Some(match topmost.as_slice() {
         [pid] => Ok(*pid),
         [] => Err(format!("no process matches {pattern:?}")),
         many => Err(format!(
@@ -356,9 +365,26 @@ fn find_process(guest: &Guest) -> Option<Result<u32, String>> {
     })
 }
 
+/// A process's parent, its parent's, and so on up to init; the chain ends
+/// early where a process has gone.
+fn ancestors(pid: u32) -> impl Iterator<Item = u32> {
+    std::iter::successors(parent_of(pid), |&p| parent_of(p))
+}
+
+/// The parent's pid from /proc/PID/stat (the field after the state, which
+/// follows the command name's closing parenthesis); None for init, for a
+/// kernel thread's root and for a process that has gone.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let parent: u32 = after_name.split_whitespace().nth(1)?.parse().ok()?;
+    (parent != 0).then_some(parent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
     use std::time::Duration;
 
     use crate::sample::{HostSampler, SeriesIds};
@@ -409,6 +435,66 @@ mod tests {
         assert!(sampler.take_errors().is_empty());
         child.kill().expect("kill sleep");
         child.wait().expect("reap sleep");
+    }
+
+    /// Waits until `pid`'s command line contains `text` (until exec, a
+    /// child's is its parent's).
+    fn wait_for_cmdline(pid: u32, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(text))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{pid} never ran {text}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_pattern_that_also_matches_the_guests_own_children_finds_the_guest() {
+        // As sshd re-executes itself for each connection: a parent and its
+        // child with the same words; then an unrelated second match.
+        let marker = format!("vmbench-guest-{}", std::process::id());
+        let mut parent = std::process::Command::new("sh")
+            .args(["-c", "sh -c 'sleep 30; :' \"$0\" & wait", &marker])
+            .process_group(0)
+            .spawn()
+            .expect("sh runs");
+        wait_for_cmdline(parent.id(), &marker);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .any(|e| {
+                let pid = e.file_name().to_string_lossy().parse::<u32>().ok();
+                pid.is_some_and(|p| p != parent.id() && parent_of(p) == Some(parent.id()))
+                    && std::fs::read(e.path().join("cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("sleep 30; :"))
+            })
+        {
+            assert!(std::time::Instant::now() < deadline, "the child never ran");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let guest = guest_with(&format!("process = '{marker}'"));
+        assert_eq!(find_process(&guest), Some(Ok(parent.id())));
+
+        let mut stranger = std::process::Command::new("sh")
+            .args(["-c", "sleep 30; :", &marker])
+            .process_group(0)
+            .spawn()
+            .expect("sh runs");
+        wait_for_cmdline(stranger.id(), &marker);
+        assert!(matches!(
+            find_process(&guest),
+            Some(Err(e)) if e.contains("2 processes match")
+        ));
+        for child in [&mut parent, &mut stranger] {
+            // The parent's own child goes with its process group.
+            crate::transport::kill_group(child.id());
+            child.wait().expect("reap");
+        }
     }
 
     #[test]
