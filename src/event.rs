@@ -284,6 +284,10 @@ pub struct GuestInfo {
     /// What the guest is, as it sees itself; older recordings have none.
     #[serde(default)]
     pub shape: Option<GuestShape>,
+    /// Its kernel's boot id: a guest whose is this host's shares this
+    /// host's kernel (a namespace, a container) and sees its block devices.
+    #[serde(default)]
+    pub boot_id: Option<String>,
 }
 
 /// A guest's shape at bring-up: guests compared as one technology should

@@ -961,6 +961,7 @@ mod tests {
                     clock_rtt_ns: clock_offset_ns.map(|_| 10),
                     vmbench: Ok("/tmp/vmbench.x/vmbench".into()),
                     shape,
+                    boot_id: None,
                 }),
             },
         }

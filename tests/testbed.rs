@@ -1357,6 +1357,31 @@ fn guest_counters_come_from_the_agent_or_over_sftp_and_a_killed_agent_is_started
         (lo..=hi).contains(&guest_value),
         "g1's cpu.user {guest_value} at its last tick, this host's {lo}..{hi} around it"
     );
+    // g1 and g2 share this host's kernel and see every block device of
+    // it: their disks are the loop devices their own mounts are on (their
+    // images), by agent and over SFTP alike, not each other's.
+    let loop_of = |i: u32| {
+        vmbench::discover::loop_device_of(std::path::Path::new(&format!(
+            "/var/tmp/vmbench-testbed/g{i}.img"
+        )))
+        .expect("the guest's loop device")
+    };
+    for i in [1, 2] {
+        let disks: Vec<String> = sources(&format!("g{i}"))
+            .iter()
+            .filter_map(|s| {
+                s.strip_prefix(&format!("guest:g{i}/disk/"))
+                    .map(String::from)
+            })
+            .collect();
+        assert!(disks.contains(&loop_of(i)), "g{i}'s disks: {disks:?}");
+        for other in (1..=4).filter(|j| *j != i) {
+            assert!(
+                !disks.contains(&loop_of(other)),
+                "g{i}'s disks {disks:?} hold g{other}'s"
+            );
+        }
+    }
     // The second agent's series are the first one's: each defined once.
     for metric in ["cpu.user", "ctxt"] {
         let defined = reader

@@ -111,6 +111,10 @@ pub(super) struct AgentArgs {
     /// `[[guest]]` entries).
     #[arg(long)]
     host_seen: Option<String>,
+    /// This guest shares its host's kernel: its disks are only the devices
+    /// its mounts are on.
+    #[arg(long)]
+    mounted_disks_only: bool,
     /// End after this long without a heartbeat from the host on stdin.
     #[arg(long, default_value_t = 15_000)]
     silence_ms: u64,
@@ -132,6 +136,7 @@ pub(super) fn agent(args: AgentArgs) -> ExitCode {
         args.grid_phase_ns,
         Duration::from_millis(args.silence_ms),
         host_seen,
+        args.mounted_disks_only,
         std::io::stdin(),
         &mut std::io::stdout().lock(),
     );

@@ -170,9 +170,20 @@ fn open_sampler(
         SamplerLink::Ssh(connection) if guest.sampling != GuestSampling::Agent => connection,
         _ => connect()?,
     };
-    let sampler = GuestSampler::open(&connection.session, guest.name(), ctx.ids.clone())
-        .map_err(|e| format!("{e:#}"))?;
+    let sampler = GuestSampler::open(
+        &connection.session,
+        guest.name(),
+        ctx.ids.clone(),
+        shares_this_hosts_kernel(info),
+    )
+    .map_err(|e| format!("{e:#}"))?;
     Ok((SamplerLink::Ssh(connection), Sampling::Sftp(sampler)))
+}
+
+/// Whether the guest runs on this host's kernel (a namespace, a container),
+/// so that its disks are only those its mounts are on.
+fn shares_this_hosts_kernel(info: &GuestInfo) -> bool {
+    crate::sample::own_disks::shares_this_hosts_kernel(info.boot_id.as_deref())
 }
 
 /// Starts vmbench's agent on a guest or a hypervisor host, ticking on
@@ -195,6 +206,7 @@ fn start_agent(
             .map(|offset| offset.rem_euclid(ctx.interval.as_nanos().max(1) as i64) as u64),
         silence: super::endpoint_of(guest).policy.silence_limit(),
         host_seen: ctx.host_seen.get(guest.name()).cloned(),
+        mounted_disks_only: shares_this_hosts_kernel(info),
     };
     let _turn = AGENT_STARTS.take();
     match link {

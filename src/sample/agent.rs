@@ -23,6 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::host_seen::HostSeenGuest;
+use super::own_disks::MountedDevices;
 use super::proc_view::{Machine, ProcKind, ProcView};
 use super::process::{WatchedProcess, sample_process};
 use super::{ProcFile, Registry, SeriesIds, grid_before, next_tick};
@@ -76,11 +77,14 @@ fn listen_for_heartbeats(
 /// reads /proc as a host's, and samples what it sees of each guest as
 /// `host-seen:<guest>`, after looking for those that ask for discovery
 /// among the QEMU, libvirt and Xen guests there (said in `I` lines).
+/// A guest that shares its host's kernel (`mounted_disks_only`) reports as
+/// its disks only the devices its mounts are on (see `own_disks`).
 pub fn run_agent(
     interval: Duration,
     grid_phase: Option<Nanos>,
     silence: Duration,
     host_seen: Option<HostSeenGuests>,
+    mounted_disks_only: bool,
     heartbeats: impl Read + Send + 'static,
     out: &mut impl Write,
 ) -> io::Result<()> {
@@ -95,6 +99,16 @@ pub fn run_agent(
     };
     let mut view = ProcView::new("", machine, &mut registry);
     let mut line = String::with_capacity(4096);
+    if mounted_disks_only && machine == Machine::Guest {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+        let mounted = MountedDevices::parse(&mountinfo);
+        let _ = writeln!(
+            line,
+            "I this guest shares its host's kernel: its disks are the {} block devices its mounts are on, not the host's others",
+            mounted.count()
+        );
+        view.keep_only_mounted(mounted);
+    }
     let mut errors = Vec::new();
     let mut xentop = None;
     let mut guests = host_seen.unwrap_or_default().guests;
@@ -516,6 +530,7 @@ mod tests {
             Some(7_000_000),
             Duration::from_secs(3600),
             None,
+            false,
             Silent,
             &mut out,
         );
@@ -620,6 +635,7 @@ mod tests {
             None,
             Duration::from_secs(3600),
             None,
+            false,
             io::empty(),
             &mut out,
         );
@@ -632,6 +648,7 @@ mod tests {
             None,
             Duration::from_millis(100),
             None,
+            false,
             Silent,
             &mut out,
         );

@@ -26,6 +26,8 @@ pub struct AgentCommand<'a> {
     pub silence: Duration,
     /// On a hypervisor host: the guests there, as `[[guest]]` TOML.
     pub host_seen: Option<String>,
+    /// The guest shares this host's kernel (see `own_disks`).
+    pub mounted_disks_only: bool,
 }
 
 impl AgentCommand<'_> {
@@ -42,6 +44,9 @@ impl AgentCommand<'_> {
         }
         if let Some(guests) = &self.host_seen {
             let _ = write!(line, " --host-seen {}", quote(guests));
+        }
+        if self.mounted_disks_only {
+            line.push_str(" --mounted-disks-only");
         }
         line
     }

@@ -4,6 +4,7 @@
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
+use super::own_disks::MountedDevices;
 use super::proc_view::{Machine, ProcKind, ProcView};
 use super::{Registry, SeriesIds, next_tick};
 use crate::bus::EventSink;
@@ -23,7 +24,14 @@ pub struct GuestSampler {
 }
 
 impl GuestSampler {
-    pub fn open(session: &ssh2::Session, guest: &str, ids: SeriesIds) -> anyhow::Result<Self> {
+    /// `mounted_disks_only`: the guest shares this host's kernel (see
+    /// `own_disks`).
+    pub fn open(
+        session: &ssh2::Session,
+        guest: &str,
+        ids: SeriesIds,
+        mounted_disks_only: bool,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context;
         let sftp = session.sftp().context("opening SFTP")?;
         let mut files = Vec::new();
@@ -41,7 +49,16 @@ impl GuestSampler {
             }
         }
         let mut registry = Registry::new(ids);
-        let view = ProcView::new(&format!("guest:{guest}"), Machine::Guest, &mut registry);
+        let mut view = ProcView::new(&format!("guest:{guest}"), Machine::Guest, &mut registry);
+        if mounted_disks_only {
+            let mut mountinfo = String::new();
+            let mut file = sftp
+                .open(std::path::Path::new("/proc/self/mountinfo"))
+                .context("opening /proc/self/mountinfo on the guest")?;
+            std::io::Read::read_to_string(&mut file, &mut mountinfo)
+                .context("reading /proc/self/mountinfo on the guest")?;
+            view.keep_only_mounted(MountedDevices::parse(&mountinfo));
+        }
         Ok(GuestSampler {
             files,
             buf: Vec::with_capacity(64 << 10),

@@ -14,6 +14,7 @@ pub mod agent_link;
 mod guest_sftp;
 mod host;
 mod host_seen;
+pub mod own_disks;
 mod proc_view;
 mod process;
 

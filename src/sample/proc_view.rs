@@ -9,6 +9,7 @@ use procfs::net::InterfaceDeviceStatus;
 use procfs::prelude::*;
 use procfs::{DiskStats, KernelStats};
 
+use super::own_disks::MountedDevices;
 use super::{CPU_FIELDS, DISK_FIELDS, DISK_UNITS, MEM_FIELDS, NET_FIELDS, NET_UNITS, Registry};
 use crate::event::{SeriesId, SeriesKind};
 
@@ -18,6 +19,8 @@ pub(super) enum DiskState {
     Partition,
     /// Never done I/O (unused loop devices): not worth a series until it does.
     Idle,
+    /// The host's or another guest's, seen through a shared kernel.
+    Elsewhere,
     Tracked([SeriesId; 7]),
 }
 
@@ -106,6 +109,9 @@ pub(super) struct ProcView {
     mem: [SeriesId; 5],
     nets: HashMap<String, [SeriesId; 4]>,
     disks: HashMap<String, DiskState>,
+    /// Set for a guest that shares its host's kernel: only these devices'
+    /// disks are its own.
+    mounted_only: Option<MountedDevices>,
     /// This tick's raw values per interface and per disk, for attribution.
     pub(super) net_now: HashMap<String, [u64; 4]>,
     pub(super) disk_now: HashMap<String, [u64; 7]>,
@@ -129,9 +135,16 @@ impl ProcView {
             mem,
             nets: HashMap::new(),
             disks: HashMap::new(),
+            mounted_only: None,
             net_now: HashMap::new(),
             disk_now: HashMap::new(),
         }
+    }
+
+    /// Makes the guest's disks only the devices its mounts are on: a guest
+    /// that shares its host's kernel (see `own_disks`).
+    pub(super) fn keep_only_mounted(&mut self, mounted: MountedDevices) {
+        self.mounted_only = Some(mounted);
     }
 
     /// Reads and parses every file of `files`; a file that cannot be read
@@ -293,9 +306,21 @@ impl ProcView {
             let read = self.disk_now[&d.name];
             let known = self.disks.get(&d.name).copied();
             let state = match known {
-                Some(settled @ (DiskState::Partition | DiskState::Tracked(_))) => settled,
+                Some(
+                    settled @ (DiskState::Partition | DiskState::Tracked(_) | DiskState::Elsewhere),
+                ) => settled,
                 _ if read.iter().all(|v| *v == 0) => DiskState::Idle,
                 _ if self.machine.is_partition(&d.name, &self.disk_now) => DiskState::Partition,
+                _ if self.mounted_only.as_ref().is_some_and(|mounted| {
+                    let all = disks
+                        .0
+                        .iter()
+                        .map(|p| (p.name.as_str(), p.major as u32, p.minor as u32));
+                    !mounted.owns((&d.name, d.major as u32, d.minor as u32), all, partition_of)
+                }) =>
+                {
+                    DiskState::Elsewhere
+                }
                 _ => DiskState::Tracked(registry.define(
                     &format!("{}/disk/{}", self.prefix, d.name),
                     DISK_FIELDS,
@@ -311,7 +336,7 @@ impl ProcView {
                     (known, state),
                     (
                         Some(DiskState::Idle),
-                        DiskState::Partition | DiskState::Tracked(_)
+                        DiskState::Partition | DiskState::Tracked(_) | DiskState::Elsewhere
                     )
                 )
             {
@@ -326,17 +351,21 @@ impl ProcView {
 /// device named as another plus digits (vda1), or plus `p` and digits after
 /// a name ending in a digit (nvme0n1p1), is a partition of it.
 fn guest_partition(name: &str, all: &HashMap<String, [u64; 7]>) -> bool {
-    all.keys().any(|disk| {
-        let Some(rest) = name.strip_prefix(disk.as_str()) else {
-            return false;
-        };
-        let digits = if disk.ends_with(|c: char| c.is_ascii_digit()) {
-            rest.strip_prefix('p').unwrap_or("")
-        } else {
-            rest
-        };
-        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-    })
+    all.keys().any(|disk| partition_of(name, disk))
+}
+
+/// Whether `name` is a partition of `disk` by their names (see
+/// `guest_partition`).
+fn partition_of(name: &str, disk: &str) -> bool {
+    let Some(rest) = name.strip_prefix(disk) else {
+        return false;
+    };
+    let digits = if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        rest.strip_prefix('p').unwrap_or("")
+    } else {
+        rest
+    };
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The values of `names` in /proc/meminfo's `Name: value [kB]` lines, in

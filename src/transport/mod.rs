@@ -108,13 +108,18 @@ pub fn prepare<S: Shell>(
     quiet: &Quiet,
 ) -> Result<Prepared<S::Janitor>> {
     let mut arrival = quiet::Arrival::new(quiet);
-    let (code, out, err) = shell.run("uname -m; uname -r")?;
+    let (code, out, err) =
+        shell.run("uname -m; uname -r; cat /proc/sys/kernel/random/boot_id 2>/dev/null || true")?;
     if code != 0 {
         bail!("`uname` failed on the guest: {}", err.trim());
     }
     let mut words = out.lines();
     let arch = words.next().unwrap_or_default().trim().to_string();
     let kernel = words.next().unwrap_or_default().trim().to_string();
+    let boot_id = words
+        .next()
+        .map(|id| id.trim().to_string())
+        .filter(|id| !id.is_empty());
     // Well past the point where vmbench itself would call the guest lost.
     let patience = (reached.silence_limit * 2).max(std::time::Duration::from_secs(30));
     let (vmbench, janitor, from_cache) = install(shell, &arch, vmbench, patience);
@@ -143,6 +148,7 @@ pub fn prepare<S: Shell>(
         clock_rtt_ns,
         vmbench,
         shape,
+        boot_id,
     };
     Ok(Prepared {
         info,

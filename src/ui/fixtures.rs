@@ -241,6 +241,7 @@ pub fn guest_info(offset_ns: i64) -> crate::event::GuestInfo {
         clock_rtt_ns: Some(80_000),
         vmbench: Ok("/tmp/vmbench.Ab12Cd/vmbench".into()),
         shape: None,
+        boot_id: None,
     }
 }
 
