@@ -119,6 +119,12 @@ pub struct Header {
     /// Wall-clock start, RFC 3339 UTC; session times are offsets from it.
     pub started_at: String,
     pub started_unix_ns: u64,
+    /// Where session time 0 falls on this host's CLOCK_MONOTONIC: lines the
+    /// recording up with what else this host logs on that clock (the
+    /// kernel's log, perf, a test that injects a fault); older recordings
+    /// have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monotonic_origin_ns: Option<u64>,
     pub host: HostSpecs,
     pub plan_name: String,
     pub plan_origin: String,
@@ -132,11 +138,12 @@ pub struct Header {
 
 impl Header {
     /// The header of a session of `plan` on `host` started at
-    /// `started_unix_ns`, running `schedule`.
+    /// `started_unix_ns` on `clock`, running `schedule`.
     pub fn new(
         plan: &crate::plan::LoadedPlan,
         host: HostSpecs,
         started_unix_ns: u64,
+        clock: &crate::event::Clock,
         schedule: Vec<PlannedPhase>,
     ) -> Self {
         Header {
@@ -147,6 +154,7 @@ impl Header {
             )
             .to_string(),
             started_unix_ns,
+            monotonic_origin_ns: Some(clock.to_monotonic(0)),
             host,
             plan_name: plan.plan.name.clone(),
             plan_origin: plan.origin.clone(),

@@ -1103,7 +1103,13 @@ pub(crate) mod tests {
             clock_ticks_per_sec: 100,
             virtualization: None,
         };
-        Header::new(&plan, host, 0, plan.plan.schedule(2))
+        Header::new(
+            &plan,
+            host,
+            0,
+            &crate::event::Clock::start(),
+            plan.plan.schedule(2),
+        )
     }
 
     pub(crate) fn fixture_events(name: &str) -> Vec<Event> {

@@ -2,8 +2,12 @@
 
 use assert_cmd::Command;
 
+/// vmbench, killed (and the test failed) past a minute: none of these
+/// commands starts a session.
 fn vmbench() -> Command {
-    Command::cargo_bin("vmbench").expect("the binary is built")
+    let mut command = Command::cargo_bin("vmbench").expect("the binary is built");
+    command.timeout(std::time::Duration::from_secs(60));
+    command
 }
 
 fn fixture(name: &str) -> String {

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use common::{Bounded, COMMAND_LIMIT};
+
 use common::testbed::processes_naming;
 use vmbench::store::Reader;
 
@@ -160,8 +162,7 @@ fn remains(id: &str) -> Vec<String> {
         String::from_utf8_lossy(
             &Command::new(program)
                 .args(args)
-                .output()
-                .expect("runs")
+                .output_within(COMMAND_LIMIT)
                 .stdout,
         )
         .into_owned()
@@ -373,8 +374,7 @@ fn sigterm_mid_session_removes_the_fleet() {
     // Not from under a running session, even when named.
     let down = Command::new(VMBENCH)
         .args(["fleet", "down", &id])
-        .output()
-        .expect("runs");
+        .output_within(COMMAND_LIMIT);
     let said = String::from_utf8_lossy(&down.stdout);
     assert!(
         !down.status.success() && said.contains("still runs; left alone"),
@@ -412,8 +412,7 @@ fn after_kill_9_fleet_list_names_what_was_left_and_fleet_down_removes_it() {
     // `fleet list` names the leftover.
     let list = Command::new(VMBENCH)
         .args(["fleet", "list"])
-        .output()
-        .expect("runs");
+        .output_within(COMMAND_LIMIT);
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(
         list.contains(&format!("{id}  ")) && list.contains("fleet down"),
@@ -426,8 +425,7 @@ fn after_kill_9_fleet_list_names_what_was_left_and_fleet_down_removes_it() {
     let next = Command::new(VMBENCH)
         .args(["record", &plan_without_fleets(&local).to_string_lossy()])
         .args(["-o", &local.join("r.vmb").to_string_lossy()])
-        .output()
-        .expect("runs");
+        .output_within(COMMAND_LIMIT);
     let said = String::from_utf8_lossy(&next.stderr);
     assert!(next.status.success(), "{said}");
     assert!(
@@ -437,8 +435,7 @@ fn after_kill_9_fleet_list_names_what_was_left_and_fleet_down_removes_it() {
     );
     let down = Command::new(VMBENCH)
         .args(["fleet", "down", &id])
-        .output()
-        .expect("runs");
+        .output_within(COMMAND_LIMIT);
     let said = String::from_utf8_lossy(&down.stdout);
     assert!(down.status.success(), "{said}");
     assert!(said.contains(&format!("session {id}: removed")), "{said}");
@@ -643,7 +640,9 @@ fn a_kept_fleet_stays_until_fleet_down_names_it() {
     );
     assert!(!remains(&id).is_empty(), "the kept fleet is still there");
     let vmbench = |args: &[&str]| {
-        let out = Command::new(VMBENCH).args(args).output().expect("runs");
+        let out = Command::new(VMBENCH)
+            .args(args)
+            .output_within(COMMAND_LIMIT);
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let list = vmbench(&["fleet", "list"]);
@@ -670,8 +669,7 @@ fn check_on_a_fleet_plan_says_whether_this_host_can_make_the_fleet_and_connects_
     let path = plan(dir.path(), &two_netns(48), "1s", "[1]");
     let out = Command::new(VMBENCH)
         .args(["check", &path.to_string_lossy()])
-        .output()
-        .expect("runs");
+        .output_within(COMMAND_LIMIT);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}");
     assert!(
@@ -755,7 +753,7 @@ impl LibvirtDaemons {
             if running.is_some() {
                 continue;
             }
-            let status = Command::new(daemon).arg("-d").status().expect("starts");
+            let status = Command::new(daemon).arg("-d").status_within(COMMAND_LIMIT);
             assert!(status.success(), "{daemon} -d: {status}");
             let deadline = Instant::now() + Duration::from_secs(20);
             let pid = loop {
@@ -878,8 +876,7 @@ fn a_hung_copy_in_a_gvisor_sandbox_entered_by_runsc_exec_is_killed_inside_it() {
     let down = || {
         Command::new(VMBENCH)
             .args(["fleet", "down", &id])
-            .output()
-            .expect("fleet down runs")
+            .output_within(COMMAND_LIMIT)
     };
     // Inside the sandbox, as its own tools see it: what names the marker
     // (the `[3]` keeps grep and its shell from naming it themselves).
@@ -902,13 +899,21 @@ fn a_hung_copy_in_a_gvisor_sandbox_entered_by_runsc_exec_is_killed_inside_it() {
                 std::process::id()
             ),
         ])
-        .output()
-        .expect("runsc exec runs");
+        .output_within(COMMAND_LIMIT);
     let asked = String::from_utf8_lossy(&inside.stdout).into_owned();
     let refused = String::from_utf8_lossy(&inside.stderr).into_owned();
     down();
     assert!(status.success(), "{status}; {said}");
     assert!(said.contains("timed out after 3s"), "{said}");
+    let events = common::testbed::events_of(&out);
+    let guest = events
+        .iter()
+        .find_map(|e| match e {
+            vmbench::event::Event::RunSpawned { guest, .. } => Some(guest.clone()),
+            _ => None,
+        })
+        .expect("a copy");
+    common::recorded::assert_killed_at_timeout(&events, &guest, Duration::from_secs(3));
     assert!(inside.status.success(), "the sandbox answered: {refused}");
     assert_eq!(asked.trim(), "", "the hung copy lives on in the sandbox");
     let remains = remains(&id);
@@ -930,8 +935,7 @@ fn a_libvirt_fleet_boots_from_generated_xml_on_a_bridge_of_its_own_and_is_remove
     let domain = format!("vmbench-{id}-lv-1");
     let listed = Command::new("virsh")
         .args(["-c", "qemu:///system", "dumpxml", &domain])
-        .output()
-        .expect("virsh");
+        .output_within(COMMAND_LIMIT);
     let xml = String::from_utf8_lossy(&listed.stdout);
     // On vmbench's bridge, pinned, TCG unless KVM boots here.
     assert!(
@@ -945,15 +949,13 @@ fn a_libvirt_fleet_boots_from_generated_xml_on_a_bridge_of_its_own_and_is_remove
     assert!(remains.is_empty(), "left behind: {remains:#?}");
     let domains = Command::new("virsh")
         .args(["-c", "qemu:///system", "list", "--all", "--name"])
-        .output()
-        .expect("virsh");
+        .output_within(COMMAND_LIMIT);
     let domains = String::from_utf8_lossy(&domains.stdout);
     assert!(!domains.contains(&id), "{domains}");
     // libvirt's own network was never brought up.
     let networks = Command::new("virsh")
         .args(["-c", "qemu:///system", "net-list", "--name"])
-        .output()
-        .expect("virsh");
+        .output_within(COMMAND_LIMIT);
     let networks = String::from_utf8_lossy(&networks.stdout);
     assert!(!networks.contains("default"), "{networks}");
     let reader = Reader::open(&out).expect("recording");
@@ -1000,8 +1002,7 @@ fn the_domain_xml_for_qemu_and_for_xens_libxl_is_valid_to_libvirts_schema() {
         let out = Command::new("virt-xml-validate")
             .arg(&file)
             .arg("domain")
-            .output()
-            .expect("virt-xml-validate runs");
+            .output_within(COMMAND_LIMIT);
         assert!(
             out.status.success(),
             "{hypervisor:?}: {}{}",

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{Bounded, COMMAND_LIMIT};
+
 use std::process::{Command, Stdio};
 
 use common::exe;
@@ -46,8 +48,7 @@ fn record(plan: &std::path::Path, recording: &std::path::Path) {
         .arg("-o")
         .arg(recording)
         .stderr(Stdio::null())
-        .status()
-        .expect("record runs");
+        .status_within(COMMAND_LIMIT);
     assert!(status.success(), "the session failed: {status}");
 }
 
@@ -70,8 +71,7 @@ fn each_host_samples_itself_and_sees_its_own_guests() {
     // `check` reaches the host too (its key, vmbench there, its clock).
     let checked = Command::new(exe())
         .args(["check", plan.to_str().expect("utf-8")])
-        .output()
-        .expect("check runs");
+        .output_within(COMMAND_LIMIT);
     let table = String::from_utf8_lossy(&checked.stdout);
     assert!(checked.status.success(), "{table}");
     assert!(
@@ -160,7 +160,7 @@ fn each_host_samples_itself_and_sees_its_own_guests() {
         if by_host {
             report.arg("--by-host");
         }
-        let out = report.output().expect("report runs");
+        let out = report.output_within(COMMAND_LIMIT);
         assert!(
             out.status.success(),
             "{}",

@@ -212,7 +212,7 @@ fn a_real_prometheus_scrapes_a_live_session_and_agrees_with_its_recording() {
     );
     assert!(!work.is_empty(), "the running copy's work is exposed");
     drop(prometheus);
-    let status = vmbench.0.wait().expect("vmbench ends");
+    let status = common::wait_within(&mut vmbench.0, common::COMMAND_LIMIT);
     assert!(status.success());
     let own = recorded_rate(&recording, asked - 10.0, asked);
     // One core busy with the copy: some 100 ticks a second, whoever counts.

@@ -28,7 +28,13 @@ fn recording(dir: &Path, name: &str) -> PathBuf {
         virtualization: None,
         ..HostSpecs::of_this_host()
     };
-    let header = Header::new(&plan, host, 0, plan.plan.schedule(2));
+    let header = Header::new(
+        &plan,
+        host,
+        0,
+        &vmbench::event::Clock::start(),
+        plan.plan.schedule(2),
+    );
     let path = dir.join(format!("{name}.vmb"));
     let recorder = Recorder::create(&path, &header).expect("recorder");
     let events = std::fs::read_to_string(fixture(&format!("{name}.jsonl"))).expect("events");
@@ -49,6 +55,7 @@ struct Run {
 fn report(dir: &Path, args: &[&str]) -> Run {
     let out = Command::cargo_bin("vmbench")
         .expect("binary")
+        .timeout(std::time::Duration::from_secs(120))
         .current_dir(dir)
         .arg("report")
         .args(args)
@@ -342,6 +349,7 @@ fn a_recording_without_a_figure_says_why() {
 fn exported_phases(dir: &Path, name: &str) -> (csv::StringRecord, Vec<csv::StringRecord>) {
     let out = Command::cargo_bin("vmbench")
         .expect("binary")
+        .timeout(std::time::Duration::from_secs(120))
         .current_dir(dir)
         .args(["export", &format!("{name}.vmb"), "--csv", "csv"])
         .output()
@@ -415,7 +423,13 @@ fn a_baseline_measured_on_a_virtual_host_is_refused_unless_forced_and_named() {
         virtualization: Some("a virtual machine (the CPU's hypervisor flag)".into()),
         ..HostSpecs::of_this_host()
     };
-    let header = Header::new(&plan, host, 0, plan.plan.schedule(2));
+    let header = Header::new(
+        &plan,
+        host,
+        0,
+        &vmbench::event::Clock::start(),
+        plan.plan.schedule(2),
+    );
     let path = dir.path().join("host.vmb");
     let recorder = Recorder::create(&path, &header).expect("recorder");
     let events = std::fs::read_to_string(fixture("host.jsonl")).expect("events");

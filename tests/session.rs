@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{Bounded, COMMAND_LIMIT};
+
 use common::{drain_until_finished, exe};
 
 use std::path::{Path, PathBuf};
@@ -29,8 +31,7 @@ fn export(recording: &Path, out: &Path) {
             "--csv",
             out.to_str().expect("utf-8"),
         ])
-        .status()
-        .expect("export runs");
+        .status_within(COMMAND_LIMIT);
     assert!(status.success());
 }
 

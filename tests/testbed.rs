@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{Bounded, COMMAND_LIMIT};
+
 use common::testbed::{GUESTS, STATE, all_guests, guest, plan_text, testbed, write_plan};
 use common::{drain_until_finished, exe};
 
@@ -73,8 +75,7 @@ fn cpu_disk_and_net_on_1_2_and_4_guests_replay_to_the_same_results() {
         .args(["export", "--csv"])
         .arg(&csv_dir)
         .arg(&recording)
-        .output()
-        .expect("export runs");
+        .output_within(COMMAND_LIMIT);
     assert!(
         exported.status.success(),
         "{}",
@@ -184,7 +185,13 @@ fn interrupt_mid_phase(signal: libc::c_int) -> Vec<vmbench::event::Event> {
     }
     // SAFETY: signals the child this test started.
     unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-    child.wait().expect("vmbench exits");
+    // Any stop: gone within 5 s, 1 s more on a loaded 2-core machine.
+    let signalled = Instant::now();
+    common::wait_within(&mut child, Duration::from_secs(6));
+    eprintln!(
+        "signal {signal}: vmbench exited {:.2?} after it (bound 6s)",
+        signalled.elapsed()
+    );
     // After a kill -9 the guests notice the lost connection by themselves:
     // none of this session's copies, agents or folders stays on them.
     let events = Reader::open(&recording)
@@ -235,8 +242,7 @@ fn an_unknown_host_key_is_refused_until_accepted() {
             .arg("check")
             .arg(&plan)
             .args(extra)
-            .output()
-            .expect("check runs")
+            .output_within(COMMAND_LIMIT)
     };
 
     let refused = check(&[]);
@@ -385,8 +391,7 @@ fn an_ssh_agent_authenticates_when_the_plan_names_no_key() {
     let added = Command::new("ssh-add")
         .arg(format!("{STATE}/id_ed25519"))
         .env("SSH_AUTH_SOCK", &socket)
-        .output()
-        .expect("ssh-add runs");
+        .output_within(COMMAND_LIMIT);
     assert!(
         added.status.success(),
         "{}",
@@ -410,7 +415,7 @@ fn an_ssh_agent_authenticates_when_the_plan_names_no_key() {
         } else {
             command.env_remove("SSH_AUTH_SOCK");
         }
-        command.output().expect("check runs")
+        command.output_within(COMMAND_LIMIT)
     };
     let with_agent = check(true);
     assert!(
@@ -544,8 +549,7 @@ fn every_tool_runs_on_bare_metal_and_on_guests() {
     // Every server and tool is gone.
     let left = Command::new("pgrep")
         .args(["-a", "iperf3|sysbench|stress-ng|fio|bonnie"])
-        .output()
-        .expect("pgrep");
+        .output_within(COMMAND_LIMIT);
     assert!(
         left.stdout.is_empty(),
         "{}",
@@ -572,8 +576,7 @@ fn a_guest_without_fio_is_named_by_check_and_fails_alone_in_a_session() {
     let check = Command::new(exe())
         .arg("check")
         .arg(&plan)
-        .output()
-        .expect("check runs");
+        .output_within(COMMAND_LIMIT);
     let text = String::from_utf8_lossy(&check.stdout);
     assert_eq!(check.status.code(), Some(1), "{text}");
     let (warnings, problems): (Vec<&str>, Vec<&str>) = text
@@ -633,8 +636,7 @@ fn the_study_plan_shortened_runs_headless_on_bare_metal_guests_and_a_vm() {
         .args(["record", plan, "--time-scale", "0.4", "-o"])
         .arg(&recording)
         .stderr(Stdio::null())
-        .status()
-        .expect("vmbench record runs");
+        .status_within(COMMAND_LIMIT);
     assert!(status.success());
     let reader = Reader::open(&recording).expect("recording");
     let mut session = vmbench::model::Session::new(reader.header.clone());
@@ -692,8 +694,7 @@ fn the_study_plan_shortened_runs_headless_on_bare_metal_guests_and_a_vm() {
             "1",
         ])
         .arg(&recording)
-        .output()
-        .expect("report runs");
+        .output_within(COMMAND_LIMIT);
     let text = String::from_utf8_lossy(&table1.stdout);
     assert!(
         table1.status.success(),
@@ -803,8 +804,7 @@ fn a_report_over_a_testbed_recording_renders_every_chart() {
     let refused = Command::new(exe())
         .arg("report")
         .arg(&recording)
-        .output()
-        .expect("report runs");
+        .output_within(COMMAND_LIMIT);
     let why = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{why}");
     assert!(
@@ -828,8 +828,7 @@ fn a_report_over_a_testbed_recording_renders_every_chart() {
             ])
             .arg(&charts)
             .arg(&recording)
-            .output()
-            .expect("report runs");
+            .output_within(COMMAND_LIMIT);
         assert!(
             out.status.success(),
             "{}",
@@ -923,8 +922,7 @@ fn discovery_finds_the_testbed_vm_with_its_tap_disk_and_pid() {
     };
     let out = Command::new(exe())
         .arg("discover")
-        .output()
-        .expect("discover runs");
+        .output_within(COMMAND_LIMIT);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
@@ -1293,7 +1291,7 @@ fn guest_counters_come_from_the_agent_or_over_sftp_and_a_killed_agent_is_started
     );
     assert_ne!(now[0], again[0]);
     // The session goes on to its end.
-    let status = child.wait().expect("record ends");
+    let status = common::wait_within(&mut child, COMMAND_LIMIT);
     assert!(status.success(), "the session failed: {status}");
     let reader = Reader::open(&recording).expect("recording");
     let sources = |guest: &str| -> Vec<String> {

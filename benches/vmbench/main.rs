@@ -69,7 +69,13 @@ fn header(schedule_phases: usize) -> Header {
         .cycle()
         .take(schedule_phases)
         .collect();
-    Header::new(&plan, HostSpecs::of_this_host(), 0, schedule)
+    Header::new(
+        &plan,
+        HostSpecs::of_this_host(),
+        0,
+        &vmbench::event::Clock::start(),
+        schedule,
+    )
 }
 
 fn main() {

@@ -209,7 +209,7 @@ impl Live {
         let doubts = plan.plan.crowding_warnings(host.logical_cores);
         let plan = &plan;
         let schedule = plan.plan.schedule(host.logical_cores);
-        let header = Header::new(plan, host, started_unix_ns, schedule.clone());
+        let header = Header::new(plan, host, started_unix_ns, &clock, schedule.clone());
         let recorder = Recorder::create(recording, &header)?;
         let (tx, rx) = channel();
         let sink = EventSink::new(tx.clone());

@@ -67,3 +67,78 @@ pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receive
     });
     rx
 }
+
+/// How long any one command a test runs may take (a whole recorded
+/// session included): past it the test fails instead of holding CI.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(300);
+
+/// Waits for `child` to exit; past `limit` it is killed and the test fails.
+pub fn wait_within(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pid {} did not exit within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `Command::output` and `status` with a deadline: past `limit` the
+/// command is killed and the test fails.
+pub trait Bounded {
+    fn output_within(&mut self, limit: Duration) -> std::process::Output;
+    fn status_within(&mut self, limit: Duration) -> std::process::ExitStatus;
+}
+
+impl Bounded for std::process::Command {
+    fn output_within(&mut self, limit: Duration) -> std::process::Output {
+        use std::io::Read;
+        use std::process::Stdio;
+        let mut child = self
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{:?} does not start: {e}", self.get_program()));
+        let deadline = Instant::now() + limit;
+        // Read on threads of their own, so that a full pipe never blocks it;
+        // a daemon it left holding the pipe must not hold the test either.
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                let _ = tx.send(bytes);
+            });
+            rx
+        };
+        let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+        let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+        let status = wait_within(&mut child, limit);
+        let read = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{:?}: its output stayed open past {limit:?}",
+                        self.get_program()
+                    )
+                })
+        };
+        std::process::Output {
+            status,
+            stdout: read(stdout),
+            stderr: read(stderr),
+        }
+    }
+
+    fn status_within(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let mut child = self
+            .spawn()
+            .unwrap_or_else(|e| panic!("{:?} does not start: {e}", self.get_program()));
+        wait_within(&mut child, limit)
+    }
+}

@@ -3,6 +3,7 @@
 //! share this host's /tmp and PID space, so a test looks only at its own
 //! session's folders and processes, named by its recording.
 
+use super::{Bounded, COMMAND_LIMIT};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -53,8 +54,7 @@ impl Drop for Turn {
 pub fn restore() {
     let out = Command::new(script())
         .args(["up", &GUESTS.to_string(), &VMS.to_string()])
-        .output()
-        .expect("the testbed script runs");
+        .output_within(COMMAND_LIMIT);
     assert!(
         out.status.success(),
         "`testbed up {GUESTS} {VMS}` failed (it needs root, openssh-server and qemu-system-x86): {}",
@@ -108,8 +108,7 @@ pub fn ssh_to(address: &str, command: &str) -> std::process::Output {
             &format!("root@{address}"),
             command,
         ])
-        .output()
-        .expect("ssh runs")
+        .output_within(COMMAND_LIMIT)
 }
 
 /// What `ps` shows inside a guest.
