@@ -271,3 +271,106 @@ fn a_config_file_with_a_bad_line_is_named_with_exit_2_and_the_default_one_reads(
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("keys.filter"), "{stderr}");
 }
+
+fn demo() -> String {
+    format!("{}/recordings/demo.vmb", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn an_existing_recording_is_never_overwritten_and_no_fleet_is_made_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        "name = \"kept\"\n\n[[fleet]]\nname = \"nf\"\ntechnology = \"netns\"\ncount = 1\n\
+         addresses = \"198.18.60.0/24\"\n\n[[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\n\
+         duration = \"1s\"\nconcurrency = [1]\n",
+    )
+    .expect("plan");
+    let precious = dir.path().join("night.vmb");
+    std::fs::write(&precious, "a night's work").expect("file");
+    let out = vmbench()
+        .args(["record", plan.to_str().expect("utf-8"), "-o"])
+        .arg(&precious)
+        .output()
+        .expect("vmbench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("exists already; a recording is never overwritten"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&precious).expect("still there"),
+        "a night's work"
+    );
+    // Refused before the fleet was made (that costs minutes for VMs).
+    assert!(!stderr.contains("fleet nf"), "{stderr}");
+}
+
+#[test]
+fn a_replay_speed_outside_its_limits_is_refused_with_both_limits() {
+    for speed in ["0.2", "65"] {
+        let (code, stderr) = stderr_of(&["replay", &demo(), "--speed", speed]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains(&format!("{speed} is outside 0.25..64")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn export_salvage_keeps_the_readable_samples_of_a_damaged_recording() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let damaged = dir.path().join("damaged.vmb");
+    let mut bytes = std::fs::read(demo()).expect("demo");
+    // 40 bytes overwritten three quarters in: a page of samples.
+    let at = bytes.len() * 3 / 4;
+    bytes[at..at + 40].fill(0xff);
+    std::fs::write(&damaged, bytes).expect("written");
+    let export = |folder: &str, salvage: bool| {
+        let mut command = vmbench();
+        command
+            .args(["export", damaged.to_str().expect("utf-8"), "--csv"])
+            .arg(dir.path().join(folder));
+        if salvage {
+            command.arg("--salvage");
+        }
+        let out = command.output().expect("vmbench runs");
+        assert!(out.status.success());
+        let rows = std::fs::read_to_string(dir.path().join(folder).join("samples_wide.csv"))
+            .expect("samples_wide.csv")
+            .lines()
+            .count();
+        (rows, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (plain, said) = export("plain", false);
+    assert!(said.contains("damaged at"), "{said}");
+    assert!(said.contains("--salvage"), "{said}");
+    let (salvaged, said) = export("salvaged", true);
+    assert!(said.contains("skipped sample records after"), "{said}");
+    assert!(
+        salvaged > plain + 100,
+        "salvage kept {salvaged} rows, the plain export {plain}"
+    );
+}
+
+#[test]
+fn report_o_writes_what_it_would_print() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("report.md");
+    let args = ["report", &demo(), "--format", "markdown"];
+    let printed = vmbench().args(args).output().expect("vmbench runs");
+    assert!(printed.status.success());
+    let written = vmbench()
+        .args(args)
+        .arg("-o")
+        .arg(&file)
+        .output()
+        .expect("vmbench runs");
+    assert!(written.status.success());
+    let text = std::fs::read_to_string(&file).expect("the report file");
+    assert!(text.contains("% loss"), "{text}");
+    assert_eq!(text.as_bytes(), printed.stdout.as_slice());
+}

@@ -31,6 +31,7 @@ impl SessionOptions {
             .output
             .clone()
             .unwrap_or_else(|| default_recording_path(&plan.plan.name));
+        crate::store::refuse_existing(&path)?;
         let listener = self
             .metrics_listen
             .as_deref()
@@ -63,8 +64,10 @@ pub fn start(mut plan: LoadedPlan, options: &SessionOptions, start_plan: bool) -
     for line in &leftovers {
         eprintln!("vmbench: {line}");
     }
-    let fleets = make_fleets(&mut plan)?;
+    // Before any fleet is made: a recording that exists, or a metrics
+    // address that is taken, refuses the session at no cost.
     let (path, listener) = options.recording_and_metrics(&plan)?;
+    let fleets = make_fleets(&mut plan)?;
     let (live, mut consumer, bus) = Live::start(&plan, &path, start_plan, this_program()?)?;
     let mut say = |level, text| {
         let t = consumer.session.now;

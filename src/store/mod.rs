@@ -10,7 +10,7 @@ mod reader;
 mod recorder;
 
 pub use reader::{NotARecording, Reader};
-pub use recorder::Recorder;
+pub use recorder::{Recorder, refuse_existing};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -42,17 +42,23 @@ pub struct Recorder {
     _writing: super::WriterLock,
 }
 
+/// A recording is never overwritten: an error naming `path` if it exists.
+pub fn refuse_existing(path: &Path) -> Result<()> {
+    if path.exists() {
+        bail!(
+            "{} exists already; a recording is never overwritten",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 impl Recorder {
     pub fn create(path: &Path, header: &Header) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        if path.exists() {
-            bail!(
-                "{} exists already; a recording is never overwritten",
-                path.display()
-            );
-        }
+        refuse_existing(path)?;
         let conn = match create_file(path, header) {
             Ok(conn) => conn,
             Err(e) => {
