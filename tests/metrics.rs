@@ -124,7 +124,8 @@ fn a_real_prometheus_scrapes_a_live_session_and_agrees_with_its_recording() {
     std::fs::write(
         &plan,
         "name = \"scraped\"\ninterval = \"1s\"\n[[guest]]\nname = \"host\"\ntransport = \"local\"\n\
-         technology = \"bare-metal\"\n[[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\n\
+         technology = \"bare-metal\"\n[[benchmark]]\nname = \"first\"\nworkload = { type = \"cpu\" }\n\
+         duration = \"2s\"\nconcurrency = [1]\n[[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\n\
          duration = \"30s\"\nconcurrency = [1]\n",
     )
     .expect("plan");
@@ -192,6 +193,11 @@ fn a_real_prometheus_scrapes_a_live_session_and_agrees_with_its_recording() {
     });
     let (labels, up) = query(port, "up{job=\"vmbench\"}").pop().expect("up");
     assert_eq!(up, 1.0, "{labels}");
+    // The first phase has ended, the second has not.
+    let (labels, ended) = query(port, "vmbench_phases_ended_total")
+        .pop()
+        .expect("vmbench_phases_ended_total");
+    assert_eq!(ended, 1.0, "{labels}");
     // A counter as a counter: Prometheus's rate of this host's user time
     // over 10 s, against vmbench's own recording over the same 10 s.
     std::thread::sleep(Duration::from_secs(12));
