@@ -385,9 +385,10 @@ fn sigterm_mid_session_removes_the_fleet() {
     unsafe { libc::kill(recording.child.id() as i32, libc::SIGTERM) };
     wait_for(&mut recording.child, Duration::from_secs(30));
     let took = began.elapsed();
-    println!("SIGTERM to exit, teardown included: {took:?}");
-    // The session's stop promise (5 s) plus the teardown (2 guests).
-    assert!(took < Duration::from_secs(10), "{took:?}");
+    println!("SIGTERM to exit, teardown included: {took:.2?} (bound 6s)");
+    // The stop promise (5 s, and 1 s for a loaded 2-core machine), the
+    // teardown of two namespace guests (under a second here) inside it.
+    assert!(took <= Duration::from_secs(6), "{took:?}");
     let remains = remains(&id);
     assert!(remains.is_empty(), "left behind: {remains:#?}");
 }
