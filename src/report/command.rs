@@ -117,7 +117,7 @@ pub fn run(request: &Request) -> Result<String> {
             let (table, json) = match view {
                 View::Table1 => {
                     let t = Table1::build(&matrix, request.guests);
-                    (t.text(request.guests), serde_json::to_string_pretty(&t)?)
+                    (t.text(request.guests), with_left_out(&t, &matrix)?)
                 }
                 View::Pairwise | View::Resolution => {
                     let resolution = view == View::Resolution;
@@ -127,15 +127,15 @@ pub fn run(request: &Request) -> Result<String> {
                     } else {
                         p.text()
                     };
-                    (table, serde_json::to_string_pretty(&p)?)
+                    (table, with_left_out(&p, &matrix)?)
                 }
                 View::Why => {
                     let w = super::why::Why::build(&results, &matrix, request.include_skewed);
-                    (w.text(), serde_json::to_string_pretty(&w)?)
+                    (w.text(), with_left_out(&w, &matrix)?)
                 }
                 _ => {
                     let f = FreeCore::build(&results, &matrix);
-                    (f.text(), serde_json::to_string_pretty(&f)?)
+                    (f.text(), with_left_out(&f, &matrix)?)
                 }
             };
             let mut table = table;
@@ -154,6 +154,23 @@ pub fn run(request: &Request) -> Result<String> {
         stderr_line!("wrote {} chart(s) to {}", written.len(), dir.display());
     }
     Ok(text)
+}
+
+/// A view's JSON with what the matrix's carries of what it leaves out and
+/// why its comparison may not hold (the phases excluded, the differences
+/// pooled, validity and remarks), which hold for every view.
+fn with_left_out(view: &impl serde::Serialize, matrix: &super::Matrix) -> Result<String> {
+    let mut value = serde_json::to_value(view)?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert("excluded".into(), serde_json::to_value(&matrix.excluded)?);
+        object.insert(
+            "mismatches".into(),
+            serde_json::to_value(&matrix.mismatches)?,
+        );
+        object.insert("validity".into(), serde_json::to_value(&matrix.validity)?);
+        object.insert("remarks".into(), serde_json::to_value(&matrix.remarks)?);
+    }
+    Ok(serde_json::to_string_pretty(&value)?)
 }
 
 /// The page `--html` writes: every view's table, the charts, provenance.
