@@ -559,17 +559,27 @@ mod tests {
     }
 
     #[test]
-    fn a_data_set_twice_the_ram_or_more_gets_no_warning() {
-        let plan = LoadedPlan::parse(PLAN, "t.toml").expect("valid").plan;
-        let a = needs(&plan, &plan.guests[0], 2);
-        let output = "== tool fio\nfio-3.33\n\
-                      == room /data\n/dev/vdb 1024 0 4194304 0% /data\n== mem\nMemTotal: 524288 kB\n";
-        assert_eq!(
-            judge(&a, output),
-            Findings {
-                tools: vec![("fio".into(), "fio-3.33".into())],
-                ..Findings::default()
-            }
-        );
+    fn a_data_set_twice_the_ram_or_more_gets_no_warning_where_a_cache_could_hold_it() {
+        // 1 GiB in a guest (its page cache could hold it) against RAM of
+        // just over half of it, exactly half, and less.
+        let needs = Needs {
+            tools: Vec::new(),
+            room: vec![Room {
+                dir: "/data".into(),
+                bytes: Some(1 << 30),
+                copies: 1,
+                bench: "in-a-guest".into(),
+                cache_can_hold_it: true,
+            }],
+        };
+        let with_ram = |kib: u64| {
+            let output = format!(
+                "== room /data\n/dev/vdb 1024 0 4194304 0% /data\n== mem\nMemTotal: {kib} kB\n"
+            );
+            judge(&needs, &output).warnings
+        };
+        assert_eq!(with_ram(524_289).len(), 1, "just under twice the RAM");
+        assert_eq!(with_ram(524_288), Vec::<String>::new(), "exactly twice");
+        assert_eq!(with_ram(262_144), Vec::<String>::new(), "four times");
     }
 }
