@@ -584,3 +584,86 @@ fn every_view_prints_in_every_format() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("table1"), "{}", bad.stderr);
 }
+
+#[test]
+fn skew_bound_moves_the_line_between_a_phase_left_out_and_one_counted() {
+    let dir = fixtures();
+    // guests.vmb's phase 7: skew, clock and stop gap add up to 25 % of it.
+    let kvm_at_two = |args: &[&str]| {
+        let mut all = vec!["host.vmb", "guests.vmb", "--format", "json"];
+        all.extend_from_slice(args);
+        let run = report(dir.path(), &all);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let m: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+        let reasons: Vec<String> = m["excluded"]
+            .as_array()
+            .expect("excluded")
+            .iter()
+            .map(|e| e["reason"].as_str().expect("reason").to_string())
+            .collect();
+        let kvm = m["rows"][1]["cells"][1]["aggregate"].clone();
+        (reasons, kvm["n"].as_u64(), kvm["mean"].as_f64())
+    };
+    let (reasons, n, mean) = kvm_at_two(&[]);
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!((n, mean), (Some(3), Some(200.0)));
+    // Past 25 %: counted, and its 5 + 5 pulls the mean to (600 + 10) / 4.
+    let (reasons, n, mean) = kvm_at_two(&["--skew-bound", "30%"]);
+    assert_eq!(reasons, ["1 of 2 copies finished"]);
+    assert_eq!((n, mean), (Some(4), Some(152.5)));
+    // Under it: left out as by default.
+    let (reasons, _, _) = kvm_at_two(&["--skew-bound", "24%"]);
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+}
+
+#[test]
+fn results_csv_holds_each_copys_figure_as_recorded() {
+    let dir = fixtures();
+    let out = Command::cargo_bin("vmbench")
+        .expect("binary")
+        .timeout(std::time::Duration::from_secs(60))
+        .current_dir(dir.path())
+        .args(["export", "guests.vmb", "--csv", "csv"])
+        .output()
+        .expect("export runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reader = csv::Reader::from_path(dir.path().join("csv/results.csv")).expect("csv");
+    let header = reader.headers().expect("header").clone();
+    let column = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    let of = |concurrency: &str| -> Vec<(String, String, String)> {
+        rows.iter()
+            .filter(|r| &r[column("concurrency")] == concurrency)
+            .map(|r| {
+                (
+                    r[column("phase")].to_string(),
+                    r[column("value")].to_string(),
+                    r[column("outcome")].to_string(),
+                )
+            })
+            .collect()
+    };
+    // One kvm copy per phase at ×1: 78, 80, 82 ops/s (the fixture's).
+    let one = of("1");
+    assert_eq!(
+        one.iter().map(|(_, v, _)| v.as_str()).collect::<Vec<_>>(),
+        ["78.0", "80.0", "82.0"],
+        "{one:?}"
+    );
+    assert!(one.iter().all(|(_, _, o)| o == "completed"), "{one:?}");
+    assert!(rows.iter().all(|r| &r[column("technology")] == "kvm"
+        && &r[column("unit")] == "ops/s"
+        && &r[column("source")] == "guests.vmb"));
+    // At ×2 every copy has its row, the unfinished one with its outcome:
+    // the copies of a left-out phase are data too.
+    let two = of("2");
+    assert_eq!(two.len() % 2, 0, "{two:?}");
+    assert!(
+        two.iter().any(|(_, _, o)| o != "completed"),
+        "the partial phase's unfinished copy: {two:?}"
+    );
+}
