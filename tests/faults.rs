@@ -809,7 +809,7 @@ fn stop_with(
     session: &mut Recorded,
     signals: &[libc::c_int],
     what: &str,
-) -> (ExitStatus, Vec<Event>) {
+) -> (ExitStatus, Vec<Event>, Duration) {
     let first = Instant::now();
     for (i, signal) in signals.iter().enumerate() {
         if i > 0 {
@@ -826,7 +826,7 @@ fn stop_with(
         "{what}: took {elapsed:.2?}, past {STOP_BOUND:?}\n{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{what}: {stderr}");
-    (status, session.events())
+    (status, session.events(), elapsed)
 }
 
 /// Where a session is when the stop comes.
@@ -896,7 +896,7 @@ fn stop_in(state: State, signals: &[libc::c_int], cause: &str) {
             };
             std::thread::sleep(Duration::from_millis(300));
             let what = format!("{cause} while connecting");
-            let (status, events) = stop_with(&mut session, signals, &what);
+            let (status, events, _) = stop_with(&mut session, signals, &what);
             check_stopped(status, &events, cause, &what);
             return;
         }
@@ -922,8 +922,18 @@ fn stop_in(state: State, signals: &[libc::c_int], cause: &str) {
         }
     }
     let what = format!("{cause} {state:?}");
-    let (status, events) = stop_with(&mut session, signals, &what);
+    let (status, events, elapsed) = stop_with(&mut session, signals, &what);
     check_stopped(status, &events, cause, &what);
+    if matches!(state, State::Barrier) && signals.len() == 1 {
+        // The frozen guest never answers the wind-down: it is waited for
+        // its 4 s, no less, and then the session ends without it.
+        let reason = session_end_reason(&events).expect("session_ended");
+        assert!(
+            reason.contains("the wind-down did not finish within 4 s"),
+            "{what}: {reason}"
+        );
+        assert!(elapsed >= Duration::from_secs(4), "{what}: {elapsed:?}");
+    }
     drop(thaw);
     assert_nothing_left(&events, Duration::from_secs(60));
     assert_no_host_copies();
@@ -1024,7 +1034,7 @@ fn sigterm_mid_phase_with_a_cut_link_ends_the_session_within_seconds() {
     let cut = LinkCut::new(2);
     let cut_at = session.now();
     std::thread::sleep(Duration::from_secs(1));
-    let (status, events) = stop_with(
+    let (status, events, _) = stop_with(
         &mut session,
         &[libc::SIGTERM],
         "SIGTERM mid-phase, link cut",

@@ -294,3 +294,131 @@ fn adaptive_benchmarks_repeat_until_their_spread_settles_in_random_order() {
         live.session.log
     );
 }
+
+/// Takes the bus's messages into `consumer` until `done` holds of its
+/// session; fails past `limit`.
+fn drain_until(
+    consumer: &mut Consumer,
+    bus: &vmbench::app::Bus,
+    what: &str,
+    limit: Duration,
+    done: impl Fn(&vmbench::model::Session) -> bool,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done(&consumer.session) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {limit:?}: {what}"
+        );
+        if let Ok(msg) = bus.rx.recv_timeout(Duration::from_millis(50)) {
+            consumer.take(msg);
+        }
+    }
+}
+
+/// `n` (skip) and `a` (abort), as the TUI's keys send them to the
+/// orchestrator: each ends the phase under way at once with its outcome;
+/// after a skip the next phase runs, after an abort the plan waits for `s`.
+#[test]
+fn skip_goes_on_and_abort_holds_the_plan_until_start() {
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use vmbench::orchestrate::{Control, StopCause};
+    use vmbench::ui::keys::{Action, KeyMap, action_for};
+    // The keys, in a live session, are the actions sent on as below.
+    let key = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+    assert_eq!(
+        action_for(key('n'), false, &KeyMap::default()),
+        Some(Action::Skip)
+    );
+    assert_eq!(
+        action_for(key('a'), false, &KeyMap::default()),
+        Some(Action::Abort)
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = format!("60.{}", std::process::id());
+    let sleeper = |name: &str| {
+        format!(
+            "[[benchmark]]\nname = \"{name}\"\nworkload = {{ type = \"custom\", command = [\"sleep\", \"{marker}\"], \
+             result_regex = \"never\", metric = \"none\", unit = \"-\" }}\nduration = \"60s\"\nconcurrency = [1]\n\n"
+        )
+    };
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "name = \"steered\"\ninterval = \"200ms\"\n\n[[guest]]\nname = \"host\"\ntransport = \"local\"\n\
+             technology = \"bare-metal\"\n\n{}{}{}",
+            sleeper("first"),
+            sleeper("second"),
+            sleeper("third")
+        ),
+    )
+    .expect("plan");
+    let plan = vmbench::plan::LoadedPlan::from_file(&plan).expect("plan");
+    let (live, mut consumer, bus) =
+        vmbench::app::Live::start(&plan, &dir.path().join("steered.vmb"), true, exe())
+            .expect("live session");
+    let limit = Duration::from_secs(30);
+    let running = |phase: usize| {
+        move |s: &vmbench::model::Session| s.phases.get(phase).is_some_and(|p| p.released.is_some())
+    };
+    let ended = |phase: usize| {
+        move |s: &vmbench::model::Session| s.phases.get(phase).and_then(|p| p.ended).map(|e| e.1)
+    };
+    drain_until(
+        &mut consumer,
+        &bus,
+        "the first phase runs",
+        limit,
+        running(0),
+    );
+    live.control.send(Control::Skip).expect("sent");
+    drain_until(
+        &mut consumer,
+        &bus,
+        "the second phase runs",
+        limit,
+        running(1),
+    );
+    assert_eq!(ended(0)(&consumer.session), Some(PhaseOutcome::Skipped));
+    live.control.send(Control::Abort).expect("sent");
+    drain_until(&mut consumer, &bus, "the second phase ends", limit, |s| {
+        ended(1)(s).is_some()
+    });
+    assert_eq!(ended(1)(&consumer.session), Some(PhaseOutcome::Aborted));
+    // Held: no third phase for as long as nobody says start.
+    let held = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < held {
+        if let Ok(msg) = bus.rx.recv_timeout(Duration::from_millis(50)) {
+            consumer.take(msg);
+        }
+    }
+    assert_eq!(consumer.session.phases.len(), 2, "the plan went on");
+    live.control.send(Control::Start).expect("sent");
+    drain_until(
+        &mut consumer,
+        &bus,
+        "the third phase runs",
+        limit,
+        running(2),
+    );
+    live.control
+        .send(Control::Quit(StopCause::Operator))
+        .expect("sent");
+    drain_until_finished(&mut consumer, &bus, limit);
+    live.shutdown();
+    consumer.close().expect("recording closes");
+    // Every copy killed: none of this test's sleeps is left.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while common::testbed::processes_naming(&format!("sleep {marker}"))
+        .iter()
+        .any(|p| p.contains(&format!(": sleep {marker}")))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a copy outlived its phase"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
