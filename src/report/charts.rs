@@ -600,4 +600,88 @@ mod tests {
         let encoded = png(&svg("1")).expect("png");
         assert_eq!(&encoded[..8], b"\x89PNG\r\n\x1a\n");
     }
+
+    /// Each point of a line is drawn where the chart's own axes say its
+    /// value is: x at its number of guests' tick, y between the labels of
+    /// the y axis around it, as a reader would read it off.
+    #[test]
+    fn a_plotted_value_sits_at_its_coordinates_on_the_charts_axes() {
+        let at = |mean| Summary {
+            n: 1,
+            mean,
+            sd: None,
+            ci: None,
+        };
+        let points = [(1, 100.0), (2, 50.0), (4, 25.0)];
+        let lines = [Line {
+            label: "kvm".into(),
+            colour: 0,
+            points: points.iter().map(|(n, v)| (*n, at(*v))).collect(),
+        }];
+        let mut svg = String::new();
+        line_chart(&mut svg, "scaling", &lines, "ops/s").expect("drawn");
+        let doc = roxmltree::Document::parse(&svg).expect("SVG");
+        let number = |n: roxmltree::Node, attribute: &str| -> f64 {
+            n.attribute(attribute)
+                .expect(attribute)
+                .parse()
+                .expect("number")
+        };
+        // Tick labels: x ones under the plot (text-anchor middle), y ones
+        // left of it (text-anchor end), by the number they show.
+        let labels = |anchor: &str, axis: &str| -> Vec<(f64, f64)> {
+            doc.descendants()
+                .filter(|n| n.has_tag_name("text") && n.attribute("text-anchor") == Some(anchor))
+                .filter_map(|n| Some((n.text()?.trim().parse().ok()?, number(n, axis))))
+                .collect()
+        };
+        let x_ticks = labels("middle", "x");
+        let y_ticks = labels("end", "y");
+        assert!(y_ticks.len() >= 3, "{y_ticks:?}");
+        let x_of = |guests: f64| {
+            x_ticks
+                .iter()
+                .find(|(v, _)| *v == guests)
+                .map(|(_, x)| *x)
+                .expect("a tick for every number of guests")
+        };
+        let y_of = |value: f64| {
+            let below = y_ticks
+                .iter()
+                .filter(|(v, _)| *v <= value)
+                .last()
+                .expect("below");
+            let above = y_ticks.iter().find(|(v, _)| *v >= value).expect("above");
+            if above.0 == below.0 {
+                return below.1;
+            }
+            below.1 + (value - below.0) / (above.0 - below.0) * (above.1 - below.1)
+        };
+        let line = doc
+            .descendants()
+            .find(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some("2"))
+            .expect("the line");
+        let drawn: Vec<(f64, f64)> = line
+            .attribute("points")
+            .expect("points")
+            .split_whitespace()
+            .map(|p| {
+                let (x, y) = p.split_once(',').expect("x,y");
+                (x.parse().expect("x"), y.parse().expect("y"))
+            })
+            .collect();
+        assert_eq!(drawn.len(), points.len(), "{drawn:?}");
+        for ((guests, value), (x, y)) in points.iter().zip(&drawn) {
+            // Whole pixels: within 1 of where the axes put it.
+            assert!(
+                (x - x_of(f64::from(*guests))).abs() <= 1.0,
+                "×{guests}: x {x}"
+            );
+            assert!(
+                (y - y_of(*value)).abs() <= 1.0,
+                "{value}: y {y}, the axes say {}",
+                y_of(*value)
+            );
+        }
+    }
 }
