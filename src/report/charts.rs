@@ -646,11 +646,7 @@ mod tests {
                 .expect("a tick for every number of guests")
         };
         let y_of = |value: f64| {
-            let below = y_ticks
-                .iter()
-                .filter(|(v, _)| *v <= value)
-                .last()
-                .expect("below");
+            let below = y_ticks.iter().rfind(|(v, _)| *v <= value).expect("below");
             let above = y_ticks.iter().find(|(v, _)| *v >= value).expect("above");
             if above.0 == below.0 {
                 return below.1;
