@@ -433,6 +433,12 @@ impl Clock {
         }
     }
 
+    /// A clock whose zero is `origin` on CLOCK_MONOTONIC: a recording's
+    /// (its header names it), or a fixed one for a recording made by hand.
+    pub fn starting_at(origin: u64) -> Self {
+        Clock { origin }
+    }
+
     pub fn now(&self) -> Nanos {
         self.from_monotonic(monotonic_ns())
     }

@@ -1107,7 +1107,7 @@ pub(crate) mod tests {
             &plan,
             host,
             0,
-            &crate::event::Clock::start(),
+            &crate::event::Clock::starting_at(0),
             plan.plan.schedule(2),
         )
     }

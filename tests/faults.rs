@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use common::exe;
 use common::recorded::{
     Recorded, assert_killed_at_timeout, assert_later_copy_failed_at_once, assert_took, count,
-    failed_with, guest_states, lost_at, outcomes, record, runs_of, session_end_reason,
+    failed_with, guest_states, lost_at, outcomes, phase_started_at, record, run_times, runs_of,
+    session_end_reason,
 };
 use common::testbed::{
     STATE, assert_nothing_left, events_of, guest, plan_text, processes_naming, restore, ssh_to,
@@ -353,6 +354,139 @@ fn a_link_cut_between_phases_and_restored_later_is_reconnected() {
         "{states:?}"
     );
     assert_nothing_left(&events, Duration::from_secs(180));
+}
+
+#[test]
+fn a_guest_that_does_not_come_back_uses_its_reconnect_attempts_and_its_copies_fail() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = format!(
+        "{}{}",
+        quick_guest(1, ""),
+        quick_guest(
+            2,
+            "reconnect = true\nreconnect_attempts = 2\nreconnect_backoff = \"1s\"\n"
+        )
+    );
+    let plan = write_plan(
+        dir.path(),
+        &plan_text(
+            &guests,
+            &(cpu("before", 4, &["g1", "g2"]) + &cpu("after", 1, &["g1", "g2"])),
+        ),
+    );
+    let mut session = record(dir.path(), &plan);
+    wait_for(&session.recording, "both copies run", SESSION_LIMIT, |e| {
+        count(e, "run_started") == 2
+    });
+    // Its sshd and everything else gone, and not started again.
+    kill_guest(2);
+    let ended = session.wait(SESSION_LIMIT);
+    restore();
+    let (status, _, stderr) = ended;
+    let events = session.events();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let states = guest_states(&events, "g2");
+    assert_eq!(
+        states.iter().filter(|s| **s == "reconnecting").count(),
+        2,
+        "{states:?}"
+    );
+    assert!(!states.ends_with(&["ready"]), "{states:?}");
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Log { text, .. }
+            if text.starts_with("g2: not reconnected after 2 attempts"))),
+        "no word of the attempts running out: {stderr}"
+    );
+    let g2 = runs_of(&events, "g2");
+    assert_eq!(g2.len(), 2, "{g2:?}");
+    assert!(matches!(g2[1], RunOutcome::Failed { .. }), "{g2:?}");
+    // Its copy waited for the attempts (1 s, then 2 s, each refused at
+    // once) and not much more.
+    let (_, ended) = run_times(&events, "g2")[1];
+    assert_took(
+        "g2's copy in the next phase failed, its attempts used",
+        phase_started_at(&events, 1),
+        ended,
+        Duration::from_secs(1 + 2 + 1),
+    );
+    assert_eq!(
+        runs_of(&events, "g1"),
+        [RunOutcome::Completed, RunOutcome::Completed]
+    );
+}
+
+/// A `noexec` /tmp in a guest's own mount namespace (its sshd's, which
+/// every session of it shares), taken away again even when the test fails.
+struct NoexecTmp(String);
+
+impl NoexecTmp {
+    fn on(i: usize) -> Self {
+        let pid = std::fs::read_to_string(format!("{STATE}/g{i}/sshd.pid"))
+            .expect("the guest's sshd")
+            .trim()
+            .to_string();
+        let mounted = Command::new("nsenter")
+            .args([
+                "-t",
+                &pid,
+                "-m",
+                "mount",
+                "-t",
+                "tmpfs",
+                "-o",
+                "noexec",
+                "vmbench-noexec",
+                "/tmp",
+            ])
+            .status_within(COMMAND_LIMIT);
+        assert!(mounted.success(), "mount in g{i}'s namespace");
+        NoexecTmp(pid)
+    }
+}
+
+impl Drop for NoexecTmp {
+    fn drop(&mut self) {
+        let _ = Command::new("nsenter")
+            .args(["-t", &self.0, "-m", "umount", "/tmp"])
+            .status();
+    }
+}
+
+#[test]
+fn a_guest_where_the_agent_cannot_run_is_read_over_sftp_and_says_why() {
+    let _turn = testbed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _noexec = NoexecTmp::on(2);
+    let plan = write_plan(
+        dir.path(),
+        &plan_text(&quick_guest(2, ""), &cpu("host", 4, &["host"])),
+    );
+    let mut session = record(dir.path(), &plan);
+    let (status, _, stderr) = session.wait(SESSION_LIMIT);
+    let events = session.events();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Log { text, .. }
+            if text.starts_with("g2: its counters are read over SFTP: vmbench's agent cannot run there"))),
+        "no word of the fallback: {stderr}"
+    );
+    // Its own counters came all the same, tick after tick, and no agent's.
+    let reader = vmbench::store::Reader::open(&session.recording).expect("recording");
+    let user = reader
+        .series
+        .iter()
+        .find(|s| s.source == "guest:g2" && s.metric == "cpu.user")
+        .map(|s| s.id)
+        .expect("guest:g2 cpu.user");
+    let ticks = reader
+        .samples(0, u64::MAX)
+        .expect("samples")
+        .iter()
+        .filter(|s| s.values.iter().any(|(id, _)| *id == user))
+        .count();
+    assert!(ticks >= 4, "{ticks} ticks of g2's cpu.user");
+    assert!(!reader.series.iter().any(|s| s.source == "guest:g2/vmbench"));
 }
 
 #[test]

@@ -276,6 +276,7 @@ impl GuestPool {
                 continue;
             }
             let mut wait = liveness.reconnect_backoff;
+            let mut reconnected = false;
             for attempt in 1..=liveness.reconnect_attempts {
                 self.ctx.state(name, GuestState::Reconnecting { attempt });
                 tokio::time::sleep(wait).await;
@@ -297,8 +298,19 @@ impl GuestPool {
                         LogLevel::Info,
                         format!("{name} reconnected (attempt {attempt})"),
                     );
+                    reconnected = true;
                     break;
                 }
+            }
+            if !reconnected {
+                self.ctx.log(
+                    LogLevel::Warn,
+                    format!(
+                        "{name}: not reconnected after {} attempts; its copies in this phase fail \
+                         (the next phase tries again)",
+                        liveness.reconnect_attempts
+                    ),
+                );
             }
         }
     }

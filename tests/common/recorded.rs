@@ -72,7 +72,7 @@ impl Recorded {
             .header
             .monotonic_origin_ns
             .expect("the header names the clock's origin");
-        vmbench::event::monotonic_ns() - origin
+        vmbench::event::Clock::starting_at(origin).now()
     }
 }
 
