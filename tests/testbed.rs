@@ -1006,6 +1006,55 @@ fn on_the_vm_host_seen_and_guest_seen_load_reconcile() {
     let disk = of("disk");
     assert!(disk.host_disk_bytes_s.is_some_and(|b| b > 1e6), "{disk:?}");
     assert!(disk.guest_disk_bytes_s.is_some_and(|b| b > 1e6), "{disk:?}");
+    // overhead.csv carries these same figures, a row per guest and phase.
+    let csv_dir = dir.path().join("csv");
+    let exported = Command::new(exe())
+        .args(["export", "--csv"])
+        .arg(&csv_dir)
+        .arg(&recording)
+        .output_within(COMMAND_LIMIT);
+    assert!(exported.status.success());
+    let mut reader = csv::Reader::from_path(csv_dir.join("overhead.csv")).expect("overhead.csv");
+    let header = reader.headers().expect("header").clone();
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    let cell = |row: &csv::StringRecord, name: &str| -> Option<f64> {
+        let at = header.iter().position(|h| h == name).expect(name);
+        row[at].parse().ok()
+    };
+    for expected in [&net, &disk] {
+        let row = rows
+            .iter()
+            .find(|r| {
+                header
+                    .iter()
+                    .zip(r.iter())
+                    .any(|(h, v)| h == "benchmark" && v == expected.benchmark)
+            })
+            .unwrap_or_else(|| panic!("no row for {}: {rows:?}", expected.benchmark));
+        for (name, value) in [
+            ("host_cpu_cores", expected.host_cpu_cores),
+            ("cpu_ratio", expected.cpu_ratio),
+            ("host_net_bytes_s", expected.host_net_bytes_s),
+            ("net_ratio", expected.net_ratio),
+            ("host_disk_bytes_s", expected.host_disk_bytes_s),
+            ("guest_disk_bytes_s", expected.guest_disk_bytes_s),
+        ] {
+            let written = cell(row, name);
+            assert_eq!(
+                written.is_some(),
+                value.is_some(),
+                "{} {name}: {written:?} against {value:?}",
+                expected.benchmark
+            );
+            if let (Some(w), Some(v)) = (written, value) {
+                assert!(
+                    (w - v).abs() <= 1e-9 * v.abs().max(1.0),
+                    "{} {name}: {w} written, {v} computed",
+                    expected.benchmark
+                );
+            }
+        }
+    }
 }
 
 /// Namespace guests share this host's CLOCK_MONOTONIC, so the truth of
