@@ -333,3 +333,37 @@ fn an_exec_guest_whose_namespaces_go_away_is_lost_within_its_keepalive() {
         pidns_dir.display()
     );
 }
+
+/// A guest where every command starts slowly (as under a `.bashrc` that
+/// starts pyenv) is named in a warning, once, that says why and what to do.
+#[test]
+fn a_guest_whose_commands_start_slowly_is_named_once_with_the_cause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slow = |name: &str| {
+        format!(
+            "[[guest]]\nname = \"{name}\"\ntransport = \"exec\"\ntechnology = \"slow-shell\"\n\
+             exec = [\"sh\", \"-c\", \"sleep 0.3; exec \\\"$@\\\"\", \"slow\"]\n\n"
+        )
+    };
+    let guests = format!("{}{}", slow("s1"), slow("s2"));
+    let benchmarks = "[[benchmark]]\nname = \"cpu\"\nworkload = { type = \"cpu\" }\nduration = \"1s\"\n\
+                      concurrency = [2]\nguests = [\"s1\", \"s2\"]\n";
+    let plan = plan_with(dir.path(), &guests, benchmarks);
+    let mut session = record(dir.path(), &plan);
+    let (status, _, stderr) = session.wait(SESSION_LIMIT);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let warned: Vec<String> = session
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log { text, .. } if text.contains("a command took") => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("~/.bashrc"), "{warned:?}");
+    assert!(
+        warned[0].starts_with("s1: ") || warned[0].starts_with("s2: "),
+        "{warned:?}"
+    );
+}

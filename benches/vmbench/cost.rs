@@ -13,7 +13,13 @@ use crate::testbed;
 
 /// CPU seconds (user + system) a finished child used: itself, its threads
 /// and whatever children it waited for, from exec to exit.
-fn whole_process_cpu_seconds(mut command: Command) -> Option<f64> {
+fn whole_process_cpu_seconds(command: Command) -> Option<f64> {
+    run_to_exit(command).map(|usage| cpu_seconds(&usage))
+}
+
+/// Runs `command` to its exit and returns what the kernel counted of it,
+/// exec to exit (its CPU, its most resident memory).
+pub fn run_to_exit(mut command: Command) -> Option<libc::rusage> {
     let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -23,10 +29,13 @@ fn whole_process_cpu_seconds(mut command: Command) -> Option<f64> {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for the child just spawned; rusage is a plain C struct.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    (pid > 0).then(|| {
-        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        tv(usage.ru_utime) + tv(usage.ru_stime)
-    })
+    (pid > 0).then_some(usage)
+}
+
+/// User + system seconds of a process's usage.
+pub fn cpu_seconds(usage: &libc::rusage) -> f64 {
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// CPU seconds the first n testbed guests' sshd have used, with everything

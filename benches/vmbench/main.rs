@@ -15,15 +15,20 @@
 //! - sampling: what reading 16 guests' own counters at 10 Hz costs the
 //!   host, off, over SFTP and by the agent, in one run.
 //!
+//! - scale (only when named): N guests' bring-up, the time between phases,
+//!   vmbench's memory and series per guest.
+//!
 //! `VMBENCH_BENCH=group,...` runs only those groups (sampler, frame, replay,
-//! report, skew, cost, sampling); `VMBENCH_BENCH_GUESTS=N` sets the larger
-//! guest count of the skew and of sampling (16).
+//! report, skew, cost, sampling, and soak and scale, which run only when
+//! named); `VMBENCH_BENCH_GUESTS=N` sets the larger guest count of the
+//! skew and of sampling (16), and the scale run's (64).
 
 mod cost;
 mod frame;
 mod recording;
 mod report;
 mod sampler;
+mod scale;
 mod skew;
 mod soak;
 mod testbed;
@@ -108,10 +113,23 @@ fn main() {
     if runs("report") {
         report::bench_report();
     }
-    // The soak takes an hour: only when named.
-    let soak = only
-        .as_deref()
-        .is_some_and(|o| o.split(',').any(|g| g == "soak"));
+    // The soak takes an hour and the scale run 64 guests: only when named.
+    let named = |group: &str| {
+        only.as_deref()
+            .is_some_and(|o| o.split(',').any(|g| g == group))
+    };
+    let (soak, scale) = (named("soak"), named("scale"));
+    if scale {
+        let guests = std::env::var("VMBENCH_BENCH_GUESTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64);
+        if testbed::up(guests) {
+            scale::bench_scale(dir.path(), guests);
+        } else {
+            println!("scale: not measured, the testbed's {guests} guests did not come up");
+        }
+    }
     if !["skew", "cost", "sampling"].iter().any(|g| runs(g)) && !soak {
         return;
     }

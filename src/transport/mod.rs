@@ -108,21 +108,28 @@ pub fn prepare<S: Shell>(
     quiet: &Quiet,
 ) -> Result<Prepared<S::Janitor>> {
     let mut arrival = quiet::Arrival::new(quiet);
-    let (code, out, err) =
-        shell.run("uname -m; uname -r; cat /proc/sys/kernel/random/boot_id 2>/dev/null || true")?;
-    if code != 0 {
+    // What the guest is, in one command: each one a guest runs costs its
+    // shell's start-up files (a `.bashrc` that starts pyenv: 0.15 s here).
+    let probing = std::time::Instant::now();
+    let (_, out, err) = shell.run(&format!("{BASICS_PROBE}\n{SHAPE_PROBE}"))?;
+    let first_command = probing.elapsed();
+    let value = |key: &str| probed(&out, key).next().unwrap_or_default().to_string();
+    let (arch, kernel) = (value("arch"), value("kernel"));
+    if arch.is_empty() {
         bail!("`uname` failed on the guest: {}", err.trim());
     }
-    let mut words = out.lines();
-    let arch = words.next().unwrap_or_default().trim().to_string();
-    let kernel = words.next().unwrap_or_default().trim().to_string();
-    let boot_id = words
-        .next()
-        .map(|id| id.trim().to_string())
-        .filter(|id| !id.is_empty());
+    let boot_id = Some(value("boot_id")).filter(|id| !id.is_empty());
+    let shape = Some(parse_shape(&out));
+    // Guests that share a /tmp (namespace guests, on one kernel) need its
+    // leftovers swept once per bring-up, not once each.
+    let tmp = value("tmp");
+    let sweep = boot_id
+        .as_ref()
+        .filter(|_| !tmp.is_empty())
+        .is_none_or(|id| quiet.once(&format!("sweep /tmp of {id} {tmp}")));
     // Well past the point where vmbench itself would call the guest lost.
     let patience = (reached.silence_limit * 2).max(std::time::Duration::from_secs(30));
-    let (vmbench, janitor, from_cache) = install(shell, &arch, vmbench, patience);
+    let (vmbench, janitor, from_cache) = install(shell, &arch, vmbench, patience, sweep);
     arrival.arrive();
     let (clock_offset_ns, clock_rtt_ns) = match &vmbench {
         Ok(path) => match shell.measure_clock(
@@ -134,10 +141,6 @@ pub fn prepare<S: Shell>(
         },
         Err(_) => (None, None),
     };
-    let shape = shell
-        .run(SHAPE_PROBE)
-        .ok()
-        .and_then(|(code, out, _)| (code == 0).then(|| parse_shape(&out)));
     let info = GuestInfo {
         address: address.to_string(),
         local_ip: reached.local_ip,
@@ -154,11 +157,27 @@ pub fn prepare<S: Shell>(
         info,
         janitor,
         from_cache,
+        first_command,
     })
 }
 
+/// The guest's architecture, kernel, boot id and its /tmp (device:inode),
+/// in lines of `key value`.
+const BASICS_PROBE: &str = r#"echo "arch $(uname -m)"
+echo "kernel $(uname -r)"
+echo "boot_id $(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
+echo "tmp $(stat -c %d:%i /tmp 2>/dev/null)""#;
+
+/// The values of `key` in a probe's `key value` lines.
+fn probed<'a>(out: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> {
+    out.lines()
+        .filter_map(move |l| l.strip_prefix(key)?.strip_prefix(' '))
+        .map(str::trim)
+}
+
 /// What a guest is, in lines of `key value`: read with the basics every
-/// Linux guest has, no tool of vmbench's needed.
+/// Linux guest has, no tool of vmbench's needed. Only devices with a
+/// driver are looked at (a host's dozens of loop devices start nothing).
 const SHAPE_PROBE: &str = r#"echo "vcpus $(nproc)"
 echo "memory_kib $(awk '/^MemTotal/{print $2}' /proc/meminfo)"
 echo "flags $(grep -m1 '^flags' /proc/cpuinfo)"
@@ -166,23 +185,13 @@ echo "hypervisor $(cat /sys/hypervisor/type 2>/dev/null)"
 echo "xen $(cat /proc/xen/capabilities 2>/dev/null)"
 echo "vendor $(cat /sys/class/dmi/id/sys_vendor 2>/dev/null)"
 echo "product $(cat /sys/class/dmi/id/product_name 2>/dev/null)"
-for n in /sys/class/net/*; do d=$(readlink "$n/device/driver" 2>/dev/null) && echo "nic ${n##*/}=${d##*/}"; done
-for b in /sys/block/*; do d=$(readlink "$b/device/driver" 2>/dev/null) && echo "disk ${b##*/}=${d##*/}"; done
+for l in /sys/class/net/*/device/driver; do [ -e "$l" ] || continue; n=${l%/device/driver}; d=$(readlink "$l"); echo "nic ${n##*/}=${d##*/}"; done
+for l in /sys/block/*/device/driver; do [ -e "$l" ] || continue; b=${l%/device/driver}; d=$(readlink "$l"); echo "disk ${b##*/}=${d##*/}"; done
 true"#;
 
 fn parse_shape(out: &str) -> crate::event::GuestShape {
-    let value = |key: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
-            .unwrap_or_default()
-            .trim()
-    };
-    let all = |key: &str| -> Vec<String> {
-        out.lines()
-            .filter_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
-            .map(|v| v.trim().to_string())
-            .collect()
-    };
+    let value = |key| probed(out, key).next().unwrap_or_default();
+    let all = |key| -> Vec<String> { probed(out, key).map(String::from).collect() };
     crate::event::GuestShape {
         vcpus: value("vcpus").parse().unwrap_or(0),
         memory_bytes: value("memory_kib").parse::<u64>().unwrap_or(0) * 1024,
@@ -204,6 +213,8 @@ pub struct Prepared<J> {
     pub janitor: Option<J>,
     /// vmbench came from the guest's cache, not over the network.
     pub from_cache: bool,
+    /// How long the first command took there (a shell and a few tools).
+    pub first_command: std::time::Duration,
 }
 
 /// Where vmbench now is on the guest, or why it cannot run there; and the
@@ -213,6 +224,7 @@ fn install<S: Shell>(
     arch: &str,
     vmbench: &Path,
     patience: std::time::Duration,
+    sweep: bool,
 ) -> (Result<String, String>, Option<S::Janitor>, bool) {
     let ours = std::env::consts::ARCH;
     if arch != ours {
@@ -226,9 +238,15 @@ fn install<S: Shell>(
         |what: &str, e: anyhow::Error| format!("putting vmbench on the guest: {what}: {e:#}");
     let _turn = ssh::UPLOADS.take();
     // Folders whose session ended without its janitor (vmbench killed while
-    // the link was cut, the janitor later killed with sshd) go first.
-    let _ = shell.run(SWEEP_ORPHANS);
-    let dir = match shell.run("mktemp -d /tmp/vmbench.XXXXXX") {
+    // the link was cut, the janitor later killed with sshd) go first, in
+    // the same command.
+    let make = "mktemp -d /tmp/vmbench.XXXXXX";
+    let command = if sweep {
+        format!("{SWEEP_ORPHANS}; {make}")
+    } else {
+        make.to_string()
+    };
+    let dir = match shell.run(&command) {
         Ok((0, out, _)) => out.trim().to_string(),
         Ok((_, _, err)) => {
             let why = format!(
@@ -277,17 +295,6 @@ fn cache_of(sha256: &str) -> String {
     format!("\"${{TMPDIR:-/var/tmp}}/vmbench-cache-$(id -u)/{sha256}\"")
 }
 
-/// Copies the cached binary into `path`, if the guest has it: no error
-/// either way, the check that follows tells.
-fn copy_from_cache(shell: &impl Shell, sha256: &str, path: &str) -> bool {
-    let command = format!(
-        "test -f {cache} && cp {cache} {path}",
-        cache = cache_of(sha256),
-        path = shell_quote(path)
-    );
-    matches!(shell.run(&command), Ok((0, _, _)))
-}
-
 /// Keeps a checked binary in the guest's cache, written aside and renamed
 /// so that no session ever copies half of one. Best effort: a guest
 /// without room simply receives the binary next time.
@@ -310,9 +317,13 @@ fn copy_and_verify(
     path: &str,
 ) -> Result<(String, bool), String> {
     let image = image_of(vmbench)?;
-    if copy_from_cache(shell, &image.sha256, path)
-        && let Ok(path) = verify(shell, &image, path)
-    {
+    // From the cache and checked in one command; a miss fails the check.
+    let from_cache = format!(
+        "test -f {cache} && cp {cache} {path} && ",
+        cache = cache_of(&image.sha256),
+        path = shell_quote(path)
+    );
+    if let Ok(path) = verify(shell, &image, path, &from_cache) {
         return Ok((path, true));
     }
     let step =
@@ -320,17 +331,18 @@ fn copy_and_verify(
     shell
         .upload(path, &image.bytes)
         .map_err(|e| step("upload", e))?;
-    let path = verify(shell, &image, path)?;
+    let path = verify(shell, &image, path, "")?;
     keep_in_cache(shell, &image.sha256, &path);
     Ok((path, false))
 }
 
-/// Checks the binary at `path`: its checksum is this vmbench's and it runs.
-fn verify(shell: &impl Shell, image: &Image, path: &str) -> Result<String, String> {
+/// Checks the binary at `path`, after running `first` (which ends in
+/// `&&`, or is empty): its checksum is this vmbench's and it runs.
+fn verify(shell: &impl Shell, image: &Image, path: &str, first: &str) -> Result<String, String> {
     let step =
         |what: &str, e: anyhow::Error| format!("putting vmbench on the guest: {what}: {e:#}");
     let check = format!(
-        "chmod 755 {0} && sha256sum {0} && {0} --version",
+        "{first}chmod 755 {0} && sha256sum {0} && {0} --version",
         shell_quote(path)
     );
     // Hashing and starting the binary take their time on a slow guest (a

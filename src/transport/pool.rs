@@ -36,6 +36,10 @@ type LostAt = Arc<Mutex<Option<(Nanos, String)>>>;
 /// CLOCK_MONOTONIC by at most 500 ppm.
 const MAX_DRIFT_PPM: u64 = 500;
 
+/// Longer than a command with a plain shell takes on a busy 2-core host
+/// (some 20 ms); a `.bashrc` that starts pyenv takes 150 ms on its own.
+const SLOW_COMMAND: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// How many guests' clocks are measured at once before a phase.
 const CLOCKS_AT_ONCE: usize = 4;
 
@@ -540,8 +544,24 @@ fn prepare<S: Shell>(
         info,
         janitor,
         from_cache,
+        first_command,
     } = transport::prepare(shell, reached, &machine.socket_text(), &ctx.exe, quiet)
         .map_err(|e| format!("{e:#}"))?;
+    if first_command > SLOW_COMMAND && quiet.once("slow commands") {
+        ctx.log(
+            LogLevel::Warn,
+            format!(
+                "{}: a command took {} ms to run there (a shell and a few tools): its shell reads \
+                 start-up files for every command, as bash reads ~/.bashrc over SSH (one that \
+                 starts pyenv or conda costs some 0.15 s). vmbench runs a command per copy and \
+                 per clock measurement, so with many guests that is most of bring-up and of the \
+                 time between phases: make non-interactive shells return early (`case $- in \
+                 *i*) ;; *) return;; esac` at the top of ~/.bashrc)",
+                machine.name,
+                first_command.as_millis()
+            ),
+        );
+    }
     if from_cache {
         ctx.log(
             LogLevel::Info,

@@ -17,14 +17,28 @@ pub struct Quiet(Arc<(Mutex<Count>, Condvar)>);
 struct Count {
     /// Guests still to arrive or leave.
     pending: usize,
+    /// What has been done once for this bring-up: a /tmp swept (by boot
+    /// id and device:inode: namespace guests share one), a warning given.
+    done: std::collections::HashSet<String>,
 }
 
 impl Quiet {
     pub fn new(parties: usize) -> Self {
         Quiet(Arc::new((
-            Mutex::new(Count { pending: parties }),
+            Mutex::new(Count {
+                pending: parties,
+                done: Default::default(),
+            }),
             Condvar::new(),
         )))
+    }
+
+    /// True the first time a guest of this bring-up names `what` (a /tmp
+    /// to sweep, a warning to give): the others leave it done.
+    pub fn once(&self, what: &str) -> bool {
+        let (count, _) = &*self.0;
+        let mut count = count.lock().unwrap_or_else(|e| e.into_inner());
+        count.done.insert(what.to_string())
     }
 
     /// This guest is done with its upload: waits until every other one
