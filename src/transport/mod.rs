@@ -25,7 +25,7 @@ pub use shell::{Reached, Shell};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use sha2::{Digest, Sha256};
 
 pub use crate::event::GuestInfo;
@@ -110,8 +110,15 @@ pub fn prepare<S: Shell>(
     let mut arrival = quiet::Arrival::new(quiet);
     // What the guest is, in one command: each one a guest runs costs its
     // shell's start-up files (a `.bashrc` that starts pyenv: 0.15 s here).
+    // Well past the point where vmbench itself would call the guest lost:
+    // a guest busy starting 128 shells (each of which reads its start-up
+    // files) is slow, not gone.
+    let patience = (reached.silence_limit * 2).max(std::time::Duration::from_secs(30));
+    let set_up = ssh::UPLOADS.take();
     let probing = std::time::Instant::now();
-    let (_, out, err) = shell.run(&format!("{BASICS_PROBE}\n{SHAPE_PROBE}"))?;
+    let (_, out, err) = shell
+        .run_within(&format!("{BASICS_PROBE}\n{SHAPE_PROBE}"), patience)
+        .context("asking the guest what it is (uname and a few files)")?;
     let first_command = probing.elapsed();
     let value = |key: &str| probed(&out, key).next().unwrap_or_default().to_string();
     let (arch, kernel) = (value("arch"), value("kernel"));
@@ -127,10 +134,10 @@ pub fn prepare<S: Shell>(
         .as_ref()
         .filter(|_| !tmp.is_empty())
         .is_none_or(|id| quiet.once(&format!("sweep /tmp of {id} {tmp}")));
-    // Well past the point where vmbench itself would call the guest lost.
-    let patience = (reached.silence_limit * 2).max(std::time::Duration::from_secs(30));
     let (vmbench, janitor, from_cache) = install(shell, &arch, vmbench, patience, sweep);
+    drop(set_up);
     arrival.arrive();
+    let clock_turn = ssh::CLOCK_PROBES.take();
     let (clock_offset_ns, clock_rtt_ns) = match &vmbench {
         Ok(path) => match shell.measure_clock(
             path,
@@ -141,6 +148,7 @@ pub fn prepare<S: Shell>(
         },
         Err(_) => (None, None),
     };
+    drop(clock_turn);
     let info = GuestInfo {
         address: address.to_string(),
         local_ip: reached.local_ip,
@@ -236,7 +244,6 @@ fn install<S: Shell>(
     }
     let step =
         |what: &str, e: anyhow::Error| format!("putting vmbench on the guest: {what}: {e:#}");
-    let _turn = ssh::UPLOADS.take();
     // Folders whose session ended without its janitor (vmbench killed while
     // the link was cut, the janitor later killed with sshd) go first, in
     // the same command.
@@ -246,7 +253,7 @@ fn install<S: Shell>(
     } else {
         make.to_string()
     };
-    let dir = match shell.run(&command) {
+    let dir = match shell.run_within(&command, patience) {
         Ok((0, out, _)) => out.trim().to_string(),
         Ok((_, _, err)) => {
             let why = format!(

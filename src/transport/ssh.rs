@@ -126,8 +126,15 @@ pub struct Slots {
 /// unauthenticated connections beyond MaxStartups, 10 by default).
 static HANDSHAKES: Slots = Slots::new(MAX_HANDSHAKES);
 
-/// Uploads of vmbench (hashing and encrypting megabytes each) in flight.
+/// Guests being set up at once: their probe and vmbench's upload (hashing
+/// and encrypting megabytes each). Each step starts shells on the guests,
+/// and a guest's shell may be slow to start (a `.bashrc` that starts
+/// pyenv, whose lock all namespace guests share): 128 probes at once on 2
+/// cores outran a 30 s patience for half of them.
 pub static UPLOADS: Slots = Slots::new(4);
+
+/// Clock probes at bring-up in flight: each starts vmbench on its guest.
+pub static CLOCK_PROBES: Slots = Slots::new(8);
 
 impl Slots {
     pub const fn new(max: usize) -> Self {
