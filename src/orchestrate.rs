@@ -224,6 +224,7 @@ impl Orchestrator {
                 sink: self.sink.clone(),
                 exe: self.exe.clone(),
                 sampling: Some(sampling),
+                slow_commands_said: Default::default(),
             },
         );
         let mut targets = Targets {

@@ -4,9 +4,10 @@
 //! record` and asserts the outcome, that the session ends by itself or on
 //! request, that its recording holds the fault and every other guest's
 //! results, and that nothing of this session is left on a guest or on the
-//! host. Times to outcome are printed (`--nocapture`) for the closing table;
-//! the bounds asserted are generous, for a loaded 2-core machine: what they
-//! catch is a hang, which is what these faults used to cause.
+//! host. Each time vmbench promises is measured on the session's clock from
+//! the fault (or from the tool's start), asserted against the promise plus
+//! a stated margin a loaded 2-core machine keeps, and printed
+//! (`--nocapture`).
 
 mod common;
 
@@ -290,10 +291,12 @@ fn a_link_cut_mid_phase_loses_the_guest_within_its_keepalive_and_the_night_goes_
         [RunOutcome::Completed, RunOutcome::Completed]
     );
     assert!(stderr.contains("g2 lost at"), "{stderr}");
-    drop(cut);
     // g2's janitor heard its last heartbeat at the cut and removes the
-    // folder itself, though its sshd never saw the connection close.
+    // folder itself, the link still cut (its sshd never saw the connection
+    // close; the link back, a reset would end the session and the janitor
+    // with it before its patience).
     assert_janitor_done(&session, &events, cut_at);
+    drop(cut);
 }
 
 #[test]
@@ -323,6 +326,7 @@ fn a_link_cut_between_phases_and_restored_later_is_reconnected() {
         phase_ended(e, 0)
     });
     let cut = LinkCut::new(2);
+    let cut_at = session.now();
     wait_for(&session.recording, "phase 2 ends", SESSION_LIMIT, |e| {
         phase_ended(e, 1)
     });
@@ -353,7 +357,9 @@ fn a_link_cut_between_phases_and_restored_later_is_reconnected() {
             || states.contains(&"reconnecting") && states.last() == Some(&"closed"),
         "{states:?}"
     );
-    assert_nothing_left(&events, Duration::from_secs(180));
+    // The first connection's folder went with its janitor (its last
+    // heartbeat at the cut), the second's at the session's end.
+    assert_janitor_done(&session, &events, cut_at);
 }
 
 #[test]
@@ -1181,9 +1187,10 @@ fn sigterm_mid_phase_with_a_cut_link_ends_the_session_within_seconds() {
         runs_of(&events, "g2")[..],
         [RunOutcome::Failed { .. }]
     ));
-    drop(cut);
     // g2's janitor heard its last heartbeat at the cut (its patience is
-    // 30 s: twice the 15 s silence limit); it ends the copy too.
+    // 30 s: twice the 15 s silence limit); it ends the copy too, the link
+    // still cut.
     assert_janitor_done(&session, &events, cut_at);
+    drop(cut);
     assert_no_host_copies();
 }

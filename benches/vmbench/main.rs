@@ -130,7 +130,15 @@ fn main() {
             println!("scale: not measured, the testbed's {guests} guests did not come up");
         }
     }
-    if !["skew", "cost", "sampling"].iter().any(|g| runs(g)) && !soak {
+    // Its guests are a fleet of its own: no testbed.
+    if soak {
+        let minutes = std::env::var("VMBENCH_SOAK_MINUTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(60);
+        soak::bench_soak(dir.path(), many, minutes);
+    }
+    if !["skew", "cost", "sampling"].iter().any(|g| runs(g)) {
         return;
     }
     let testbed = testbed::up(many.max(COST_GUESTS));
@@ -148,12 +156,5 @@ fn main() {
     }
     if testbed && runs("sampling") {
         cost::bench_guest_sampling(dir.path(), many);
-    }
-    if testbed && soak {
-        let minutes = std::env::var("VMBENCH_SOAK_MINUTES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(60);
-        soak::bench_soak(dir.path(), many, minutes);
     }
 }

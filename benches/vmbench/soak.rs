@@ -1,13 +1,14 @@
 //! A long session's memory: `vmbench record` of a plan of one-minute phases
 //! (sleeping copies on every guest, at 1 Hz) for as long as asked, its
-//! resident memory read from /proc every 10 s. Run only when named
-//! (`VMBENCH_BENCH=soak`; `VMBENCH_SOAK_MINUTES`, 60 by default).
+//! resident memory read from /proc every 10 s. The guests are a fleet of
+//! namespace guests vmbench makes for the session (on a bridge of its own,
+//! 198.18.70.0/24), so the soak needs no testbed and leaves it alone. Run
+//! only when named (`VMBENCH_BENCH=soak`; `VMBENCH_SOAK_MINUTES`, 60 by
+//! default).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use crate::testbed;
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -18,11 +19,12 @@ fn rss_kib(pid: u32) -> Option<u64> {
 pub fn bench_soak(dir: &Path, guests: usize, minutes: u32) {
     let exe = env!("CARGO_BIN_EXE_vmbench");
     let plan = format!(
-        "name = \"soak\"\ninterval = \"1s\"\n{}\
+        "name = \"soak\"\ninterval = \"1s\"\n\
+         [[fleet]]\nname = \"soak\"\ntechnology = \"netns\"\ncount = {guests}\ndisk_mib = 64\n\
+         addresses = \"198.18.70.0/24\"\n\
          [[benchmark]]\nname = \"idle\"\nworkload = {{ type = \"custom\", command = [\"sh\", \"-c\", \
          \"sleep 50; echo 1\"], result_regex = \"(\\\\d+)\", metric = \"idle\", unit = \"1\" }}\n\
-         duration = \"55s\"\nconcurrency = [{guests}]\nrepetitions = {minutes}\n",
-        testbed::guests(guests)
+         duration = \"55s\"\nconcurrency = [{guests}]\nrepetitions = {minutes}\n"
     );
     let plan_path = dir.join("soak.toml");
     std::fs::write(&plan_path, plan).expect("plan");
@@ -57,10 +59,12 @@ pub fn bench_soak(dir: &Path, guests: usize, minutes: u32) {
     let size = std::fs::metadata(&out).map_or(0, |m| m.len());
     println!(
         "soak: {guests} guests at 1 Hz, {minutes} one-minute phases, {total:.1} min in all: vmbench RSS \
-         {} / {} / {} (after the first phase, halfway, at the end), most {:.1} MB; recording \
-         {:.2} MB per minute",
+         {} / {} / {} / {} / {} (at the start, after the first phase, at 10 and 30 min, at the \
+         end), most {:.1} MB; recording {:.2} MB per minute",
+        at(0.0),
         at(1.0),
-        at(total / 2.0),
+        at(10.0),
+        at(30.0),
         at(total),
         most as f64 / 1024.0,
         size as f64 / 1e6 / total.max(1.0)

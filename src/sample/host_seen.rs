@@ -345,14 +345,20 @@ fn find_process(guest: &Guest) -> Option<Result<u32, String>> {
             }
         }
     }
-    // A match whose ancestor also matches is that process's own child with
-    // its command line: sshd's re-exec for each connection (until it
-    // retitles itself), a QEMU that forks a helper. The guest is the
-    // topmost one.
+    // A match whose ancestor also matches and runs the same program is
+    // that process's own child with its command line: sshd's re-exec for
+    // each connection (until it retitles itself), a QEMU that forks a
+    // helper. The guest is the topmost one. A wrapper that names the
+    // guest's command line (sudo, timeout, sh -c) is another program: both
+    // stay, and the pattern is ambiguous.
+    let program = |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).ok();
     let topmost: Vec<u32> = found
         .iter()
         .copied()
-        .filter(|&pid| !ancestors(pid).any(|a| found.contains(&a)))
+        .filter(|&pid| {
+            !ancestors(pid)
+                .any(|a| found.contains(&a) && program(a).is_some() && program(a) == program(pid))
+        })
         .collect();
     Some(match topmost.as_slice() {
         [pid] => Ok(*pid),
@@ -490,7 +496,25 @@ mod tests {
             find_process(&guest),
             Some(Err(e)) if e.contains("2 processes match")
         ));
-        for child in [&mut parent, &mut stranger] {
+        // A wrapper (here sh) whose child is another program with the
+        // words: not the same process, so the pattern is ambiguous.
+        let seconds = format!("30.{}", std::process::id());
+        let mut wrapper = std::process::Command::new("sh")
+            .args(["-c", &format!("sleep {seconds}; :")])
+            .process_group(0)
+            .spawn()
+            .expect("sh runs");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let sleeper = guest_with(&format!("process = 'sleep {seconds}'"));
+        while !matches!(find_process(&sleeper), Some(Err(e)) if e.contains("2 processes match")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                find_process(&sleeper)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for child in [&mut parent, &mut stranger, &mut wrapper] {
             // The parent's own child goes with its process group.
             crate::transport::kill_group(child.id());
             child.wait().expect("reap");

@@ -87,6 +87,9 @@ pub struct PoolContext {
     /// The vmbench binary put on each guest.
     pub exe: PathBuf,
     pub sampling: Option<SamplingHook>,
+    /// Guests' slow commands have been warned of (once a session, however
+    /// often guests are connected again).
+    pub slow_commands_said: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PoolContext {
@@ -547,7 +550,11 @@ fn prepare<S: Shell>(
         first_command,
     } = transport::prepare(shell, reached, &machine.socket_text(), &ctx.exe, quiet)
         .map_err(|e| format!("{e:#}"))?;
-    if first_command > SLOW_COMMAND && quiet.once("slow commands") {
+    if first_command > SLOW_COMMAND
+        && !ctx
+            .slow_commands_said
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
         ctx.log(
             LogLevel::Warn,
             format!(

@@ -74,15 +74,25 @@ pub const COMMAND_LIMIT: Duration = Duration::from_secs(300);
 
 /// Waits for `child` to exit; past `limit` it is killed and the test fails.
 pub fn wait_within(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    wait_or_kill(child, limit)
+        .unwrap_or_else(|| panic!("pid {} did not exit within {limit:?}", child.id()))
+}
+
+/// Waits for `child` to exit, or kills it past `limit` (None): for a
+/// clean-up that must not panic (one already under way aborts the tests).
+pub fn wait_or_kill(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("pid {} did not exit within {limit:?}", child.id());
+            return None;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -99,7 +109,9 @@ impl Bounded for std::process::Command {
     fn output_within(&mut self, limit: Duration) -> std::process::Output {
         use std::io::Read;
         use std::process::Stdio;
+        // As `output` does: nothing to read on stdin.
         let mut child = self
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

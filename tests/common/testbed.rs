@@ -43,9 +43,15 @@ impl Drop for Turn {
     fn drop(&mut self) {
         if std::thread::panicking() {
             // No assert: a panic while panicking aborts every test.
-            let _ = Command::new(script())
+            if let Ok(mut up) = Command::new(script())
                 .args(["up", &GUESTS.to_string(), &VMS.to_string()])
-                .output();
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+            {
+                super::wait_or_kill(&mut up, COMMAND_LIMIT);
+            }
         }
     }
 }
