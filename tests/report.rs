@@ -528,7 +528,8 @@ fn every_view_prints_in_every_format() {
                     .filter_map(|e| e["reason"].as_str())
                     .collect();
                 assert!(
-                    reasons.contains(&"1 of 2 copies finished"),
+                    reasons.contains(&"1 of 2 copies finished")
+                        && reasons.iter().any(|r| r.starts_with("start skew")),
                     "{view}: {reasons:?}"
                 );
                 assert!(json["validity"].is_array(), "{view}");
@@ -666,4 +667,33 @@ fn results_csv_holds_each_copys_figure_as_recorded() {
         two.iter().any(|(_, _, o)| o != "completed"),
         "the partial phase's unfinished copy: {two:?}"
     );
+}
+
+#[test]
+fn table1_carries_the_numbers_computed_by_hand_and_pairwise_no_pair_without_one() {
+    let dir = fixtures();
+    let json = |view: &str, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["host.vmb", "guests.vmb", "--view", view, "--format", "json"];
+        args.extend_from_slice(extra);
+        let run = report(dir.path(), &args);
+        assert_eq!(run.code, 0, "{view}: {}", run.stderr);
+        serde_json::from_str(&run.stdout).expect("json")
+    };
+    // kvm at 1 guest: 78, 80, 82 against 98, 100, 102 (see the matrix
+    // test): 20 % ± 4.5339 %.
+    let table1 = json("table1", &["--guests", "1"]);
+    let kvm = table1["technologies"]
+        .as_array()
+        .expect("technologies")
+        .iter()
+        .position(|t| t == "kvm")
+        .expect("kvm");
+    let cell = &table1["columns"][0]["cells"][kvm];
+    assert!(close(&cell["loss"]["percent"], 20.0), "{cell}");
+    assert!((cell["loss"]["ci"].as_f64().expect("ci") - 4.533_915_871_055).abs() < 1e-6);
+    // Technology against technology leaves the baseline out: with one
+    // technology beside it, no pair, and it says so.
+    let pairwise = json("pairwise", &[]);
+    assert_eq!(pairwise["comparisons"], serde_json::json!([]));
+    assert_eq!(pairwise["with_baseline"], false);
 }
