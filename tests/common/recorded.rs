@@ -156,14 +156,21 @@ pub fn lost_at(events: &[Event], guest: &str) -> u64 {
 /// When each run of `guest` started its tool (None for a copy that never
 /// did) and when it ended, in order.
 pub fn run_times(events: &[Event], guest: &str) -> Vec<(Option<u64>, u64)> {
-    let ids: Vec<u32> = events
+    runs_spawned(events, guest)
+        .into_iter()
+        .map(|id| run_span(events, id))
+        .collect()
+}
+
+/// The runs of `guest`, in the order they were spawned.
+fn runs_spawned(events: &[Event], guest: &str) -> Vec<u32> {
+    events
         .iter()
         .filter_map(|e| match e {
             Event::RunSpawned { run, guest: g, .. } if g == guest => Some(*run),
             _ => None,
         })
-        .collect();
-    ids.into_iter().map(|id| run_span(events, id)).collect()
+        .collect()
 }
 
 /// When run `id` started its tool (None if it never did) and when it ended.
@@ -211,14 +218,8 @@ pub fn outcomes(events: &[Event]) -> Vec<PhaseOutcome> {
 
 /// How each run of `guest` ended, in order.
 pub fn runs_of(events: &[Event], guest: &str) -> Vec<RunOutcome> {
-    let ids: Vec<u32> = events
+    runs_spawned(events, guest)
         .iter()
-        .filter_map(|e| match e {
-            Event::RunSpawned { run, guest: g, .. } if g == guest => Some(*run),
-            _ => None,
-        })
-        .collect();
-    ids.iter()
         .filter_map(|id| {
             events.iter().find_map(|e| match e {
                 Event::RunEnded { run, outcome, .. } if run == id => Some(outcome.clone()),
